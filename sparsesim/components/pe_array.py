@@ -1,0 +1,159 @@
+"""The PE array: ``rows x columns`` PEs, each with activation lanes x filter lanes of MACs.
+
+Modelled (see :mod:`sparsesim.mapping.tiling` for who works on what):
+
+- Each PE multiplies every input activation it receives by ``filter_lanes`` weights per cycle, one per
+  filter it owns, and takes up to ``activation_lanes`` activations per cycle, one per lane, each lane from its
+  own slice of the channel block. The PE columns share each activation (it is multicast); the PE rows work on
+  consecutive windows in lockstep.
+- The cycles of a tile are computed exactly from the real activations of the tile by
+  :mod:`sparsesim.sparse.activation_work`: dense and gated PEs spend one lane-cycle per operand; zero-skipping
+  PEs (Cnvlutin) one per nonzero operand, the busiest lane setting each window's pace.
+- The output values are computed through the same datapath: only the products the PEs perform (for
+  zero-skipping and gating PEs: the nonzero activations and their offsets, as a CSR matrix) are summed, then
+  bias and activation function. The simulator checks them against numpy's reference.
+
+Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
+per cycle is assumed to be available).
+
+Actions (one per word or per MAC, summed over all PEs):
+``compute`` MAC performed and charged; ``gated_compute`` MAC whose cycle is spent with its datapath gated
+(zero activation); ``skipped_compute`` MAC never issued; ``input_spad_read`` activation read by a PE;
+``input_spad_metadata_read`` offset read with a zero-free activation; ``weight_spad_read`` weight read for a
+charged MAC (gating also skips the weight read, as Eyeriss does); ``psum_spad_update`` one accumulation per
+filter lane per cycle of a window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+
+from sparsesim.core import Component
+from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
+from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, window_nonzero_counts
+
+SKIPPING_MODES = ("zero_skip_activations",)
+
+
+@dataclass(frozen=True)
+class TileWork:
+    """What one tile costs the PE array."""
+
+    cycles: int
+    actions: dict[str, int]
+
+
+class PeArray(Component):
+    ACTIONS = (
+        "compute",
+        "gated_compute",
+        "skipped_compute",
+        "input_spad_read",
+        "input_spad_metadata_read",
+        "weight_spad_read",
+        "psum_spad_update",
+    )
+
+    def __init__(self, config, path: str = "pe_array"):
+        super().__init__(path)
+        self.rows = config.rows
+        self.columns = config.columns
+        self.activation_lanes = config.pe.activation_lanes
+        self.filter_lanes = config.pe.filter_lanes
+        self.sparsity = config.pe.sparsity
+        self.busy_cycles = 0
+        self.stall_cycles = 0
+
+    @property
+    def mac_lanes(self) -> int:
+        return self.rows * self.columns * self.activation_lanes * self.filter_lanes
+
+    def prepare(self, input_chw: np.ndarray, geometry: ConvGeometry, tiling: LayerTiling) -> None:
+        """Precompute, per channel block, each window's cycles and operand counts from the real input."""
+        counts = window_nonzero_counts(
+            input_chw, geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding
+        ).reshape(geometry.channels, -1)
+        self._geometry = geometry
+        self._block_cycles = {}
+        self._block_nonzeros = {}
+        for start in range(0, geometry.channels, tiling.channels_per_block):
+            block = counts[start : start + tiling.channels_per_block]
+            self._block_cycles[start] = window_cycles(
+                block, self.activation_lanes, geometry.kernel_positions, self.sparsity
+            )
+            self._block_nonzeros[start] = block.sum(axis=0)
+
+    def work(self, tile: Tile) -> TileWork:
+        """Cycles and actions of one tile; the actions are also added to this component's counts."""
+        geometry = self._geometry
+        windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
+        per_window = self._block_cycles[tile.channel_start][windows]
+        cycles = lockstep_cycles(per_window, self.rows)
+        n_windows = per_window.shape[0]
+        n_filters = tile.filter_stop - tile.filter_start
+        active_pes_per_window = -(-n_filters // self.filter_lanes)
+        operands = n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
+        nonzeros = int(self._block_nonzeros[tile.channel_start][windows].sum())
+        zeros = operands - nonzeros
+        skipping = self.sparsity in SKIPPING_MODES
+        gating = self.sparsity == "zero_gating"
+        charged = n_filters * (nonzeros if (skipping or gating) else operands)
+        actions = {
+            "compute": charged,
+            "gated_compute": n_filters * zeros if gating else 0,
+            "skipped_compute": n_filters * zeros if skipping else 0,
+            "input_spad_read": active_pes_per_window * (nonzeros if skipping else operands),
+            "input_spad_metadata_read": active_pes_per_window * nonzeros if skipping else 0,
+            "weight_spad_read": charged,
+            "psum_spad_update": n_filters * int(per_window.sum()),
+        }
+        for action, n in actions.items():
+            self.count(action, n)
+        return TileWork(cycles, actions)
+
+
+def im2col(input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int) -> np.ndarray:
+    """The operands of output rows ``[start, stop)``: a ``(windows, C*R*S)`` float64 matrix."""
+    p = geometry.padding
+    padded = np.pad(input_chw.astype(np.float64), ((0, 0), (p, p), (p, p)))
+    first = out_row_start * geometry.stride
+    last = (out_row_stop - 1) * geometry.stride + geometry.kernel_r
+    band = padded[:, first:last]
+    views = np.lib.stride_tricks.sliding_window_view(band, (geometry.kernel_r, geometry.kernel_s), axis=(1, 2))
+    views = views[:, :: geometry.stride, :: geometry.stride][:, :, : geometry.out_width]
+    # (C, rows, Wout, R, S) -> (rows, Wout, C, R, S)
+    return np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(-1, geometry.channels * geometry.kernel_positions)
+
+
+def datapath_output(
+    input_chw: np.ndarray,
+    weights_kcrs: np.ndarray,
+    bias: np.ndarray,
+    geometry: ConvGeometry,
+    sparsity: str,
+    activation: str,
+    rows_per_chunk: int,
+) -> np.ndarray:
+    """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64.
+
+    Zero-skipping and gating PEs only ever multiply nonzero activations (the others are skipped, or their MAC
+    is gated and contributes nothing): their operands are held as a CSR matrix of the nonzero activations and
+    their offsets, so exactly the MACs the hardware performs are summed. Dense PEs multiply everything.
+    """
+    weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64).T  # (CRS, K)
+    out = np.empty((geometry.out_height * geometry.out_width, geometry.filters), dtype=np.float64)
+    for start in range(0, geometry.out_height, rows_per_chunk):
+        stop = min(geometry.out_height, start + rows_per_chunk)
+        operands = im2col(input_chw, geometry, start, stop)
+        if sparsity == "none":
+            partial = operands @ weight_matrix
+        else:
+            partial = scipy.sparse.csr_matrix(operands) @ weight_matrix
+        out[start * geometry.out_width : stop * geometry.out_width] = partial
+    out += bias.astype(np.float64)[None, :]
+    if activation == "relu":
+        np.maximum(out, 0.0, out=out)
+    return out.T.reshape(geometry.filters, geometry.out_height, geometry.out_width)

@@ -1,0 +1,34 @@
+"""The exceptions sparsesim raises on bad input.
+
+Every error a user can cause derives from :class:`SparsesimError`, so a caller can catch one type;
+the CLI turns them into a one-screen message and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class SparsesimError(Exception):
+    """Base of every error sparsesim raises on purpose."""
+
+
+class ConfigError(SparsesimError):
+    """A hardware config is malformed: YAML syntax, unknown keys, wrong types or impossible values.
+
+    ``problems`` holds every ``(dotted_path, message)`` found, so that one run reports them all.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = list(problems)
+        lines = [f"{source}: {len(self.problems)} problem(s) in the hardware config:"]
+        lines += [f"  {path or '<top level>'}: {message}" for path, message in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class TraceError(SparsesimError):
+    """A trace is malformed: bad manifest, wrong shapes or dtypes, non-finite values, checksum mismatch,
+    truncated or pickled arrays. The message names the file and the array or manifest key."""
+
+
+class SimulationError(SparsesimError):
+    """A layer cannot be simulated on a hardware config (for example: no tile of it fits the buffers)."""

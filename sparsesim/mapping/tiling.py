@@ -1,0 +1,194 @@
+"""Tiling a convolution (or linear layer) onto the PE array and the global buffer.
+
+The dataflow is output stationary, as in DaDianNao and Cnvlutin:
+
+- the PE array's *columns* x each PE's ``filter_lanes`` work on a **filter group** of up to
+  ``columns * filter_lanes`` filters at once (each PE keeps its filters' weights in its weight scratchpad);
+- the PE array's *rows* work on consecutive output positions (windows) in lockstep;
+- each PE's ``activation_lanes`` split the input channels of the current **channel block**.
+
+A tile is ``(filter group, output-row block, channel block)``, visited in that loop order (channel blocks
+innermost, so partial sums stay in the global buffer between channel blocks and only finished outputs go to
+DRAM). Sizes are chosen greedily:
+
+1. the channel block is as large as the weight scratchpad allows (``filter_lanes * block * R * S`` words);
+2. the output-row block is the largest whose weights + input rows (with halo) + outputs fit in **half** the
+   global buffer (the other half holds the next tile: double buffering);
+3. if not even one output row fits, the channel block is halved until it does, or the layer is rejected.
+
+What moves per tile: input rows (with their halo, re-fetched for every filter group and every row block) come
+from DRAM into the global buffer and are multicast over the NoC once; a filter group's weights come from DRAM
+and go to the PEs once per group when the whole filter fits one channel block, else once per tile; partial
+sums go back to the PEs for every channel block after the first; outputs leave for DRAM after the last one.
+Ignored: mapping search (the loop order and tile shape are fixed, not optimised), bank conflicts, and reuse
+of halo rows between consecutive row blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sparsesim.errors import SimulationError
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """The loop bounds of one layer; a linear layer is a 1x1 convolution of a 1x1 image."""
+
+    channels: int
+    height: int
+    width: int
+    filters: int
+    kernel_r: int
+    kernel_s: int
+    stride: int
+    padding: int
+
+    @property
+    def out_height(self) -> int:
+        return (self.height + 2 * self.padding - self.kernel_r) // self.stride + 1
+
+    @property
+    def out_width(self) -> int:
+        return (self.width + 2 * self.padding - self.kernel_s) // self.stride + 1
+
+    @property
+    def kernel_positions(self) -> int:
+        return self.kernel_r * self.kernel_s
+
+    @property
+    def algorithmic_macs(self) -> int:
+        """MACs of the dense loop nest, padding positions included (Timeloop's algorithmic computes)."""
+        return (
+            self.filters * self.channels * self.kernel_positions * self.out_height * self.out_width
+        )
+
+    def input_rows(self, out_row_start: int, out_row_stop: int) -> tuple[int, int]:
+        """The input rows ``[start, stop)`` (inside the unpadded image) that output rows need."""
+        start = out_row_start * self.stride - self.padding
+        stop = (out_row_stop - 1) * self.stride - self.padding + self.kernel_r
+        return max(0, start), min(self.height, stop)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One unit of work: a filter group x an output-row block x a channel block, and the bytes it moves."""
+
+    index: int
+    filter_start: int
+    filter_stop: int
+    out_row_start: int
+    out_row_stop: int
+    channel_start: int
+    channel_stop: int
+    is_first_channel_block: bool
+    is_last_channel_block: bool
+    weight_words: int  # weights fetched from DRAM and sent to the PEs with this tile (0 when resident)
+    input_words: int  # input activations fetched from DRAM and multicast to the PEs
+    psum_in_words: int  # partial sums sent back to the PEs (channel blocks after the first)
+    out_words: int  # partial sums or outputs returned by the PEs to the global buffer
+    dram_write_words: int  # finished outputs written to DRAM (last channel block only)
+
+
+@dataclass(frozen=True)
+class LayerTiling:
+    geometry: ConvGeometry
+    filters_per_group: int
+    channels_per_block: int
+    out_rows_per_block: int
+    tiles: tuple[Tile, ...]
+
+    @property
+    def n_filter_groups(self) -> int:
+        return -(-self.geometry.filters // self.filters_per_group)
+
+    @property
+    def n_channel_blocks(self) -> int:
+        return -(-self.geometry.channels // self.channels_per_block)
+
+    @property
+    def n_row_blocks(self) -> int:
+        return -(-self.geometry.out_height // self.out_rows_per_block)
+
+
+def _tile_footprint_words(geometry: ConvGeometry, filters: int, channels: int, out_rows: int) -> int:
+    in_rows = min(geometry.height, (out_rows - 1) * geometry.stride + geometry.kernel_r)
+    weights = filters * channels * geometry.kernel_positions
+    inputs = channels * in_rows * geometry.width
+    outputs = filters * out_rows * geometry.out_width
+    return weights + inputs + outputs
+
+
+def tile_layer(
+    geometry: ConvGeometry,
+    *,
+    columns: int,
+    filter_lanes: int,
+    weight_spad_bytes: int,
+    global_buffer_bytes: int,
+    word_bytes: int,
+    layer_name: str = "layer",
+) -> LayerTiling:
+    """Choose tile sizes (see the module docstring) and list the tiles in execution order."""
+    filters_per_group = min(geometry.filters, columns * filter_lanes)
+    spad_words = weight_spad_bytes // word_bytes
+    channels = min(geometry.channels, spad_words // (filter_lanes * geometry.kernel_positions))
+    if channels < 1:
+        raise SimulationError(
+            f"{layer_name}: no tile fits the PE weight scratchpad: {filter_lanes} filter lanes x "
+            f"{geometry.kernel_r}x{geometry.kernel_s} weights need "
+            f"{filter_lanes * geometry.kernel_positions * word_bytes} bytes, "
+            f"pe_array.pe.weight_spad_bytes is {weight_spad_bytes}"
+        )
+    half_buffer_words = global_buffer_bytes // word_bytes // 2
+    while True:
+        out_rows = 0
+        for rows in range(geometry.out_height, 0, -1):
+            if _tile_footprint_words(geometry, filters_per_group, channels, rows) <= half_buffer_words:
+                out_rows = rows
+                break
+        if out_rows or channels == 1:
+            break
+        channels = -(-channels // 2)
+    if not out_rows:
+        need = _tile_footprint_words(geometry, filters_per_group, 1, 1) * 2 * word_bytes
+        raise SimulationError(
+            f"{layer_name}: no tile fits the global buffer: one output row of {filters_per_group} filters "
+            f"over one channel needs {need} bytes double-buffered, "
+            f"global_buffer.capacity_bytes is {global_buffer_bytes}"
+        )
+
+    weights_resident = channels >= geometry.channels
+    tiles = []
+    for filter_start in range(0, geometry.filters, filters_per_group):
+        filter_stop = min(geometry.filters, filter_start + filters_per_group)
+        n_filters = filter_stop - filter_start
+        for out_row_start in range(0, geometry.out_height, out_rows):
+            out_row_stop = min(geometry.out_height, out_row_start + out_rows)
+            in_start, in_stop = geometry.input_rows(out_row_start, out_row_stop)
+            out_words = n_filters * (out_row_stop - out_row_start) * geometry.out_width
+            for channel_start in range(0, geometry.channels, channels):
+                channel_stop = min(geometry.channels, channel_start + channels)
+                n_channels = channel_stop - channel_start
+                first = channel_start == 0
+                last = channel_stop == geometry.channels
+                send_weights = not weights_resident or out_row_start == 0
+                tiles.append(
+                    Tile(
+                        index=len(tiles),
+                        filter_start=filter_start,
+                        filter_stop=filter_stop,
+                        out_row_start=out_row_start,
+                        out_row_stop=out_row_stop,
+                        channel_start=channel_start,
+                        channel_stop=channel_stop,
+                        is_first_channel_block=first,
+                        is_last_channel_block=last,
+                        weight_words=n_filters * n_channels * geometry.kernel_positions if send_weights else 0,
+                        input_words=n_channels * (in_stop - in_start) * geometry.width,
+                        psum_in_words=0 if first else out_words,
+                        out_words=out_words,
+                        dram_write_words=out_words if last else 0,
+                    )
+                )
+    return LayerTiling(geometry, filters_per_group, channels, out_rows, tuple(tiles))

@@ -1,0 +1,257 @@
+"""The simulation report and its renderings.
+
+A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPORT_SCHEMA_VERSION``:
+
+- ``hwconfig`` (name and every parameter), ``trace`` (name, format version, provenance);
+- ``layers``: per layer, ``cycles`` and ``time_s``; ``computes`` (algorithmic, actual, effectual, ineffectual,
+  skipped, gated, charged); the lecture's ``throughput`` (eq. 3.4) and ``energy_efficiency`` (eq. 3.9)
+  decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
+  ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
+  ``tiling``; ``functional_check``;
+- ``totals``: the same quantities summed over the layers (layers run one after the other).
+
+The same inputs give a byte-identical JSON: no timestamps, no absolute paths, dict order fixed by the code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+REPORT_SCHEMA_VERSION = 1
+
+_COMPUTES = ("algorithmic", "actual", "effectual", "ineffectual", "skipped", "gated", "charged")
+
+
+def _ratio(numerator, denominator):
+    return float(numerator) / float(denominator) if denominator else None
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Report:
+    """A simulation's results; ``data`` is the JSON-able dict described in the module docstring."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    @property
+    def layers(self) -> list[dict]:
+        return self.data["layers"]
+
+    @property
+    def totals(self) -> dict:
+        return self.data["totals"]
+
+    def layer(self, name: str) -> dict:
+        for entry in self.layers:
+            if entry["name"] == name:
+                return entry
+        raise KeyError(name)
+
+    @staticmethod
+    def totals_of(layers: list[dict], clock_hz: float) -> dict:
+        """Sum the layers (run back to back) into the ``totals`` section."""
+        cycles = sum(entry["cycles"] for entry in layers)
+        computes = {key: sum(entry["computes"][key] for entry in layers) for key in _COMPUTES}
+        energy = sum(entry["energy_pj"] for entry in layers)
+        components: dict[str, dict] = {}
+        for entry in layers:
+            for path, comp in entry["components"].items():
+                total = components.setdefault(
+                    path, {"actions": {}, "action_energy_pj": {}, "energy_pj": 0.0, "cycle_states": {}}
+                )
+                for action, n in comp["actions"].items():
+                    total["actions"][action] = total["actions"].get(action, 0) + n
+                for action, pj in comp["action_energy_pj"].items():
+                    total["action_energy_pj"][action] = total["action_energy_pj"].get(action, 0.0) + pj
+                total["energy_pj"] += comp["energy_pj"]
+                for port, states in comp["cycle_states"].items():
+                    acc = total["cycle_states"].setdefault(port, dict.fromkeys(states, 0))
+                    for key, value in states.items():
+                        acc[key] += value
+        for comp in components.values():
+            comp["energy_share"] = _ratio(comp["energy_pj"], energy)
+        return {
+            "layers": len(layers),
+            "cycles": cycles,
+            "time_s": cycles / clock_hz,
+            "computes": computes,
+            "throughput": {
+                "algorithmic_per_cycle": _ratio(computes["algorithmic"], cycles),
+                "actual_per_cycle": _ratio(computes["actual"], cycles),
+                "effectual_per_actual": _ratio(computes["effectual"], computes["actual"]),
+                "effectual_per_algorithmic": _ratio(computes["effectual"], computes["algorithmic"]),
+            },
+            "energy_efficiency": {
+                "algorithmic_per_pj": _ratio(computes["algorithmic"], energy),
+                "charged_per_pj": _ratio(computes["charged"], energy),
+                "effectual_per_charged": _ratio(computes["effectual"], computes["charged"]),
+                "effectual_per_algorithmic": _ratio(computes["effectual"], computes["algorithmic"]),
+            },
+            "energy_pj": energy,
+            "components": components,
+            "functional_check_passed": all(entry["functional_check"]["passed"] for entry in layers),
+        }
+
+    # ----- renderings -------------------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, allow_nan=False) + "\n"
+
+    def to_csv(self) -> str:
+        """One row per layer and a ``TOTAL`` row: cycles, time, computes, energy per component, cycle states."""
+        rows = [self._csv_row(entry["name"], entry) for entry in self.layers]
+        rows.append(self._csv_row("TOTAL", self.totals))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+    def _csv_row(self, name: str, entry: dict) -> dict:
+        row = {"layer": name, "cycles": entry["cycles"], "time_s": repr(entry["time_s"])}
+        row.update({f"{key}_computes": entry["computes"][key] for key in _COMPUTES})
+        row["energy_pj"] = repr(entry["energy_pj"])
+        for path, comp in entry["components"].items():
+            row[f"{path}.energy_pj"] = repr(comp["energy_pj"])
+            for port, states in comp["cycle_states"].items():
+                for key, value in states.items():
+                    row[f"{port}.{key}"] = value
+        passed = entry["functional_check"]["passed"] if "functional_check" in entry else entry[
+            "functional_check_passed"
+        ]
+        row["functional_check"] = "pass" if passed else "FAIL"
+        return row
+
+    def render(self, baseline: Report | None = None) -> str:
+        """The terminal table: per layer, then per component over all layers, then the decompositions."""
+        out = io.StringIO()
+        hw = self.data["hwconfig"]["name"]
+        trace = self.data["trace"]["name"]
+        out.write(f"sparsesim {self.data['sparsesim_version']}: {hw} on {trace}")
+        if baseline is not None:
+            out.write(f"  (baseline: {baseline.data['hwconfig']['name']})")
+        out.write("\n\n")
+        comparison = compare_reports(self, baseline) if baseline is not None else None
+
+        header = ["layer", "act dens", "cycles", "time ms", "algorithmic", "actual", "effectual",
+                  "skipped", "gated", "energy uJ", "check"]
+        if comparison:
+            header += ["speed-up", "energy ratio"]
+        rows = []
+        for entry in self.layers + [dict(self.totals, name="total")]:
+            check = entry.get("functional_check", {}).get("passed", entry.get("functional_check_passed"))
+            c = entry["computes"]
+            dens = entry.get("densities", {}).get("input_activations")
+            row = [entry["name"], "" if dens is None else f"{dens:.3f}", f"{entry['cycles']:,}",
+                   f"{entry['time_s'] * 1e3:.3f}", f"{c['algorithmic']:,}", f"{c['actual']:,}",
+                   f"{c['effectual']:,}", f"{c['skipped']:,}", f"{c['gated']:,}",
+                   f"{entry['energy_pj'] / 1e6:.2f}", "pass" if check else "FAIL"]
+            if comparison:
+                cmp = comparison["layers"].get(entry["name"], comparison["totals"])
+                row += [f"{cmp['speedup']:.3f}x", f"{cmp['energy_ratio']:.3f}"]
+            rows.append(row)
+        out.write(_table(header, rows, separator_before_last=True))
+        if comparison:
+            out.write("speed-up = baseline cycles / cycles; energy ratio = energy / baseline energy\n")
+
+        totals = self.totals
+        out.write("\nper component, all layers\n")
+        header = ["component", "busy cycles", "stall cycles", "idle cycles", "busy %", "energy uJ", "share"]
+        rows = []
+        for path, comp in totals["components"].items():
+            ports = list(comp["cycle_states"].items())
+            for i, (port, states) in enumerate(ports):
+                busy_share = _ratio(states["busy_cycles"], totals["cycles"]) or 0.0
+                energy = f"{comp['energy_pj'] / 1e6:.2f}" if i == 0 else ""
+                share = f"{(comp['energy_share'] or 0.0) * 100:.1f}%" if i == 0 else ""
+                rows.append([port, f"{states['busy_cycles']:,}", f"{states['stall_cycles']:,}",
+                             f"{states['idle_cycles']:,}", f"{busy_share * 100:.1f}%", energy, share])
+        out.write(_table(header, rows))
+
+        out.write("\nactions, all layers\n")
+        rows = []
+        for path, comp in totals["components"].items():
+            for action, n in comp["actions"].items():
+                rows.append([f"{path}.{action}", f"{n:,}", f"{comp['action_energy_pj'][action] / 1e6:.3f}"])
+        out.write(_table(["action", "count", "energy uJ"], rows))
+
+        t, e = totals["throughput"], totals["energy_efficiency"]
+        out.write(
+            "\nthroughput (lecture eq. 3.4): algorithmic MACs/cycle = actual MACs/cycle x effectual/actual"
+            " x 1/(effectual/algorithmic)\n"
+            f"  {_fmt(t['algorithmic_per_cycle'])} = {_fmt(t['actual_per_cycle'])} x "
+            f"{_fmt(t['effectual_per_actual'])} x 1/{_fmt(t['effectual_per_algorithmic'])}\n"
+            "energy efficiency (eq. 3.9): algorithmic MACs/pJ = charged MACs/pJ x effectual/charged"
+            " x 1/(effectual/algorithmic)\n"
+            f"  {_fmt(e['algorithmic_per_pj'])} = {_fmt(e['charged_per_pj'])} x "
+            f"{_fmt(e['effectual_per_charged'])} x 1/{_fmt(e['effectual_per_algorithmic'])}\n"
+        )
+        passed = totals["functional_check_passed"]
+        out.write(
+            f"\nfunctional check (datapath output vs numpy conv + ReLU): "
+            f"{'pass on every layer' if passed else 'FAILED on some layer'}\n"
+        )
+        return out.getvalue()
+
+
+def compare_reports(report: Report, baseline: Report) -> dict:
+    """Speed-up (baseline cycles / cycles) and energy ratio (energy / baseline energy), per layer and total."""
+    base_layers = {entry["name"]: entry for entry in baseline.layers}
+    layers = {}
+    for entry in report.layers:
+        base = base_layers.get(entry["name"])
+        if base is None:
+            continue
+        layers[entry["name"]] = {
+            "speedup": _ratio(base["cycles"], entry["cycles"]),
+            "energy_ratio": _ratio(entry["energy_pj"], base["energy_pj"]),
+        }
+    return {
+        "baseline": baseline.data["hwconfig"]["name"],
+        "layers": layers,
+        "totals": {
+            "speedup": _ratio(baseline.totals["cycles"], report.totals["cycles"]),
+            "energy_ratio": _ratio(report.totals["energy_pj"], baseline.totals["energy_pj"]),
+        },
+    }
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells):
+        first = f"{cells[0]:<{widths[0]}}"
+        rest = [f"{cell:>{width}}" for cell, width in zip(cells[1:], widths[1:])]
+        return "  ".join([first, *rest]).rstrip() + "\n"
+
+    rule = "  ".join("-" * width for width in widths) + "\n"
+    text = line(header) + rule
+    for i, row in enumerate(rows):
+        if separator_before_last and i == len(rows) - 1:
+            text += rule
+        text += line(row)
+    return text

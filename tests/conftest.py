@@ -1,0 +1,26 @@
+"""Shared fixtures: the shipped real trace and hardware configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TRACE_DIR = ROOT / "traces" / "vgg16_china"
+HWCONFIG_DIR = ROOT / "hwconfigs"
+SHIPPED_HWCONFIGS = ("dadiannao", "cnvlutin", "eyeriss_v1")
+
+
+@pytest.fixture(scope="session")
+def vgg16_trace():
+    from sparsesim import load_trace
+
+    return load_trace(TRACE_DIR)
+
+
+@pytest.fixture(scope="session")
+def hwconfigs():
+    from sparsesim import load_hwconfig
+
+    return {name: load_hwconfig(HWCONFIG_DIR / f"{name}.yaml") for name in SHIPPED_HWCONFIGS}

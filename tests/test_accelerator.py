@@ -1,0 +1,95 @@
+"""The tile pipeline: overlap, bottlenecks and back-pressure, on small synthetic layers (named as such)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparsesim.accelerator import run_layer
+from sparsesim.config import parse_hwconfig
+from sparsesim.workload.ops import layer_reference
+from sparsesim.workload.trace import Layer
+
+
+def synthetic_layer(channels=8, size=12, filters=4, kernel=3, seed=0, zero_fraction=0.5):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((channels, size, size)).astype(np.float32)
+    x[rng.random(x.shape) < zero_fraction] = 0.0
+    w = rng.standard_normal((filters, channels, kernel, kernel)).astype(np.float32)
+    b = np.zeros(filters, dtype=np.float32)
+    layer = Layer("synthetic", "conv2d", x, w, b, np.zeros((filters, size, size), np.float32), 1, kernel // 2, "relu")
+    out = layer_reference(layer).astype(np.float32)
+    return Layer("synthetic", "conv2d", x, w, b, out, 1, kernel // 2, "relu")
+
+
+def hw(**overrides):
+    base = {
+        "name": "synthetic-test",
+        "dram": {"bandwidth_bytes_per_cycle": 64.0, "latency_cycles": 10, "burst_bytes": 64},
+        "global_buffer": {"capacity_bytes": 4096, "banks": 2, "read_bandwidth_bytes_per_cycle": 64.0,
+                          "write_bandwidth_bytes_per_cycle": 64.0},
+        "noc": {"bandwidth_bytes_per_cycle": 64.0, "latency_cycles": 1},
+        "pe_array": {"rows": 1, "columns": 2, "pe": {"activation_lanes": 4, "filter_lanes": 2,
+                                                    "weight_spad_bytes": 4096}},
+    }
+    for section, values in overrides.items():
+        base[section] = {**base[section], **values} if isinstance(values, dict) else values
+    return parse_hwconfig(base, source="test")
+
+
+def stage_times(events):
+    times = {}
+    for cycle, stage, tile, what in events:
+        times.setdefault((stage, what.split()[0]), {})[tile] = cycle
+    return times
+
+
+def test_compute_bound_layer_keeps_the_pes_busy_and_overlaps_transfers():
+    run = run_layer(hw(), synthetic_layer())
+    pe = run.pe_array
+    assert len(run.tiling.tiles) > 2
+    # Only the first load and the last write-back are not hidden behind compute.
+    assert pe.busy_cycles > 0.8 * run.cycles
+    assert pe.busy_cycles + pe.stall_cycles <= run.cycles
+
+
+def test_dram_bound_layer_is_as_slow_as_its_dram_traffic():
+    run = run_layer(hw(dram={"bandwidth_bytes_per_cycle": 0.5}), synthetic_layer())
+    dram = run.dram.port
+    assert dram.busy_cycles > 0.9 * run.cycles
+    assert run.pe_array.stall_cycles > run.pe_array.busy_cycles
+    # The DRAM moved whole bursts: busy cycles = bursts x burst bytes / bandwidth.
+    bursts = run.dram.actions["read"] + run.dram.actions["write"]
+    assert dram.busy_cycles >= bursts * 64 / 0.5 - dram.transactions
+
+
+def test_buffer_back_pressure_never_lets_the_loader_run_more_than_two_tiles_ahead():
+    events = []
+    # Slow write-back: outputs pile up, and the loader must wait for a free half of the buffer.
+    config = hw(dram={"bandwidth_bytes_per_cycle": 1.0}, global_buffer={"capacity_bytes": 600})
+    run = run_layer(config, synthetic_layer(channels=2, filters=4), events)
+    times = stage_times(events)
+    starts, drained = times[("loader", "start")], times[("writer", "drained")]
+    n_tiles = len(run.tiling.tiles)
+    assert n_tiles > 3
+    for tile in range(2, n_tiles):
+        assert starts[tile] >= drained[tile - 2], events
+    assert any(starts[tile] == drained[tile - 2] for tile in range(2, n_tiles))
+
+
+def test_partial_sums_wait_for_the_previous_channel_block():
+    events = []
+    small_spad = hw(pe_array={"rows": 1, "columns": 2,
+                              "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 2 * 2 * 9 * 3}})
+    run = run_layer(small_spad, synthetic_layer(channels=8), events)
+    assert run.tiling.n_channel_blocks > 1
+    times = stage_times(events)
+    for tile in run.tiling.tiles:
+        if tile.psum_in_words:
+            assert times[("distributor", "sent")][tile.index] >= times[("writer", "drained")][tile.index - 1]
+
+
+def test_same_layer_same_config_gives_identical_cycles_and_counts():
+    a = run_layer(hw(), synthetic_layer())
+    b = run_layer(hw(), synthetic_layer())
+    assert a.cycles == b.cycles
+    assert [c.actions for c in a.components] == [c.actions for c in b.components]
