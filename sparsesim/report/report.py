@@ -118,7 +118,7 @@ class Report:
         return json.dumps(self.data, indent=2, allow_nan=False) + "\n"
 
     def to_csv(self) -> str:
-        """One row per layer and a ``TOTAL`` row: cycles, time, computes, energy per component, cycle states."""
+        """One row per layer and a ``TOTAL`` row: cycles, time, computes, energy and cycle states."""
         rows = [self._csv_row(entry["name"], entry) for entry in self.layers]
         rows.append(self._csv_row("TOTAL", self.totals))
         buffer = io.StringIO()
@@ -136,9 +136,11 @@ class Report:
             for port, states in comp["cycle_states"].items():
                 for key, value in states.items():
                     row[f"{port}.{key}"] = value
-        passed = entry["functional_check"]["passed"] if "functional_check" in entry else entry[
-            "functional_check_passed"
-        ]
+        passed = (
+            entry["functional_check"]["passed"]
+            if "functional_check" in entry
+            else entry["functional_check_passed"]
+        )
         row["functional_check"] = "pass" if passed else "FAIL"
         return row
 
@@ -153,8 +155,19 @@ class Report:
         out.write("\n\n")
         comparison = compare_reports(self, baseline) if baseline is not None else None
 
-        header = ["layer", "act dens", "cycles", "time ms", "algorithmic", "actual", "effectual",
-                  "skipped", "gated", "energy uJ", "check"]
+        header = [
+            "layer",
+            "act dens",
+            "cycles",
+            "time ms",
+            "algorithmic",
+            "actual",
+            "effectual",
+            "skipped",
+            "gated",
+            "energy uJ",
+            "check",
+        ]
         if comparison:
             header += ["speed-up", "energy ratio"]
         rows = []
@@ -162,10 +175,19 @@ class Report:
             check = entry.get("functional_check", {}).get("passed", entry.get("functional_check_passed"))
             c = entry["computes"]
             dens = entry.get("densities", {}).get("input_activations")
-            row = [entry["name"], "" if dens is None else f"{dens:.3f}", f"{entry['cycles']:,}",
-                   f"{entry['time_s'] * 1e3:.3f}", f"{c['algorithmic']:,}", f"{c['actual']:,}",
-                   f"{c['effectual']:,}", f"{c['skipped']:,}", f"{c['gated']:,}",
-                   f"{entry['energy_pj'] / 1e6:.2f}", "pass" if check else "FAIL"]
+            row = [
+                entry["name"],
+                "" if dens is None else f"{dens:.3f}",
+                f"{entry['cycles']:,}",
+                f"{entry['time_s'] * 1e3:.3f}",
+                f"{c['algorithmic']:,}",
+                f"{c['actual']:,}",
+                f"{c['effectual']:,}",
+                f"{c['skipped']:,}",
+                f"{c['gated']:,}",
+                f"{entry['energy_pj'] / 1e6:.2f}",
+                "pass" if check else "FAIL",
+            ]
             if comparison:
                 cmp = comparison["layers"].get(entry["name"], comparison["totals"])
                 row += [f"{cmp['speedup']:.3f}x", f"{cmp['energy_ratio']:.3f}"]
@@ -178,14 +200,23 @@ class Report:
         out.write("\nper component, all layers\n")
         header = ["component", "busy cycles", "stall cycles", "idle cycles", "busy %", "energy uJ", "share"]
         rows = []
-        for path, comp in totals["components"].items():
+        for comp in totals["components"].values():
             ports = list(comp["cycle_states"].items())
             for i, (port, states) in enumerate(ports):
                 busy_share = _ratio(states["busy_cycles"], totals["cycles"]) or 0.0
                 energy = f"{comp['energy_pj'] / 1e6:.2f}" if i == 0 else ""
                 share = f"{(comp['energy_share'] or 0.0) * 100:.1f}%" if i == 0 else ""
-                rows.append([port, f"{states['busy_cycles']:,}", f"{states['stall_cycles']:,}",
-                             f"{states['idle_cycles']:,}", f"{busy_share * 100:.1f}%", energy, share])
+                rows.append(
+                    [
+                        port,
+                        f"{states['busy_cycles']:,}",
+                        f"{states['stall_cycles']:,}",
+                        f"{states['idle_cycles']:,}",
+                        f"{busy_share * 100:.1f}%",
+                        energy,
+                        share,
+                    ]
+                )
         out.write(_table(header, rows))
 
         out.write("\nactions, all layers\n")
@@ -215,7 +246,10 @@ class Report:
 
 
 def compare_reports(report: Report, baseline: Report) -> dict:
-    """Speed-up (baseline cycles / cycles) and energy ratio (energy / baseline energy), per layer and total."""
+    """Speed-up (baseline cycles / cycles) and energy ratio (energy / baseline energy), per layer and total.
+
+    Layers missing from the baseline are left out of ``layers``.
+    """
     base_layers = {entry["name"]: entry for entry in baseline.layers}
     layers = {}
     for entry in report.layers:
@@ -241,11 +275,11 @@ def _fmt(value) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells):
         first = f"{cells[0]:<{widths[0]}}"
-        rest = [f"{cell:>{width}}" for cell, width in zip(cells[1:], widths[1:])]
+        rest = [f"{cell:>{width}}" for cell, width in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([first, *rest]).rstrip() + "\n"
 
     rule = "  ".join("-" * width for width in widths) + "\n"

@@ -34,8 +34,8 @@ def window_nonzero_counts(
     """Nonzero input activations of each channel inside each output window.
 
     Returns an int64 array ``(C, Hout, Wout)``: entry ``[c, y, x]`` counts the nonzero values of channel ``c``
-    in the ``R x S`` receptive field of output ``(y, x)`` (padding counts as zero). Computed with a summed-area
-    table, so the cost is a few passes over the input whatever the kernel size.
+    in the ``R x S`` receptive field of output ``(y, x)`` (padding counts as zero). Computed with a
+    summed-area table, so the cost is a few passes over the input whatever the kernel size.
     """
     channels, height, width = input_chw.shape
     nonzero = np.pad(input_chw != 0, ((0, 0), (padding, padding), (padding, padding)))
@@ -117,6 +117,8 @@ def effectual_macs(input_chw: np.ndarray, weights_kcrs: np.ndarray, stride: int,
     total = 0
     for r in range(kernel_r):
         for s in range(kernel_s):
-            shifted = mask[:, r : r + stride * (out_h - 1) + 1 : stride, s : s + stride * (out_w - 1) + 1 : stride]
+            shifted = mask[
+                :, r : r + stride * (out_h - 1) + 1 : stride, s : s + stride * (out_w - 1) + 1 : stride
+            ]
             total += int(np.tensordot(nonzero_weights[:, r, s], shifted.sum(axis=(1, 2)), axes=1))
     return total

@@ -107,8 +107,14 @@ def test_zero_skipping_is_faster_than_dense_on_real_relu_activations(vgg16_trace
     cycles = {}
     for mode in MODES:
         hw = pe_config(1, 2, 4, 2, 1024, mode)
-        tiling = tile_layer(geometry, columns=2, filter_lanes=2, weight_spad_bytes=2048,
-                            global_buffer_bytes=1 << 20, word_bytes=2)
+        tiling = tile_layer(
+            geometry,
+            columns=2,
+            filter_lanes=2,
+            weight_spad_bytes=2048,
+            global_buffer_bytes=1 << 20,
+            word_bytes=2,
+        )
         pe = PeArray(hw.pe_array)
         pe.prepare(x, geometry, tiling)
         cycles[mode] = sum(pe.work(tile).cycles for tile in tiling.tiles)

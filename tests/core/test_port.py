@@ -33,7 +33,9 @@ def run_transfers(env, *transfers):
         (10, 2.5, 3, 3 + 4),  # fractional bandwidth
     ],
 )
-def test_single_port_transfer_takes_latency_plus_ceil_bytes_over_bandwidth(n_bytes, bandwidth, latency, expected):
+def test_single_port_transfer_takes_latency_plus_ceil_bytes_over_bandwidth(
+    n_bytes, bandwidth, latency, expected
+):
     env = simpy.Environment()
     port = Port(env, "link", bandwidth, latency, rank=0)
     done = run_transfers(env, ("t", [Hop(port, n_bytes)], 0))

@@ -39,15 +39,24 @@ def reference_tile(
         (y, x) for y in range(tile.out_row_start, tile.out_row_stop) for x in range(geometry.out_width)
     ]
     actions = dict.fromkeys(
-        ("compute", "gated_compute", "skipped_compute", "input_spad_read", "input_spad_metadata_read",
-         "weight_spad_read", "psum_spad_update"), 0)
+        (
+            "compute",
+            "gated_compute",
+            "skipped_compute",
+            "input_spad_read",
+            "input_spad_metadata_read",
+            "weight_spad_read",
+            "psum_spad_update",
+        ),
+        0,
+    )
     active_pes = -(-len(filters) // filter_lanes)  # PE columns that own a filter of the group
     cycles = 0
     for first in range(0, len(windows), rows):
         group = windows[first : first + rows]
         # queues[row][lane] = list of (c, r, s, value)
         queues = []
-        for (y, x) in group:
+        for y, x in group:
             lanes = []
             for lo, hi in slices:
                 fifo = []
@@ -55,7 +64,9 @@ def reference_tile(
                     for r in range(geometry.kernel_r):
                         for s in range(geometry.kernel_s):
                             value = _operand(
-                                input_chw, c, y * geometry.stride - geometry.padding + r,
+                                input_chw,
+                                c,
+                                y * geometry.stride - geometry.padding + r,
                                 x * geometry.stride - geometry.padding + s,
                             )
                             if value == 0.0 and skipping:

@@ -30,7 +30,9 @@ def naive_window_counts(x, r, s, stride, padding):
     out = np.zeros((x.shape[0], max(out_h, 0), max(out_w, 0)), dtype=np.int64)
     for y in range(out_h):
         for xx in range(out_w):
-            out[:, y, xx] = padded[:, y * stride : y * stride + r, xx * stride : xx * stride + s].sum(axis=(1, 2))
+            out[:, y, xx] = padded[:, y * stride : y * stride + r, xx * stride : xx * stride + s].sum(
+                axis=(1, 2)
+            )
     return out
 
 
@@ -52,15 +54,20 @@ def test_lane_slices_partition_the_channels_and_differ_by_at_most_one(n_channels
     assert sizes.max() == -(-n_channels // lanes)
 
 
-@given(arrays(np.int64, st.tuples(st.integers(1, 20), st.integers(1, 6)), elements=st.integers(0, 9)),
-       st.integers(1, 8))
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 20), st.integers(1, 6)), elements=st.integers(0, 9)),
+    st.integers(1, 8),
+)
 def test_lane_counts_conserve_the_operands(counts, lanes):
     per_lane = lane_operand_counts(counts, lanes)
     np.testing.assert_array_equal(per_lane.sum(axis=0), counts.sum(axis=0))
 
 
-@given(arrays(np.int64, st.tuples(st.integers(1, 20), st.integers(1, 6)), elements=st.integers(0, 9)),
-       st.integers(1, 8), st.integers(1, 9))
+@given(
+    arrays(np.int64, st.tuples(st.integers(1, 20), st.integers(1, 6)), elements=st.integers(0, 9)),
+    st.integers(1, 8),
+    st.integers(1, 9),
+)
 def test_skipping_never_takes_longer_than_dense_and_at_least_one_cycle(counts, lanes, positions):
     counts = np.minimum(counts, positions)  # a channel has at most R*S operands in a window
     skip = window_cycles(counts, lanes, positions, "zero_skip_activations")
@@ -81,7 +88,9 @@ def test_effectual_macs_count_pairs_of_nonzero_operands(x, filters, stride, padd
     kernel = 3
     if x.shape[1] + 2 * padding < kernel or x.shape[2] + 2 * padding < kernel:
         return
-    w = data.draw(arrays(np.float32, (filters, x.shape[0], kernel, kernel), elements=st.sampled_from([0.0, 1.0])))
+    w = data.draw(
+        arrays(np.float32, (filters, x.shape[0], kernel, kernel), elements=st.sampled_from([0.0, 1.0]))
+    )
     padded = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
     out_h = (x.shape[1] + 2 * padding - kernel) // stride + 1
     out_w = (x.shape[2] + 2 * padding - kernel) // stride + 1

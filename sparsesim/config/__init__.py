@@ -1,0 +1,41 @@
+"""Hardware configs: YAML → validated, frozen dataclasses (see :mod:`sparsesim.config.hwconfig`)."""
+
+from sparsesim.config.hwconfig import (
+    NOC_KINDS,
+    SPARSITY_MODES,
+    DramConfig,
+    DramEnergyConfig,
+    EnergyConfig,
+    GlobalBufferConfig,
+    GlobalBufferEnergyConfig,
+    HwConfig,
+    NocConfig,
+    NocEnergyConfig,
+    PeArrayConfig,
+    PeArrayEnergyConfig,
+    PeConfig,
+    explain_hwconfig,
+    hwconfig_to_dict,
+    load_hwconfig,
+    parse_hwconfig,
+)
+
+__all__ = [
+    "NOC_KINDS",
+    "SPARSITY_MODES",
+    "DramConfig",
+    "DramEnergyConfig",
+    "EnergyConfig",
+    "GlobalBufferConfig",
+    "GlobalBufferEnergyConfig",
+    "HwConfig",
+    "NocConfig",
+    "NocEnergyConfig",
+    "PeArrayConfig",
+    "PeArrayEnergyConfig",
+    "PeConfig",
+    "explain_hwconfig",
+    "hwconfig_to_dict",
+    "load_hwconfig",
+    "parse_hwconfig",
+]

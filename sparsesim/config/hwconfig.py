@@ -1,0 +1,772 @@
+"""Hardware configs: a YAML file in ``hwconfigs/`` → a validated tree of frozen dataclasses.
+
+One frozen dataclass per hardware block (:class:`DramConfig`, :class:`GlobalBufferConfig`,
+:class:`NocConfig`, :class:`PeArrayConfig`, :class:`PeConfig`, :class:`EnergyConfig`), gathered under
+:class:`HwConfig`. Every parameter is declared once, with :func:`_param`: its type (the annotation), its
+default, a one-line description and its allowed values (``ge`` / ``gt`` bounds or ``choices``). That single
+declaration drives the defaults, the validation, :func:`explain_hwconfig` (``sparsesim validate --explain``)
+and :func:`hwconfig_to_dict`. Rules that tie several parameters together (a burst holds at least one word,
+a scratchpad holds at least one word per lane, ...) are declared once in ``_CROSS_FIELD_RULES``.
+
+Validation collects every problem before raising one :class:`~sparsesim.errors.ConfigError`, each problem
+with the dotted path of the parameter (``pe_array.pe.activation_lanes: must be >= 1, got 0``). It runs when
+a mapping is parsed and again whenever an :class:`HwConfig` is constructed, so ``dataclasses.replace`` in a
+sweep cannot build an impossible machine either.
+
+YAML is read with a :class:`yaml.SafeLoader` subclass only. It differs from ``SafeLoader`` in two ways:
+numbers in exponent notation without a dot or a signed exponent (``1e9``, ``606e6``, ``1.5e9``) are floats,
+not strings as in YAML 1.1; and a key repeated in one mapping is an error instead of silently keeping the
+last value.
+
+Default energy table (``energy_pj``, pJ per action)
+---------------------------------------------------
+Relative costs of one 16-bit word access from Eyeriss (Chen, Emer, Sze, ISCA 2016, "Eyeriss: A Spatial
+Architecture for Energy-Efficient Dataflow for Convolutional Neural Networks"), normalised to one MAC:
+MAC 1x, register file / scratchpad 1x, NoC (inter-PE) 2x, global buffer 6x, DRAM 200x. They are anchored to
+an absolute 45 nm scale by taking one 16-bit MAC = 1.0 pJ, the order of Horowitz (ISSCC 2014, "Computing's
+energy problem"): a 16-bit integer multiply is about 0.8 pJ, plus the add. Hence, per action:
+
+- ``pe_array.compute`` 1.0 per MAC; ``pe_array.input_spad_read``, ``weight_spad_read`` and
+  ``psum_spad_update`` 1.0 per word.
+- ``pe_array.gated_compute`` 0.1 per gated MAC. Assumption (not from the papers): the multiplier's datapath
+  does not toggle, but the clock tree, the pipeline registers and the zero detection still do.
+- ``pe_array.skipped_compute`` 0.0: a skipped MAC spends neither a cycle nor energy in the MAC unit.
+- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word.
+- ``noc.transfer`` 2.0 per word injected (a multicast word counts once).
+- ``global_buffer.read`` / ``write`` 6.0 per word.
+- ``dram.read`` / ``write`` per burst: 200 pJ per word, times the words in a burst. This default depends on
+  two other parameters, so it is derived when the config is built (parsed or constructed) and not given:
+  ``200 * dram.burst_bytes / word_bytes`` (6400.0 pJ with the defaults). Give ``energy_pj.dram.read`` /
+  ``write`` explicitly to override it. A sweep that changes ``burst_bytes`` or ``word_bytes`` of a built
+  config must reset ``energy_pj.dram`` to derive it again (see :class:`HwConfig`).
+
+The ratios were measured for 16-bit words: with another ``word_bytes`` the defaults still charge them per
+word, so set the table explicitly for a machine with wider or narrower words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import numbers
+import os
+import re
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import yaml
+
+from sparsesim.errors import ConfigError
+
+__all__ = [
+    "NOC_KINDS",
+    "SPARSITY_MODES",
+    "DramConfig",
+    "DramEnergyConfig",
+    "EnergyConfig",
+    "GlobalBufferConfig",
+    "GlobalBufferEnergyConfig",
+    "HwConfig",
+    "NocConfig",
+    "NocEnergyConfig",
+    "PeArrayConfig",
+    "PeArrayEnergyConfig",
+    "PeConfig",
+    "explain_hwconfig",
+    "hwconfig_to_dict",
+    "load_hwconfig",
+    "parse_hwconfig",
+]
+
+#: The interconnects a ``noc.kind`` may name.
+NOC_KINDS: tuple[str, ...] = ("multicast_bus",)
+#: The PE sparsity mechanisms a ``pe_array.pe.sparsity`` may name.
+SPARSITY_MODES: tuple[str, ...] = ("none", "zero_gating", "zero_skip_activations")
+
+#: DRAM energy per 16-bit word relative to one MAC (Eyeriss, ISCA 2016), times 1.0 pJ per MAC.
+DRAM_PJ_PER_WORD = 200.0
+
+_T = TypeVar("_T")
+
+
+def _param(
+    default: _T,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    derived: str | None = None,
+) -> _T:
+    """Declare one parameter: default, one-line description and allowed values, in one place.
+
+    ``ge`` / ``gt`` are inclusive / exclusive lower bounds; ``choices`` the allowed strings; ``derived``
+    describes how a ``None`` default is computed from other parameters when the config is built.
+    """
+    metadata = {"doc": doc, "ge": ge, "gt": gt, "choices": choices, "derived": derived}
+    field: _T = dataclasses.field(default=default, metadata=metadata)
+    return field
+
+
+def _block(cls: Callable[[], _T], doc: str) -> _T:
+    """Declare a nested hardware block, defaulting to all of its own defaults."""
+    field: _T = dataclasses.field(default_factory=cls, metadata={"doc": doc})
+    return field
+
+
+class _Block:
+    """Base of every config dataclass: normalises numbers after construction.
+
+    An integer given for a ``float`` parameter becomes a float and a numpy scalar becomes the Python
+    number, so that equal configs compare, hash and serialise identically. Wrong types are left alone:
+    :class:`HwConfig` reports them with their dotted path.
+    """
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(typing.cast(Any, self)):
+            kind = _leaf_kind(type(self), f.name)
+            value = getattr(self, f.name)
+            value_type = type(value)
+            if isinstance(value, bool):
+                continue
+            if kind in ("float", "float?") and isinstance(value, numbers.Real) and value_type is not float:
+                object.__setattr__(self, f.name, float(value))
+            elif kind == "int" and isinstance(value, numbers.Integral) and value_type is not int:
+                object.__setattr__(self, f.name, int(value))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The hardware blocks
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DramConfig(_Block):
+    """Off-chip DRAM: one channel with a peak bandwidth, a latency per transaction and a burst size."""
+
+    bandwidth_bytes_per_cycle: float = _param(
+        16.0, "Peak off-chip transfer rate, in bytes per accelerator clock cycle.", gt=0
+    )
+    latency_cycles: int = _param(
+        100, "Access latency, paid once per transaction (a transaction is one or more bursts).", ge=0
+    )
+    burst_bytes: int = _param(
+        64,
+        "Transfer granularity: transfers are rounded up to whole bursts; one read/write action = one burst.",
+        ge=1,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalBufferConfig(_Block):
+    """On-chip global buffer (SRAM or eDRAM) between DRAM and the NoC."""
+
+    capacity_bytes: int = _param(131072, "Storage capacity of the global buffer.", ge=1)
+    banks: int = _param(
+        1, "1 = a single port shared by reads and writes; >= 2 = separate read and write ports.", ge=1
+    )
+    read_bandwidth_bytes_per_cycle: float = _param(32.0, "Peak read rate of the global buffer.", gt=0)
+    write_bandwidth_bytes_per_cycle: float = _param(32.0, "Peak write rate of the global buffer.", gt=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NocConfig(_Block):
+    """On-chip network from the global buffer to the PEs."""
+
+    kind: str = _param(
+        "multicast_bus",
+        "Interconnect model; on a multicast bus a word sent to many PEs is sent once.",
+        choices=NOC_KINDS,
+    )
+    bandwidth_bytes_per_cycle: float = _param(32.0, "Peak injection rate into the NoC.", gt=0)
+    latency_cycles: int = _param(2, "Cycles from injection to delivery at a PE.", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeConfig(_Block):
+    """One processing element: its MAC lanes, its three scratchpads and its sparsity mechanism."""
+
+    activation_lanes: int = _param(
+        16,
+        "Input activations consumed per cycle per PE, each lane from its own slice of the input channels.",
+        ge=1,
+    )
+    filter_lanes: int = _param(
+        16,
+        "Filters each activation is multiplied with per cycle "
+        "(MACs per cycle per PE = activation_lanes * filter_lanes).",
+        ge=1,
+    )
+    input_spad_bytes: int = _param(512, "Input activation scratchpad (register file) of one PE.", ge=1)
+    weight_spad_bytes: int = _param(8192, "Weight scratchpad of one PE.", ge=1)
+    psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1)
+    sparsity: str = _param(
+        "none",
+        "none = dense; zero_gating = zero operands save energy, not cycles; "
+        "zero_skip_activations = zero activations are skipped (no cycle, no energy).",
+        choices=SPARSITY_MODES,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeArrayConfig(_Block):
+    """A 2-D array of identical PEs fed by the NoC."""
+
+    rows: int = _param(1, "PE rows: each row works on a different output position, in lockstep.", ge=1)
+    columns: int = _param(16, "PE columns: each column works on different filters.", ge=1)
+    pe: PeConfig = _block(PeConfig, "One processing element.")
+
+
+_DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_bytes, i.e. 200 pJ per word"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DramEnergyConfig(_Block):
+    """Energy of the DRAM's actions, pJ per burst."""
+
+    read: float | None = _param(None, "pJ per burst read.", ge=0, derived=_DRAM_DERIVED)
+    write: float | None = _param(None, "pJ per burst written.", ge=0, derived=_DRAM_DERIVED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GlobalBufferEnergyConfig(_Block):
+    """Energy of the global buffer's actions, pJ per word."""
+
+    read: float = _param(6.0, "pJ per word read (Eyeriss: 6x a MAC).", ge=0)
+    write: float = _param(6.0, "pJ per word written (Eyeriss: 6x a MAC).", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NocEnergyConfig(_Block):
+    """Energy of the NoC's actions, pJ per word."""
+
+    transfer: float = _param(
+        2.0, "pJ per word injected; a multicast word counts once (Eyeriss: 2x a MAC).", ge=0
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeArrayEnergyConfig(_Block):
+    """Energy of a PE's actions, pJ per MAC or per word; the same table for every PE of the array."""
+
+    compute: float = _param(1.0, "pJ per MAC performed (16-bit MAC at 45 nm, after Horowitz 2014).", ge=0)
+    gated_compute: float = _param(
+        0.1, "pJ per gated MAC (assumed: the clock and the zero detection still toggle).", ge=0
+    )
+    skipped_compute: float = _param(0.0, "pJ per skipped MAC (no cycle, no MAC energy).", ge=0)
+    input_spad_read: float = _param(1.0, "pJ per input activation word read (Eyeriss: 1x a MAC).", ge=0)
+    input_spad_metadata_read: float = _param(
+        0.25, "pJ per activation offset read (a 4-bit offset vs a 16-bit word).", ge=0
+    )
+    weight_spad_read: float = _param(1.0, "pJ per weight word read (Eyeriss: 1x a MAC).", ge=0)
+    psum_spad_update: float = _param(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyConfig(_Block):
+    """Energy per action (Accelergy-style table): energy = sum of action counts x pJ per action."""
+
+    dram: DramEnergyConfig = _block(DramEnergyConfig, "DRAM actions, pJ per burst.")
+    global_buffer: GlobalBufferEnergyConfig = _block(GlobalBufferEnergyConfig, "Global buffer, pJ per word.")
+    noc: NocEnergyConfig = _block(NocEnergyConfig, "NoC, pJ per word injected.")
+    pe_array: PeArrayEnergyConfig = _block(PeArrayEnergyConfig, "Each PE, pJ per MAC or per word.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HwConfig(_Block):
+    """A whole accelerator: DRAM → global buffer → NoC → PE array, plus its energy table.
+
+    Construction validates the whole tree and raises :class:`ConfigError` listing every problem, and
+    fills in the derived defaults: ``energy_pj.dram.read`` / ``write`` given as ``None`` become
+    ``200 * dram.burst_bytes / word_bytes``, so they are never ``None`` on a constructed ``HwConfig``.
+
+    Because they are derived once, a ``dataclasses.replace`` that changes ``dram.burst_bytes`` or
+    ``word_bytes`` keeps the old DRAM energies: pass ``energy_pj=dataclasses.replace(cfg.energy_pj,
+    dram=DramEnergyConfig())`` as well to derive them again (the same holds for a dict from
+    :func:`hwconfig_to_dict`: set ``energy_pj.dram`` to ``{}``).
+    """
+
+    name: str = dataclasses.field(
+        metadata={"doc": "Short identifier of the machine, used in reports.", "required": True}
+    )
+    description: str = _param("", "Free text: what this machine is and where its numbers come from.")
+    clock_hz: float = _param(1.0e9, "Clock frequency; turns cycles into seconds.", gt=0)
+    word_bytes: int = _param(2, "Bytes per data word (activation, weight, partial sum).", ge=1)
+    dram: DramConfig = _block(DramConfig, "Off-chip DRAM.")
+    global_buffer: GlobalBufferConfig = _block(GlobalBufferConfig, "On-chip global buffer.")
+    noc: NocConfig = _block(NocConfig, "Network from the global buffer to the PEs.")
+    pe_array: PeArrayConfig = _block(PeArrayConfig, "The array of processing elements.")
+    energy_pj: EnergyConfig = _block(EnergyConfig, "Energy per action, in pJ.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._derive_dram_energy()
+        problems, bad_paths = _tree_problems(self)
+        problems += _cross_field_problems(_flatten(self), bad_paths)
+        if problems:
+            raise ConfigError(f"<HwConfig {self.name!r}>", problems)
+
+    def _derive_dram_energy(self) -> None:
+        """Fill in ``energy_pj.dram.read`` / ``write`` left at ``None``: 200 pJ per word of a burst."""
+        energy, dram, word_bytes = self.energy_pj, self.dram, self.word_bytes
+        if not (isinstance(energy, EnergyConfig) and isinstance(energy.dram, DramEnergyConfig)):
+            return  # reported by the validation
+        if energy.dram.read is not None and energy.dram.write is not None:
+            return
+        burst_bytes = getattr(dram, "burst_bytes", None)
+        if not (_is_int(burst_bytes) and _is_int(word_bytes)):
+            return  # invalid inputs, reported by the validation; the energies stay None
+        burst_bytes, word_bytes = int(typing.cast(int, burst_bytes)), int(word_bytes)
+        if burst_bytes < 1 or word_bytes < 1:
+            return
+        burst_pj = DRAM_PJ_PER_WORD * burst_bytes / word_bytes
+        read = burst_pj if energy.dram.read is None else energy.dram.read
+        write = burst_pj if energy.dram.write is None else energy.dram.write
+        dram_energy = dataclasses.replace(energy.dram, read=read, write=write)
+        object.__setattr__(self, "energy_pj", dataclasses.replace(energy, dram=dram_energy))
+
+    def energy_table(self) -> dict[str, dict[str, float]]:
+        """The energy table, ``{component: {action: pJ per action}}``, as in ``hwconfig_to_dict``."""
+        return {
+            component: {action: float(pj) for action, pj in actions.items()}
+            for component, actions in dataclasses.asdict(self.energy_pj).items()
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Introspection of the declarations
+# ---------------------------------------------------------------------------------------------------------
+
+_KINDS: dict[type, dict[str, str | type]] = {}
+
+
+def _field_kinds(cls: type) -> dict[str, str | type]:
+    """Map each field of a config class to 'int', 'float', 'float?', 'str' or a nested config class."""
+    if cls not in _KINDS:
+        hints = typing.get_type_hints(cls)
+        kinds: dict[str, str | type] = {}
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+                kinds[f.name] = hint
+            elif hint is int:
+                kinds[f.name] = "int"
+            elif hint is float:
+                kinds[f.name] = "float"
+            elif hint is str:
+                kinds[f.name] = "str"
+            elif hint == (float | None):
+                kinds[f.name] = "float?"
+            else:  # pragma: no cover - a declaration error, caught by the tests
+                raise TypeError(f"{cls.__name__}.{f.name}: unsupported parameter type {hint!r}")
+        _KINDS[cls] = kinds
+    return _KINDS[cls]
+
+
+def _leaf_kind(cls: type, name: str) -> str | None:
+    kind = _field_kinds(cls)[name]
+    return kind if isinstance(kind, str) else None
+
+
+def _iter_params(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field[Any], str | type]]:
+    """Yield ``(dotted_path, field, kind)`` for every field, blocks before their children, in order."""
+    kinds = _field_kinds(cls)
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        kind = kinds[f.name]
+        yield path, f, kind
+        if isinstance(kind, type):
+            yield from _iter_params(kind, path + ".")
+
+
+def _flat_defaults(cls: type = HwConfig) -> dict[str, Any]:
+    """Every leaf parameter's declared default, by dotted path (``name`` is absent: it has none)."""
+    return {
+        path: f.default
+        for path, f, kind in _iter_params(cls)
+        if isinstance(kind, str) and f.default is not dataclasses.MISSING
+    }
+
+
+def _flatten(obj: object, prefix: str = "") -> dict[str, Any]:
+    """Every leaf value of a config instance, by dotted path."""
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(typing.cast(Any, obj)):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            flat.update(_flatten(value, prefix + f.name + "."))
+        else:
+            flat[prefix + f.name] = value
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks of one value
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _describe(value: object) -> str:
+    """How a wrong value is named in a message, in the user's (YAML) terms."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return f"the string {value!r}"
+        return f"the string {value!r} (write numbers without quotes)"
+    if _is_int(value):
+        return f"the integer {value}"
+    if _is_number(value):
+        return f"the float {value!r}"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _value_problems(f: dataclasses.Field[Any], kind: str, value: object) -> list[str]:
+    """Every problem of one leaf value against its declaration (type, finiteness, bounds, choices)."""
+    if kind == "float?" and value is None:
+        return []
+    if kind == "int":
+        if not _is_int(value):
+            return [f"expected an integer, got {_describe(value)}"]
+    elif kind in ("float", "float?"):
+        if not _is_number(value):
+            return [f"expected a number, got {_describe(value)}"]
+        if not math.isfinite(typing.cast(float, value)):
+            return [f"must be a finite number, got {value}"]
+    elif kind == "str":
+        if not isinstance(value, str):
+            return [f"expected a string, got {_describe(value)}"]
+        if f.metadata.get("required") and not value.strip():
+            return ["must not be empty"]
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        message = f"must be one of {', '.join(meta['choices'])}; got {value!r}"
+        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+        return [message + (f" (did you mean {close[0]!r}?)" if close else "")]
+    number = typing.cast(float, value)
+    if meta.get("ge") is not None and not number >= meta["ge"]:
+        return [f"must be >= {_number_text(meta['ge'])}, got {value}"]
+    if meta.get("gt") is not None and not number > meta["gt"]:
+        return [f"must be > {_number_text(meta['gt'])}, got {value}"]
+    return []
+
+
+def _number_text(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _tree_problems(obj: object, prefix: str = "") -> tuple[list[tuple[str, str]], set[str]]:
+    """Leaf problems of a constructed config tree (for configs built in Python, not parsed)."""
+    problems: list[tuple[str, str]] = []
+    bad: set[str] = set()
+    kinds = _field_kinds(type(obj))
+    for f in dataclasses.fields(typing.cast(Any, obj)):
+        path, kind, value = prefix + f.name, kinds[f.name], getattr(obj, f.name)
+        if isinstance(kind, type):
+            if isinstance(value, kind):
+                sub_problems, sub_bad = _tree_problems(value, path + ".")
+                problems += sub_problems
+                bad |= sub_bad
+            else:
+                problems.append((path, f"expected a {kind.__name__}, got {_describe(value)}"))
+                bad |= {p for p, _, _ in _iter_params(kind, path + ".")}
+            continue
+        for message in _value_problems(f, kind, value):
+            problems.append((path, message))
+            bad.add(path)
+    return problems, bad
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks across parameters
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _MinimumRule:
+    """``path`` must be >= a product of other parameters; ``why`` says what the bound guarantees."""
+
+    path: str
+    factors: tuple[int | str, ...]  # numbers and dotted paths, multiplied together
+    why: str
+
+    def expression(self) -> str:
+        return " * ".join(str(factor) for factor in self.factors)
+
+    def problem(self, values: Mapping[str, Any]) -> str | None:
+        numbers_ = [values[f] if isinstance(f, str) else f for f in self.factors]
+        minimum = math.prod(numbers_)
+        if values[self.path] >= minimum:
+            return None
+        worked = "" if len(numbers_) == 1 else " = " + " * ".join(str(n) for n in numbers_)
+        return f"must be >= {self.expression()}{worked} = {minimum} ({self.why}), got {values[self.path]}"
+
+
+_CROSS_FIELD_RULES: tuple[_MinimumRule, ...] = (
+    _MinimumRule("dram.burst_bytes", ("word_bytes",), "a burst carries at least one word"),
+    _MinimumRule(
+        "global_buffer.capacity_bytes",
+        (2, "dram.burst_bytes"),
+        "double buffering of at least one DRAM burst",
+    ),
+    _MinimumRule(
+        "pe_array.pe.input_spad_bytes",
+        ("pe_array.pe.activation_lanes", "word_bytes"),
+        "one word per activation lane",
+    ),
+    _MinimumRule(
+        "pe_array.pe.weight_spad_bytes",
+        ("pe_array.pe.filter_lanes", "word_bytes"),
+        "one word per filter lane",
+    ),
+    _MinimumRule(
+        "pe_array.pe.psum_spad_bytes",
+        ("pe_array.pe.filter_lanes", "word_bytes"),
+        "one partial sum per filter lane",
+    ),
+)
+
+
+def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
+    problems = []
+    for rule in _CROSS_FIELD_RULES:
+        involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}
+        if involved & bad_paths:
+            continue
+        message = rule.problem(values)
+        if message is not None:
+            problems.append((rule.path, message))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _read_block(
+    cls: type,
+    data: Mapping[Any, Any],
+    prefix: str,
+    values: dict[str, Any],
+    bad: set[str],
+    problems: list[tuple[str, str]],
+) -> None:
+    """Check one mapping against a config class: keys, types and values; valid leaves go to ``values``."""
+    kinds = _field_kinds(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, f in fields.items():
+        if f.metadata.get("required") and name not in data:
+            problems.append((prefix + name, "missing required key"))
+            bad.add(prefix + name)
+    for key, value in data.items():
+        if not isinstance(key, str):
+            problems.append((prefix.rstrip("."), f"keys must be strings, got {_describe(key)} as a key"))
+            continue
+        path = prefix + key
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append((path, f"unknown key; {hint}allowed keys here: {', '.join(fields)}"))
+            continue
+        kind = kinds[key]
+        if isinstance(kind, type):
+            if value is None:  # a block whose keys are all commented out: all defaults
+                continue
+            if not isinstance(value, Mapping):
+                problems.append((path, f"expected a mapping of {key}'s parameters, got {_describe(value)}"))
+                bad |= {p for p, _, _ in _iter_params(kind, path + ".")}
+                continue
+            _read_block(kind, value, path + ".", values, bad, problems)
+            continue
+        messages = _value_problems(fields[key], kind, value)
+        if messages:
+            problems += [(path, message) for message in messages]
+            bad.add(path)
+        else:
+            values[path] = value
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """Construct a config class from the valid leaves given, leaving the others at their defaults."""
+    kwargs: dict[str, Any] = {}
+    for name, kind in _field_kinds(cls).items():
+        path = prefix + name
+        if isinstance(kind, type):
+            kwargs[name] = _build(kind, values, path + ".")
+        elif path in values:
+            kwargs[name] = values[path]
+    return cls(**kwargs)
+
+
+def parse_hwconfig(data: object, source: str = "<dict>") -> HwConfig:
+    """Validate an already parsed mapping (e.g. from YAML or JSON) and build its :class:`HwConfig`.
+
+    Missing parameters take their defaults. Raises :class:`ConfigError` naming ``source`` and listing
+    every problem found: unknown keys (with the closest allowed key), a missing ``name``, wrong types
+    (a boolean is not an integer; an integer is accepted for a float; a string is never a number),
+    values out of range or not among the choices, non-finite numbers, and the cross-field rules.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            source,
+            [("", f"the top level must be a mapping of parameter names to values, got {_describe(data)}")],
+        )
+    problems: list[tuple[str, str]] = []
+    values: dict[str, Any] = {}
+    bad: set[str] = set()
+    _read_block(HwConfig, data, "", values, bad, problems)
+    problems += _cross_field_problems({**_flat_defaults(), **values}, bad)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        return typing.cast(HwConfig, _build(HwConfig, values))
+    except ConfigError as error:  # pragma: no cover - the checks above are the same checks
+        raise ConfigError(source, error.problems) from None
+
+
+class _HwConfigLoader(yaml.SafeLoader):
+    """``SafeLoader`` that reads ``1e9`` / ``606e6`` as floats and rejects keys repeated in a mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key; SafeLoader reports it below
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice (first at line {seen[key].start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+_HwConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_error_message(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"invalid YAML{where}: {problem}" + (f" ({context})" if context else "")
+
+
+def load_hwconfig(path: str | os.PathLike[str]) -> HwConfig:
+    """Read a hardware config from a YAML file, validate it and build its :class:`HwConfig`.
+
+    Raises :class:`ConfigError` whose ``source`` is ``path`` as given, for an unreadable file, invalid
+    YAML (with its line and column), an empty file, a top level that is not a mapping, and every problem
+    :func:`parse_hwconfig` finds.
+    """
+    source = os.fsdecode(path)
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as error:
+        raise ConfigError(source, [("", f"cannot read the file: {error.strerror or error}")]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, [("", f"not a UTF-8 text file: {error.reason}")]) from None
+    try:
+        data = yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [("", _yaml_error_message(error))]) from None
+    if data is None:
+        raise ConfigError(source, [("", "the file is empty; a hardware config needs at least a `name:`")])
+    return parse_hwconfig(data, source)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------------------
+
+
+def hwconfig_to_dict(cfg: HwConfig) -> dict[str, Any]:
+    """Every parameter of ``cfg``, defaults filled in, as plain JSON-able data.
+
+    Keys follow the declaration order, so the same config always gives the same dict, and
+    ``parse_hwconfig(hwconfig_to_dict(cfg)) == cfg``. Derived defaults appear with their values, so
+    ``dict["energy_pj"]`` is the complete energy table, ``{component: {action: pJ}}``.
+    """
+    return dataclasses.asdict(cfg)
+
+
+def _allowed_text(f: dataclasses.Field[Any]) -> str:
+    meta = f.metadata
+    if meta.get("choices") is not None:
+        return "one of: " + " | ".join(meta["choices"])
+    if meta.get("ge") is not None:
+        return f">= {_number_text(meta['ge'])}"
+    if meta.get("gt") is not None:
+        return f"> {_number_text(meta['gt'])}"
+    return ""
+
+
+def explain_hwconfig() -> str:
+    """Describe every parameter: dotted path, type, default, allowed values and a one-line description.
+
+    This is the text of ``sparsesim validate --explain``.
+    """
+    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str"}
+    lines = [
+        "Hardware config parameters (YAML keys, nested by block). Every key is optional except `name`.",
+        "Integers are accepted where a float is expected; booleans and quoted numbers are not numbers.",
+        "",
+    ]
+    for path, f, kind in _iter_params(HwConfig):
+        depth = path.count(".")
+        indent = "  " * depth
+        if isinstance(kind, type):
+            lines.append(f"{indent}{path}:  {f.metadata['doc']}")
+            continue
+        if f.metadata.get("required"):
+            default = "required"
+        elif f.metadata.get("derived"):
+            default = f"default: {f.metadata['derived']}"
+        else:
+            default = f"default: {f.default!r}"
+        allowed = _allowed_text(f)
+        head = f"{path}  ({type_names[kind]}, {default}" + (f", {allowed})" if allowed else ")")
+        lines.append(f"{indent}{head}")
+        lines.append(f"{indent}    {f.metadata['doc']}")
+    lines += ["", "Rules across parameters:"]
+    lines += [f"  {rule.path} >= {rule.expression()}  ({rule.why})" for rule in _CROSS_FIELD_RULES]
+    lines += ["", "Default energy table (energy_pj):", _energy_source_text()]
+    return "\n".join(lines) + "\n"
+
+
+def _energy_source_text() -> str:
+    """The 'Default energy table' section of this module's docstring, indented."""
+    doc = __doc__ or ""
+    section = doc.split("---------------------------------------------------\n", 1)[-1]
+    lines = section.replace("``", "").replace(":meth:", "").replace("`", "").strip().splitlines()
+    return "\n".join(("  " + line) if line else "" for line in lines)

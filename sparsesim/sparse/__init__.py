@@ -1,0 +1,1 @@
+"""Pure sparse logic (no simpy, no timing): what work zeros save, as numpy functions that return counts."""

@@ -1,0 +1,636 @@
+"""The trace format: real layers (operands, reference outputs, provenance) on disk, and their loader.
+
+A trace is a directory holding ``manifest.json`` and one ``.npz`` file per layer. Version 1 of the format:
+
+``manifest.json`` (UTF-8 JSON, keys sorted, indent 2) has exactly these top-level keys:
+
+- ``format``: the string ``"sparsesim-trace"``; ``format_version``: the integer ``1``;
+- ``name``: the trace's name; ``provenance``: an object (model, weights' source and licence, input and its
+  licence/attribution, preprocessing, numeric format, generator);
+- ``layers``: the layers in network order, each an object with exactly the keys ``name``, ``op``
+  (``"conv2d"`` or ``"linear"``), ``file`` (a bare file name in the trace directory), ``input_shape``,
+  ``weight_shape``, ``output_shape`` (lists of ints), ``stride``, ``padding`` (ints), ``activation``
+  (``"relu"`` or ``"none"``), ``dtypes`` (array name → numpy dtype name), ``sha256`` (array name → hex
+  digest of the array's raw little-endian bytes as stored, C order) and ``file_sha256`` (hex digest of
+  the ``.npz`` file).
+
+Each layer's ``.npz`` is a zip archive of ``.npy`` files (what :func:`numpy.savez_compressed` writes,
+but with fixed zip metadata so that the same layer always gives a byte-identical file) holding exactly:
+
+==========  ==========  ===============================  ==================
+array       stored as   conv2d shape                     linear shape
+==========  ==========  ===============================  ==================
+``input``   ``<f2``     ``(C, H, W)`` (NCHW, batch 1)    ``(C,)``
+``weights`` ``<f2``     ``(K, C, R, S)``                 ``(K, C)``
+``bias``    ``<f4``     ``(K,)``                         ``(K,)``
+``output``  ``<f4``     ``(K, Hout, Wout)``              ``(K,)``
+==========  ==========  ===============================  ==================
+
+``output`` is the reference output *after* the activation function, computed from the stored (float16)
+operands in float64 and rounded to float32; ``Hout = (H + 2 * padding - R) // stride + 1`` and likewise
+for ``Wout``. Operands are float16 because the modelled accelerators (DaDianNao, Cnvlutin, Eyeriss) move
+16-bit words. In memory, :class:`Layer` holds all four arrays as read-only float32.
+
+:func:`load_trace` loads with ``allow_pickle=False`` and validates everything above: the manifest's keys,
+types and values, that the shapes agree with each other and with the conv arithmetic, that each ``.npz``
+exists, is a readable zip of exactly the four arrays, with no object (pickled) arrays, the stored dtypes
+and shapes, only finite values, and both kinds of checksum. Every problem found is collected and reported
+in one :class:`~sparsesim.errors.TraceError` whose lines name the file and the array or manifest key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sparsesim.errors import TraceError
+
+__all__ = ["TRACE_FORMAT_VERSION", "Layer", "Trace", "load_trace", "save_trace"]
+
+logger = logging.getLogger(__name__)
+
+TRACE_FORMAT_VERSION = 1
+"""The version of the on-disk format that :func:`save_trace` writes and :func:`load_trace` reads."""
+
+FORMAT_NAME = "sparsesim-trace"
+MANIFEST_NAME = "manifest.json"
+OPS = ("conv2d", "linear")
+ACTIVATIONS = ("relu", "none")
+ARRAY_NAMES = ("input", "weights", "bias", "output")
+STORED_DTYPES = {"input": "float16", "weights": "float16", "bias": "float32", "output": "float32"}
+"""Dtype (little-endian) in which each array is stored on disk; all are float32 in memory."""
+
+_TOP_LEVEL_KEYS = {"format": str, "format_version": int, "name": str, "provenance": dict, "layers": list}
+_LAYER_KEYS = {
+    "name": str,
+    "op": str,
+    "file": str,
+    "input_shape": list,
+    "weight_shape": list,
+    "output_shape": list,
+    "stride": int,
+    "padding": int,
+    "activation": str,
+    "dtypes": dict,
+    "sha256": dict,
+    "file_sha256": str,
+}
+_LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+# Fixed zip metadata, so that an .npz depends on nothing but the arrays (not on the clock, the OS or umask).
+_ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+_ZIP_CREATE_SYSTEM = 3  # Unix
+_ZIP_EXTERNAL_ATTR = 0o100644 << 16  # regular file, rw-r--r--
+_ZIP_COMPRESSLEVEL = 9
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer of a trace, batch 1: its operands, the reference output, and the op's parameters.
+
+    Arrays are float32 in memory (read-only when loaded from a trace). ``output`` is the reference output
+    after the activation function. ``eq=False``: layers compare and hash by identity (they hold arrays).
+    """
+
+    name: str
+    """Layer name, e.g. ``"conv1_1"``; letters, digits, ``_ . -``; also the stem of its ``.npz`` file."""
+    op: str
+    """``"conv2d"`` or ``"linear"``."""
+    input: np.ndarray
+    """conv2d: ``(C, H, W)``; linear: ``(C,)``."""
+    weights: np.ndarray
+    """conv2d: ``(K, C, R, S)``; linear: ``(K, C)``."""
+    bias: np.ndarray
+    """``(K,)``."""
+    output: np.ndarray
+    """Reference output after the activation: conv2d ``(K, Hout, Wout)``; linear ``(K,)``."""
+    stride: int = 1
+    """conv2d stride, the same along H and W (1 for linear)."""
+    padding: int = 0
+    """conv2d symmetric zero padding on each side of H and W (0 for linear)."""
+    activation: str = "relu"
+    """``"relu"`` or ``"none"``."""
+
+    @property
+    def algorithmic_macs(self) -> int:
+        """MACs of the dense layer: ``K*C*R*S*Hout*Wout`` for conv2d, ``K*C`` for linear."""
+        return int(np.prod(self.weights.shape, dtype=np.int64)) * int(
+            np.prod(self.output.shape[1:], dtype=np.int64)
+        )
+
+    @property
+    def input_density(self) -> float:
+        """Fraction of the input's elements that are nonzero."""
+        return float(np.count_nonzero(self.input)) / self.input.size
+
+    @property
+    def weight_density(self) -> float:
+        """Fraction of the weights that are nonzero."""
+        return float(np.count_nonzero(self.weights)) / self.weights.size
+
+    @property
+    def output_density(self) -> float:
+        """Fraction of the reference output's elements that are nonzero."""
+        return float(np.count_nonzero(self.output)) / self.output.size
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """A loaded trace: its name, where it was loaded from, its provenance and its layers in network order."""
+
+    name: str
+    path: str
+    """The path as the caller gave it (not made absolute, so that reports do not depend on the machine)."""
+    format_version: int
+    provenance: dict
+    layers: tuple[Layer, ...]
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``; :class:`TraceError` listing the known names if there is none."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        known = ", ".join(layer.name for layer in self.layers)
+        raise TraceError(
+            f"{self.path}: no layer named {name!r} in trace {self.name!r}; known layers: {known}"
+        )
+
+
+# --------------------------------------------------------------------------------------------- shapes
+
+
+def _expected_shapes(op: str, input_shape, weight_shape, stride: int, padding: int) -> tuple[list[str], dict]:
+    """Check that ``input_shape`` and ``weight_shape`` fit ``op``; return (problems, expected shapes of the
+    bias and the output). Problems are phrased without a file name."""
+    problems: list[str] = []
+    input_shape, weight_shape = tuple(input_shape), tuple(weight_shape)
+    rank_in, rank_w = (3, 4) if op == "conv2d" else (1, 2)
+    if len(input_shape) != rank_in:
+        problems.append(f"input must have rank {rank_in} for {op}, got shape {list(input_shape)}")
+    if len(weight_shape) != rank_w:
+        problems.append(f"weights must have rank {rank_w} for {op}, got shape {list(weight_shape)}")
+    if any(d < 1 for d in input_shape + weight_shape):
+        problems.append(
+            f"dimensions must be >= 1, got input {list(input_shape)}, weights {list(weight_shape)}"
+        )
+    if problems:
+        return problems, {}
+    if input_shape[0] != weight_shape[1]:
+        problems.append(
+            f"input channels C={input_shape[0]} (input_shape[0]) != weights' C={weight_shape[1]} "
+            f"(weight_shape[1])"
+        )
+    k = weight_shape[0]
+    if op == "linear":
+        if stride != 1 or padding != 0:
+            problems.append(f"linear needs stride 1 and padding 0, got stride {stride}, padding {padding}")
+        return problems, {"bias": (k,), "output": (k,)}
+    if stride < 1 or padding < 0:
+        problems.append(f"conv2d needs stride >= 1 and padding >= 0, got stride {stride}, padding {padding}")
+        return problems, {}
+    (_, h, w), (_, _, r, s) = input_shape, weight_shape
+    h_out = (h + 2 * padding - r) // stride + 1
+    w_out = (w + 2 * padding - s) // stride + 1
+    if h_out < 1 or w_out < 1:
+        problems.append(f"a {r}x{s} kernel does not fit a {h}x{w} input with padding {padding}")
+        return problems, {}
+    return problems, {"bias": (k,), "output": (k, h_out, w_out)}
+
+
+def _layer_problems(layer: Layer) -> list[str]:
+    """Problems that keep ``layer`` from being saved (phrased without a file name)."""
+    if layer.op not in OPS:
+        return [f"op must be one of {list(OPS)}, got {layer.op!r}"]
+    problems = []
+    if not isinstance(layer.name, str) or not _LAYER_NAME.match(layer.name):
+        problems.append(f"name must match {_LAYER_NAME.pattern}, got {layer.name!r}")
+    if layer.activation not in ACTIVATIONS:
+        problems.append(f"activation must be one of {list(ACTIVATIONS)}, got {layer.activation!r}")
+    for key in ("stride", "padding"):
+        if not _is_int(getattr(layer, key)):
+            problems.append(f"{key} must be an int, got {getattr(layer, key)!r}")
+    if problems:
+        return problems
+    arrays = {key: np.asarray(getattr(layer, key)) for key in ARRAY_NAMES}
+    shape_problems, expected = _expected_shapes(
+        layer.op, arrays["input"].shape, arrays["weights"].shape, layer.stride, layer.padding
+    )
+    problems += shape_problems
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            problems.append(f"array {key!r}: expected shape {list(shape)}, got {list(arrays[key].shape)}")
+    for key, array in arrays.items():
+        if array.dtype.kind not in "fiu":
+            problems.append(f"array {key!r}: expected real numbers, got dtype {array.dtype}")
+            continue
+        if not np.all(np.isfinite(array)):
+            problems.append(f"array {key!r}: has NaN or infinite values")
+        elif STORED_DTYPES[key] == "float16":
+            stored = array.astype("<f2")
+            if not np.all(np.isfinite(stored)):
+                problems.append(f"array {key!r}: values overflow float16 (max |x| = {np.abs(array).max()})")
+            elif not np.array_equal(stored.astype(np.float64), array.astype(np.float64)):
+                problems.append(
+                    f"array {key!r}: values are not exactly representable in float16; round them first "
+                    "(the reference output must be computed from the operands as stored)"
+                )
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------------------------- saving
+
+
+def _stored_array(layer: Layer, key: str) -> np.ndarray:
+    """``layer``'s array ``key`` in its on-disk dtype, little-endian, C order."""
+    return np.ascontiguousarray(
+        np.asarray(getattr(layer, key)).astype("<" + np.dtype(STORED_DTYPES[key]).str[1:])
+    )
+
+
+def _array_sha256(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """A deterministic ``.npz`` (deflate level 9, fixed timestamps and attributes) of ``arrays``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for key, array in arrays.items():
+            npy = io.BytesIO()
+            np.lib.format.write_array(npy, array, allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=_ZIP_DATE_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = _ZIP_CREATE_SYSTEM
+            info.external_attr = _ZIP_EXTERNAL_ATTR
+            archive.writestr(info, npy.getvalue(), compresslevel=_ZIP_COMPRESSLEVEL)
+    return buffer.getvalue()
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and :func:`os.replace`."""
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _manifest_text(manifest: dict) -> str:
+    return json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Sequence[Layer]) -> None:
+    """Write ``layers`` as a trace in directory ``path`` (created if missing).
+
+    Each layer goes to ``<layer name>.npz`` and then ``manifest.json`` is written, each file through a
+    temporary file in the same directory and :func:`os.replace`, so that a reader never sees a half-written
+    file. The same arguments always give byte-identical files. Files of the directory that the new manifest
+    does not list are left alone.
+
+    ``input`` and ``weights`` must be exactly representable in float16 (they are stored so) and all arrays
+    finite; shapes must agree with ``op``, ``stride`` and ``padding``. ``provenance`` must be
+    JSON-serialisable. Raises :class:`TraceError` listing every problem found, before writing anything.
+    """
+    where = os.fspath(path)
+    problems: list[str] = []
+    if not isinstance(name, str) or not name:
+        problems.append(f"name must be a non-empty string, got {name!r}")
+    if not isinstance(provenance, dict):
+        problems.append(f"provenance must be a dict, got {type(provenance).__name__}")
+    else:
+        try:
+            _manifest_text(provenance)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"provenance is not JSON-serialisable: {exc}")
+    if not layers:
+        problems.append("a trace needs at least one layer")
+    seen: set[str] = set()
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, Layer):
+            problems.append(f"layers[{index}]: expected a Layer, got {type(layer).__name__}")
+            continue
+        if layer.name in seen:
+            problems.append(f"layers[{index}]: duplicate layer name {layer.name!r}")
+        seen.add(layer.name)
+        problems += [f"layer {layer.name!r}: {problem}" for problem in _layer_problems(layer)]
+    if problems:
+        raise TraceError(f"{where}: cannot save trace:\n" + "\n".join("  " + p for p in problems))
+
+    os.makedirs(where, exist_ok=True)
+    entries = []
+    for layer in layers:
+        arrays = {key: _stored_array(layer, key) for key in ARRAY_NAMES}
+        data = _npz_bytes(arrays)
+        file_name = f"{layer.name}.npz"
+        _write_atomically(os.path.join(where, file_name), data)
+        entries.append(
+            {
+                "name": layer.name,
+                "op": layer.op,
+                "file": file_name,
+                "input_shape": list(arrays["input"].shape),
+                "weight_shape": list(arrays["weights"].shape),
+                "output_shape": list(arrays["output"].shape),
+                "stride": int(layer.stride),
+                "padding": int(layer.padding),
+                "activation": layer.activation,
+                "dtypes": dict(STORED_DTYPES),
+                "sha256": {key: _array_sha256(array) for key, array in arrays.items()},
+                "file_sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": TRACE_FORMAT_VERSION,
+        "name": name,
+        "provenance": provenance,
+        "layers": entries,
+    }
+    _write_atomically(os.path.join(where, MANIFEST_NAME), _manifest_text(manifest).encode("utf-8"))
+    logger.info("saved trace %r (%d layers) to %s", name, len(entries), where)
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+def _check_keys(obj: dict, spec: dict[str, type], where: str) -> list[str]:
+    """Missing, unknown and wrongly typed keys of ``obj`` against ``spec``."""
+    problems = []
+    for key, kind in spec.items():
+        if key not in obj:
+            problems.append(f"{where}: missing key {key!r}")
+        elif kind is int and not (isinstance(obj[key], int) and not isinstance(obj[key], bool)):
+            problems.append(f"{where}.{key}: expected an integer, got {obj[key]!r}")
+        elif kind is not int and not isinstance(obj[key], kind):
+            problems.append(f"{where}.{key}: expected {_KIND_NAMES[kind]}, got {type(obj[key]).__name__}")
+    for key in sorted(set(obj) - set(spec)):
+        problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(spec))})")
+    return problems
+
+
+_KIND_NAMES = {str: "a string", dict: "an object", list: "a list", int: "an integer"}
+
+
+def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
+    """Validate one manifest layer entry; return (problems, expected shapes per array) — shapes only when
+    the entry is sound enough to load its file."""
+    where = f"layers[{index}]"
+    if not isinstance(entry, dict):
+        return [f"{where}: expected an object, got {type(entry).__name__}"], {}
+    if isinstance(entry.get("name"), str):
+        where = f"layers[{index}] ({entry['name']})"
+    problems = _check_keys(entry, _LAYER_KEYS, where)
+    if problems:
+        return problems, {}
+    if not _LAYER_NAME.match(entry["name"]):
+        problems.append(f"{where}.name: must match {_LAYER_NAME.pattern}, got {entry['name']!r}")
+    if entry["op"] not in OPS:
+        problems.append(f"{where}.op: expected one of {list(OPS)}, got {entry['op']!r}")
+    if entry["activation"] not in ACTIVATIONS:
+        problems.append(
+            f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {entry['activation']!r}"
+        )
+    file_name = entry["file"]
+    if (
+        not file_name.endswith(".npz")
+        or os.path.basename(file_name) != file_name
+        or file_name.startswith(".")
+    ):
+        problems.append(f"{where}.file: expected a bare file name ending in .npz, got {file_name!r}")
+    for key in ("input_shape", "weight_shape", "output_shape"):
+        if not all(_is_int(d) and d >= 1 for d in entry[key]):
+            problems.append(f"{where}.{key}: expected a list of positive integers, got {entry[key]!r}")
+    if entry["dtypes"] != STORED_DTYPES:
+        problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {entry['dtypes']!r}")
+    digests = entry["sha256"]
+    if set(digests) != set(ARRAY_NAMES) or not all(
+        isinstance(d, str) and _HEX_DIGEST.match(d) for d in digests.values()
+    ):
+        problems.append(f"{where}.sha256: expected a hex sha256 digest for each of {list(ARRAY_NAMES)}")
+    if not _HEX_DIGEST.match(entry["file_sha256"]):
+        problems.append(f"{where}.file_sha256: expected a hex sha256 digest, got {entry['file_sha256']!r}")
+    if problems:
+        return problems, {}
+    shape_problems, expected = _expected_shapes(
+        entry["op"], entry["input_shape"], entry["weight_shape"], entry["stride"], entry["padding"]
+    )
+    problems += [f"{where}: {p}" for p in shape_problems]
+    if expected and tuple(entry["output_shape"]) != expected["output"]:
+        problems.append(
+            f"{where}.output_shape: expected {list(expected['output'])} from input_shape "
+            f"{entry['input_shape']}, weight_shape {entry['weight_shape']}, stride {entry['stride']}, "
+            f"padding {entry['padding']}; got {entry['output_shape']}"
+        )
+    if problems:
+        return problems, {}
+    shapes = {
+        "input": tuple(entry["input_shape"]),
+        "weights": tuple(entry["weight_shape"]),
+        "bias": expected["bias"],
+        "output": tuple(entry["output_shape"]),
+    }
+    return [], shapes
+
+
+def _load_layer(directory: str, entry: dict, shapes: dict) -> tuple[list[str], Layer | None]:
+    """Read and validate one layer's ``.npz``; return (problems, layer or None)."""
+    file_path = os.path.join(directory, entry["file"])
+    try:
+        with open(file_path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return [f"{file_path}: missing layer file (listed in the manifest for layer {entry['name']!r})"], None
+    except OSError as exc:
+        return [f"{file_path}: cannot read layer file: {exc}"], None
+    problems = []
+    file_digest = hashlib.sha256(data).hexdigest()
+    if file_digest != entry["file_sha256"]:
+        problems.append(
+            f"{file_path}: file checksum mismatch: manifest file_sha256 {entry['file_sha256']}, "
+            f"file has {file_digest}"
+        )
+    try:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error) as exc:
+        return problems + [f"{file_path}: not a readable .npz (truncated or corrupt?): {exc}"], None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        return problems + [f"{file_path}: expected an .npz archive, got a single .npy array"], None
+    arrays = {}
+    with archive:
+        for key in sorted(set(archive.files) - set(ARRAY_NAMES)):
+            problems.append(f"{file_path}: unknown array {key!r} (expected exactly {list(ARRAY_NAMES)})")
+        for key in ARRAY_NAMES:
+            if key not in archive.files:
+                problems.append(f"{file_path}: missing array {key!r}")
+                continue
+            try:
+                array = archive[key]
+            except ValueError as exc:
+                if "pickle" in str(exc):
+                    problems.append(
+                        f"{file_path}: array {key!r} is an object array (a pickle); traces refuse pickles "
+                        f"and load with allow_pickle=False"
+                    )
+                else:
+                    problems.append(f"{file_path}: array {key!r} is unreadable (corrupt?): {exc}")
+                continue
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+                problems.append(f"{file_path}: array {key!r} is unreadable (truncated or corrupt?): {exc}")
+                continue
+            expected_dtype = np.dtype("<" + np.dtype(STORED_DTYPES[key]).str[1:])
+            if array.dtype != expected_dtype:
+                problems.append(
+                    f"{file_path}: array {key!r}: expected dtype {STORED_DTYPES[key]} (little-endian), "
+                    f"got {array.dtype.str}"
+                )
+                continue
+            if array.shape != shapes[key]:
+                problems.append(
+                    f"{file_path}: array {key!r}: expected shape {list(shapes[key])} (from the manifest), "
+                    f"got {list(array.shape)}"
+                )
+                continue
+            if not np.all(np.isfinite(array)):
+                bad = int(np.count_nonzero(~np.isfinite(array)))
+                problems.append(f"{file_path}: array {key!r}: {bad} NaN or infinite value(s)")
+            digest = _array_sha256(array)
+            if digest != entry["sha256"][key]:
+                problems.append(
+                    f"{file_path}: array {key!r}: checksum mismatch: manifest sha256.{key} "
+                    f"{entry['sha256'][key]}, array has {digest}"
+                )
+            in_memory = np.ascontiguousarray(array, dtype=np.float32)
+            in_memory.setflags(write=False)
+            arrays[key] = in_memory
+    if problems:
+        return problems, None
+    layer = Layer(
+        name=entry["name"],
+        op=entry["op"],
+        input=arrays["input"],
+        weights=arrays["weights"],
+        bias=arrays["bias"],
+        output=arrays["output"],
+        stride=entry["stride"],
+        padding=entry["padding"],
+        activation=entry["activation"],
+    )
+    return [], layer
+
+
+def _raise(path: str, problems: list[str]) -> None:
+    raise TraceError(
+        f"{path}: invalid trace, {len(problems)} problem(s):\n" + "\n".join("  " + p for p in problems)
+    )
+
+
+def load_trace(path: str | os.PathLike, layers: Sequence[str] | None = None) -> Trace:
+    """Load and validate the trace in directory ``path``.
+
+    ``layers=None`` loads every layer; otherwise only the named ones, returned in the manifest's (network)
+    order. The whole manifest is always validated; only the selected layers' files are read. Arrays are
+    returned as read-only float32. Raises :class:`TraceError` listing every problem found (each line names
+    the file and the array or manifest key), or naming unknown layers together with the known ones.
+    """
+    where = os.fspath(path)
+    if isinstance(layers, str):
+        layers = [layers]
+    if not os.path.isdir(where):
+        raise TraceError(
+            f"{where}: trace directory not found (a trace is a directory holding {MANIFEST_NAME})"
+        )
+    manifest_path = os.path.join(where, MANIFEST_NAME)
+    try:
+        with open(manifest_path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise TraceError(f"{manifest_path}: missing manifest (every trace directory has one)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TraceError(f"{manifest_path}: cannot read manifest: {exc}") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceError(f"{manifest_path}: manifest is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise TraceError(
+            f"{manifest_path}: expected a JSON object at the top level, got {type(manifest).__name__}"
+        )
+    if manifest.get("format") != FORMAT_NAME:
+        raise TraceError(f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {manifest.get('format')!r}")
+    version = manifest.get("format_version")
+    if version != TRACE_FORMAT_VERSION or isinstance(version, bool):
+        raise TraceError(
+            f"{manifest_path}: format_version: unsupported version {version!r}; this sparsesim reads "
+            f"version {TRACE_FORMAT_VERSION}"
+        )
+    problems = _check_keys(manifest, _TOP_LEVEL_KEYS, "manifest")
+    if problems:
+        _raise(manifest_path, problems)
+    if not manifest["layers"]:
+        _raise(manifest_path, ["manifest.layers: a trace needs at least one layer"])
+
+    checked = [_check_layer_entry(entry, index) for index, entry in enumerate(manifest["layers"])]
+    problems = [p for entry_problems, _ in checked for p in entry_problems]
+    names = [entry["name"] for entry in manifest["layers"] if isinstance(entry, dict) and "name" in entry]
+    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
+        problems.append(f"manifest.layers: duplicate layer name {name!r}")
+    files = [entry["file"] for entry in manifest["layers"] if isinstance(entry, dict) and "file" in entry]
+    for file_name in sorted({f for f in files if files.count(f) > 1}, key=str):
+        problems.append(f"manifest.layers: file {file_name!r} is listed for more than one layer")
+    if problems:
+        _raise(manifest_path, problems)
+
+    if layers is None:
+        wanted = set(names)
+    else:
+        wanted = set(layers)
+        unknown = [name for name in layers if name not in names]
+        if unknown:
+            raise TraceError(
+                f"{manifest_path}: unknown layer(s) {', '.join(repr(n) for n in unknown)}; "
+                f"known layers: {', '.join(names)}"
+            )
+
+    loaded = []
+    problems = []
+    for entry, (_, shapes) in zip(manifest["layers"], checked, strict=True):
+        if entry["name"] not in wanted:
+            continue
+        layer_problems, layer = _load_layer(where, entry, shapes)
+        problems += layer_problems
+        if layer is not None:
+            loaded.append(layer)
+    if problems:
+        _raise(where, problems)
+    logger.info("loaded trace %r: %d layer(s) from %s", manifest["name"], len(loaded), where)
+    return Trace(
+        name=manifest["name"],
+        path=where,
+        format_version=manifest["format_version"],
+        provenance=manifest["provenance"],
+        layers=tuple(loaded),
+    )

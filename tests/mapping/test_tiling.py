@@ -1,0 +1,102 @@
+"""Tiling: every MAC covered exactly once, tiles fit the buffers, clear errors when nothing fits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparsesim.errors import SimulationError
+from sparsesim.mapping import ConvGeometry, tile_layer
+from sparsesim.mapping.tiling import _tile_footprint_words
+
+geometries = st.builds(
+    ConvGeometry,
+    channels=st.integers(1, 40),
+    height=st.integers(3, 20),
+    width=st.integers(3, 20),
+    filters=st.integers(1, 40),
+    kernel_r=st.just(3),
+    kernel_s=st.just(3),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 1),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(geometries, st.integers(1, 4), st.integers(1, 4), st.integers(9, 400), st.integers(200, 20000))
+def test_tiles_cover_the_loop_nest_once_and_fit_half_the_buffer(
+    geometry, columns, lanes, spad_words, buffer_words
+):
+    try:
+        tiling = tile_layer(
+            geometry,
+            columns=columns,
+            filter_lanes=lanes,
+            weight_spad_bytes=2 * spad_words,
+            global_buffer_bytes=2 * buffer_words,
+            word_bytes=2,
+        )
+    except SimulationError:
+        return
+    covered = {}
+    for tile in tiling.tiles:
+        key = (tile.filter_start, tile.out_row_start, tile.channel_start)
+        assert key not in covered
+        covered[key] = tile
+        n_filters = tile.filter_stop - tile.filter_start
+        n_channels = tile.channel_stop - tile.channel_start
+        rows = tile.out_row_stop - tile.out_row_start
+        assert lanes * n_channels * 9 <= spad_words
+        assert _tile_footprint_words(geometry, n_filters, n_channels, rows) <= buffer_words // 2
+    macs = sum(
+        (t.filter_stop - t.filter_start)
+        * (t.channel_stop - t.channel_start)
+        * 9
+        * (t.out_row_stop - t.out_row_start)
+        * geometry.out_width
+        for t in tiling.tiles
+    )
+    assert macs == geometry.algorithmic_macs
+    assert (
+        sum(t.dram_write_words for t in tiling.tiles)
+        == geometry.filters * geometry.out_height * geometry.out_width
+    )
+
+
+def test_weights_stay_resident_when_a_whole_filter_fits_the_spad():
+    geometry = ConvGeometry(8, 10, 10, 4, 3, 3, 1, 1)
+    tiling = tile_layer(
+        geometry,
+        columns=2,
+        filter_lanes=2,
+        weight_spad_bytes=2 * 2 * 8 * 9,
+        global_buffer_bytes=4000,
+        word_bytes=2,
+    )
+    assert tiling.n_channel_blocks == 1 and tiling.n_row_blocks > 1
+    assert sum(t.weight_words for t in tiling.tiles) == 4 * 8 * 9
+
+
+def test_a_spad_too_small_for_one_channel_is_a_clear_error():
+    with pytest.raises(SimulationError, match="weight scratchpad.*weight_spad_bytes is 16"):
+        tile_layer(
+            ConvGeometry(8, 10, 10, 4, 3, 3, 1, 1),
+            columns=1,
+            filter_lanes=1,
+            weight_spad_bytes=16,
+            global_buffer_bytes=1 << 20,
+            word_bytes=2,
+        )
+
+
+def test_a_buffer_too_small_for_one_row_is_a_clear_error():
+    with pytest.raises(SimulationError, match="global buffer.*capacity_bytes is 100"):
+        tile_layer(
+            ConvGeometry(8, 10, 100, 4, 3, 3, 1, 1),
+            columns=1,
+            filter_lanes=4,
+            weight_spad_bytes=1 << 16,
+            global_buffer_bytes=100,
+            word_bytes=2,
+        )

@@ -1,0 +1,122 @@
+"""Report contents on a real layer: the contracts, the decompositions, determinism, renderings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from sparsesim import simulate
+from sparsesim.report import compare_reports, write_atomic
+
+LAYERS = ["conv3_1", "conv5_2"]
+
+
+@pytest.fixture(scope="module")
+def reports(vgg16_trace, hwconfigs):
+    return {name: simulate(hw, vgg16_trace, layers=LAYERS) for name, hw in hwconfigs.items()}
+
+
+def test_functional_check_passes_on_every_config(reports):
+    for report in reports.values():
+        for layer in report.layers:
+            assert layer["functional_check"]["passed"], layer["functional_check"]
+            assert layer["functional_check"]["max_abs_error"] <= layer["functional_check"]["tolerance"]
+
+
+def test_compute_counts_obey_the_vocabulary(reports):
+    for name, report in reports.items():
+        for layer in report.layers:
+            c = layer["computes"]
+            assert c["actual"] + c["skipped"] == c["algorithmic"]
+            assert c["effectual"] <= c["charged"] <= c["actual"] <= c["algorithmic"]
+            assert c["ineffectual"] == c["algorithmic"] - c["effectual"]
+            if name == "cnvlutin":
+                assert c["skipped"] > 0 and c["gated"] == 0
+            if name == "eyeriss_v1":
+                assert c["gated"] > 0 and c["skipped"] == 0 and c["actual"] == c["algorithmic"]
+            if name == "dadiannao":
+                assert c["gated"] == c["skipped"] == 0
+
+
+def test_throughput_and_energy_decompositions_multiply_out(reports):
+    for report in reports.values():
+        for layer in report.layers:
+            t = layer["throughput"]
+            product = t["actual_per_cycle"] * t["effectual_per_actual"] / t["effectual_per_algorithmic"]
+            assert product == pytest.approx(t["algorithmic_per_cycle"], rel=1e-12)
+            e = layer["energy_efficiency"]
+            product = e["charged_per_pj"] * e["effectual_per_charged"] / e["effectual_per_algorithmic"]
+            assert product == pytest.approx(e["algorithmic_per_pj"], rel=1e-12)
+
+
+def test_cycle_states_add_up_and_energy_shares_sum_to_one(reports):
+    for report in reports.values():
+        for layer in report.layers:
+            for comp in layer["components"].values():
+                for states in comp["cycle_states"].values():
+                    assert min(states.values()) >= 0
+                    assert sum(states.values()) == layer["cycles"]
+            assert sum(c["energy_share"] for c in layer["components"].values()) == pytest.approx(1.0)
+            assert sum(c["energy_pj"] for c in layer["components"].values()) == pytest.approx(
+                layer["energy_pj"]
+            )
+
+
+def test_gating_saves_energy_but_no_cycles_and_skipping_saves_both(vgg16_trace, hwconfigs, reports):
+    import dataclasses
+
+    eyeriss = hwconfigs["eyeriss_v1"]
+    dense = dataclasses.replace(
+        eyeriss,
+        pe_array=dataclasses.replace(
+            eyeriss.pe_array, pe=dataclasses.replace(eyeriss.pe_array.pe, sparsity="none")
+        ),
+    )
+    dense_report = simulate(dense, vgg16_trace, layers=LAYERS)
+    for gated, ungated in zip(reports["eyeriss_v1"].layers, dense_report.layers, strict=True):
+        assert gated["cycles"] == ungated["cycles"]
+        assert gated["energy_pj"] < ungated["energy_pj"]
+    comparison = compare_reports(reports["cnvlutin"], reports["dadiannao"])
+    for name in LAYERS:
+        assert comparison["layers"][name]["speedup"] > 1.0
+        assert comparison["layers"][name]["energy_ratio"] < 1.0
+
+
+def test_same_inputs_give_byte_identical_json_and_csv(vgg16_trace, hwconfigs, reports):
+    again = simulate(hwconfigs["cnvlutin"], vgg16_trace, layers=LAYERS)
+    assert again.to_json() == reports["cnvlutin"].to_json()
+    assert again.to_csv() == reports["cnvlutin"].to_csv()
+
+
+def test_json_and_csv_renderings_are_complete(reports, tmp_path):
+    report = reports["cnvlutin"]
+    data = json.loads(report.to_json())
+    assert data["schema_version"] == 1
+    assert [layer["name"] for layer in data["layers"]] == LAYERS
+    rows = list(csv.DictReader(io.StringIO(report.to_csv())))
+    assert [row["layer"] for row in rows] == [*LAYERS, "TOTAL"]
+    assert int(rows[-1]["cycles"]) == sum(layer["cycles"] for layer in report.layers)
+    target = tmp_path / "sub" / "report.json"
+    write_atomic(target, report.to_json())
+    assert target.read_text() == report.to_json()
+    assert [p.name for p in target.parent.iterdir()] == ["report.json"]  # no temporary file left behind
+
+
+def test_table_shows_components_decompositions_and_the_baseline(reports):
+    text = reports["cnvlutin"].render(reports["dadiannao"])
+    for needle in (
+        "conv3_1",
+        "total",
+        "speed-up",
+        "dram",
+        "global_buffer.read",
+        "noc",
+        "pe_array",
+        "eq. 3.4",
+        "eq. 3.9",
+        "pass on every layer",
+    ):
+        assert needle in text
