@@ -33,7 +33,7 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 def simulate_layer(hw, layer, energy_table=None) -> dict:
     """Simulate one trace layer on ``hw``; returns the layer's report section (a plain dict)."""
-    energy_table = energy_table or hwconfig_to_dict(hw)["energy_pj"]
+    energy_table = energy_table or hw.energy_table()
     run = run_layer(hw, layer)
     geometry = geometry_of(layer)
     activations = input_chw(layer)
@@ -148,7 +148,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
 
 def simulate(hw, trace, layers: Sequence[str] | None = None) -> Report:
     """Simulate the trace's layers (all, or those named) on the hardware config; returns a :class:`Report`."""
-    energy_table = hwconfig_to_dict(hw)["energy_pj"]
+    energy_table = hw.energy_table()
     selected = [trace.layer(name) for name in layers] if layers else list(trace.layers)
     results = []
     for layer in selected:
