@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             "simulated_macs_per_s": total_macs / total_sim,
         }
     if args.json:
-        from sparsesim.report import write_atomic
+        from sparsesim.files import write_atomic
 
         write_atomic(args.json, json.dumps(results, indent=2) + "\n")
     return 0

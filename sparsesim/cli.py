@@ -81,7 +81,8 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
     """
     from sparsesim import load_hwconfig, load_trace, simulate
-    from sparsesim.report import compare_reports, write_atomic
+    from sparsesim.files import write_atomic
+    from sparsesim.report import compare_reports
 
     hw = load_hwconfig(hwconfig)
     base_hw = load_hwconfig(baseline) if baseline else None

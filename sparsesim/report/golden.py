@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from sparsesim.report.report import Report, write_atomic
+from sparsesim.files import write_atomic
+from sparsesim.report.report import Report
 
 ENERGY_RELATIVE_TOLERANCE = 1e-9
 

@@ -46,7 +46,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -56,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from sparsesim.errors import TraceError
+from sparsesim.files import write_atomic
 
 __all__ = ["TRACE_FORMAT_VERSION", "Layer", "Trace", "load_trace", "save_trace"]
 
@@ -282,23 +282,6 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and :func:`os.replace`."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix="-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _manifest_text(manifest: dict) -> str:
     return json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -346,7 +329,7 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
         arrays = {key: _stored_array(layer, key) for key in ARRAY_NAMES}
         data = _npz_bytes(arrays)
         file_name = f"{layer.name}.npz"
-        _write_atomically(os.path.join(where, file_name), data)
+        write_atomic(os.path.join(where, file_name), data)
         entries.append(
             {
                 "name": layer.name,
@@ -370,7 +353,7 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
         "provenance": provenance,
         "layers": entries,
     }
-    _write_atomically(os.path.join(where, MANIFEST_NAME), _manifest_text(manifest).encode("utf-8"))
+    write_atomic(os.path.join(where, MANIFEST_NAME), _manifest_text(manifest).encode("utf-8"))
     logger.info("saved trace %r (%d layers) to %s", name, len(entries), where)
 
 

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from sparsesim import simulate
-from sparsesim.report import compare_reports, write_atomic
+from sparsesim.files import write_atomic
+from sparsesim.report import compare_reports
 
 LAYERS = ["conv3_1", "conv5_2"]
 
