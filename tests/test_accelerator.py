@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sparsesim.accelerator import run_layer
 from sparsesim.config import parse_hwconfig
+from sparsesim.simulator import simulate_layer
 from sparsesim.workload.ops import layer_reference
 from sparsesim.workload.trace import Layer
 
@@ -107,3 +109,42 @@ def test_same_layer_same_config_gives_identical_cycles_and_counts():
     b = run_layer(hw(), synthetic_layer())
     assert a.cycles == b.cycles
     assert [c.actions for c in a.components] == [c.actions for c in b.components]
+
+
+def synthetic_linear_layer(channels=40, filters=24, seed=1):
+    rng = np.random.default_rng(seed)
+    x = np.maximum(rng.standard_normal(channels), 0).astype(np.float32)  # ReLU-like zeros
+    w = rng.standard_normal((filters, channels)).astype(np.float32)
+    b = rng.standard_normal(filters).astype(np.float32)
+    layer = Layer("synthetic_fc", "linear", x, w, b, np.zeros(filters, np.float32), 1, 0, "relu")
+    return Layer("synthetic_fc", "linear", x, w, b, layer_reference(layer).astype(np.float32), 1, 0, "relu")
+
+
+def strided_layer(stride=2, padding=1):
+    rng = np.random.default_rng(2)
+    x = np.maximum(rng.standard_normal((6, 13, 11)), 0).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    out_h, out_w = (13 + 2 * padding - 3) // stride + 1, (11 + 2 * padding - 3) // stride + 1
+    layer = Layer(
+        "synthetic_s2", "conv2d", x, w, b, np.zeros((5, out_h, out_w), np.float32), stride, padding, "relu"
+    )
+    out = layer_reference(layer).astype(np.float32)
+    return Layer("synthetic_s2", "conv2d", x, w, b, out, stride, padding, "relu")
+
+
+@pytest.mark.parametrize("sparsity", ["none", "zero_gating", "zero_skip_activations"])
+@pytest.mark.parametrize("make_layer", [synthetic_linear_layer, strided_layer])
+def test_linear_and_strided_layers_simulate_and_pass_the_functional_check(make_layer, sparsity):
+    layer = make_layer()
+    config = hw(
+        pe_array={
+            "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 4096, "sparsity": sparsity}
+        }
+    )
+    result = simulate_layer(config, layer)
+    assert result["functional_check"]["passed"], result["functional_check"]
+    computes = result["computes"]
+    assert computes["algorithmic"] == layer.algorithmic_macs
+    assert computes["actual"] + computes["skipped"] == computes["algorithmic"]
+    assert result["cycles"] > 0
