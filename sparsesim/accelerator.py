@@ -5,6 +5,7 @@ The run of a layer is a four-stage pipeline of simpy processes, one event per ti
     loader       DRAM -> global buffer: the tile's weights and input rows      (waits for a free buffer half)
     distributor  global buffer -> NoC -> PEs: weights, multicast inputs, and the partial sums of the previous
                  channel block (which must first have come back: a true data dependency)
+                 (the decoder, if any, sits on the loader's or the distributor's path, as placed)
     pe_array     the tile's compute, its cycles computed from the real operands
     writer       PEs -> NoC -> global buffer: partial sums or outputs; finished outputs -> DRAM;
                  then the tile's half of the buffer is free again
@@ -22,8 +23,10 @@ import numpy as np
 import simpy
 
 from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
+from sparsesim.components.decoder import Decoder
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
+from sparsesim.mapping.traffic import SliceSizer, TileTraffic, buffer_footprint_words, layer_traffic
 
 
 @dataclass
@@ -36,10 +39,13 @@ class LayerRun:
     noc: Noc
     pe_array: PeArray
     tiling: LayerTiling
+    traffic: list[TileTraffic]
+    decoder: Decoder | None = None
 
     @property
     def components(self):
-        return (self.dram, self.global_buffer, self.noc, self.pe_array)
+        parts = (self.dram, self.global_buffer, self.noc, self.decoder, self.pe_array)
+        return tuple(part for part in parts if part is not None)
 
 
 def geometry_of(layer) -> ConvGeometry:
@@ -54,6 +60,14 @@ def geometry_of(layer) -> ConvGeometry:
 
 def input_chw(layer) -> np.ndarray:
     return layer.input.reshape(-1, 1, 1) if layer.op == "linear" else layer.input
+
+
+def weights_kcrs(layer) -> np.ndarray:
+    return layer.weights.reshape(*layer.weights.shape, 1, 1) if layer.op == "linear" else layer.weights
+
+
+def output_khw(layer) -> np.ndarray:
+    return layer.output.reshape(-1, 1, 1) if layer.op == "linear" else layer.output
 
 
 def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) -> LayerRun:
@@ -73,8 +87,11 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     glb = GlobalBuffer(env, hw.global_buffer, word_bytes)
     noc = Noc(env, hw.noc, word_bytes)
     pe = PeArray(hw.pe_array)
+    decoder = Decoder(env, hw.decoder, word_bytes) if hw.decoder.at != "none" else None
 
     geometry = geometry_of(layer)
+    sizer = SliceSizer(input_chw(layer), weights_kcrs(layer), output_khw(layer), value_bits=8 * word_bytes)
+    compressed = any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
     tiling = tile_layer(
         geometry,
         columns=hw.pe_array.columns,
@@ -83,9 +100,16 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         global_buffer_bytes=hw.global_buffer.capacity_bytes,
         word_bytes=word_bytes,
         layer_name=layer.name,
+        footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
     )
     pe.prepare(input_chw(layer), geometry, tiling)
     tiles = tiling.tiles
+    traffic = layer_traffic(hw, tiling, sizer)
+
+    def decode_hops(bits, placements) -> list:
+        if decoder is None or decoder.at not in placements or not bits.total:
+            return []
+        return [decoder.decode(bits.payload // sizer.value_bits, bits.metadata)]
 
     buffer_halves = simpy.Store(env, capacity=2)
     loaded = simpy.Store(env)
@@ -97,19 +121,23 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         for tile in tiles:
             yield buffer_halves.put(tile.index)
             log("loader", tile, "start")
-            words = tile.weight_words + tile.input_words
-            yield from transfer(env, [dram.read(words * word_bytes), glb.write(words)])
+            t = traffic[tile.index]
+            hops = [dram.read(t.dram_read_bytes), glb.write(t.buffer_fill_words)]
+            yield from transfer(env, hops + decode_hops(t.fill_decode, ("global_buffer_input",)))
             log("loader", tile, "loaded")
             yield loaded.put(tile)
 
     def distributor():
         for _ in tiles:
             tile = yield loaded.get()
-            words = tile.weight_words + tile.input_words
-            yield from transfer(env, [glb.read(words), noc.send(words)])
-            if tile.psum_in_words:
+            t = traffic[tile.index]
+            hops = [glb.read(t.buffer_read_words), noc.send(t.noc_in_words)]
+            yield from transfer(
+                env, hops + decode_hops(t.distribute_decode, ("global_buffer_output", "pe_input"))
+            )
+            if t.psum_in_words:
                 yield drained[tile.index - 1]
-                yield from transfer(env, [glb.read(tile.psum_in_words), noc.send(tile.psum_in_words)])
+                yield from transfer(env, [glb.read(t.psum_in_words), noc.send(t.psum_in_words)])
             log("distributor", tile, "sent")
             yield pe_inbox.put(tile)
 
@@ -129,11 +157,10 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     def writer():
         for _ in tiles:
             tile = yield finished.get()
-            yield from transfer(env, [noc.send(tile.out_words), glb.write(tile.out_words)])
-            if tile.dram_write_words:
-                yield from transfer(
-                    env, [glb.read(tile.dram_write_words), dram.write(tile.dram_write_words * word_bytes)]
-                )
+            t = traffic[tile.index]
+            yield from transfer(env, [noc.send(t.out_words), glb.write(t.out_words)])
+            if t.dram_write_bytes:
+                yield from transfer(env, [glb.read(t.dram_write_words), dram.write(t.dram_write_bytes)])
             log("writer", tile, "drained")
             drained[tile.index].succeed()
             yield buffer_halves.get()
@@ -142,7 +169,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         env.process(stage())
     done = env.process(writer_done(env, drained))
     env.run(until=done)
-    return LayerRun(int(env.now), dram, glb, noc, pe, tiling)
+    return LayerRun(int(env.now), dram, glb, noc, pe, tiling, traffic, decoder)
 
 
 def writer_done(env: simpy.Environment, drained: list[simpy.Event]):

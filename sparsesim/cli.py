@@ -144,11 +144,61 @@ def info(trace):
                 f"{layer.algorithmic_macs:,}",
             ]
         )
-    from sparsesim.report.report import _table
+    from sparsesim.report.report import render_table
 
-    click.echo(_table(list(header), rows), nl=False)
+    click.echo(render_table(list(header), rows), nl=False)
     click.echo("\nprovenance:")
     click.echo(json.dumps(loaded.provenance, indent=2))
+
+
+@main.command()
+@click.argument("trace", type=click.Path())
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this layer (repeat for several). Default: every layer of the trace.",
+)
+@_user_errors
+def formats(trace, layers):
+    """Size every tensor of TRACE in every storage format: payload and metadata bits, ratio, winner.
+
+    For each layer's input activations, weights and output activations: the bits of each format
+    (U uncompressed, B bitmask, RLE run length, CP coordinates, CSR/CSC, BB bitmask per rank, ZFB
+    zero-free bricks), payload and metadata counted apart, the compression ratio against U, and
+    the smallest format. The sizes are those of the real encoded bit streams.
+    """
+    import numpy as np
+
+    from sparsesim import load_trace
+    from sparsesim.report.report import render_table
+    from sparsesim.sparse.formats import compare_formats
+
+    loaded = load_trace(trace, layers=list(layers) or None)
+    click.echo(f"storage formats of {loaded.name}: bits = payload + metadata; ratio = U bits / bits\n")
+    for layer in loaded.layers:
+        tensors = (
+            ("input", layer.input, "activations"),
+            ("weights", layer.weights, "weights"),
+            ("output", layer.output, "activations"),
+        )
+        for label, tensor, role in tensors:
+            if layer.op == "linear":
+                tensor = (
+                    tensor.reshape(*tensor.shape, 1, 1) if role == "weights" else tensor.reshape(-1, 1, 1)
+                )
+            sizes = compare_formats(tensor, role)
+            density = np.count_nonzero(tensor) / tensor.size
+            click.echo(
+                f"{layer.name} {label} {'x'.join(map(str, tensor.shape))}, density {density:.3f}, "
+                f"best: {sizes[0].name}"
+            )
+            rows = [
+                [s.name, f"{s.payload_bits:,}", f"{s.metadata_bits:,}", f"{s.total_bits:,}", f"{s.ratio:.3f}"]
+                for s in sizes
+            ]
+            click.echo(render_table(["format", "payload bits", "metadata bits", "bits", "ratio"], rows))
 
 
 @main.command()

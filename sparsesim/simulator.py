@@ -131,6 +131,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         },
         "energy_pj": total_energy,
         "components": components,
+        "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "tiling": {
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,
@@ -143,6 +144,26 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             "tolerance": tolerance,
             "reference": "trace output (numpy conv + bias + activation, float64, stored as float32)",
         },
+    }
+
+
+def _dram_traffic(run, word_bytes: int) -> dict:
+    """DRAM bytes per tensor in the configured formats, next to what the same tiles move uncompressed."""
+    tiles, traffic = run.tiling.tiles, run.traffic
+    moved = {
+        "weights": sum(t.dram_weight_bytes for t in traffic),
+        "inputs": sum(t.dram_input_bytes for t in traffic),
+        "outputs": sum(t.dram_write_bytes for t in traffic),
+    }
+    dense = {
+        "weights": sum(tile.weight_words for tile in tiles) * word_bytes,
+        "inputs": sum(tile.input_words for tile in tiles) * word_bytes,
+        "outputs": sum(tile.dram_write_words for tile in tiles) * word_bytes,
+    }
+    return {
+        "bytes": moved,
+        "uncompressed_bytes": dense,
+        "compression_ratio": {tensor: _ratio(dense[tensor], moved[tensor]) for tensor in moved},
     }
 
 

@@ -32,9 +32,9 @@ class Dram(Component):
     def read(self, n_bytes: int) -> Hop:
         bursts = self._bursts(n_bytes)
         self.count("read", bursts)
-        return Hop(self.port, bursts * self.burst_bytes)
+        return Hop(self.port, self.port.cycles_for(bursts * self.burst_bytes))
 
     def write(self, n_bytes: int) -> Hop:
         bursts = self._bursts(n_bytes)
         self.count("write", bursts)
-        return Hop(self.port, bursts * self.burst_bytes)
+        return Hop(self.port, self.port.cycles_for(bursts * self.burst_bytes))

@@ -39,8 +39,8 @@ class GlobalBuffer(Component):
 
     def read(self, n_words: int) -> Hop:
         self.count("read", n_words)
-        return Hop(self.read_port, n_words * self.word_bytes)
+        return Hop(self.read_port, self.read_port.cycles_for(n_words * self.word_bytes))
 
     def write(self, n_words: int) -> Hop:
         self.count("write", n_words)
-        return Hop(self.write_port, n_words * self.word_bytes)
+        return Hop(self.write_port, self.write_port.cycles_for(n_words * self.word_bytes))

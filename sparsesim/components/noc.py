@@ -29,4 +29,4 @@ class Noc(Component):
 
     def send(self, n_words: int) -> Hop:
         self.count("transfer", n_words)
-        return Hop(self.port, n_words * self.word_bytes)
+        return Hop(self.port, self.port.cycles_for(n_words * self.word_bytes))

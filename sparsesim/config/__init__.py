@@ -1,41 +1,6 @@
 """Hardware configs: YAML → validated, frozen dataclasses (see :mod:`sparsesim.config.hwconfig`)."""
 
-from sparsesim.config.hwconfig import (
-    NOC_KINDS,
-    SPARSITY_MODES,
-    DramConfig,
-    DramEnergyConfig,
-    EnergyConfig,
-    GlobalBufferConfig,
-    GlobalBufferEnergyConfig,
-    HwConfig,
-    NocConfig,
-    NocEnergyConfig,
-    PeArrayConfig,
-    PeArrayEnergyConfig,
-    PeConfig,
-    explain_hwconfig,
-    hwconfig_to_dict,
-    load_hwconfig,
-    parse_hwconfig,
-)
+from sparsesim.config import hwconfig as _hwconfig
+from sparsesim.config.hwconfig import *  # noqa: F403  (the public names are hwconfig.__all__)
 
-__all__ = [
-    "NOC_KINDS",
-    "SPARSITY_MODES",
-    "DramConfig",
-    "DramEnergyConfig",
-    "EnergyConfig",
-    "GlobalBufferConfig",
-    "GlobalBufferEnergyConfig",
-    "HwConfig",
-    "NocConfig",
-    "NocEnergyConfig",
-    "PeArrayConfig",
-    "PeArrayEnergyConfig",
-    "PeConfig",
-    "explain_hwconfig",
-    "hwconfig_to_dict",
-    "load_hwconfig",
-    "parse_hwconfig",
-]
+__all__ = list(_hwconfig.__all__)

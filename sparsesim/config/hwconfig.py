@@ -65,6 +65,14 @@ __all__ = [
     "NOC_KINDS",
     "SPARSITY_MODES",
     "DramConfig",
+    "DECODER_PLACEMENTS",
+    "ACTIVATION_FORMATS",
+    "WEIGHT_FORMATS",
+    "DecoderConfig",
+    "DecoderEnergyConfig",
+    "FormatsConfig",
+    "LevelFormatsConfig",
+    "PeFormatsConfig",
     "DramEnergyConfig",
     "EnergyConfig",
     "GlobalBufferConfig",
@@ -85,6 +93,12 @@ __all__ = [
 NOC_KINDS: tuple[str, ...] = ("multicast_bus",)
 #: The PE sparsity mechanisms a ``pe_array.pe.sparsity`` may name.
 SPARSITY_MODES: tuple[str, ...] = ("none", "zero_gating", "zero_skip_activations")
+
+#: Storage formats a tensor may have (presets of :mod:`sparsesim.sparse.formats`, by the tensor's role).
+ACTIVATION_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB", "ZFB")
+WEIGHT_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB")
+#: Where the decoder may sit, on the way from DRAM to the PEs.
+DECODER_PLACEMENTS: tuple[str, ...] = ("none", "global_buffer_input", "global_buffer_output", "pe_input")
 
 #: DRAM energy per 16-bit word relative to one MAC (Eyeriss, ISCA 2016), times 1.0 pJ per MAC.
 DRAM_PJ_PER_WORD = 200.0
@@ -220,6 +234,59 @@ class PeArrayConfig(_Block):
     pe: PeConfig = _block(PeConfig, "One processing element.")
 
 
+_FORMAT_DOC = (
+    "U uncompressed, B bitmask, RLE run length (5-bit runs), RLE_gamma (Elias-gamma runs), CP coordinates, "
+    "CSR / CSC (UOP over CP), BB bitmask per rank, ZFB Cnvlutin's zero-free bricks (activations only)"
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LevelFormatsConfig(_Block):
+    """How the tensors are stored at one level of the memory hierarchy (Sparseloop's format vocabulary)."""
+
+    weights: str = _param("U", "Format of the weights. " + _FORMAT_DOC + ".", choices=WEIGHT_FORMATS)
+    inputs: str = _param("U", "Format of the input activations.", choices=ACTIVATION_FORMATS)
+    outputs: str = _param("U", "Format of the (finished) output activations.", choices=ACTIVATION_FORMATS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PeFormatsConfig(_Block):
+    """How the operands reach and sit in a PE's scratchpads (partial sums are always uncompressed)."""
+
+    weights: str = _param("U", "Format of the weights in the PE.", choices=WEIGHT_FORMATS)
+    inputs: str = _param("U", "Format of the input activations in the PE.", choices=ACTIVATION_FORMATS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FormatsConfig(_Block):
+    """The format of each tensor at each storage level. Sizes moved and stored follow the real data.
+
+    A tensor whose format changes on the way in (DRAM -> global buffer -> PE) needs the decoder at that
+    boundary; on the way out (PE -> global buffer -> DRAM) the encoder is not modelled (free).
+    """
+
+    dram: LevelFormatsConfig = _block(LevelFormatsConfig, "Formats in DRAM (what DRAM traffic moves).")
+    global_buffer: LevelFormatsConfig = _block(
+        LevelFormatsConfig, "Formats in the global buffer (its occupancy, hence the tiling)."
+    )
+    pe: PeFormatsConfig = _block(PeFormatsConfig, "Formats in the PEs' scratchpads.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecoderConfig(_Block):
+    """A decoder of compressed tensors on the way from DRAM to the PEs (one per machine, or none)."""
+
+    at: str = _param(
+        "none",
+        "Where it sits: global_buffer_input (DRAM -> buffer), global_buffer_output (buffer -> NoC, so the "
+        "NoC carries the PE format), pe_input (NoC -> PEs, so the NoC carries the buffer format), or none.",
+        choices=DECODER_PLACEMENTS,
+    )
+    elements_per_cycle: float = _param(16.0, "Stored elements (values) parsed per cycle.", gt=0)
+    metadata_bits_per_cycle: float = _param(64.0, "Metadata bits parsed per cycle.", gt=0)
+    latency_cycles: int = _param(2, "Pipeline latency, paid once per transaction.", ge=0)
+
+
 _DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_bytes, i.e. 200 pJ per word"
 
 
@@ -266,6 +333,16 @@ class PeArrayEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class DecoderEnergyConfig(_Block):
+    """Energy of the decoder's actions."""
+
+    decode: float = _param(
+        0.5, "pJ per stored element decoded (assumed: about half a scratchpad access).", ge=0
+    )
+    metadata_read: float = _param(1.0, "pJ per word of metadata read (as a scratchpad read).", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnergyConfig(_Block):
     """Energy per action (Accelergy-style table): energy = sum of action counts x pJ per action."""
 
@@ -273,6 +350,7 @@ class EnergyConfig(_Block):
     global_buffer: GlobalBufferEnergyConfig = _block(GlobalBufferEnergyConfig, "Global buffer, pJ per word.")
     noc: NocEnergyConfig = _block(NocEnergyConfig, "NoC, pJ per word injected.")
     pe_array: PeArrayEnergyConfig = _block(PeArrayEnergyConfig, "Each PE, pJ per MAC or per word.")
+    decoder: DecoderEnergyConfig = _block(DecoderEnergyConfig, "Decoder, pJ per element or metadata word.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,6 +377,8 @@ class HwConfig(_Block):
     global_buffer: GlobalBufferConfig = _block(GlobalBufferConfig, "On-chip global buffer.")
     noc: NocConfig = _block(NocConfig, "Network from the global buffer to the PEs.")
     pe_array: PeArrayConfig = _block(PeArrayConfig, "The array of processing elements.")
+    formats: FormatsConfig = _block(FormatsConfig, "Storage format of each tensor at each level.")
+    decoder: DecoderConfig = _block(DecoderConfig, "Decoder of compressed tensors.")
     energy_pj: EnergyConfig = _block(EnergyConfig, "Energy per action, in pJ.")
 
     def __post_init__(self) -> None:
@@ -545,9 +625,37 @@ _CROSS_FIELD_RULES: tuple[_MinimumRule, ...] = (
 )
 
 
+_BOUNDARIES = (  # (upstream level, downstream level, the decoder placements that can convert between them)
+    ("dram", "global_buffer", ("global_buffer_input",)),
+    ("global_buffer", "pe", ("global_buffer_output", "pe_input")),
+)
+
+
+def _format_boundary_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """A tensor whose format changes on its way to the PEs needs the decoder at that boundary."""
+    problems = []
+    for tensor in ("weights", "inputs"):
+        for upstream, downstream, placements in _BOUNDARIES:
+            up, down = f"formats.{upstream}.{tensor}", f"formats.{downstream}.{tensor}"
+            if {up, down, "decoder.at"} & bad_paths or values[up] == values[down]:
+                continue
+            if values["decoder.at"] not in placements:
+                problems.append(
+                    (
+                        down,
+                        (
+                            f"{values[down]} differs from {up} ({values[up]}): a decoder must convert it "
+                            f"(decoder.at: {' or '.join(placements)}), "
+                            f"but decoder.at is {values['decoder.at']}"
+                        ),
+                    )
+                )
+    return problems
+
+
 def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
-    problems = []
+    problems = _format_boundary_problems(values, bad_paths)
     for rule in _CROSS_FIELD_RULES:
         involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}
         if involved & bad_paths:

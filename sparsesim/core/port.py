@@ -4,11 +4,12 @@ A :class:`Port` is a simpy resource of capacity one (a port serves one transacti
 in FIFO order). :func:`transfer` moves one transaction (a tile of operands, a DRAM transfer of whole bursts)
 along a path of ports, *cut-through*: it first holds every port of the path, then takes
 
-    duration_cycles = sum(latency_cycles of the ports) + max(ceil(bytes_on_port / bandwidth) over the ports)
+    duration_cycles = sum(latency_cycles of the ports) + max(busy cycles of the ports)
 
 so a transfer is latency-bound when it is small and bandwidth-bound (by the slowest port) when it is large.
-Each port books ``ceil(bytes / bandwidth)`` cycles as *busy* and the rest of the time it was held as
-*stall* (held, but waiting for latency, for a slower port of the path, or to acquire the next port).
+Each port books its own busy cycles (``ceil(bytes / bandwidth)`` for a link) as *busy* and the rest of the
+time it was held as *stall* (held, but waiting for latency, for a slower port of the path, or to acquire
+the next port).
 Ports are acquired in a fixed global order (``rank``), so two transfers can never deadlock.
 """
 
@@ -33,7 +34,7 @@ class Port:
         rank: int,
     ):
         if not bandwidth_bytes_per_cycle > 0:
-            raise ValueError(f"{path}: bandwidth must be > 0 bytes/cycle, got {bandwidth_bytes_per_cycle}")
+            raise ValueError(f"{path}: bandwidth must be > 0 per cycle, got {bandwidth_bytes_per_cycle}")
         if latency_cycles < 0:
             raise ValueError(f"{path}: latency must be >= 0 cycles, got {latency_cycles}")
         self.path = path
@@ -52,10 +53,14 @@ class Port:
 
 @dataclass(frozen=True)
 class Hop:
-    """One port of a transfer's path and the bytes that cross it (DRAM rounds up to bursts)."""
+    """One port of a transfer's path and the cycles it is busy with the transaction.
+
+    The owning component computes ``busy_cycles`` (a link: ``port.cycles_for(bytes)``, with DRAM rounding
+    up to bursts; a decoder: from the elements and metadata bits it parses).
+    """
 
     port: Port
-    n_bytes: int
+    busy_cycles: int
 
 
 def transfer(env: simpy.Environment, hops: Sequence[Hop]) -> Generator[simpy.Event, object, int]:
@@ -63,7 +68,7 @@ def transfer(env: simpy.Environment, hops: Sequence[Hop]) -> Generator[simpy.Eve
     ordered = sorted(hops, key=lambda hop: hop.port.rank)
     if len({hop.port for hop in ordered}) != len(ordered):
         raise ValueError("a transfer may cross each port only once")
-    if all(hop.n_bytes == 0 for hop in ordered):
+    if all(hop.busy_cycles == 0 for hop in ordered):
         return 0
     requests = []
     acquired_at = []
@@ -72,7 +77,7 @@ def transfer(env: simpy.Environment, hops: Sequence[Hop]) -> Generator[simpy.Eve
         yield request
         requests.append(request)
         acquired_at.append(env.now)
-    busy = [hop.port.cycles_for(hop.n_bytes) for hop in ordered]
+    busy = [hop.busy_cycles for hop in ordered]
     duration = sum(hop.port.latency_cycles for hop in ordered) + max(busy)
     yield env.timeout(duration)
     for hop, request, start, busy_cycles in zip(ordered, requests, acquired_at, busy, strict=True):

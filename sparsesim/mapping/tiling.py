@@ -13,7 +13,8 @@ DRAM). Sizes are chosen greedily:
 
 1. the channel block is as large as the weight scratchpad allows (``filter_lanes * block * R * S`` words);
 2. the output-row block is the largest whose weights + input rows (with halo) + outputs fit in **half** the
-   global buffer (the other half holds the next tile: double buffering);
+   global buffer (the other half holds the next tile: double buffering), measured in the buffer's storage
+   format on the real data when the tensors are stored compressed (:mod:`sparsesim.mapping.traffic`);
 3. if not even one output row fits, the channel block is halved until it does, or the layer is rejected.
 
 What moves per tile: input rows (with their halo, re-fetched for every filter group and every row block) come
@@ -26,6 +27,8 @@ of halo rows between consecutive row blocks.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparsesim.errors import SimulationError
@@ -117,6 +120,23 @@ def _tile_footprint_words(geometry: ConvGeometry, filters: int, channels: int, o
     return weights + inputs + outputs
 
 
+def dense_footprint_words(geometry: ConvGeometry) -> Callable[[int, int, int], int]:
+    """Footprint of the largest tile of a shape when every tensor is stored uncompressed."""
+    return functools.partial(_tile_footprint_words, geometry)
+
+
+def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
+    """The largest ``n`` in ``[1, limit]`` with ``fits(n)``, or 0; bisection, so ``fits`` must be monotone."""
+    low, high = 0, limit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
 def tile_layer(
     geometry: ConvGeometry,
     *,
@@ -126,8 +146,16 @@ def tile_layer(
     global_buffer_bytes: int,
     word_bytes: int,
     layer_name: str = "layer",
+    footprint_words: Callable[[int, int, int], int] | None = None,
 ) -> LayerTiling:
-    """Choose tile sizes (see the module docstring) and list the tiles in execution order."""
+    """Choose tile sizes (see the module docstring) and list the tiles in execution order.
+
+    ``footprint_words(filters, channels, out_rows)`` gives the global-buffer words that the largest tile of
+    that shape occupies (weights + input rows + outputs); by default every tensor is uncompressed. With
+    compressed formats, pass one that measures the real tiles: the search assumes only that a larger row
+    block never occupies less.
+    """
+    footprint = footprint_words or dense_footprint_words(geometry)
     filters_per_group = min(geometry.filters, columns * filter_lanes)
     spad_words = weight_spad_bytes // word_bytes
     channels = min(geometry.channels, spad_words // (filter_lanes * geometry.kernel_positions))
@@ -140,16 +168,15 @@ def tile_layer(
         )
     half_buffer_words = global_buffer_bytes // word_bytes // 2
     while True:
-        out_rows = 0
-        for rows in range(geometry.out_height, 0, -1):
-            if _tile_footprint_words(geometry, filters_per_group, channels, rows) <= half_buffer_words:
-                out_rows = rows
-                break
+        out_rows = _largest_fitting(
+            geometry.out_height,
+            lambda rows, channels=channels: footprint(filters_per_group, channels, rows) <= half_buffer_words,
+        )
         if out_rows or channels == 1:
             break
         channels = -(-channels // 2)
     if not out_rows:
-        need = _tile_footprint_words(geometry, filters_per_group, 1, 1) * 2 * word_bytes
+        need = footprint(filters_per_group, 1, 1) * 2 * word_bytes
         raise SimulationError(
             f"{layer_name}: no tile fits the global buffer: one output row of {filters_per_group} filters "
             f"over one channel needs {need} bytes double-buffered, "

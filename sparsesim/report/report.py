@@ -7,6 +7,7 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   skipped, gated, charged); the lecture's ``throughput`` (eq. 3.4) and ``energy_efficiency`` (eq. 3.9)
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
+  ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
   ``tiling``; ``functional_check``;
 - ``totals``: the same quantities summed over the layers (layers run one after the other).
 
@@ -71,6 +72,15 @@ class Report:
                         acc[key] += value
         for comp in components.values():
             comp["energy_share"] = _ratio(comp["energy_pj"], energy)
+        dram_traffic: dict[str, dict] = {"bytes": {}, "uncompressed_bytes": {}}
+        for entry in layers:
+            for kind in dram_traffic:
+                for tensor, n in entry["dram_traffic"][kind].items():
+                    dram_traffic[kind][tensor] = dram_traffic[kind].get(tensor, 0) + n
+        dram_traffic["compression_ratio"] = {
+            tensor: _ratio(dram_traffic["uncompressed_bytes"][tensor], n)
+            for tensor, n in dram_traffic["bytes"].items()
+        }
         return {
             "layers": len(layers),
             "cycles": cycles,
@@ -90,6 +100,7 @@ class Report:
             },
             "energy_pj": energy,
             "components": components,
+            "dram_traffic": dram_traffic,
             "functional_check_passed": all(entry["functional_check"]["passed"] for entry in layers),
         }
 
@@ -173,7 +184,7 @@ class Report:
                 cmp = comparison["layers"].get(entry["name"], comparison["totals"])
                 row += [f"{cmp['speedup']:.3f}x", f"{cmp['energy_ratio']:.3f}"]
             rows.append(row)
-        out.write(_table(header, rows, separator_before_last=True))
+        out.write(render_table(header, rows, separator_before_last=True))
         if comparison:
             out.write("speed-up = baseline cycles / cycles; energy ratio = energy / baseline energy\n")
 
@@ -198,14 +209,27 @@ class Report:
                         share,
                     ]
                 )
-        out.write(_table(header, rows))
+        out.write(render_table(header, rows))
 
         out.write("\nactions, all layers\n")
         rows = []
         for path, comp in totals["components"].items():
             for action, n in comp["actions"].items():
                 rows.append([f"{path}.{action}", f"{n:,}", f"{comp['action_energy_pj'][action] / 1e6:.3f}"])
-        out.write(_table(["action", "count", "energy uJ"], rows))
+        out.write(render_table(["action", "count", "energy uJ"], rows))
+
+        traffic = totals["dram_traffic"]
+        out.write("\nDRAM traffic, all layers (in the configured formats vs. uncompressed)\n")
+        rows = [
+            [
+                tensor,
+                f"{n:,}",
+                f"{traffic['uncompressed_bytes'][tensor]:,}",
+                _fmt(traffic["compression_ratio"][tensor]),
+            ]
+            for tensor, n in traffic["bytes"].items()
+        ]
+        out.write(render_table(["tensor", "bytes", "uncompressed bytes", "ratio"], rows))
 
         t, e = totals["throughput"], totals["energy_efficiency"]
         out.write(
@@ -255,7 +279,8 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:
+def render_table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned."""
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells):

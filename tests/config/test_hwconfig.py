@@ -26,7 +26,7 @@ from sparsesim.config import (
 from sparsesim.errors import ConfigError
 
 HWCONFIG_DIR = Path(__file__).resolve().parents[2] / "hwconfigs"
-SHIPPED = ("dadiannao", "cnvlutin", "eyeriss_v1")
+SHIPPED = ("dadiannao", "cnvlutin", "eyeriss_v1", "eyeriss_v2")
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -88,12 +88,15 @@ def test_shipped_configs_have_the_documented_numbers():
     assert (eyeriss.global_buffer.capacity_bytes, eyeriss.global_buffer.banks) == (108 * 1024, 27)
 
 
-def test_cnvlutin_differs_from_dadiannao_only_in_its_sparsity_mechanism():
+def test_cnvlutin_differs_from_dadiannao_only_in_its_sparsity_mechanism_and_activation_format():
     dadiannao = hwconfig_to_dict(load_hwconfig(HWCONFIG_DIR / "dadiannao.yaml"))
     cnvlutin = hwconfig_to_dict(load_hwconfig(HWCONFIG_DIR / "cnvlutin.yaml"))
     assert cnvlutin["pe_array"]["pe"]["sparsity"] == "zero_skip_activations"
+    for level in ("dram", "global_buffer", "pe"):
+        assert cnvlutin["formats"][level]["inputs"] == "ZFB"
+        assert dadiannao["formats"][level]["inputs"] == "U"
     for data in (dadiannao, cnvlutin):
-        del data["name"], data["description"], data["pe_array"]["pe"]["sparsity"]
+        del data["name"], data["description"], data["pe_array"]["pe"]["sparsity"], data["formats"]
     assert cnvlutin == dadiannao
 
 
@@ -452,13 +455,33 @@ def nest(flat: dict[str, Any]) -> dict[str, Any]:
     return tree
 
 
+def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
+    """Make a tensor's format change only where the decoder sits (the one rule across formats)."""
+    formats = tree.get("formats", {})
+    at = tree.get("decoder", {}).get("at", "none")
+    for tensor in ("weights", "inputs"):
+        dram = formats.get("dram", {}).get(tensor, "U")
+        if at != "global_buffer_input":
+            formats.setdefault("global_buffer", {})[tensor] = dram
+        buffer = formats.get("global_buffer", {}).get(tensor, "U")
+        if at not in ("global_buffer_output", "pe_input"):
+            formats.setdefault("pe", {})[tensor] = buffer
+    if formats:
+        tree["formats"] = formats
+    return tree
+
+
 def valid_mappings(text: st.SearchStrategy[str] = ANY_TEXT) -> st.SearchStrategy[dict[str, Any]]:
     """Mappings of valid values; every parameter but ``name`` may be left out."""
     [(_, name_field, name_hint), *others] = leaf_paths()
-    return st.fixed_dictionaries(
-        {"name": value_strategy("name", name_field, name_hint, text)},
-        optional={path: value_strategy(path, f, hint, text) for path, f, hint in others},
-    ).map(nest)
+    return (
+        st.fixed_dictionaries(
+            {"name": value_strategy("name", name_field, name_hint, text)},
+            optional={path: value_strategy(path, f, hint, text) for path, f, hint in others},
+        )
+        .map(nest)
+        .map(consistent_formats)
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -490,3 +513,39 @@ def test_numpy_scalars_from_a_sweep_become_python_numbers():
     swept = dataclasses.replace(cfg, clock_hz=np.float32(5e8), word_bytes=np.int64(1))
     assert type(swept.clock_hz) is float and type(swept.word_bytes) is int
     json.dumps(hwconfig_to_dict(swept))
+
+
+# --- formats and the decoder ----------------------------------------------------------------------------
+
+
+def test_a_format_change_without_a_decoder_at_that_boundary_is_reported():
+    problems = problems_of(
+        {
+            "name": "x",
+            "formats": {"dram": {"inputs": "RLE"}, "global_buffer": {"weights": "CSC"}, "pe": {"weights": "CSC"}},
+            "decoder": {"at": "pe_input"},
+        }
+    )
+    paths = [path for path, _ in problems]
+    assert paths == ["formats.global_buffer.weights", "formats.global_buffer.inputs"]
+    assert "decoder.at: global_buffer_input" in problems[0][1]
+
+
+def test_a_decoder_at_the_boundary_allows_the_change():
+    cfg = parse_hwconfig(
+        {"name": "x", "formats": {"dram": {"inputs": "RLE"}}, "decoder": {"at": "global_buffer_input"}}
+    )
+    assert cfg.formats.dram.inputs == "RLE" and cfg.formats.global_buffer.inputs == "U"
+
+
+def test_zero_free_bricks_are_for_activations_only():
+    problems = problems_of({"name": "x", "formats": {"dram": {"weights": "ZFB"}}})
+    assert problems[0][0] == "formats.dram.weights" and "must be one of" in problems[0][1]
+
+
+def test_format_choices_are_the_presets_of_the_formats_library():
+    from sparsesim.config.hwconfig import ACTIVATION_FORMATS, WEIGHT_FORMATS
+    from sparsesim.sparse.formats import preset_names
+
+    assert set(ACTIVATION_FORMATS) == set(preset_names("activations"))
+    assert set(WEIGHT_FORMATS) == set(preset_names("weights"))

@@ -38,7 +38,7 @@ def test_single_port_transfer_takes_latency_plus_ceil_bytes_over_bandwidth(
 ):
     env = simpy.Environment()
     port = Port(env, "link", bandwidth, latency, rank=0)
-    done = run_transfers(env, ("t", [Hop(port, n_bytes)], 0))
+    done = run_transfers(env, ("t", [Hop(port, port.cycles_for(n_bytes))], 0))
     assert done["t"] == (expected, expected)
     assert port.busy_cycles == math.ceil(n_bytes / bandwidth)
     assert port.stall_cycles == expected - port.busy_cycles
@@ -48,7 +48,7 @@ def test_path_is_cut_through_and_limited_by_its_slowest_port():
     env = simpy.Environment()
     fast = Port(env, "fast", 64.0, 5, rank=0)
     slow = Port(env, "slow", 16.0, 2, rank=1)
-    done = run_transfers(env, ("t", [Hop(fast, 1024), Hop(slow, 1024)], 0))
+    done = run_transfers(env, ("t", [Hop(fast, fast.cycles_for(1024)), Hop(slow, slow.cycles_for(1024))], 0))
     assert done["t"][1] == 5 + 2 + 1024 // 16
     assert fast.busy_cycles == 16 and slow.busy_cycles == 64
     # The fast port is held for the whole transfer: what it did not spend moving data is stall.
@@ -58,7 +58,7 @@ def test_path_is_cut_through_and_limited_by_its_slowest_port():
 def test_second_transaction_queues_behind_the_first_in_fifo_order():
     env = simpy.Environment()
     port = Port(env, "link", 10.0, 0, rank=0)
-    done = run_transfers(env, ("a", [Hop(port, 100)], 0), ("b", [Hop(port, 50)], 1))
+    done = run_transfers(env, ("a", [Hop(port, port.cycles_for(100))], 0), ("b", [Hop(port, port.cycles_for(50))], 1))
     assert done["a"] == (10, 10)
     assert done["b"] == (15, 5)
 
@@ -66,7 +66,7 @@ def test_second_transaction_queues_behind_the_first_in_fifo_order():
 def test_empty_transfer_takes_no_time_and_books_nothing():
     env = simpy.Environment()
     port = Port(env, "link", 10.0, 7, rank=0)
-    done = run_transfers(env, ("t", [Hop(port, 0)], 0))
+    done = run_transfers(env, ("t", [Hop(port, port.cycles_for(0))], 0))
     assert done["t"] == (0, 0)
     assert port.transactions == 0
 
@@ -76,7 +76,7 @@ def test_ports_acquired_in_rank_order_cannot_deadlock():
     a = Port(env, "a", 1.0, 0, rank=0)
     b = Port(env, "b", 1.0, 0, rank=1)
     # Listed in opposite orders: both still complete, one after the other.
-    done = run_transfers(env, ("x", [Hop(a, 4), Hop(b, 4)], 0), ("y", [Hop(b, 4), Hop(a, 4)], 0))
+    done = run_transfers(env, ("x", [Hop(a, a.cycles_for(4)), Hop(b, b.cycles_for(4))], 0), ("y", [Hop(b, b.cycles_for(4)), Hop(a, a.cycles_for(4))], 0))
     assert sorted(t for t, _ in done.values()) == [4, 8]
 
 

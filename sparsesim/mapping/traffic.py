@@ -1,0 +1,199 @@
+"""What each tile moves, in bytes and words of the real data in each level's storage format.
+
+The tiling (:mod:`sparsesim.mapping.tiling`) says which slices of the weights, inputs and outputs a tile
+needs; this module sizes those slices in the format the hwconfig gives for each level (``formats.dram``,
+``formats.global_buffer``, ``formats.pe``) with :func:`sparsesim.sparse.formats.tensor_size_bits`, i.e. the
+payload + metadata bits of the real values, tile by tile. Uncompressed (``U``) sizes are computed directly.
+
+Flow of one tile (``words`` are ``word_bytes`` words; a compressed slice occupies ``ceil(bits / word_bits)``):
+
+- DRAM -> global buffer: the weights (when the tile brings them) and input rows, DRAM format in DRAM and
+  buffer format in the buffer; a decoder at ``global_buffer_input`` parses them on the way;
+- global buffer -> NoC -> PEs: the same slices in the buffer format (the NoC carries the PE format when the
+  decoder sits at ``global_buffer_output``), plus uncompressed partial sums of the previous channel block;
+- PEs -> NoC -> global buffer: uncompressed partial sums, or after the last channel block the finished
+  outputs in the buffer's output format (the encoder is not modelled); buffer -> DRAM: those outputs in the
+  DRAM output format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sparsesim.mapping.tiling import ConvGeometry, LayerTiling
+from sparsesim.sparse.formats import tensor_size_bits
+
+
+@dataclass(frozen=True)
+class Bits:
+    """Size of a stored slice: payload (values) and metadata bits, counted apart."""
+
+    payload: int
+    metadata: int
+
+    @property
+    def total(self) -> int:
+        return self.payload + self.metadata
+
+    def words(self, word_bits: int) -> int:
+        return -(-self.total // word_bits)
+
+
+NO_BITS = Bits(0, 0)
+
+
+class SliceSizer:
+    """Sizes of slices of one layer's tensors in any format, cached (a slice is sized once per format)."""
+
+    def __init__(
+        self, input_chw: np.ndarray, weights_kcrs: np.ndarray, output_khw: np.ndarray, value_bits: int
+    ):
+        self.input = input_chw
+        self.weights_kcrs = weights_kcrs
+        # Outputs leave the PEs as 16-bit words (the next layer's operands), so they are sized as such.
+        self.output = output_khw.astype(np.float16)
+        self.value_bits = value_bits
+        self._cache: dict[tuple, Bits] = {}
+
+    def _size(self, key: tuple, tensor: Callable[[], np.ndarray], role: str, fmt: str) -> Bits:
+        if key not in self._cache:
+            data = tensor()
+            if fmt == "U":
+                self._cache[key] = Bits(data.size * self.value_bits, 0)
+            else:
+                self._cache[key] = Bits(*tensor_size_bits(data, role, fmt))
+        return self._cache[key]
+
+    def weights(self, fmt: str, k0: int, k1: int, c0: int, c1: int) -> Bits:
+        return self._size(("w", fmt, k0, k1, c0, c1), lambda: self.weights_kcrs[k0:k1, c0:c1], "weights", fmt)
+
+    def inputs(self, fmt: str, c0: int, c1: int, r0: int, r1: int) -> Bits:
+        return self._size(("i", fmt, c0, c1, r0, r1), lambda: self.input[c0:c1, r0:r1], "activations", fmt)
+
+    def outputs(self, fmt: str, k0: int, k1: int, r0: int, r1: int) -> Bits:
+        return self._size(("o", fmt, k0, k1, r0, r1), lambda: self.output[k0:k1, r0:r1], "activations", fmt)
+
+
+@dataclass(frozen=True)
+class TileTraffic:
+    """Everything one tile moves, per hop."""
+
+    dram_weight_bytes: int  # weights read from DRAM (0 when they are already resident)
+    dram_input_bytes: int
+    buffer_fill_words: int
+    fill_decode: Bits  # what a decoder at global_buffer_input parses (elements = payload / value bits)
+    buffer_read_words: int  # operands read out of the buffer for the PEs (without partial sums)
+    noc_in_words: int  # operands on the NoC (without partial sums)
+    distribute_decode: Bits  # what a decoder at global_buffer_output or pe_input parses
+    psum_in_words: int
+    out_words: int  # partial sums or finished outputs from the PEs into the buffer
+    dram_write_words: int  # finished outputs read out of the buffer for DRAM (buffer format)
+    dram_write_bytes: int  # ... and their size in DRAM
+
+    @property
+    def dram_read_bytes(self) -> int:
+        return self.dram_weight_bytes + self.dram_input_bytes
+
+
+def _decoded(upstream: Bits, upstream_fmt: str, downstream_fmt: str) -> Bits:
+    """What the decoder parses for one slice: compressed input, or a slice changing format, else nothing."""
+    return upstream if upstream_fmt != "U" or upstream_fmt != downstream_fmt else NO_BITS
+
+
+def layer_traffic(hw, tiling: LayerTiling, sizer: SliceSizer) -> list[TileTraffic]:
+    """The traffic of every tile of ``tiling`` on the machine ``hw`` (see the module docstring)."""
+    geometry = tiling.geometry
+    word_bits = 8 * hw.word_bytes
+    f = hw.formats
+    at = hw.decoder.at
+    noc_level = f.pe if at == "global_buffer_output" else f.global_buffer
+    traffic = []
+    for tile in tiling.tiles:
+        k0, k1, c0, c1 = tile.filter_start, tile.filter_stop, tile.channel_start, tile.channel_stop
+        r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+
+        def operands(level, tile=tile, k0=k0, k1=k1, c0=c0, c1=c1, r0=r0, r1=r1) -> tuple[Bits, Bits]:
+            weights = sizer.weights(level.weights, k0, k1, c0, c1) if tile.weight_words else NO_BITS
+            return weights, sizer.inputs(level.inputs, c0, c1, r0, r1)
+
+        dram, buffer, noc = operands(f.dram), operands(f.global_buffer), operands(noc_level)
+        fill_decode = distribute_decode = NO_BITS
+        if at == "global_buffer_input":
+            fill_decode = _sum(
+                _decoded(dram[0], f.dram.weights, f.global_buffer.weights),
+                _decoded(dram[1], f.dram.inputs, f.global_buffer.inputs),
+            )
+        elif at in ("global_buffer_output", "pe_input"):
+            distribute_decode = _sum(
+                _decoded(buffer[0], f.global_buffer.weights, f.pe.weights),
+                _decoded(buffer[1], f.global_buffer.inputs, f.pe.inputs),
+            )
+        if tile.is_last_channel_block:
+            rows = (tile.out_row_start, tile.out_row_stop)
+            out_words = sizer.outputs(f.global_buffer.outputs, k0, k1, *rows).words(word_bits)
+            dram_out = sizer.outputs(f.dram.outputs, k0, k1, *rows)
+            dram_write_words, dram_write_bytes = out_words, -(-dram_out.total // 8)
+        else:
+            out_words, dram_write_words, dram_write_bytes = tile.out_words, 0, 0
+        traffic.append(
+            TileTraffic(
+                dram_weight_bytes=-(-dram[0].total // 8),
+                dram_input_bytes=-(-dram[1].total // 8),
+                buffer_fill_words=sum(b.words(word_bits) for b in buffer),
+                fill_decode=fill_decode,
+                buffer_read_words=sum(b.words(word_bits) for b in buffer),
+                noc_in_words=sum(b.words(word_bits) for b in noc),
+                distribute_decode=distribute_decode,
+                psum_in_words=tile.psum_in_words,
+                out_words=out_words,
+                dram_write_words=dram_write_words,
+                dram_write_bytes=dram_write_bytes,
+            )
+        )
+    return traffic
+
+
+def _sum(*parts: Bits) -> Bits:
+    return Bits(sum(p.payload for p in parts), sum(p.metadata for p in parts))
+
+
+def buffer_footprint_words(hw, geometry: ConvGeometry, sizer: SliceSizer) -> Callable[[int, int, int], int]:
+    """Words the largest tile of a shape occupies in the global buffer, measured on the real data.
+
+    Weights and inputs in the buffer's formats; outputs as uncompressed partial sums when the layer needs
+    several channel blocks, else in the buffer's output format.
+    """
+    f = hw.formats.global_buffer
+    word_bits = 8 * hw.word_bytes
+
+    def footprint(filters: int, channels: int, out_rows: int) -> int:
+        groups = [(k, min(geometry.filters, k + filters)) for k in range(0, geometry.filters, filters)]
+        blocks = [(c, min(geometry.channels, c + channels)) for c in range(0, geometry.channels, channels)]
+        row_blocks = [
+            (r, min(geometry.out_height, r + out_rows)) for r in range(0, geometry.out_height, out_rows)
+        ]
+        weights = np.array(
+            [[sizer.weights(f.weights, *g, *b).words(word_bits) for b in blocks] for g in groups]
+        )
+        inputs = np.array(
+            [
+                [sizer.inputs(f.inputs, *b, *geometry.input_rows(*r)).words(word_bits) for r in row_blocks]
+                for b in blocks
+            ]
+        )
+        if len(blocks) > 1:
+            outputs = np.array(
+                [[(g[1] - g[0]) * (r[1] - r[0]) * geometry.out_width for r in row_blocks] for g in groups]
+            )
+        else:
+            outputs = np.array(
+                [[sizer.outputs(f.outputs, *g, *r).words(word_bits) for r in row_blocks] for g in groups]
+            )
+        # Largest tile = max over (group, channel block, row block) of weights + inputs + outputs.
+        total = weights[:, :, None] + inputs[None, :, :] + outputs[:, None, :]
+        return int(total.max())
+
+    return footprint

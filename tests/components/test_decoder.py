@@ -1,0 +1,83 @@
+"""The decoder: its busy cycles equal the cycle-stepped reference on the real encoded streams, a slow
+decoder becomes the bottleneck, and compressed formats cut DRAM traffic by the real compression."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sparsesim.accelerator import run_layer
+from sparsesim.components.decoder import decoder_cycles
+from sparsesim.sparse.formats import encode_tensor
+from tests.reference.decoder_reference import reference_decoder_cycles
+
+LAYERS = ("conv2_2", "conv5_2")
+
+
+def with_decoder(hw, **changes):
+    return dataclasses.replace(hw, decoder=dataclasses.replace(hw.decoder, **changes))
+
+
+def tile_streams(layer, tile, geometry, fmt_weights, fmt_inputs):
+    """The encoded streams a tile brings to the PEs: its weights (when it brings them) and input rows."""
+    r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+    c0, c1 = tile.channel_start, tile.channel_stop
+    streams = [encode_tensor(layer.input[c0:c1, r0:r1], "activations", fmt_inputs)]
+    if tile.weight_words:
+        weights = layer.weights[tile.filter_start : tile.filter_stop, c0:c1]
+        streams.append(encode_tensor(weights, "weights", fmt_weights))
+    return streams
+
+
+@pytest.mark.parametrize("layer_name", LAYERS)
+@pytest.mark.parametrize("rates", [(192.0, 3072.0), (1.5, 8.0), (0.5, 64.0)])
+def test_decoder_busy_cycles_equal_the_reference_on_real_encoded_streams(
+    vgg16_trace, hwconfigs, layer_name, rates
+):
+    hw = with_decoder(hwconfigs["eyeriss_v2"], elements_per_cycle=rates[0], metadata_bits_per_cycle=rates[1])
+    layer = vgg16_trace.layer(layer_name)
+    run = run_layer(hw, layer)
+    buffer = hw.formats.global_buffer
+    expected = 0
+    elements = 0
+    for tile in run.tiling.tiles:
+        streams = tile_streams(layer, tile, run.tiling.geometry, buffer.weights, buffer.inputs)
+        expected += reference_decoder_cycles(streams, *rates)
+        elements += sum(s.payload_bits // 16 for s in streams)
+    assert run.decoder.port.busy_cycles == expected
+    assert run.decoder.actions["decode"] == elements
+
+
+def test_decoder_cycles_closed_form():
+    assert decoder_cycles(0, 0, 4.0, 8.0) == 0
+    assert decoder_cycles(10, 8, 4.0, 8.0) == 3  # element-bound
+    assert decoder_cycles(1, 80, 4.0, 8.0) == 10  # metadata-bound
+
+
+def test_a_slow_decoder_becomes_the_bottleneck(vgg16_trace, hwconfigs):
+    layer = vgg16_trace.layer("conv5_2")
+    fast = run_layer(hwconfigs["eyeriss_v2"], layer)
+    slow = run_layer(with_decoder(hwconfigs["eyeriss_v2"], elements_per_cycle=0.25), layer)
+    assert slow.cycles > 1.5 * fast.cycles
+    assert slow.decoder.port.busy_cycles > 0.5 * slow.cycles
+    assert slow.decoder.port.busy_cycles > slow.pe_array.busy_cycles
+    assert slow.pe_array.stall_cycles > fast.pe_array.stall_cycles
+
+
+def test_compressed_dram_traffic_follows_the_real_encoded_sizes(vgg16_trace, hwconfigs):
+    hw = hwconfigs["eyeriss_v2"]
+    layer = vgg16_trace.layer("conv5_2")
+    run = run_layer(hw, layer)
+    geometry = run.tiling.geometry
+    expected_bursts = 0
+    input_bytes = dense_input_bytes = 0
+    for tile in run.tiling.tiles:
+        streams = tile_streams(layer, tile, geometry, hw.formats.dram.weights, hw.formats.dram.inputs)
+        expected_bursts += -(-sum(-(-s.n_bits // 8) for s in streams) // hw.dram.burst_bytes)
+        input_bytes += -(-streams[0].n_bits // 8)
+        dense_input_bytes += tile.input_words * hw.word_bytes
+    assert run.dram.actions["read"] == expected_bursts
+    assert sum(t.dram_input_bytes for t in run.traffic) == input_bytes
+    # conv5_2's input is 12 % dense: CSC moves it in a fraction of the bytes.
+    assert input_bytes < 0.5 * dense_input_bytes
