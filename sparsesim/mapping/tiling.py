@@ -137,6 +137,12 @@ def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
+def _fits(
+    footprint: Callable[[int, int, int], int], filters: int, channels: int, limit: int, rows: int
+) -> bool:
+    return footprint(filters, channels, rows) <= limit
+
+
 def tile_layer(
     geometry: ConvGeometry,
     *,
@@ -168,10 +174,8 @@ def tile_layer(
         )
     half_buffer_words = global_buffer_bytes // word_bytes // 2
     while True:
-        out_rows = _largest_fitting(
-            geometry.out_height,
-            lambda rows, channels=channels: footprint(filters_per_group, channels, rows) <= half_buffer_words,
-        )
+        fits = functools.partial(_fits, footprint, filters_per_group, channels, half_buffer_words)
+        out_rows = _largest_fitting(geometry.out_height, fits)
         if out_rows or channels == 1:
             break
         channels = -(-channels // 2)

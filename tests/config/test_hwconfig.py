@@ -522,7 +522,11 @@ def test_a_format_change_without_a_decoder_at_that_boundary_is_reported():
     problems = problems_of(
         {
             "name": "x",
-            "formats": {"dram": {"inputs": "RLE"}, "global_buffer": {"weights": "CSC"}, "pe": {"weights": "CSC"}},
+            "formats": {
+                "dram": {"inputs": "RLE"},
+                "global_buffer": {"weights": "CSC"},
+                "pe": {"weights": "CSC"},
+            },
             "decoder": {"at": "pe_input"},
         }
     )

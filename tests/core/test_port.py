@@ -58,7 +58,9 @@ def test_path_is_cut_through_and_limited_by_its_slowest_port():
 def test_second_transaction_queues_behind_the_first_in_fifo_order():
     env = simpy.Environment()
     port = Port(env, "link", 10.0, 0, rank=0)
-    done = run_transfers(env, ("a", [Hop(port, port.cycles_for(100))], 0), ("b", [Hop(port, port.cycles_for(50))], 1))
+    done = run_transfers(
+        env, ("a", [Hop(port, port.cycles_for(100))], 0), ("b", [Hop(port, port.cycles_for(50))], 1)
+    )
     assert done["a"] == (10, 10)
     assert done["b"] == (15, 5)
 
@@ -76,7 +78,11 @@ def test_ports_acquired_in_rank_order_cannot_deadlock():
     a = Port(env, "a", 1.0, 0, rank=0)
     b = Port(env, "b", 1.0, 0, rank=1)
     # Listed in opposite orders: both still complete, one after the other.
-    done = run_transfers(env, ("x", [Hop(a, a.cycles_for(4)), Hop(b, b.cycles_for(4))], 0), ("y", [Hop(b, b.cycles_for(4)), Hop(a, a.cycles_for(4))], 0))
+    done = run_transfers(
+        env,
+        ("x", [Hop(a, a.cycles_for(4)), Hop(b, b.cycles_for(4))], 0),
+        ("y", [Hop(b, b.cycles_for(4)), Hop(a, a.cycles_for(4))], 0),
+    )
     assert sorted(t for t, _ in done.values()) == [4, 8]
 
 
