@@ -103,6 +103,64 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
 
 @main.command()
 @click.argument("trace", type=click.Path())
+@click.argument("hwconfigs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False),
+    metavar="HWCONFIG",
+    help="Compare against this config. Default: the first HWCONFIG.",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this layer (repeat for several). Default: every layer of the trace.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the comparison as JSON to FILE.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write one row per config and layer as CSV to FILE.",
+)
+@_user_errors
+def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
+    """Simulate TRACE on several HWCONFIGS and compare them in one table.
+
+    Per layer and in total: speed-up (baseline cycles / cycles) and energy saving against the baseline;
+    per config, the lecture's eq. 3.4 and 3.9 decompositions. Example:
+
+        sparsesim compare traces/vgg16_china hwconfigs/dadiannao.yaml hwconfigs/cnvlutin.yaml
+    """
+    from sparsesim import load_hwconfig, load_trace, simulate
+    from sparsesim.files import write_atomic
+    from sparsesim.report.comparison import comparison_csv, comparison_data, render_comparison
+
+    loaded = load_trace(trace, layers=list(layers) or None)
+    configs = [load_hwconfig(path) for path in hwconfigs]
+    reports = [simulate(hw, loaded) for hw in configs]
+    base = simulate(load_hwconfig(baseline), loaded) if baseline else reports[0]
+    data = comparison_data(reports, base)
+    click.echo(render_comparison(data), nl=False)
+    if json_path:
+        write_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    if csv_path:
+        write_atomic(csv_path, comparison_csv(data))
+    if not all(config["totals"]["functional_check_passed"] for config in data["configs"]):
+        click.echo("error: the functional check failed for some config", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("trace", type=click.Path())
 @_user_errors
 def info(trace):
     """Show TRACE's layers (shapes, density of each tensor) and where its data came from."""

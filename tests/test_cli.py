@@ -76,3 +76,16 @@ def test_bad_inputs_give_one_clear_message_and_exit_2(tmp_path):
 def test_python_dash_m_works():
     result = subprocess.run([sys.executable, "-m", "sparsesim", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "sparsesim" in result.stdout
+
+
+def test_compare_tables_every_config_against_the_baseline(tmp_path):
+    out_json = tmp_path / "c.json"
+    result = invoke("compare", TRACE_DIR, DADIANNAO, CNVLUTIN, "--layer", "conv3_1", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    assert "speed-up per layer" in result.output and "eq. 3.4" in result.output
+    data = json.loads(out_json.read_text())
+    assert data["baseline"] == "dadiannao"
+    by_name = {config["hwconfig"]: config for config in data["configs"]}
+    assert by_name["dadiannao"]["totals"]["speedup"] == 1.0
+    assert by_name["cnvlutin"]["totals"]["speedup"] > 1.0
+    assert by_name["cnvlutin"]["layers"][0]["energy_saving"] > 0
