@@ -62,6 +62,19 @@ def input_chw(layer) -> np.ndarray:
     return layer.input.reshape(-1, 1, 1) if layer.op == "linear" else layer.input
 
 
+def operand_input(hw, layer) -> np.ndarray:
+    """The input activations the machine stores and computes with: ``(C, H, W)``.
+
+    With activation pruning (``pe_array.pe.activation_threshold`` > 0) the activations with
+    ``|a| <= threshold`` are zeroed first, as the previous layer's output encoder would (lossy).
+    """
+    activations = input_chw(layer)
+    threshold = hw.pe_array.pe.activation_threshold
+    if threshold > 0:
+        activations = np.where(np.abs(activations) <= threshold, np.float32(0), activations)
+    return activations
+
+
 def weights_kcrs(layer) -> np.ndarray:
     return layer.weights.reshape(*layer.weights.shape, 1, 1) if layer.op == "linear" else layer.weights
 
@@ -90,7 +103,8 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     decoder = Decoder(env, hw.decoder, word_bytes) if hw.decoder.at != "none" else None
 
     geometry = geometry_of(layer)
-    sizer = SliceSizer(input_chw(layer), weights_kcrs(layer), output_khw(layer), value_bits=8 * word_bytes)
+    activations = operand_input(hw, layer)
+    sizer = SliceSizer(activations, weights_kcrs(layer), output_khw(layer), value_bits=8 * word_bytes)
     compressed = any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
     tiling = tile_layer(
         geometry,
@@ -102,7 +116,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         layer_name=layer.name,
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
     )
-    pe.prepare(input_chw(layer), geometry, tiling)
+    pe.prepare(activations, geometry, tiling)
     tiles = tiling.tiles
     traffic = layer_traffic(hw, tiling, sizer)
 

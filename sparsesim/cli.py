@@ -160,6 +160,58 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
 
 
 @main.command()
+@click.argument("hwconfig", type=click.Path(dir_okay=False))
+@click.argument("trace", type=click.Path())
+@click.option(
+    "--set",
+    "setting",
+    required=True,
+    metavar="PATH=V1,V2,...",
+    help="The parameter to sweep (dotted path) and its values, e.g. pe_array.pe.activation_threshold=0,1,2",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this layer (repeat for several). Default: every layer of the trace.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the sweep (per value and per layer) as JSON to FILE.",
+)
+@_user_errors
+def sweep(hwconfig, trace, setting, layers, json_path):
+    """Simulate TRACE on HWCONFIG once per value of one parameter; tabulate speed, energy and error.
+
+    Example, activation pruning on Cnvlutin (speed and energy gained against output error):
+
+        sparsesim sweep hwconfigs/cnvlutin.yaml traces/vgg16_china \
+            --set pe_array.pe.activation_threshold=0,1,2,4
+    """
+    import yaml
+
+    from sparsesim import load_hwconfig, load_trace, simulate
+    from sparsesim.files import write_atomic
+    from sparsesim.report.sweep import render_sweep, sweep_data, with_parameter
+
+    path, sep, listed = setting.partition("=")
+    if not sep or not listed:
+        raise click.BadParameter("expected PATH=V1,V2,...", param_hint="--set")
+    values = [yaml.safe_load(item) for item in listed.split(",")]
+    hw = load_hwconfig(hwconfig)
+    configs = [with_parameter(hw, path, value) for value in values]
+    loaded = load_trace(trace, layers=list(layers) or None)
+    data = sweep_data(path, values, [simulate(config, loaded) for config in configs])
+    click.echo(render_sweep(data), nl=False)
+    if json_path:
+        write_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+@main.command()
 @click.argument("trace", type=click.Path())
 @_user_errors
 def info(trace):

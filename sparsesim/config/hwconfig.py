@@ -223,6 +223,12 @@ class PeConfig(_Block):
         "zero_skip_activations = zero activations are skipped (no cycle, no energy).",
         choices=SPARSITY_MODES,
     )
+    activation_threshold: float = _param(
+        0.0,
+        "Activation pruning (Cnvlutin's pruning, Minerva): input activations with |a| <= this are zeroed "
+        "before they are stored or sent (lossy if > 0: the output error is reported). 0 = exact zeros only.",
+        ge=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

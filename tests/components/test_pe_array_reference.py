@@ -60,11 +60,15 @@ def pe_config(rows, columns, lanes, filter_lanes, spad_words, sparsity):
     )
 
 
+@pytest.mark.parametrize("threshold", [0.0, 4.0], ids=["exact", "pruned"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
 @pytest.mark.parametrize("array", ARRAYS, ids=lambda a: "r{}c{}l{}f{}".format(*a[:4]))
-def test_fast_pe_cycles_and_actions_equal_the_cycle_stepped_reference(vgg16_trace, mode, cut, array):
+def test_fast_pe_cycles_and_actions_equal_the_cycle_stepped_reference(
+    vgg16_trace, mode, cut, array, threshold
+):
     x, w, b = small_real_cut(vgg16_trace, *cut)
+    x = np.where(np.abs(x) <= threshold, np.float32(0), x)  # activation pruning happens before the PEs
     rows, columns, lanes, filter_lanes, spad_words = array
     hw = pe_config(rows, columns, lanes, filter_lanes, spad_words, mode)
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)

@@ -26,7 +26,7 @@ from sparsesim.config import (
 from sparsesim.errors import ConfigError
 
 HWCONFIG_DIR = Path(__file__).resolve().parents[2] / "hwconfigs"
-SHIPPED = ("dadiannao", "cnvlutin", "eyeriss_v1", "eyeriss_v2")
+SHIPPED = ("dadiannao", "cnvlutin", "cnvlutin_pruning", "eyeriss_v1", "eyeriss_v2")
 
 
 def write(tmp_path: Path, text: str) -> Path:
