@@ -66,6 +66,7 @@ __all__ = [
     "SPARSITY_MODES",
     "DramConfig",
     "DECODER_PLACEMENTS",
+    "EARLY_TERMINATION_MODES",
     "ACTIVATION_FORMATS",
     "WEIGHT_FORMATS",
     "DecoderConfig",
@@ -94,6 +95,8 @@ NOC_KINDS: tuple[str, ...] = ("multicast_bus",)
 #: The PE sparsity mechanisms a ``pe_array.pe.sparsity`` may name.
 SPARSITY_MODES: tuple[str, ...] = ("none", "zero_gating", "zero_skip_activations")
 
+#: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
+EARLY_TERMINATION_MODES: tuple[str, ...] = ("none", "exact", "predictive")
 #: Storage formats a tensor may have (presets of :mod:`sparsesim.sparse.formats`, by the tensor's role).
 ACTIVATION_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB", "ZFB")
 WEIGHT_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB")
@@ -228,6 +231,18 @@ class PeConfig(_Block):
         "Activation pruning (Cnvlutin's pruning, Minerva): input activations with |a| <= this are zeroed "
         "before they are stored or sent (lossy if > 0: the output error is reported). 0 = exact zeros only.",
         ge=0,
+    )
+    early_termination: str = _param(
+        "none",
+        "ReLU early termination (SnaPEA): exact = weights ordered by sign, stop once the output is known "
+        "to be <= 0; predictive = also stop after the speculative MACs if the sum <= the threshold (lossy).",
+        choices=EARLY_TERMINATION_MODES,
+    )
+    speculative_macs: int = _param(
+        16, "Predictive early termination: MACs of the largest-magnitude weights done first.", ge=0
+    )
+    speculation_threshold: float = _param(
+        0.0, "Predictive early termination: predict a negative output if the partial sum is <= this."
     )
 
 
@@ -659,9 +674,33 @@ def _format_boundary_problems(values: Mapping[str, Any], bad_paths: set[str]) ->
     return problems
 
 
+def _early_termination_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """Early termination walks one output's MACs in its own order: one activation lane, no gating."""
+    path = "pe_array.pe.early_termination"
+    involved = {path, "pe_array.pe.activation_lanes", "pe_array.pe.sparsity"}
+    if involved & bad_paths or values[path] == "none":
+        return []
+    problems = []
+    if values["pe_array.pe.activation_lanes"] != 1:
+        problems.append(
+            (
+                path,
+                (
+                    f"{values[path]} needs pe_array.pe.activation_lanes = 1 (a MAC lane walks one output's "
+                    f"sequence), got {values['pe_array.pe.activation_lanes']}"
+                ),
+            )
+        )
+    if values["pe_array.pe.sparsity"] == "zero_gating":
+        problems.append(
+            (path, f"{values[path]} works with sparsity none or zero_skip_activations, not zero_gating")
+        )
+    return problems
+
+
 def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
-    problems = _format_boundary_problems(values, bad_paths)
+    problems = _format_boundary_problems(values, bad_paths) + _early_termination_problems(values, bad_paths)
     for rule in _CROSS_FIELD_RULES:
         involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}
         if involved & bad_paths:

@@ -430,6 +430,8 @@ def value_strategy(path: str, f: dataclasses.Field[Any], hint: Any, text: st.Sea
     if hint is str:
         return text
     low = meta.get("ge") if meta.get("ge") is not None else meta.get("gt")
+    if low is None:  # an unbounded parameter
+        return st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
     if hint is int:
         low_int, high_int = CROSS_FIELD_SAFE_RANGES.get(path, (int(low), int(low) + 10**9))
         return st.integers(low_int, high_int)
@@ -468,6 +470,11 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
             formats.setdefault("pe", {})[tensor] = buffer
     if formats:
         tree["formats"] = formats
+    pe = tree.get("pe_array", {}).get("pe", {})
+    if pe.get("early_termination", "none") != "none":  # it needs one activation lane and no gating
+        pe["activation_lanes"] = 1
+        if pe.get("sparsity") == "zero_gating":
+            pe["sparsity"] = "none"
     return tree
 
 
