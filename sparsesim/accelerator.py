@@ -116,7 +116,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         layer_name=layer.name,
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
     )
-    pe.prepare(activations, geometry, tiling)
+    pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias)
     tiles = tiling.tiles
     traffic = layer_traffic(hw, tiling, sizer)
 

@@ -32,29 +32,35 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator) / float(denominator) if denominator else None
 
 
-def _functional_check(layer, activations, weights, geometry, output) -> dict:
-    """Compare the datapath's output with numpy's; for lossy operands, also measure the error they cause.
+def _functional_check(layer, activations, weights, geometry, output, mispredicted=None) -> dict:
+    """Compare the datapath's output with numpy's; for lossy mechanisms, also measure the error they cause.
 
-    ``passed`` says the modelled datapath is exact: its output equals numpy's conv + bias + activation of
-    the operands the machine used. When those operands differ from the trace's (activation pruning), the
-    layer's output error against the trace's reference is measured and reported under ``lossy_error``.
+    ``passed`` says the modelled datapath does exactly what it should: its output equals numpy's
+    conv + bias + activation of the operands the machine used, except that the outputs a predictive early
+    termination mispredicted must be 0. When the operands differ from the trace's (activation pruning) or
+    outputs were mispredicted, the output error against the trace's reference is measured and reported
+    under ``lossy_error``.
     """
     reference = layer.output.reshape(output.shape).astype(np.float64)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
     tolerance = FUNCTIONAL_CHECK_RELATIVE_TOLERANCE * scale
-    lossy = not np.array_equal(activations, input_chw(layer))
-    if lossy:
+    pruned = not np.array_equal(activations, input_chw(layer))
+    if pruned:
         used = conv2d_reference(activations, weights, layer.bias, geometry.stride, geometry.padding)
         if layer.activation == "relu":
             used = np.maximum(used, 0.0)
     else:
         used = reference
+    lossy = pruned or (mispredicted is not None and bool(mispredicted.any()))
+    if mispredicted is not None:
+        used = np.where(mispredicted, 0.0, used)
     max_error = float(np.max(np.abs(output - used))) if used.size else 0.0
-    check = {
+    check: dict[str, object] = {
         "passed": bool(max_error <= tolerance),
         "max_abs_error": max_error,
         "tolerance": tolerance,
-        "reference": "numpy conv + bias + activation (float64) of the operands the machine used"
+        "reference": "numpy conv + bias + activation (float64) of the operands the machine used, "
+        "mispredicted outputs zeroed"
         if lossy
         else "trace output (numpy conv + bias + activation, float64, stored as float32)",
         "exact": not lossy,
@@ -113,16 +119,23 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     for entry in components.values():
         entry["energy_share"] = _ratio(entry["energy_pj"], total_energy)
 
-    output = datapath_output(
-        activations,
-        weights,
-        layer.bias,
-        geometry,
-        hw.pe_array.pe.sparsity,
-        layer.activation,
-        rows_per_chunk=run.tiling.out_rows_per_block,
-    )
-    functional_check = _functional_check(layer, activations, weights, geometry, output)
+    termination = pe.termination
+    if termination is None:
+        output = datapath_output(
+            activations,
+            weights,
+            layer.bias,
+            geometry,
+            hw.pe_array.pe.sparsity,
+            layer.activation,
+            rows_per_chunk=run.tiling.out_rows_per_block,
+        )
+        mispredicted = None
+    else:
+        shape = (geometry.filters, geometry.out_height, geometry.out_width)
+        output = termination.output.reshape(shape)
+        mispredicted = termination.mispredicted.reshape(shape)
+    functional_check = _functional_check(layer, activations, weights, geometry, output, mispredicted)
 
     cycles = run.cycles
     return {
@@ -146,6 +159,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             "ineffectual": algorithmic - effectual,
             "skipped": skipped,
             "gated": gated,
+            "early_terminated": pe.early_terminated_macs,
             "charged": charged,
         },
         # Lecture eq. (3.4): operations/cycle =
@@ -168,6 +182,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "energy_pj": total_energy,
         "components": components,
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
+        "early_termination": _termination_summary(termination),
         "tiling": {
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,
@@ -175,6 +190,22 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             "tiles": len(run.tiling.tiles),
         },
         "functional_check": functional_check,
+    }
+
+
+def _termination_summary(termination) -> dict | None:
+    """Outputs stopped early, and how many of them a predictive termination got wrong."""
+    if termination is None:
+        return None
+    outputs = termination.terminated.size
+    terminated = int(termination.terminated.sum())
+    mispredicted = int(termination.mispredicted.sum())
+    return {
+        "sound": bool(termination.sound),
+        "outputs": outputs,
+        "terminated_outputs": terminated,
+        "mispredicted_outputs": mispredicted,
+        "misprediction_rate": _ratio(mispredicted, terminated),
     }
 
 

@@ -9,7 +9,15 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TRACE_DIR = ROOT / "traces" / "vgg16_china"
 HWCONFIG_DIR = ROOT / "hwconfigs"
-SHIPPED_HWCONFIGS = ("dadiannao", "cnvlutin", "cnvlutin_pruning", "eyeriss_v1", "eyeriss_v2")
+SHIPPED_HWCONFIGS = (
+    "dadiannao",
+    "cnvlutin",
+    "cnvlutin_pruning",
+    "eyeriss_v1",
+    "eyeriss_v2",
+    "snapea_exact",
+    "snapea_predictive",
+)
 
 
 @pytest.fixture(scope="session")

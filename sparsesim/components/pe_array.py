@@ -13,6 +13,13 @@ Modelled (see :mod:`sparsesim.mapping.tiling` for who works on what):
   zero-skipping and gating PEs: the nonzero activations and their offsets, as a CSR matrix) are summed, then
   bias and activation function. The simulator checks them against numpy's reference.
 
+With ReLU early termination (SnaPEA, ``pe_array.pe.early_termination``) each MAC lane instead walks one
+output's MACs in the order fixed offline from its filter's weights (:mod:`sparsesim.sparse.early_termination`)
+and stops once the output is known to be <= 0 (or predicted so); lanes work independently, each through the
+outputs dealt to it (its filter; windows dealt to the PE rows in turn), one cycle per MAC performed and at
+least one per output, and a tile ends when its slowest lane does. Each MAC reads its weight, the weight's
+position (metadata) and the activation at that position.
+
 Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
 per cycle is assumed to be available).
 
@@ -32,8 +39,10 @@ import numpy as np
 import scipy.sparse
 
 from sparsesim.core import Component
+from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
 from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, window_nonzero_counts
+from sparsesim.sparse.early_termination import TerminationResult, early_termination
 
 SKIPPING_MODES = ("zero_skip_activations",)
 
@@ -64,6 +73,11 @@ class PeArray(Component):
         self.activation_lanes = config.pe.activation_lanes
         self.filter_lanes = config.pe.filter_lanes
         self.sparsity = config.pe.sparsity
+        self.early_termination = config.pe.early_termination
+        self.speculative_macs = config.pe.speculative_macs
+        self.speculation_threshold = config.pe.speculation_threshold
+        self.termination: TerminationResult | None = None
+        self.early_terminated_macs = 0
         self.busy_cycles = 0
         self.stall_cycles = 0
 
@@ -71,8 +85,27 @@ class PeArray(Component):
     def mac_lanes(self) -> int:
         return self.rows * self.columns * self.activation_lanes * self.filter_lanes
 
-    def prepare(self, input_chw: np.ndarray, geometry: ConvGeometry, tiling: LayerTiling) -> None:
-        """Precompute, per channel block, each window's cycles and operand counts from the real input."""
+    def prepare(
+        self,
+        input_chw: np.ndarray,
+        geometry: ConvGeometry,
+        tiling: LayerTiling,
+        weights_kcrs: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
+    ) -> None:
+        """Precompute, per channel block, each window's cycles and operand counts from the real input.
+
+        With early termination, also run every output's MAC sequence (needs the weights and the bias).
+        """
+        self.termination = None
+        if self.early_termination != "none":
+            if tiling.n_channel_blocks != 1:
+                raise SimulationError(
+                    f"early termination needs each filter whole in a PE, but the weight scratchpad holds "
+                    f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
+                    "pe_array.pe.weight_spad_bytes"
+                )
+            self.termination = self._terminate(input_chw, weights_kcrs, bias, geometry)
         counts = window_nonzero_counts(
             input_chw, geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding
         ).reshape(geometry.channels, -1)
@@ -86,8 +119,63 @@ class PeArray(Component):
             )
             self._block_nonzeros[start] = block.sum(axis=0)
 
+    def _terminate(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry) -> TerminationResult:
+        operands = im2col(input_chw, geometry, 0, geometry.out_height)
+        weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
+        result = early_termination(
+            operands,
+            weights,
+            bias.astype(np.float64),
+            mode=self.early_termination,
+            n_speculative=self.speculative_macs,
+            threshold=self.speculation_threshold,
+            skip_zero_activations=self.sparsity in SKIPPING_MODES,
+        )
+        # MACs each output would perform without termination: its nonzero weights (times nonzero
+        # activations when zeros are skipped).
+        nonzero_weights = (weights != 0).astype(np.float64)
+        if self.sparsity in SKIPPING_MODES:
+            self._unterminated_macs = np.rint(nonzero_weights @ (operands != 0).T).astype(np.int64)
+        else:
+            self._unterminated_macs = np.repeat(
+                np.count_nonzero(weights, axis=1)[:, None], operands.shape[0], axis=1
+            ).astype(np.int64)
+        return result
+
+    def _terminating_work(self, tile: Tile, termination: TerminationResult) -> TileWork:
+        geometry = self._geometry
+        windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
+        filters = slice(tile.filter_start, tile.filter_stop)
+        performed = termination.macs_performed[filters, windows]
+        per_output = np.maximum(performed, 1)  # an output takes at least the cycle that hands it on
+        n_filters, n_windows = performed.shape
+        padded = -(-n_windows // self.rows) * self.rows
+        dealt = np.zeros((n_filters, padded), dtype=np.int64)
+        dealt[:, :n_windows] = per_output
+        # Lane (filter k, PE row i) works through windows i, i + rows, ...; the slowest lane ends the tile.
+        cycles = int(dealt.reshape(n_filters, -1, self.rows).sum(axis=1).max()) if performed.size else 0
+        macs = int(performed.sum())
+        algorithmic = (
+            n_filters * n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
+        )
+        actions = {
+            "compute": macs,
+            "gated_compute": 0,
+            "skipped_compute": algorithmic - macs,
+            "input_spad_read": macs,
+            "input_spad_metadata_read": macs,
+            "weight_spad_read": macs,
+            "psum_spad_update": macs,
+        }
+        self.early_terminated_macs += int(self._unterminated_macs[filters, windows].sum()) - macs
+        for action, n in actions.items():
+            self.count(action, n)
+        return TileWork(cycles, actions)
+
     def work(self, tile: Tile) -> TileWork:
         """Cycles and actions of one tile; the actions are also added to this component's counts."""
+        if self.termination is not None:
+            return self._terminating_work(tile, self.termination)
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         per_window = self._block_cycles[tile.channel_start][windows]

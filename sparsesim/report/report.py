@@ -22,7 +22,16 @@ import json
 
 REPORT_SCHEMA_VERSION = 1
 
-_COMPUTES = ("algorithmic", "actual", "effectual", "ineffectual", "skipped", "gated", "charged")
+_COMPUTES = (
+    "algorithmic",
+    "actual",
+    "effectual",
+    "ineffectual",
+    "skipped",
+    "gated",
+    "early_terminated",
+    "charged",
+)
 
 
 def _ratio(numerator, denominator):
@@ -217,6 +226,25 @@ class Report:
             for action, n in comp["actions"].items():
                 rows.append([f"{path}.{action}", f"{n:,}", f"{comp['action_energy_pj'][action] / 1e6:.3f}"])
         out.write(render_table(["action", "count", "energy uJ"], rows))
+
+        terminating = [entry for entry in self.layers if entry.get("early_termination")]
+        if terminating:
+            out.write("\nReLU early termination (outputs stopped once known, or predicted, to be <= 0)\n")
+            rows = []
+            for entry in terminating:
+                summary = entry["early_termination"]
+                rows.append(
+                    [
+                        entry["name"],
+                        f"{summary['terminated_outputs'] / summary['outputs'] * 100:.1f}%",
+                        f"{entry['computes']['early_terminated']:,}",
+                        f"{summary['mispredicted_outputs']:,}",
+                        "yes" if summary["sound"] else "no (negative inputs)",
+                    ]
+                )
+            out.write(
+                render_table(["layer", "terminated", "MACs saved", "mispredicted", "exact rule sound"], rows)
+            )
 
         traffic = totals["dram_traffic"]
         out.write("\nDRAM traffic, all layers (in the configured formats vs. uncompressed)\n")

@@ -26,7 +26,7 @@ from sparsesim.config import (
 from sparsesim.errors import ConfigError
 
 HWCONFIG_DIR = Path(__file__).resolve().parents[2] / "hwconfigs"
-SHIPPED = ("dadiannao", "cnvlutin", "cnvlutin_pruning", "eyeriss_v1", "eyeriss_v2")
+SHIPPED = tuple(path.stem for path in sorted(HWCONFIG_DIR.glob("*.yaml")))
 
 
 def write(tmp_path: Path, text: str) -> Path:

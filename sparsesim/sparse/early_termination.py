@@ -1,0 +1,456 @@
+"""ReLU early termination (SnaPEA, Akhlaghi et al., ISCA 2018): which MACs a PE leaves out, pure numpy.
+
+Modelled: one PE (one MAC lane) computes one output (filter ``k``, window ``p``) as a sequence of MACs over
+the ``N = C*R*S`` operand positions, one MAC per cycle, in an order fixed offline per filter from its weights
+only (:func:`mac_order`; weights equal to zero are never issued). The running sum starts at the bias. Since
+the activations after a ReLU are >= 0, once the positive weights have been issued the sum can only fall, and
+the PE stops as soon as it is known to be <= 0: the ReLU output is then 0.
+
+- ``exact``: positive weights first (index order), then the negative weights by decreasing magnitude (ties by
+  index). The sign is checked once when the positive phase ends (with no positive weight: before the first
+  MAC, on the bias alone) and after every negative MAC; the PE stops at the first check that finds the sum
+  <= 0. The output is exactly ``relu(bias + sum of products)`` (summed in issue order).
+- ``predictive`` (SnaPEA's speculative mode, lossy): the first ``min(n_speculative, n_k)`` MACs are those of
+  the largest-magnitude weights (any sign; ties by index), ``n_k`` being the filter's nonzero weights. If MACs
+  remain after them (``n_speculative < n_k``) the PE compares the partial sum with ``threshold``: if it is
+  ``<= threshold`` the PE predicts a negative output and stops (output 0). Otherwise it issues the remaining
+  MACs in exact-mode order (skipping those already done) with the exact checks: the positive phase is then the
+  remaining positive weights. A prediction is a *misprediction* when the full sum (bias included) is > 0.
+  ``n_speculative = 0`` with ``threshold = -inf`` is exact mode.
+- ``skip_zero_activations`` (Cnvlutin-style): a MAC whose activation is zero takes no cycle; the order and the
+  checks are unchanged (a zero product does not move the sum), so only the count of MACs performed changes.
+- Soundness: exact termination relies on activations >= 0. If any operand is negative (the first layer of a
+  CNN reads a mean-subtracted image) nothing is terminated in either mode: every MAC is performed, the output
+  is the dense ReLU output, and the result says ``sound=False``.
+
+Counted per output: ``macs_performed`` (cycles of a 1-MAC PE spent on it, 0 if it has nothing to do);
+``terminated`` = the PE stopped and saved at least one MAC (with skipping: a MAC with a nonzero activation);
+``mispredicted``. Ignored: the cost of the sign checks, of the offline reordering and of the index buffer that
+fetches activations out of order (a caller charges them if it wants).
+
+How it is computed fast, with the same results as the cycle-stepped rules: the sums at the checks that split
+the sequence into phases (after the speculative MACs, at the end of the positive phase, at the end) come from
+matrix products for all outputs at once; an output whose sum could change sign within the rounding
+difference between a matrix product and a sequential sum (``|sum| <= 1e-10 * (|bias| + sum |a*w|)``) is
+instead replayed sequentially in issue order, as the PE does. Only outputs that end <= 0 after a positive
+phase ending > 0 are walked MAC by MAC through their negative phase, in blocks, all such outputs at once, each
+until its sum first reaches <= 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+TERMINATION_MODES = ("exact", "predictive")
+
+#: Sums within this fraction of ``|bias| + sum |a*w|`` of a decision boundary are replayed sequentially: a
+#: matrix product and a sequential sum of <= 2**16 terms differ by far less (about ``n * 2**-53``).
+_RELATIVE_TOLERANCE = 1e-10
+#: Negative-phase walk: first block of MACs per output, largest block, and elements per block array.
+_FIRST_BLOCK_MACS = 16
+_LARGEST_BLOCK_MACS = 1024
+_BLOCK_ELEMENTS = 1 << 18
+#: Operand bytes of the windows walked together (fits a core's L2 cache).
+_WALK_GROUP_BYTES = 1 << 19
+#: Rows of an input checked at a time (finite, negative), to bound the temporaries.
+_CHECK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class TerminationResult:
+    """What early termination did to every output ``(filter k, window p)`` of a layer.
+
+    ``macs_performed`` (K, P) int64: MACs the output actually performed (cycles of a 1-MAC PE).
+    ``terminated`` (K, P) bool: the PE stopped before its last MAC (saved at least one MAC).
+    ``output`` (K, P) float64: what the PE produces (ReLU applied; 0 where it stopped on a check).
+    ``mispredicted`` (K, P) bool: predicted negative but the true ReLU output is > 0 (never in exact mode).
+    ``sound``: False if termination was disabled because some operand is negative.
+    """
+
+    macs_performed: NDArray[np.int64]
+    terminated: NDArray[np.bool_]
+    output: NDArray[np.float64]
+    mispredicted: NDArray[np.bool_]
+    sound: bool
+
+
+@dataclass(frozen=True)
+class _IssuePlan:
+    """The per-filter MAC sequence split into phases: speculative, positive, negative (all (K,) counts)."""
+
+    order: NDArray[np.int64]  # (K, N) positions in issue order, -1 after the last nonzero weight
+    nonzero: NDArray[np.int64]  # n_k: MACs issued without termination
+    speculative: NDArray[np.int64]  # MACs before the prediction check (0 in exact mode)
+    first_check: NDArray[np.int64]  # MACs issued when the positive phase ends (first exact check)
+    predicts: NDArray[np.bool_]  # the prediction check is made (predictive mode and MACs remain after it)
+    speculative_mask: NDArray[np.bool_]  # (K, N) positions issued speculatively
+    positive_mask: NDArray[np.bool_]  # (K, N) positions of the (remaining) positive phase
+    negative_mask: NDArray[np.bool_]  # (K, N) positions of the (remaining) negative phase
+
+
+def _check_mode(mode: str, n_speculative: int) -> None:
+    if mode not in TERMINATION_MODES:
+        raise ValueError(f"unknown early termination mode {mode!r}; known: {', '.join(TERMINATION_MODES)}")
+    if isinstance(n_speculative, bool) or not isinstance(n_speculative, int | np.integer):
+        raise ValueError(f"n_speculative must be an int, got {type(n_speculative).__name__}")
+    if n_speculative < 0:
+        raise ValueError(f"n_speculative must be >= 0, got {n_speculative}")
+
+
+def _float_matrix(values: object, name: str, ndim: int) -> NDArray[np.float64]:
+    """``values`` as a C-contiguous float64 array of ``ndim`` dimensions, all finite (checked in slices)."""
+    array = np.ascontiguousarray(values, dtype=np.float64)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    for start in range(0, max(len(array), 1), _CHECK_ROWS):
+        if not np.isfinite(array[start : start + _CHECK_ROWS]).all():
+            raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
+    return array
+
+
+def _issue_plan(weights: NDArray[np.float64], mode: str, n_speculative: int) -> _IssuePlan:
+    n_filters, n_positions = weights.shape
+    magnitude = np.abs(weights)
+    nonzero = weights != 0
+    speculative = np.zeros_like(nonzero)
+    if mode == "predictive" and n_speculative >= n_positions:
+        speculative = nonzero.copy()
+    elif mode == "predictive" and n_speculative > 0:
+        # The n_speculative largest magnitudes, ties by index: all above the n-th largest magnitude, then the
+        # first (by index) of those equal to it.
+        nth = -np.partition(-magnitude, n_speculative - 1, axis=1)[:, n_speculative - 1 : n_speculative]
+        above = magnitude > nth
+        equal = magnitude == nth
+        room = n_speculative - np.count_nonzero(above, axis=1, keepdims=True)
+        speculative = nonzero & (above | (equal & (np.cumsum(equal, axis=1) <= room)))
+    positive = (weights > 0) & ~speculative
+    negative = (weights < 0) & ~speculative
+    # Phase of each position: 0 speculative, 1 positive, 2 negative, 3 never issued. Within the speculative
+    # and negative phases by decreasing magnitude; lexsort is stable, so ties (and the positive phase) keep
+    # index order.
+    phase = np.where(speculative, 0, np.where(positive, 1, np.where(negative, 2, 3)))
+    within = np.where(speculative | negative, -magnitude, 0.0)
+    order = np.lexsort((within, phase), axis=-1).astype(np.int64)
+    n_nonzero = np.count_nonzero(nonzero, axis=1).astype(np.int64)
+    order[np.arange(n_positions)[None, :] >= n_nonzero[:, None]] = -1
+    n_speculative_k = np.count_nonzero(speculative, axis=1).astype(np.int64)
+    return _IssuePlan(
+        order=order,
+        nonzero=n_nonzero,
+        speculative=n_speculative_k,
+        first_check=n_speculative_k + np.count_nonzero(positive, axis=1),
+        predicts=np.full(n_filters, mode == "predictive") & (n_speculative < n_nonzero),
+        speculative_mask=speculative,
+        positive_mask=positive,
+        negative_mask=negative,
+    )
+
+
+def mac_order(weights_kn: np.ndarray, mode: str, n_speculative: int = 0) -> NDArray[np.int64]:
+    """Per filter, the operand positions in the order the PE issues their MACs.
+
+    ``weights_kn``: (K, N) weights. Returns int64 (K, N): row ``k`` lists the positions of filter ``k``'s
+    nonzero weights in issue order (see the module docstring for ``exact`` and ``predictive``), then -1.
+    """
+    _check_mode(mode, n_speculative)
+    weights = _float_matrix(weights_kn, "weights_kn", 2)
+    return _issue_plan(weights, mode, int(n_speculative)).order
+
+
+def _replay(
+    operands: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    bias: NDArray[np.float64],
+    plan: _IssuePlan,
+    threshold: float,
+    windows: NDArray[np.int64],
+    filters: NDArray[np.int64],
+    skip: bool,
+) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.float64], NDArray[np.bool_]]:
+    """Sequential replay of single outputs in issue order, for sums too close to a decision boundary.
+
+    Returns, per (window, filter) pair: MACs performed, whether a check stopped the PE, output, misprediction.
+    """
+    n_pairs = windows.size
+    macs = np.zeros(n_pairs, dtype=np.int64)
+    halted = np.zeros(n_pairs, dtype=bool)
+    output = np.zeros(n_pairs, dtype=np.float64)
+    predicted = np.zeros(n_pairs, dtype=bool)
+    for i, (p, k) in enumerate(zip(windows.tolist(), filters.tolist(), strict=True)):
+        n_k = int(plan.nonzero[k])
+        positions = plan.order[k, :n_k]
+        activations = operands[p, positions]
+        sums = np.cumsum(np.concatenate(([bias[k]], activations * weights[k, positions])))  # sums[c]: c MACs
+        stop = n_k
+        if plan.predicts[k] and sums[plan.speculative[k]] <= threshold:
+            stop, halted[i], predicted[i] = int(plan.speculative[k]), True, True
+        else:
+            below = np.flatnonzero(sums[plan.first_check[k] :] <= 0)
+            if below.size:
+                stop, halted[i] = int(plan.first_check[k] + below[0]), True
+        output[i] = 0.0 if halted[i] else max(float(sums[n_k]), 0.0)
+        predicted[i] &= sums[n_k] > 0  # now: mispredicted
+        macs[i] = np.count_nonzero(activations[:stop]) if skip else stop
+    return macs, halted, output, predicted
+
+
+def _walk_negative_phase(
+    operands: NDArray[np.float64],
+    negative_order: NDArray[np.int64],
+    negative_weights: NDArray[np.float64],
+    windows: NDArray[np.int64],
+    filters: NDArray[np.int64],
+    start_sums: NDArray[np.float64],
+    tolerance: NDArray[np.float64],
+    skip: bool,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.bool_]]:
+    """Walk each output's negative phase until its running sum first reaches <= 0.
+
+    ``start_sums``: the sums at the end of the positive phase (> tolerance). Works on all outputs at once, a
+    block of MACs at a time (blocks grow geometrically), dropping outputs as they stop. Arrays are laid out
+    (MAC, output) so that the running sum is a cumulative sum over contiguous rows. Every product is <= 0, so
+    each running sum is non-increasing (also in floating point) and the MACs before the stop are those whose
+    sum is still > 0. Returns per output: negative MACs issued, of which with a nonzero activation, and
+    whether the stop was too close to call.
+    """
+    n_pairs = windows.size
+    issued = np.zeros(n_pairs, dtype=np.int64)
+    nonzero = np.zeros(n_pairs, dtype=np.int64)
+    unclear = np.zeros(n_pairs, dtype=bool)
+    flat_operands = operands.reshape(-1)
+    row_starts = windows * operands.shape[1]
+    carry = start_sums.copy()
+    active = np.arange(n_pairs)
+    offset, block = 0, _FIRST_BLOCK_MACS
+    longest = negative_order.shape[0]
+    while active.size and offset < longest:
+        width = min(block, longest - offset, max(1, _BLOCK_ELEMENTS // active.size))
+        k = filters[active]
+        columns = negative_order[offset : offset + width].take(k, axis=1)  # (width, M)
+        columns += row_starts[active]
+        values = flat_operands.take(columns)
+        running = np.empty((width + 1, active.size))
+        running[0] = carry[active]
+        np.multiply(values, negative_weights[offset : offset + width].take(k, axis=1), out=running[1:])
+        for i in range(width):  # row by row: contiguous adds (numpy's cumsum over axis 0 is strided)
+            np.add(running[i], running[i + 1], out=running[i + 1])
+        still_positive = running[1:] > 0
+        count = np.count_nonzero(still_positive, axis=0)  # MACs of this block after which the sum is > 0
+        stopped = count < width
+        rows = np.flatnonzero(stopped)
+        done, at = active[rows], count[rows]
+        issued[done] = offset + at + 1
+        # The previous check saw the sum > 0 and this one <= 0: clear only if both are beyond the tolerance.
+        unclear[done] = (running[at, rows] <= tolerance[done]) | (running[at + 1, rows] >= -tolerance[done])
+        if skip:
+            nonzero_values = values != 0
+            performed = np.ones_like(still_positive)
+            performed[1:] = still_positive[:-1]  # the MACs up to and including the one that stopped
+            nonzero[active] += np.count_nonzero(nonzero_values & performed, axis=0)
+        carry[active] = running[-1]
+        active = active[~stopped]
+        offset += width
+        block = min(2 * block, _LARGEST_BLOCK_MACS)
+    unclear[active] = True  # never reached <= 0: the end sum was misjudged; replay
+    return issued, nonzero, unclear
+
+
+def early_termination(
+    operands_pn: np.ndarray,
+    weights_kn: np.ndarray,
+    bias_k: np.ndarray,
+    *,
+    mode: str = "exact",
+    n_speculative: int = 0,
+    threshold: float = 0.0,
+    skip_zero_activations: bool = False,
+    chunk_windows: int = 256,
+) -> TerminationResult:
+    """Run every output of a layer through SnaPEA early termination (rules in the module docstring).
+
+    ``operands_pn``: (P, N) the operands of each window (im2col: row ``p`` = window ``p``'s ``C*R*S``
+    activations, padding as zeros). ``weights_kn``: (K, N). ``bias_k``: (K,). ``mode``: ``exact`` or
+    ``predictive`` (``n_speculative``, ``threshold`` are used only by ``predictive``).
+    ``skip_zero_activations``: zero activations take no cycle. ``chunk_windows``: windows processed together;
+    the temporaries of a chunk are a few (chunk_windows, K) float64 arrays and, with skipping, one
+    (chunk_windows, N) float32 array.
+    """
+    _check_mode(mode, n_speculative)
+    operands = _float_matrix(operands_pn, "operands_pn", 2)
+    weights = _float_matrix(weights_kn, "weights_kn", 2)
+    bias = _float_matrix(bias_k, "bias_k", 1)
+    n_windows, n_positions = operands.shape
+    n_filters = weights.shape[0]
+    if weights.shape[1] != n_positions:
+        raise ValueError(
+            f"operands_pn has {n_positions} positions per window but weights_kn has {weights.shape[1]}"
+        )
+    if bias.shape[0] != n_filters:
+        raise ValueError(f"bias_k has {bias.shape[0]} entries for {n_filters} filters")
+    threshold = float(threshold)
+    if np.isnan(threshold):
+        raise ValueError("threshold must not be NaN")
+    if (
+        isinstance(chunk_windows, bool)
+        or not isinstance(chunk_windows, int | np.integer)
+        or chunk_windows < 1
+    ):
+        raise ValueError(f"chunk_windows must be an int >= 1, got {chunk_windows!r}")
+
+    plan = _issue_plan(weights, mode, int(n_speculative))
+    sound = not any((operands[i : i + _CHECK_ROWS] < 0).any() for i in range(0, n_windows, _CHECK_ROWS))
+    macs = np.empty((n_windows, n_filters), dtype=np.int64)
+    terminated = np.zeros((n_windows, n_filters), dtype=bool)
+    output = np.empty((n_windows, n_filters), dtype=np.float64)
+    mispredicted = np.zeros((n_windows, n_filters), dtype=bool)
+
+    # Phase weights as (N, K) columns: positive, negative, then (if any) speculative and |speculative|.
+    phases = [plan.positive_mask, plan.negative_mask]
+    if plan.speculative.any():
+        phases.append(plan.speculative_mask)
+    phase_weights = np.concatenate([np.where(mask, weights, 0.0).T for mask in phases], axis=1)
+    if plan.speculative.any():
+        phase_weights = np.concatenate([phase_weights, np.abs(phase_weights[:, -n_filters:])], axis=1)
+    phase_masks = np.concatenate([mask.T for mask in phases], axis=1).astype(np.float32)
+    negative_order, negative_weights = _negative_phase(plan, weights)
+    for start in range(0, n_windows, int(chunk_windows)):
+        rows = slice(start, min(n_windows, start + int(chunk_windows)))
+        _chunk(
+            operands[rows],
+            weights,
+            bias,
+            plan,
+            threshold,
+            skip_zero_activations,
+            sound,
+            phase_weights,
+            phase_masks,
+            negative_order,
+            negative_weights,
+            (macs[rows], terminated[rows], output[rows], mispredicted[rows]),
+        )
+    return TerminationResult(
+        macs_performed=np.ascontiguousarray(macs.T),
+        terminated=np.ascontiguousarray(terminated.T),
+        output=np.ascontiguousarray(output.T),
+        mispredicted=np.ascontiguousarray(mispredicted.T),
+        sound=sound,
+    )
+
+
+def _negative_phase(
+    plan: _IssuePlan, weights: NDArray[np.float64]
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """(L, K) positions and weights of each filter's negative phase in issue order, padded with weight 0."""
+    lengths = plan.nonzero - plan.first_check
+    longest = int(lengths.max(initial=0))
+    column = plan.first_check[:, None] + np.arange(longest)[None, :]
+    inside = np.arange(longest)[None, :] < lengths[:, None]
+    filters = np.arange(weights.shape[0])[:, None]
+    positions = np.where(inside, plan.order[filters, np.minimum(column, weights.shape[1] - 1)], 0)
+    weights_in_order = np.where(inside, weights[filters, positions], 0.0)
+    return np.ascontiguousarray(positions.T), np.ascontiguousarray(weights_in_order.T)
+
+
+def _chunk(
+    operands: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    bias: NDArray[np.float64],
+    plan: _IssuePlan,
+    threshold: float,
+    skip: bool,
+    sound: bool,
+    phase_weights: NDArray[np.float64],
+    phase_masks: NDArray[np.float32],
+    negative_order: NDArray[np.int64],
+    negative_weights: NDArray[np.float64],
+    out: tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.float64], NDArray[np.bool_]],
+) -> None:
+    """Fill ``out`` = (macs, terminated, output, mispredicted), each (P_chunk, K), for a chunk of windows."""
+    macs, terminated, output, mispredicted = out
+    n_filters = weights.shape[0]
+    n_windows = operands.shape[0]
+    sums = operands @ phase_weights  # (P, 2K or 4K): positive, negative[, speculative, |speculative|]
+    positive, negative = sums[:, :n_filters], sums[:, n_filters : 2 * n_filters]
+    spec = (
+        sums[:, 2 * n_filters : 3 * n_filters] if sums.shape[1] > 2 * n_filters else np.zeros_like(positive)
+    )
+    spec_magnitude = sums[:, 3 * n_filters :] if sums.shape[1] > 2 * n_filters else spec
+    after_speculation = bias + spec
+    at_first_check = after_speculation + positive
+    full = at_first_check + negative
+    if skip:
+        counts = np.rint(np.asarray(operands != 0, dtype=np.float32) @ phase_masks).astype(np.int64)
+        nz_positive, nz_negative = counts[:, :n_filters], counts[:, n_filters : 2 * n_filters]
+        nz_spec = (
+            counts[:, 2 * n_filters :] if counts.shape[1] > 2 * n_filters else np.zeros_like(nz_positive)
+        )
+        unterminated = nz_spec + nz_positive + nz_negative
+    else:
+        unterminated = np.broadcast_to(plan.nonzero, full.shape)
+    if not sound:
+        macs[:] = unterminated
+        output[:] = np.maximum(full, 0.0)
+        return
+
+    tolerance = _RELATIVE_TOLERANCE * (np.abs(bias) + spec_magnitude + positive - negative)
+    stop = np.broadcast_to(plan.nonzero, full.shape).copy()
+    if skip:
+        stop_nonzero = unterminated.copy()
+    predicts = plan.predicts[None, :]
+    unclear = predicts & (np.abs(after_speculation - threshold) <= tolerance)
+    predicted = predicts & (after_speculation <= threshold) & ~unclear
+    unclear |= predicted & (np.abs(full) <= tolerance)  # is it a misprediction?
+    stop = np.where(predicted, plan.speculative[None, :], stop)
+    if skip:
+        stop_nonzero = np.where(predicted, nz_spec, stop_nonzero)
+    going_on = ~predicted & ~unclear
+    unclear |= going_on & (np.abs(at_first_check) <= tolerance)
+    at_phase_end = going_on & (at_first_check < -tolerance)
+    stop = np.where(at_phase_end, plan.first_check[None, :], stop)
+    if skip:
+        stop_nonzero = np.where(at_phase_end, nz_spec + nz_positive, stop_nonzero)
+    crossing = going_on & (at_first_check > tolerance)
+    unclear |= crossing & (np.abs(full) <= tolerance)
+    walked = crossing & (full < -tolerance)
+    halted = predicted | at_phase_end | walked
+
+    all_windows, all_filters = np.nonzero(walked)  # window-major
+    # Walk a group of windows whose operands stay in a core's L2 cache (the walk gathers from them at random).
+    group = max(1, _WALK_GROUP_BYTES // (8 * operands.shape[1]))
+    bounds = np.searchsorted(all_windows, np.arange(0, n_windows + group, group))
+    for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if first == last:
+            continue
+        windows, filters = all_windows[first:last], all_filters[first:last]
+        low = int(windows[0]) // group * group
+        issued, issued_nonzero, too_close = _walk_negative_phase(
+            operands[low : low + group],
+            negative_order,
+            negative_weights,
+            windows - low,
+            filters,
+            at_first_check[windows, filters],
+            tolerance[windows, filters],
+            skip,
+        )
+        stop[windows, filters] = plan.first_check[filters] + issued
+        if skip:
+            stop_nonzero[windows, filters] = (nz_spec + nz_positive)[windows, filters] + issued_nonzero
+        unclear[windows[too_close], filters[too_close]] = True
+
+    output[:] = np.where(halted, 0.0, np.maximum(full, 0.0))
+    mispredicted[:] = predicted & (full > 0)
+    macs[:] = stop_nonzero if skip else stop
+    windows, filters = np.nonzero(unclear)
+    if windows.size:
+        replayed_macs, _, replayed_output, replayed_mispredicted = _replay(
+            operands, weights, bias, plan, threshold, windows, filters, skip
+        )
+        macs[windows, filters] = replayed_macs
+        output[windows, filters] = replayed_output
+        mispredicted[windows, filters] = replayed_mispredicted
+    terminated[:] = macs < unterminated

@@ -1,0 +1,91 @@
+"""PE array with SnaPEA's early termination: tile cycles equal the cycle-stepped reference on small real
+cuts, and whole-layer runs keep the exact mode exact and measure the predictive mode's error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sparsesim import simulate
+from sparsesim.components.pe_array import PeArray, im2col
+from sparsesim.mapping import ConvGeometry, tile_layer
+from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.reference.early_termination_reference import reference_layer, reference_tile_cycles
+
+CUTS = [
+    ("conv3_1", slice(16, 24), slice(3, 9), slice(10, 17), 6),
+    ("conv5_2", slice(100, 110), slice(0, 7), slice(0, 10), 5),
+]
+
+
+def terminating_config(rows, columns, mode, sparsity):
+    hw = pe_config(rows, columns, 1, 1, 4096, sparsity)
+    pe = dataclasses.replace(hw.pe_array.pe, early_termination=mode, speculative_macs=8)
+    return dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
+
+
+@pytest.mark.parametrize("mode", ["exact", "predictive"])
+@pytest.mark.parametrize("sparsity", ["none", "zero_skip_activations"])
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
+def test_terminating_tile_cycles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, sparsity, mode):
+    x, w, b = small_real_cut(vgg16_trace, *cut)
+    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
+    hw = terminating_config(rows, 2, mode, sparsity)
+    tiling = tile_layer(
+        geometry,
+        columns=2,
+        filter_lanes=1,
+        weight_spad_bytes=4096,
+        global_buffer_bytes=2 * 2 * 900,
+        word_bytes=2,
+    )
+    assert len(tiling.tiles) > 2 and tiling.n_channel_blocks == 1
+    pe = PeArray(hw.pe_array)
+    pe.prepare(x, geometry, tiling, w, b)
+    operands = im2col(x, geometry, 0, geometry.out_height)
+    (macs, _, outputs, _), sound = reference_layer(
+        operands,
+        w.reshape(w.shape[0], -1),
+        b,
+        mode,
+        n_speculative=8,
+        skip_zero_activations=sparsity == "zero_skip_activations",
+    )
+    assert sound
+    np.testing.assert_array_equal(pe.termination.macs_performed, np.array(macs))
+    for tile in tiling.tiles:
+        windows = list(range(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width))
+        expected = reference_tile_cycles(macs, range(tile.filter_start, tile.filter_stop), windows, rows)
+        assert pe.work(tile).cycles == expected, f"tile {tile.index}"
+    np.testing.assert_allclose(pe.termination.output, np.array(outputs), rtol=0, atol=1e-9)
+
+
+def test_exact_termination_is_exact_and_predictive_reports_its_error(vgg16_trace, hwconfigs):
+    from sparsesim import load_hwconfig
+    from tests.conftest import HWCONFIG_DIR
+
+    layers = ["conv3_1", "conv5_2"]
+    exact = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_exact.yaml"), vgg16_trace, layers=layers)
+    predictive = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_predictive.yaml"), vgg16_trace, layers=layers)
+    for e, p in zip(exact.layers, predictive.layers, strict=True):
+        assert e["functional_check"]["passed"] and e["functional_check"]["exact"]
+        assert e["early_termination"]["sound"] and e["early_termination"]["mispredicted_outputs"] == 0
+        assert e["computes"]["early_terminated"] > 0
+        assert e["computes"]["actual"] + e["computes"]["skipped"] == e["computes"]["algorithmic"]
+        assert p["functional_check"]["passed"] and not p["functional_check"]["exact"]
+        assert p["early_termination"]["mispredicted_outputs"] > 0
+        assert p["functional_check"]["lossy_error"]["relative_rms_error"] > 0
+        assert p["computes"]["actual"] < e["computes"]["actual"]
+
+
+def test_negative_inputs_disable_exact_termination(vgg16_trace):
+    from sparsesim import load_hwconfig
+    from tests.conftest import HWCONFIG_DIR
+
+    report = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_exact.yaml"), vgg16_trace, layers=["conv1_1"])
+    layer = report.layers[0]
+    assert not layer["early_termination"]["sound"]
+    assert layer["computes"]["early_terminated"] == 0 and layer["functional_check"]["passed"]
