@@ -17,6 +17,8 @@ SHIPPED_HWCONFIGS = (
     "eyeriss_v2",
     "snapea_exact",
     "snapea_predictive",
+    "cambricon_x",
+    "sparten",
 )
 
 

@@ -20,6 +20,12 @@ outputs dealt to it (its filter; windows dealt to the PE rows in turn), one cycl
 least one per output, and a tile ends when its slowest lane does. Each MAC reads its weight, the weight's
 position (metadata) and the activation at that position.
 
+Output-sequential modes: with zero-weight skipping (Cambricon-X: a PE holds its filter's nonzero weights and
+fetches only the activations they need) or both-operand skipping (SparTen: an inner join of the two
+nonzero masks), each filter lane likewise walks its outputs on its own, ``activation_lanes`` work items per
+cycle (``ceil(items / activation_lanes)`` cycles per output, at least one): the items are the output's
+nonzero weights in the channel block, or its pairs of nonzero weight and nonzero activation.
+
 Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
 per cycle is assumed to be available).
 
@@ -45,6 +51,8 @@ from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, win
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
 
 SKIPPING_MODES = ("zero_skip_activations",)
+# Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
+OUTPUT_SEQUENTIAL_MODES = ("zero_skip_weights", "zero_skip_both")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,11 @@ class PeArray(Component):
     def mac_lanes(self) -> int:
         return self.rows * self.columns * self.activation_lanes * self.filter_lanes
 
+    @property
+    def output_sequential(self) -> bool:
+        """Whether each MAC lane walks whole outputs on its own (weight or both-operand skipping, SnaPEA)."""
+        return self.sparsity in OUTPUT_SEQUENTIAL_MODES or self.early_termination != "none"
+
     def prepare(
         self,
         input_chw: np.ndarray,
@@ -93,23 +106,20 @@ class PeArray(Component):
         weights_kcrs: np.ndarray | None = None,
         bias: np.ndarray | None = None,
     ) -> None:
-        """Precompute, per channel block, each window's cycles and operand counts from the real input.
+        """Precompute, per channel block, the work of every window (or output) from the real tensors.
 
-        With early termination, also run every output's MAC sequence (needs the weights and the bias).
+        Output-sequential modes need the weights (and early termination the bias too).
         """
+        self._geometry = geometry
         self.termination = None
-        if self.early_termination != "none":
-            if tiling.n_channel_blocks != 1:
-                raise SimulationError(
-                    f"early termination needs each filter whole in a PE, but the weight scratchpad holds "
-                    f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
-                    "pe_array.pe.weight_spad_bytes"
-                )
-            self.termination = self._terminate(input_chw, weights_kcrs, bias, geometry)
+        if self.output_sequential:
+            if weights_kcrs is None:
+                raise ValueError("output-sequential PE modes need the layer's weights")
+            self._prepare_sequential(input_chw, weights_kcrs, bias, geometry, tiling)
+            return
         counts = window_nonzero_counts(
             input_chw, geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding
         ).reshape(geometry.channels, -1)
-        self._geometry = geometry
         self._block_cycles = {}
         self._block_nonzeros = {}
         for start in range(0, geometry.channels, tiling.channels_per_block):
@@ -119,42 +129,56 @@ class PeArray(Component):
             )
             self._block_nonzeros[start] = block.sum(axis=0)
 
-    def _terminate(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry) -> TerminationResult:
-        operands = im2col(input_chw, geometry, 0, geometry.out_height)
+    def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
+        """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays."""
+        operands = im2col(input_chw, geometry, 0, geometry.out_height)  # (P, C*R*S)
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
-        result = early_termination(
-            operands,
-            weights,
-            bias.astype(np.float64),
-            mode=self.early_termination,
-            n_speculative=self.speculative_macs,
-            threshold=self.speculation_threshold,
-            skip_zero_activations=self.sparsity in SKIPPING_MODES,
-        )
-        # MACs each output would perform without termination: its nonzero weights (times nonzero
-        # activations when zeros are skipped).
-        nonzero_weights = (weights != 0).astype(np.float64)
-        if self.sparsity in SKIPPING_MODES:
-            self._unterminated_macs = np.rint(nonzero_weights @ (operands != 0).T).astype(np.int64)
-        else:
-            self._unterminated_macs = np.repeat(
-                np.count_nonzero(weights, axis=1)[:, None], operands.shape[0], axis=1
-            ).astype(np.int64)
-        return result
+        self._block_items = {}
+        if self.early_termination != "none":
+            if tiling.n_channel_blocks != 1:
+                raise SimulationError(
+                    f"early termination needs each filter whole in a PE, but the weight scratchpad holds "
+                    f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
+                    "pe_array.pe.weight_spad_bytes"
+                )
+            self.termination = early_termination(
+                operands,
+                weights,
+                bias.astype(np.float64),
+                mode=self.early_termination,
+                n_speculative=self.speculative_macs,
+                threshold=self.speculation_threshold,
+                skip_zero_activations=self.sparsity in SKIPPING_MODES,
+            )
+            self._block_items[0] = self.termination.macs_performed
+            # MACs each output would perform without termination: its nonzero weights (times nonzero
+            # activations when zeros are skipped).
+            self._unterminated_items = {
+                0: _nonzero_products(operands, weights, self.sparsity in SKIPPING_MODES)
+            }
+            return
+        positions = geometry.kernel_positions
+        for start in range(0, geometry.channels, tiling.channels_per_block):
+            stop = min(geometry.channels, start + tiling.channels_per_block)
+            columns = slice(start * positions, stop * positions)
+            self._block_items[start] = _nonzero_products(
+                operands[:, columns], weights[:, columns], self.sparsity == "zero_skip_both"
+            )
 
-    def _terminating_work(self, tile: Tile, termination: TerminationResult) -> TileWork:
+    def _sequential_work(self, tile: Tile) -> TileWork:
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         filters = slice(tile.filter_start, tile.filter_stop)
-        performed = termination.macs_performed[filters, windows]
-        per_output = np.maximum(performed, 1)  # an output takes at least the cycle that hands it on
-        n_filters, n_windows = performed.shape
+        items = self._block_items[tile.channel_start][filters, windows]
+        # An output takes ceil(items / lanes) cycles, and at least the one that hands it on.
+        per_output = np.maximum(-(-items // self.activation_lanes), 1)
+        n_filters, n_windows = items.shape
         padded = -(-n_windows // self.rows) * self.rows
         dealt = np.zeros((n_filters, padded), dtype=np.int64)
         dealt[:, :n_windows] = per_output
         # Lane (filter k, PE row i) works through windows i, i + rows, ...; the slowest lane ends the tile.
-        cycles = int(dealt.reshape(n_filters, -1, self.rows).sum(axis=1).max()) if performed.size else 0
-        macs = int(performed.sum())
+        cycles = int(dealt.reshape(n_filters, -1, self.rows).sum(axis=1).max()) if items.size else 0
+        macs = int(items.sum())
         algorithmic = (
             n_filters * n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
         )
@@ -165,17 +189,18 @@ class PeArray(Component):
             "input_spad_read": macs,
             "input_spad_metadata_read": macs,
             "weight_spad_read": macs,
-            "psum_spad_update": macs,
+            "psum_spad_update": int(per_output.sum()),
         }
-        self.early_terminated_macs += int(self._unterminated_macs[filters, windows].sum()) - macs
+        if self.termination is not None:
+            self.early_terminated_macs += int(self._unterminated_items[0][filters, windows].sum()) - macs
         for action, n in actions.items():
             self.count(action, n)
         return TileWork(cycles, actions)
 
     def work(self, tile: Tile) -> TileWork:
         """Cycles and actions of one tile; the actions are also added to this component's counts."""
-        if self.termination is not None:
-            return self._terminating_work(tile, self.termination)
+        if self.output_sequential:
+            return self._sequential_work(tile)
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         per_window = self._block_cycles[tile.channel_start][windows]
@@ -201,6 +226,18 @@ class PeArray(Component):
         for action, n in actions.items():
             self.count(action, n)
         return TileWork(cycles, actions)
+
+
+def _nonzero_products(
+    operands_pn: np.ndarray, weights_kn: np.ndarray, skip_zero_activations: bool
+) -> np.ndarray:
+    """``(K, P)``: per output, its nonzero weights, or its pairs of nonzero weight and nonzero activation."""
+    nonzero_weights = (weights_kn != 0).astype(np.float32)
+    if skip_zero_activations:
+        # Exact: float32 holds integers up to 2**24, far above C*R*S.
+        return np.rint(nonzero_weights @ (operands_pn != 0).astype(np.float32).T).astype(np.int64)
+    per_filter = np.count_nonzero(weights_kn, axis=1).astype(np.int64)
+    return np.repeat(per_filter[:, None], operands_pn.shape[0], axis=1)
 
 
 def im2col(
@@ -235,16 +272,22 @@ def datapath_output(
 
     Zero-skipping and gating PEs only ever multiply nonzero activations (the others are skipped, or their MAC
     is gated and contributes nothing): their operands are held as a CSR matrix of the nonzero activations and
-    their offsets, so exactly the MACs the hardware performs are summed. Dense PEs multiply everything.
+    their offsets, so exactly the MACs the hardware performs are summed. Weight-skipping PEs hold only the
+    nonzero weights (CSR), both-operand skipping PEs both; dense PEs multiply everything.
     """
     weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64).T  # (CRS, K)
+    sparse_weights_t = scipy.sparse.csr_matrix(weight_matrix.T)  # (K, CRS): only the nonzero weights
     out = np.empty((geometry.out_height * geometry.out_width, geometry.filters), dtype=np.float64)
     for start in range(0, geometry.out_height, rows_per_chunk):
         stop = min(geometry.out_height, start + rows_per_chunk)
         operands = im2col(input_chw, geometry, start, stop)
         if sparsity == "none":
             partial = operands @ weight_matrix
-        else:
+        elif sparsity == "zero_skip_weights":  # every activation, only the nonzero weights
+            partial = (sparse_weights_t @ operands.T).T
+        elif sparsity == "zero_skip_both":  # only pairs of nonzero weight and nonzero activation
+            partial = (scipy.sparse.csr_matrix(operands) @ sparse_weights_t.T).toarray()
+        else:  # zero activations skipped or gated: only the nonzero activations reach a multiplier
             partial = scipy.sparse.csr_matrix(operands) @ weight_matrix
         out[start * geometry.out_width : stop * geometry.out_width] = partial
     out += bias.astype(np.float64)[None, :]

@@ -93,7 +93,13 @@ __all__ = [
 #: The interconnects a ``noc.kind`` may name.
 NOC_KINDS: tuple[str, ...] = ("multicast_bus",)
 #: The PE sparsity mechanisms a ``pe_array.pe.sparsity`` may name.
-SPARSITY_MODES: tuple[str, ...] = ("none", "zero_gating", "zero_skip_activations")
+SPARSITY_MODES: tuple[str, ...] = (
+    "none",
+    "zero_gating",
+    "zero_skip_activations",
+    "zero_skip_weights",
+    "zero_skip_both",
+)
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
 EARLY_TERMINATION_MODES: tuple[str, ...] = ("none", "exact", "predictive")
@@ -222,8 +228,9 @@ class PeConfig(_Block):
     psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1)
     sparsity: str = _param(
         "none",
-        "none = dense; zero_gating = zero operands save energy, not cycles; "
-        "zero_skip_activations = zero activations are skipped (no cycle, no energy).",
+        "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
+        "activations skipped (Cnvlutin); zero_skip_weights = zero weights skipped (Cambricon-X); "
+        "zero_skip_both = only nonzero pairs (SparTen).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -691,9 +698,10 @@ def _early_termination_problems(values: Mapping[str, Any], bad_paths: set[str]) 
                 ),
             )
         )
-    if values["pe_array.pe.sparsity"] == "zero_gating":
+    if values["pe_array.pe.sparsity"] not in ("none", "zero_skip_activations"):
+        sparsity = values["pe_array.pe.sparsity"]
         problems.append(
-            (path, f"{values[path]} works with sparsity none or zero_skip_activations, not zero_gating")
+            (path, f"{values[path]} works with sparsity none or zero_skip_activations, not {sparsity}")
         )
     return problems
 

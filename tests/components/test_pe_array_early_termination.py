@@ -12,7 +12,8 @@ from sparsesim import simulate
 from sparsesim.components.pe_array import PeArray, im2col
 from sparsesim.mapping import ConvGeometry, tile_layer
 from tests.components.test_pe_array_reference import pe_config, small_real_cut
-from tests.reference.early_termination_reference import reference_layer, reference_tile_cycles
+from tests.reference.early_termination_reference import reference_layer
+from tests.reference.sequential_reference import reference_tile_cycles
 
 CUTS = [
     ("conv3_1", slice(16, 24), slice(3, 9), slice(10, 17), 6),

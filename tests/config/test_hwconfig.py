@@ -196,8 +196,8 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
         assert "required" in head if f.default is dataclasses.MISSING else "default:" in head
         assert description == f.metadata["doc"] and description
     assert (
-        "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations)"
-        in text
+        "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations | "
+        "zero_skip_weights | zero_skip_both)" in text
     )
     assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, > 0)" in text
     assert "pe_array.pe.weight_spad_bytes >= pe_array.pe.filter_lanes * word_bytes" in text
@@ -292,7 +292,11 @@ def test_zero_lanes_are_rejected():
 def test_sparsity_must_be_one_of_the_choices():
     [(path, message)] = problems_of({"name": "x", "pe_array": {"pe": {"sparsity": "zero_skipping"}}})
     assert path == "pe_array.pe.sparsity"
-    assert "must be one of none, zero_gating, zero_skip_activations; got 'zero_skipping'" in message
+    assert (
+        "must be one of none, zero_gating, zero_skip_activations, zero_skip_weights, zero_skip_both; "
+        in message
+    )
+    assert "got 'zero_skipping'" in message
 
 
 def test_noc_kind_must_be_one_of_the_choices():
@@ -473,7 +477,7 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
     pe = tree.get("pe_array", {}).get("pe", {})
     if pe.get("early_termination", "none") != "none":  # it needs one activation lane and no gating
         pe["activation_lanes"] = 1
-        if pe.get("sparsity") == "zero_gating":
+        if pe.get("sparsity") not in (None, "none", "zero_skip_activations"):
             pe["sparsity"] = "none"
     return tree
 

@@ -98,26 +98,3 @@ def reference_layer(
         for k in range(len(weights))
     ]
     return tuple([[r[field] for r in row] for row in results] for field in range(4)), sound
-
-
-def reference_tile_cycles(macs_kp, filters, windows, rows):
-    """Cycles of one tile on independent MAC lanes, one loop iteration per cycle.
-
-    ``macs_kp[k][p]`` are the MACs each output performs. Lane ``(filter k, PE row i)`` owns the tile's
-    windows ``i, i + rows, ...`` (in order) of its filter; every cycle every busy lane performs one MAC of
-    its current output, and an output with no MAC still takes one cycle. The tile ends when every lane is
-    done.
-    """
-    queues = []
-    for k in filters:
-        for row in range(rows):
-            queues.append([max(macs_kp[k][p], 1) for p in windows[row::rows]])
-    cycles = 0
-    while any(queues):
-        cycles += 1
-        for queue in queues:
-            if queue:
-                queue[0] -= 1
-                if queue[0] == 0:
-                    queue.pop(0)
-    return cycles
