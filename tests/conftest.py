@@ -34,3 +34,12 @@ def hwconfigs():
     from sparsesim import load_hwconfig
 
     return {name: load_hwconfig(HWCONFIG_DIR / f"{name}.yaml") for name in SHIPPED_HWCONFIGS}
+
+
+@pytest.fixture(scope="session")
+def pruned_trace(vgg16_trace, tmp_path_factory):
+    """conv2_2 and conv3_1 of the shipped network magnitude-pruned to 50 % and re-run (derived, not shipped)."""
+    from sparsesim.workload.pruning import prune_trace
+
+    out = tmp_path_factory.mktemp("pruned") / "vgg16_pruned50"
+    return prune_trace(vgg16_trace, out, sparsity=0.5, layers=["conv2_2", "conv3_1"])

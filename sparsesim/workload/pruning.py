@@ -1,0 +1,318 @@
+"""Derived traces: one-shot magnitude pruning of a shipped trace's weights, with the network re-run.
+
+:func:`prune_trace` takes a real trace whose layers form one chain (each layer's input is float16 of the
+previous layer's output, 2x2 max-pooled where the network pools; the VGG16/HED traces are such chains),
+zeros in every layer the fraction ``sparsity`` of the weights with the smallest magnitude, and runs the
+pruned network again, so that the stored activations are those the *pruned* network produces, not the
+dense network's activations next to pruned weights:
+
+- the first layer keeps the source trace's own input (the real photo, preprocessed);
+- each following layer's input is float16 of the previous *pruned* layer's output, max-pooled 2x2 when
+  the shapes say the network pools there (the next input's H and W are half of the previous output's);
+- each output is :func:`~sparsesim.workload.ops.layer_reference` of the pruned layer (float64 from the
+  stored float16 operands, stored as float32), exactly as the generators compute it.
+
+Pruning is one-shot: no retraining or fine-tuning follows, so the pruned network is a less accurate network
+than a retrained one would be; that is recorded in the provenance, with the source trace's name and the
+sha256 of its manifest, and the command that derives the new trace. The result is a trace like any other,
+written with :func:`~sparsesim.workload.trace.save_trace` (atomic, byte-identical for the same inputs).
+
+A trace whose layers are not consecutive (for example one made with ``--layer conv1_1 --layer conv3_1``, or
+one loaded with ``load_trace(path, layers=[...])`` that skips layers) cannot be re-chained: the pruned
+output of one layer is not the input of the next stored one. :func:`prune_trace` checks the source's chain
+exactly before pruning and raises :class:`~sparsesim.errors.TraceError` otherwise. The source's first layer
+is taken as the start of the network: layers that ran before it when the source was made (if it was cut
+from a longer network) stay dense, and the provenance says so.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from sparsesim.errors import SparsesimError, TraceError
+from sparsesim.workload.ops import layer_reference, maxpool2x2
+from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace, save_trace
+
+__all__ = ["PRUNING_METHODS", "PruningError", "prune_trace", "prune_weights", "pruning_mask"]
+
+logger = logging.getLogger(__name__)
+
+PRUNING_METHODS = ("magnitude", "magnitude_per_filter")
+"""``"magnitude"``: the smallest-|w| fraction of each layer's weights; ``"magnitude_per_filter"``: the same
+fraction within each filter (output channel ``k``) of each layer."""
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+class PruningError(SparsesimError, ValueError):
+    """Bad pruning parameters (sparsity outside ``[0, 1)``, unknown method). A :class:`ValueError` for
+    Python callers, and a :class:`~sparsesim.errors.SparsesimError` so that the CLI reports it cleanly."""
+
+
+def _check_parameters(sparsity: float, method: str) -> float:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float, np.integer, np.floating)):
+        raise PruningError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    value = float(sparsity)
+    if not (0.0 <= value < 1.0):  # also refuses NaN
+        raise PruningError(
+            f"sparsity must be in [0, 1) (the fraction of each layer's weights set to zero), got {sparsity!r}"
+        )
+    if method not in PRUNING_METHODS:
+        raise PruningError(f"unknown pruning method {method!r}; known: {', '.join(PRUNING_METHODS)}")
+    return value
+
+
+def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude") -> np.ndarray:
+    """Boolean mask of the weights that one-shot magnitude pruning zeros (``True`` = pruned).
+
+    ``"magnitude"``: the ``round(sparsity * weights.size)`` weights with the smallest ``|w|`` of the whole
+    array. ``"magnitude_per_filter"``: in each filter ``weights[k]``, the ``round(sparsity * filter size)``
+    smallest. Ties are broken by position (a stable sort of ``|w|`` over the C-order flattened array or
+    filter), so the mask depends on nothing but the values. Weights that are already zero count among the
+    smallest. ``round`` is Python's (halves to even).
+    """
+    sparsity = _check_parameters(sparsity, method)
+    w = _magnitude_key(weights)
+    if method == "magnitude":
+        flat = w.reshape(-1)
+        count = int(round(sparsity * flat.size))
+        mask = np.zeros(flat.size, dtype=bool)
+        mask[np.argsort(flat, kind="stable")[:count]] = True
+        return mask.reshape(w.shape)
+    if w.ndim < 2:
+        raise PruningError(f"magnitude_per_filter needs weights with a filter axis, got shape {w.shape}")
+    rows = w.reshape(w.shape[0], -1)
+    count = int(round(sparsity * rows.shape[1]))
+    order = np.argsort(rows, axis=1, kind="stable")[:, :count]
+    mask = np.zeros(rows.shape, dtype=bool)
+    np.put_along_axis(mask, order, True, axis=1)
+    return mask.reshape(w.shape)
+
+
+def _magnitude_key(weights: np.ndarray) -> np.ndarray:
+    """An array that sorts like ``|weights|``: the bits of |w| as uint16 when every weight is a float16
+    value (non-negative float16 bit patterns sort like their values, and numpy's stable sort of 16-bit
+    integers is a radix sort), else |w| in float64."""
+    magnitude = np.abs(np.asarray(weights, dtype=np.float64))
+    half = magnitude.astype(np.float16)
+    if np.array_equal(half.astype(np.float64), magnitude):
+        return half.view(np.uint16)
+    return magnitude
+
+
+def prune_weights(weights: np.ndarray, sparsity: float, method: str = "magnitude") -> np.ndarray:
+    """A float32 copy of ``weights`` with :func:`pruning_mask`'s weights set to +0.0."""
+    pruned = np.array(weights, dtype=np.float32, copy=True)
+    pruned[pruning_mask(pruned, sparsity, method)] = 0.0
+    return pruned
+
+
+def _to_float16(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` rounded to float16, returned as float32; :class:`TraceError` if a value overflows."""
+    peak = float(np.max(np.abs(array))) if array.size else 0.0
+    if peak > _FLOAT16_MAX:
+        raise TraceError(f"{what}: max |value| {peak} overflows float16 (max {_FLOAT16_MAX})")
+    return np.asarray(array).astype(np.float16).astype(np.float32)
+
+
+def _chain_step(trace: Trace, previous: Layer, layer: Layer) -> bool:
+    """Whether the network max-pools between ``previous`` and ``layer`` (False: the output goes straight
+    on). :class:`TraceError` if the shapes are neither the same nor halved."""
+    out_shape, in_shape = tuple(previous.output.shape), tuple(layer.input.shape)
+    if in_shape == out_shape:
+        return False
+    if (
+        len(out_shape) == 3
+        and len(in_shape) == 3
+        and in_shape[0] == out_shape[0]
+        and out_shape[1] >= 2
+        and out_shape[2] >= 2
+        and in_shape[1:] == (out_shape[1] // 2, out_shape[2] // 2)
+    ):
+        return True
+    raise TraceError(
+        f"{trace.path}: cannot re-chain trace {trace.name!r}: layer {layer.name!r} has input shape "
+        f"{list(in_shape)} but the previous layer {previous.name!r} outputs {list(out_shape)}; only the same "
+        "shape or a 2x2 max-pool (same C, half H and W) can link consecutive layers"
+    )
+
+
+def _check_chain(trace: Trace, layers: Sequence[Layer]) -> list[bool]:
+    """Check that ``layers`` are consecutive layers of one network, exactly: each input is float16 of the
+    previous stored output, max-pooled where the shapes halve. Returns, per link, whether it pools."""
+    pools = []
+    for previous, layer in zip(layers[:-1], layers[1:], strict=True):
+        pool = _chain_step(trace, previous, layer)
+        carried = maxpool2x2(previous.output) if pool else previous.output
+        expected = _to_float16(carried, f"{trace.path}: layer {previous.name!r} output")
+        if not np.array_equal(expected, layer.input):
+            differ = int(np.count_nonzero(expected != layer.input))
+            raise TraceError(
+                f"{trace.path}: cannot re-chain trace {trace.name!r}: layer {layer.name!r}'s input is not "
+                f"float16 of layer {previous.name!r}'s output{' max-pooled 2x2' if pool else ''} "
+                f"({differ} of {layer.input.size} values differ), so the layers are not consecutive layers "
+                "of one network; pruning needs the whole chain from the trace's first layer (a trace made "
+                "or loaded with a selection of layers that skips some cannot be re-chained)"
+            )
+        pools.append(pool)
+    return pools
+
+
+def _manifest_sha256(trace: Trace) -> str:
+    """sha256 of the source trace's manifest on disk, after checking that ``trace`` is (a prefix of) it."""
+    manifest_path = os.path.join(trace.path, MANIFEST_NAME)
+    try:
+        with open(manifest_path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise TraceError(
+            f"{manifest_path}: cannot read the source trace's manifest (needed for the provenance): {exc}"
+        ) from None
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+        names = [entry["name"] for entry in manifest["layers"]]
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
+        raise TraceError(f"{manifest_path}: not a readable trace manifest: {exc}") from None
+    have = [layer.name for layer in trace.layers]
+    if manifest.get("name") != trace.name or names[: len(have)] != have:
+        raise TraceError(
+            f"{trace.path}: trace {trace.name!r} with layers {have} is not the first layers of the trace on "
+            f"disk ({manifest.get('name')!r}: {names}); pruning re-runs the network from the trace's first "
+            "layer, so load the whole trace (load_trace(path) without layers=)"
+        )
+    return hashlib.sha256(data).hexdigest()
+
+
+def prune_trace(
+    trace: Trace | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    sparsity: float,
+    method: str = "magnitude",
+    name: str | None = None,
+    layers: Sequence[str] | None = None,
+) -> Trace:
+    """Derive a weight-pruned trace from ``trace`` and write it to ``out_dir``; return it as loaded back.
+
+    Args:
+        trace: the source, a :class:`Trace` loaded whole with :func:`load_trace` (its manifest must still be
+            at ``trace.path``: its sha256 goes into the provenance) or the path of a trace directory.
+        out_dir: trace directory to write (created if missing); recorded as given in the provenance.
+        sparsity: the fraction of each layer's weights set to zero, ``0 <= sparsity < 1``; in each layer
+            ``round(sparsity * number of weights)`` weights (per filter with ``magnitude_per_filter``).
+        method: one of :data:`PRUNING_METHODS` (see :func:`pruning_mask`).
+        name: the new trace's name; default ``f"{source name}_pruned{round(100 * sparsity)}"``, with
+            ``_per_filter`` appended for ``magnitude_per_filter``.
+        layers: names of the layers to store (``None``: all of the source's). The pruned network is always
+            run from the source's first layer up to the last requested one, every layer of it pruned.
+
+    Each stored layer holds its pruned float16 weights, the source's bias, its input in the pruned network
+    (the source's own input for the first layer; float16 of the previous pruned output, 2x2 max-pooled where
+    the shapes halve, for the others) and ``layer_reference`` of all that as float32. With ``sparsity=0``
+    every array equals the source's. Same arguments, same files, byte for byte.
+
+    Raises:
+        PruningError (a ValueError): ``sparsity`` outside ``[0, 1)`` or an unknown ``method``.
+        TraceError: unknown layer names; the source's layers are not one chain starting at its first layer
+            (shapes neither equal nor halved, or an input that is not float16 of the previous output); a
+            value overflows float16; the source's manifest cannot be read.
+    """
+    sparsity = _check_parameters(sparsity, method)
+    source = trace if isinstance(trace, Trace) else load_trace(trace)
+    names = [layer.name for layer in source.layers]
+    wanted = names if layers is None else list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
+    unknown = [n for n in wanted if n not in names]
+    if unknown or not wanted:
+        raise TraceError(
+            f"{source.path}: unknown layer(s) {', '.join(repr(n) for n in unknown) or '(none given)'}; "
+            f"known layers: {', '.join(names)}"
+        )
+    last = max(names.index(n) for n in wanted)
+    chain = source.layers[: last + 1]
+    manifest_sha256 = _manifest_sha256(source)
+    pools = _check_chain(source, chain)
+
+    stored: list[Layer] = []
+    per_layer = {}
+    activations = chain[0].input
+    for index, dense in enumerate(chain):
+        weights = prune_weights(dense.weights, sparsity, method)
+        pruned = replace(dense, input=activations, weights=weights)
+        pruned = replace(pruned, output=layer_reference(pruned).astype(np.float32))
+        per_layer[dense.name] = {
+            "weights": int(weights.size),
+            "zero_weights_before": int(weights.size - np.count_nonzero(dense.weights)),
+            "zero_weights_after": int(weights.size - np.count_nonzero(weights)),
+        }
+        if dense.name in wanted:
+            stored.append(pruned)
+        logger.info(
+            "%s: weight density %.4f -> %.4f, input density %.4f -> %.4f",
+            dense.name,
+            dense.weight_density,
+            pruned.weight_density,
+            dense.input_density,
+            pruned.input_density,
+        )
+        if index < len(pools):
+            carried = maxpool2x2(pruned.output) if pools[index] else pruned.output
+            activations = _to_float16(carried, f"pruned layer {dense.name!r} output")
+
+    out = os.fspath(out_dir)
+    command = f"sparsesim make-trace prune {source.path} {out} --sparsity {sparsity!r}"
+    if method != "magnitude":
+        command += f" --method {method}"
+    if layers is not None:
+        command += "".join(f" --layer {n}" for n in wanted)
+    import sparsesim
+
+    provenance = copy.deepcopy(source.provenance)
+    pruning = {
+        "method": method,
+        "criterion": (
+            "smallest |w| of each layer's weights"
+            if method == "magnitude"
+            else "smallest |w| within each filter (output channel) of each layer"
+        )
+        + "; count = round(sparsity * weights per layer"
+        + (")" if method == "magnitude" else " per filter)")
+        + "; ties broken by position (stable sort, C order); pruned weights set to +0.0",
+        "sparsity": sparsity,
+        "training": "one-shot, no retraining or fine-tuning",
+        "layers_pruned": [layer.name for layer in chain],
+        "per_layer": per_layer,
+        "activations": (
+            "those of the pruned network: the first layer keeps the source trace's input; each following "
+            "layer's input is float16 of the previous pruned layer's output (max-pooled 2x2 where the "
+            "network pools); each output is the layer's op on its stored operands (pruned weights) plus "
+            "bias, then its activation, computed in float64 and stored as float32"
+        ),
+        "first_layer": (
+            f"{chain[0].name}: its input is the source trace's, unchanged; any layer that ran before it when "
+            "the source was made is not pruned"
+        ),
+        "source": {
+            "name": source.name,
+            "path": source.path,
+            "manifest_sha256": manifest_sha256,
+            "pruning": source.provenance.get("pruning", "none"),
+        },
+        "command": command,
+        "function": "sparsesim.workload.pruning.prune_trace",
+        "sparsesim_version": sparsesim.__version__,
+    }
+    provenance["pruning"] = pruning
+    if name is None:
+        name = f"{source.name}_pruned{int(round(sparsity * 100))}"
+        if method == "magnitude_per_filter":
+            name += "_per_filter"
+    save_trace(out, name, provenance, stored)
+    return load_trace(out)
