@@ -38,7 +38,7 @@ def hwconfigs():
 
 @pytest.fixture(scope="session")
 def pruned_trace(vgg16_trace, tmp_path_factory):
-    """conv2_2 and conv3_1 of the shipped network magnitude-pruned to 50 % and re-run (derived, not shipped)."""
+    """conv2_2 and conv3_1 of the shipped network, magnitude-pruned to 50 % and re-run (derived here)."""
     from sparsesim.workload.pruning import prune_trace
 
     out = tmp_path_factory.mktemp("pruned") / "vgg16_pruned50"
