@@ -27,6 +27,7 @@ from sparsesim.components.decoder import Decoder
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, buffer_footprint_words, layer_traffic
+from sparsesim.sparse.structured import parse_n_m
 
 
 @dataclass
@@ -115,6 +116,9 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         word_bytes=word_bytes,
         layer_name=layer.name,
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
+        channel_granule=parse_n_m(hw.pe_array.pe.n_m_pattern)[1]
+        if hw.pe_array.pe.sparsity == "n_m_weights"
+        else 1,
     )
     pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias)
     tiles = tiling.tiles

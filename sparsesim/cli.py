@@ -378,7 +378,12 @@ def make_trace_vgg16_hed(out_dir, image, height, width, wheel, layers):
 @make_trace.command("prune")
 @click.argument("source", type=click.Path())
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--sparsity", type=float, required=True, help="Fraction of each layer's weights set to zero.")
+@click.option(
+    "--sparsity",
+    type=float,
+    default=None,
+    help="Fraction of each layer's weights set to zero (implied by an N:M method).",
+)
 @click.option(
     "--method",
     default="magnitude",
@@ -399,8 +404,19 @@ def make_trace_prune(source, out_dir, sparsity, method, layers):
     Every layer's weights are pruned; each layer's input is the previous pruned layer's real output, so the
     activations are those of the pruned network. The pruning is recorded in the new trace's provenance.
     """
+    from sparsesim.sparse.structured import parse_n_m
     from sparsesim.workload.pruning import PruningError, prune_trace
 
+    if sparsity is None:
+        if ":" not in method:
+            raise click.BadParameter(
+                "give --sparsity (or an N:M --method such as 2:4)", param_hint="--sparsity"
+            )
+        try:
+            n, m = parse_n_m(method)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--method") from None
+        sparsity = 1 - n / m
     try:
         pruned = prune_trace(source, out_dir, sparsity=sparsity, method=method, layers=list(layers) or None)
     except PruningError as error:

@@ -183,6 +183,9 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "components": components,
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "early_termination": _termination_summary(termination),
+        "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
+        if hw.pe_array.pe.sparsity == "n_m_weights"
+        else None,
         "tiling": {
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,

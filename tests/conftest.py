@@ -19,6 +19,7 @@ SHIPPED_HWCONFIGS = (
     "snapea_predictive",
     "cambricon_x",
     "sparten",
+    "sparse_tensor_core",
 )
 
 

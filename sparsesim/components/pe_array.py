@@ -49,6 +49,7 @@ from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
 from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, window_nonzero_counts
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
+from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
 
 SKIPPING_MODES = ("zero_skip_activations",)
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
@@ -82,6 +83,8 @@ class PeArray(Component):
         self.filter_lanes = config.pe.filter_lanes
         self.sparsity = config.pe.sparsity
         self.early_termination = config.pe.early_termination
+        self.n_m = parse_n_m(config.pe.n_m_pattern)
+        self.n_m_used = False
         self.speculative_macs = config.pe.speculative_macs
         self.speculation_threshold = config.pe.speculation_threshold
         self.termination: TerminationResult | None = None
@@ -117,6 +120,7 @@ class PeArray(Component):
                 raise ValueError("output-sequential PE modes need the layer's weights")
             self._prepare_sequential(input_chw, weights_kcrs, bias, geometry, tiling)
             return
+        self.n_m_used = self.sparsity == "n_m_weights" and self._follows_n_m(weights_kcrs, tiling)
         counts = window_nonzero_counts(
             input_chw, geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding
         ).reshape(geometry.channels, -1)
@@ -124,10 +128,30 @@ class PeArray(Component):
         self._block_nonzeros = {}
         for start in range(0, geometry.channels, tiling.channels_per_block):
             block = counts[start : start + tiling.channels_per_block]
-            self._block_cycles[start] = window_cycles(
-                block, self.activation_lanes, geometry.kernel_positions, self.sparsity
-            )
+            if self.n_m_used:
+                groups = block.shape[0] // self.n_m[1]
+                cycles = n_m_window_cycles(
+                    groups, self.activation_lanes, geometry.kernel_positions, self.n_m[0]
+                )
+                self._block_cycles[start] = np.full(block.shape[1], cycles, dtype=np.int64)
+            else:
+                mode = "none" if self.sparsity == "n_m_weights" else self.sparsity
+                self._block_cycles[start] = window_cycles(
+                    block, self.activation_lanes, geometry.kernel_positions, mode
+                )
             self._block_nonzeros[start] = block.sum(axis=0)
+
+    def _follows_n_m(self, weights_kcrs, tiling: LayerTiling) -> bool:
+        """Whether the layer can run in N:M mode: its weights follow the pattern, in whole channel groups.
+
+        If not (dense weights, or a channel count that is not a multiple of M), the layer runs dense.
+        """
+        n, m = self.n_m
+        return (
+            weights_kcrs is not None
+            and tiling.channels_per_block % m == 0
+            and conforms_n_m(weights_kcrs, n, m)
+        )
 
     def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
         """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays."""
@@ -214,6 +238,22 @@ class PeArray(Component):
         skipping = self.sparsity in SKIPPING_MODES
         gating = self.sparsity == "zero_gating"
         charged = n_filters * (nonzeros if (skipping or gating) else operands)
+        if self.n_m_used:
+            # N slots issued per group of M channels, zero weights or not; each slot's index picks its input.
+            n, m = self.n_m
+            issued = n_windows * (tile.channel_stop - tile.channel_start) // m * n * geometry.kernel_positions
+            actions = {
+                "compute": n_filters * issued,
+                "gated_compute": 0,
+                "skipped_compute": n_filters * (operands - issued),
+                "input_spad_read": active_pes_per_window * issued,
+                "input_spad_metadata_read": n_filters * issued,
+                "weight_spad_read": n_filters * issued,
+                "psum_spad_update": n_filters * int(per_window.sum()),
+            }
+            for action, count in actions.items():
+                self.count(action, count)
+            return TileWork(cycles, actions)
         actions = {
             "compute": charged,
             "gated_compute": n_filters * zeros if gating else 0,
@@ -283,7 +323,7 @@ def datapath_output(
         operands = im2col(input_chw, geometry, start, stop)
         if sparsity == "none":
             partial = operands @ weight_matrix
-        elif sparsity == "zero_skip_weights":  # every activation, only the nonzero weights
+        elif sparsity in ("zero_skip_weights", "n_m_weights"):  # every activation, only the stored weights
             partial = (sparse_weights_t @ operands.T).T
         elif sparsity == "zero_skip_both":  # only pairs of nonzero weight and nonzero activation
             partial = (scipy.sparse.csr_matrix(operands) @ sparse_weights_t.T).toarray()

@@ -60,6 +60,7 @@ from typing import Any, TypeVar
 import yaml
 
 from sparsesim.errors import ConfigError
+from sparsesim.sparse.structured import parse_n_m
 
 __all__ = [
     "NOC_KINDS",
@@ -99,6 +100,7 @@ SPARSITY_MODES: tuple[str, ...] = (
     "zero_skip_activations",
     "zero_skip_weights",
     "zero_skip_both",
+    "n_m_weights",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -230,7 +232,8 @@ class PeConfig(_Block):
         "none",
         "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
         "activations skipped (Cnvlutin); zero_skip_weights = zero weights skipped (Cambricon-X); "
-        "zero_skip_both = only nonzero pairs (SparTen).",
+        "zero_skip_both = only nonzero pairs (SparTen); n_m_weights = N of every M weights issued "
+        "(sparse tensor core).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -238,6 +241,10 @@ class PeConfig(_Block):
         "Activation pruning (Cnvlutin's pruning, Minerva): input activations with |a| <= this are zeroed "
         "before they are stored or sent (lossy if > 0: the output error is reported). 0 = exact zeros only.",
         ge=0,
+    )
+    n_m_pattern: str = _param(
+        "2:4",
+        "For n_m_weights: at most N nonzero weights in every M input channels; N MACs issued per group of M.",
     )
     early_termination: str = _param(
         "none",
@@ -706,9 +713,24 @@ def _early_termination_problems(values: Mapping[str, Any], bad_paths: set[str]) 
     return problems
 
 
+def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    path = "pe_array.pe.n_m_pattern"
+    if path in bad_paths:
+        return []
+    try:
+        parse_n_m(values[path])
+    except ValueError as error:
+        return [(path, str(error))]
+    return []
+
+
 def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
-    problems = _format_boundary_problems(values, bad_paths) + _early_termination_problems(values, bad_paths)
+    problems = (
+        _format_boundary_problems(values, bad_paths)
+        + _early_termination_problems(values, bad_paths)
+        + _pattern_problems(values, bad_paths)
+    )
     for rule in _CROSS_FIELD_RULES:
         involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}
         if involved & bad_paths:

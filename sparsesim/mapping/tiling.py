@@ -137,6 +137,11 @@ def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
     return low
 
 
+def _granular(channels: int, granule: int) -> int:
+    """``channels`` rounded down to a multiple of ``granule``, unless that leaves none."""
+    return channels // granule * granule if channels >= granule else channels
+
+
 def _fits(
     footprint: Callable[[int, int, int], int], filters: int, channels: int, limit: int, rows: int
 ) -> bool:
@@ -153,18 +158,22 @@ def tile_layer(
     word_bytes: int,
     layer_name: str = "layer",
     footprint_words: Callable[[int, int, int], int] | None = None,
+    channel_granule: int = 1,
 ) -> LayerTiling:
     """Choose tile sizes (see the module docstring) and list the tiles in execution order.
 
     ``footprint_words(filters, channels, out_rows)`` gives the global-buffer words that the largest tile of
     that shape occupies (weights + input rows + outputs); by default every tensor is uncompressed. With
     compressed formats, pass one that measures the real tiles: the search assumes only that a larger row
-    block never occupies less.
+    block never occupies less. ``channel_granule``: channel blocks are kept a multiple of it when the
+    layer has more channels than that (N:M sparsity needs whole groups of M channels).
     """
     footprint = footprint_words or dense_footprint_words(geometry)
     filters_per_group = min(geometry.filters, columns * filter_lanes)
     spad_words = weight_spad_bytes // word_bytes
-    channels = min(geometry.channels, spad_words // (filter_lanes * geometry.kernel_positions))
+    channels = _granular(
+        min(geometry.channels, spad_words // (filter_lanes * geometry.kernel_positions)), channel_granule
+    )
     if channels < 1:
         raise SimulationError(
             f"{layer_name}: no tile fits the PE weight scratchpad: {filter_lanes} filter lanes x "
@@ -178,7 +187,7 @@ def tile_layer(
         out_rows = _largest_fitting(geometry.out_height, fits)
         if out_rows or channels == 1:
             break
-        channels = -(-channels // 2)
+        channels = _granular(-(-channels // 2), channel_granule) or 1
     if not out_rows:
         need = footprint(filters_per_group, 1, 1) * 2 * word_bytes
         raise SimulationError(

@@ -38,6 +38,7 @@ from dataclasses import replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError, TraceError
+from sparsesim.sparse.structured import n_m_prune_mask, parse_n_m
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace, save_trace
 
@@ -45,9 +46,11 @@ __all__ = ["PRUNING_METHODS", "PruningError", "prune_trace", "prune_weights", "p
 
 logger = logging.getLogger(__name__)
 
-PRUNING_METHODS = ("magnitude", "magnitude_per_filter")
+PRUNING_METHODS = ("magnitude", "magnitude_per_filter", "N:M")
 """``"magnitude"``: the smallest-|w| fraction of each layer's weights; ``"magnitude_per_filter"``: the same
-fraction within each filter (output channel ``k``) of each layer."""
+fraction within each filter (output channel ``k``) of each layer; an ``"N:M"`` pattern such as ``"2:4"``:
+in every group of M consecutive input channels (per filter and kernel position) the N largest |w| stay,
+so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of M stay dense)."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -65,9 +68,28 @@ def _check_parameters(sparsity: float, method: str) -> float:
         raise PruningError(
             f"sparsity must be in [0, 1) (the fraction of each layer's weights set to zero), got {sparsity!r}"
         )
-    if method not in PRUNING_METHODS:
-        raise PruningError(f"unknown pruning method {method!r}; known: {', '.join(PRUNING_METHODS)}")
+    if _n_m(method) is not None:
+        n, m = _n_m(method)
+        if abs(value - (1 - n / m)) > 1e-12:
+            raise PruningError(
+                f"an {method} pattern prunes {1 - n / m:g} of the weights; got sparsity {sparsity!r}"
+            )
+    elif method not in PRUNING_METHODS:
+        raise PruningError(
+            f"unknown pruning method {method!r}; known: magnitude, magnitude_per_filter, or an N:M pattern "
+            "such as 2:4"
+        )
     return value
+
+
+def _n_m(method: str) -> tuple[int, int] | None:
+    """``(N, M)`` if ``method`` is an N:M pattern, else None."""
+    if ":" not in str(method):
+        return None
+    try:
+        return parse_n_m(method)
+    except ValueError as error:
+        raise PruningError(str(error)) from None
 
 
 def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude") -> np.ndarray:
@@ -80,6 +102,12 @@ def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude"
     smallest. ``round`` is Python's (halves to even).
     """
     sparsity = _check_parameters(sparsity, method)
+    pattern = _n_m(method)
+    if pattern is not None:
+        weights = np.asarray(weights)
+        if weights.ndim != 4 or weights.shape[1] % pattern[1]:
+            return np.zeros(weights.shape, dtype=bool)  # no channel groups of M: the layer stays dense
+        return n_m_prune_mask(weights, *pattern)
     w = _magnitude_key(weights)
     if method == "magnitude":
         flat = w.reshape(-1)
@@ -314,5 +342,7 @@ def prune_trace(
         name = f"{source.name}_pruned{int(round(sparsity * 100))}"
         if method == "magnitude_per_filter":
             name += "_per_filter"
+        elif _n_m(method) is not None:
+            name = f"{source.name}_{method.replace(':', 'of')}"
     save_trace(out, name, provenance, stored)
     return load_trace(out)

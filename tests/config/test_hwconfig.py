@@ -197,7 +197,7 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
         assert description == f.metadata["doc"] and description
     assert (
         "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations | "
-        "zero_skip_weights | zero_skip_both)" in text
+        "zero_skip_weights | zero_skip_both | n_m_weights)" in text
     )
     assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, > 0)" in text
     assert "pe_array.pe.weight_spad_bytes >= pe_array.pe.filter_lanes * word_bytes" in text
@@ -293,7 +293,7 @@ def test_sparsity_must_be_one_of_the_choices():
     [(path, message)] = problems_of({"name": "x", "pe_array": {"pe": {"sparsity": "zero_skipping"}}})
     assert path == "pe_array.pe.sparsity"
     assert (
-        "must be one of none, zero_gating, zero_skip_activations, zero_skip_weights, zero_skip_both; "
+        "must be one of none, zero_gating, zero_skip_activations, zero_skip_weights, zero_skip_both, "
         in message
     )
     assert "got 'zero_skipping'" in message
@@ -431,6 +431,8 @@ def value_strategy(path: str, f: dataclasses.Field[Any], hint: Any, text: st.Sea
     meta = f.metadata
     if meta.get("choices"):
         return st.sampled_from(meta["choices"])
+    if path == "pe_array.pe.n_m_pattern":
+        return st.sampled_from(["2:4", "1:4", "4:8", "1:2"])
     if hint is str:
         return text
     low = meta.get("ge") if meta.get("ge") is not None else meta.get("gt")

@@ -100,3 +100,17 @@ def test_a_buffer_too_small_for_one_row_is_a_clear_error():
             global_buffer_bytes=100,
             word_bytes=2,
         )
+
+
+def test_channel_blocks_keep_whole_groups_when_asked():
+    geometry = ConvGeometry(64, 20, 20, 32, 3, 3, 1, 1)
+    tiling = tile_layer(
+        geometry,
+        columns=2,
+        filter_lanes=16,
+        weight_spad_bytes=2 * 16 * 9 * 30,
+        global_buffer_bytes=1 << 22,
+        word_bytes=2,
+        channel_granule=4,
+    )
+    assert tiling.channels_per_block == 28  # 30 fit the scratchpad: rounded down to whole groups of 4
