@@ -27,6 +27,15 @@ def _user_errors(command):
     return wrapper
 
 
+_LAYER_OPTION = click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this layer (repeat for several). Default: every layer of the trace.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sparsesim")
 @click.option("-v", "--verbose", is_flag=True, help="Log what is being simulated, layer by layer.")
@@ -44,13 +53,7 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("hwconfig", type=click.Path(dir_okay=False))
 @click.argument("trace", type=click.Path())
-@click.option(
-    "--layer",
-    "layers",
-    multiple=True,
-    metavar="NAME",
-    help="Simulate only this layer (repeat for several). Default: every layer of the trace.",
-)
+@_LAYER_OPTION
 @click.option(
     "--baseline",
     type=click.Path(dir_okay=False),
@@ -110,13 +113,7 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     metavar="HWCONFIG",
     help="Compare against this config. Default: the first HWCONFIG.",
 )
-@click.option(
-    "--layer",
-    "layers",
-    multiple=True,
-    metavar="NAME",
-    help="Only this layer (repeat for several). Default: every layer of the trace.",
-)
+@_LAYER_OPTION
 @click.option(
     "--json",
     "json_path",
@@ -169,13 +166,7 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
     metavar="PATH=V1,V2,...",
     help="The parameter to sweep (dotted path) and its values, e.g. pe_array.pe.activation_threshold=0,1,2",
 )
-@click.option(
-    "--layer",
-    "layers",
-    multiple=True,
-    metavar="NAME",
-    help="Only this layer (repeat for several). Default: every layer of the trace.",
-)
+@_LAYER_OPTION
 @click.option(
     "--json",
     "json_path",
@@ -263,13 +254,7 @@ def info(trace):
 
 @main.command()
 @click.argument("trace", type=click.Path())
-@click.option(
-    "--layer",
-    "layers",
-    multiple=True,
-    metavar="NAME",
-    help="Only this layer (repeat for several). Default: every layer of the trace.",
-)
+@_LAYER_OPTION
 @_user_errors
 def formats(trace, layers):
     """Size every tensor of TRACE in every storage format: payload and metadata bits, ratio, winner.

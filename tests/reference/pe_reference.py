@@ -14,6 +14,8 @@ least one cycle.
 
 from __future__ import annotations
 
+from sparsesim.components.pe_array import PeArray
+
 
 def _lane_slices(n_channels, lanes):
     return [((lane * n_channels) // lanes, ((lane + 1) * n_channels) // lanes) for lane in range(lanes)]
@@ -38,18 +40,7 @@ def reference_tile(
     windows = [
         (y, x) for y in range(tile.out_row_start, tile.out_row_stop) for x in range(geometry.out_width)
     ]
-    actions = dict.fromkeys(
-        (
-            "compute",
-            "gated_compute",
-            "skipped_compute",
-            "input_spad_read",
-            "input_spad_metadata_read",
-            "weight_spad_read",
-            "psum_spad_update",
-        ),
-        0,
-    )
+    actions = dict.fromkeys(PeArray.ACTIONS, 0)  # the same vocabulary as the fast model
     active_pes = -(-len(filters) // filter_lanes)  # PE columns that own a filter of the group
     cycles = 0
     for first in range(0, len(windows), rows):
