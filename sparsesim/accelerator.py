@@ -84,6 +84,15 @@ def output_khw(layer) -> np.ndarray:
     return layer.output.reshape(-1, 1, 1) if layer.op == "linear" else layer.output
 
 
+def _channel_granule(pe) -> int:
+    """Channel blocks in whole groups: of M for N:M sparsity, of a SIMD vector for vector skipping."""
+    if pe.sparsity == "n_m_weights":
+        return parse_n_m(pe.n_m_pattern)[1]
+    if pe.sparsity == "zero_skip_weight_vectors":
+        return pe.activation_lanes
+    return 1
+
+
 def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) -> LayerRun:
     """Simulate ``layer`` (a trace layer) on the hardware config ``hw``.
 
@@ -116,9 +125,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         word_bytes=word_bytes,
         layer_name=layer.name,
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
-        channel_granule=parse_n_m(hw.pe_array.pe.n_m_pattern)[1]
-        if hw.pe_array.pe.sparsity == "n_m_weights"
-        else 1,
+        channel_granule=_channel_granule(hw.pe_array.pe),
     )
     pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias)
     tiles = tiling.tiles

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 
 import click
@@ -393,7 +394,7 @@ def make_trace_prune(source, out_dir, sparsity, method, layers):
     from sparsesim.workload.pruning import PruningError, prune_trace
 
     if sparsity is None:
-        if ":" not in method:
+        if not re.fullmatch(r"\d+:\d+", method):
             raise click.BadParameter(
                 "give --sparsity (or an N:M --method such as 2:4)", param_hint="--sparsity"
             )

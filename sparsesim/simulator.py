@@ -7,6 +7,7 @@ against the trace's numpy reference, and turn action counts into energy with the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -75,10 +76,74 @@ def _functional_check(layer, activations, weights, geometry, output, mispredicte
     return check
 
 
+def _datapath_output(hw, layer, run, compacted):
+    """The layer's full output as the machine produces it, and the mispredicted outputs (or None)."""
+    ran = compacted[0] if compacted else layer
+    geometry = run.tiling.geometry
+    shape = (geometry.filters, geometry.out_height, geometry.out_width)
+    termination = run.pe_array.termination
+    if termination is None:
+        output = datapath_output(
+            operand_input(hw, ran),
+            ran.weights.reshape(geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s),
+            ran.bias,
+            geometry,
+            hw.pe_array.pe.sparsity,
+            ran.activation,
+            rows_per_chunk=run.tiling.out_rows_per_block,
+        )
+        mispredicted = None
+    else:
+        output = termination.output.reshape(shape)
+        mispredicted = termination.mispredicted.reshape(shape)
+    if not compacted:
+        return output, mispredicted
+    _, kept_filters, _ = compacted
+    # Dropped filters: activation(bias), no MAC; the kept ones as computed.
+    full_bias = layer.bias.astype(np.float64)
+    full = np.broadcast_to(full_bias[:, None, None], (len(full_bias), *shape[1:])).copy()
+    if layer.activation == "relu":
+        np.maximum(full, 0.0, out=full)
+    full[kept_filters] = output
+    if mispredicted is not None:
+        full_mispredicted = np.zeros(full.shape, dtype=bool)
+        full_mispredicted[kept_filters] = mispredicted
+        mispredicted = full_mispredicted
+    return full, mispredicted
+
+
+def _compacted(hw, layer):
+    """The layer the machine runs once the mapper has dropped all-zero filters and input channels.
+
+    Returns ``(layer to run, kept filters, kept channels)``; ``None`` when nothing can be dropped or
+    ``mapping.compaction`` is ``none``. A dropped filter's output is ``activation(bias)`` everywhere (no MAC);
+    a dropped channel's activations are never fetched.
+    """
+    if hw.mapping.compaction == "none" or layer.op != "conv2d":
+        return None
+    nonzero = layer.weights != 0
+    kept_filters = np.flatnonzero(nonzero.any(axis=(1, 2, 3)))
+    kept_channels = np.flatnonzero(nonzero.any(axis=(0, 2, 3)))
+    filters, channels = layer.weights.shape[:2]
+    if len(kept_filters) == filters and len(kept_channels) == channels:
+        return None
+    if len(kept_filters) == 0:
+        kept_filters, kept_channels = np.array([0]), np.array([0])  # keep one, so that a layer remains
+    compact = dataclasses.replace(
+        layer,
+        input=layer.input[kept_channels],
+        weights=layer.weights[np.ix_(kept_filters, kept_channels)],
+        bias=layer.bias[kept_filters],
+        output=layer.output[kept_filters],
+    )
+    return compact, kept_filters, kept_channels
+
+
 def simulate_layer(hw, layer, energy_table=None) -> dict:
     """Simulate one trace layer on ``hw``; returns the layer's report section (a plain dict)."""
     energy_table = energy_table or hw.energy_table()
-    run = run_layer(hw, layer)
+    compacted = _compacted(hw, layer)
+    run = run_layer(hw, compacted[0] if compacted else layer)
     geometry = geometry_of(layer)
     activations = operand_input(hw, layer)
     weights = layer.weights.reshape(geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s)
@@ -88,8 +153,9 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     effectual = effectual_macs(activations, weights, geometry.stride, geometry.padding)
     charged = pe.actions["compute"]
     gated = pe.actions["gated_compute"]
-    skipped = pe.actions["skipped_compute"]
     actual = charged + gated
+    # MACs the machine never sees (the compacted filters and channels) count as skipped.
+    skipped = algorithmic - actual if compacted else pe.actions["skipped_compute"]
     if actual + skipped != algorithmic:
         raise AssertionError(f"{layer.name}: performed + skipped MACs {actual + skipped} != {algorithmic}")
 
@@ -119,22 +185,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     for entry in components.values():
         entry["energy_share"] = _ratio(entry["energy_pj"], total_energy)
 
-    termination = pe.termination
-    if termination is None:
-        output = datapath_output(
-            activations,
-            weights,
-            layer.bias,
-            geometry,
-            hw.pe_array.pe.sparsity,
-            layer.activation,
-            rows_per_chunk=run.tiling.out_rows_per_block,
-        )
-        mispredicted = None
-    else:
-        shape = (geometry.filters, geometry.out_height, geometry.out_width)
-        output = termination.output.reshape(shape)
-        mispredicted = termination.mispredicted.reshape(shape)
+    output, mispredicted = _datapath_output(hw, layer, run, compacted)
     functional_check = _functional_check(layer, activations, weights, geometry, output, mispredicted)
 
     cycles = run.cycles
@@ -182,7 +233,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "energy_pj": total_energy,
         "components": components,
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
-        "early_termination": _termination_summary(termination),
+        "early_termination": _termination_summary(pe.termination),
         "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
         if hw.pe_array.pe.sparsity == "n_m_weights"
         else None,

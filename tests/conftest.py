@@ -20,6 +20,7 @@ SHIPPED_HWCONFIGS = (
     "cambricon_x",
     "sparten",
     "sparse_tensor_core",
+    "scalpel_simd",
 )
 
 

@@ -26,6 +26,10 @@ nonzero masks), each filter lane likewise walks its outputs on its own, ``activa
 cycle (``ceil(items / activation_lanes)`` cycles per output, at least one): the items are the output's
 nonzero weights in the channel block, or its pairs of nonzero weight and nonzero activation.
 
+SIMD-vector weight skipping (``zero_skip_weight_vectors``, the machine Scalpel prunes for) issues the
+weights of a filter ``activation_lanes`` consecutive input channels at a time and skips only the vectors
+that are all zero: unstructured zeros rarely empty a whole vector, SIMD-aligned block pruning does.
+
 Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
 per cycle is assumed to be available).
 
@@ -53,7 +57,7 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 
 SKIPPING_MODES = ("zero_skip_activations",)
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
-OUTPUT_SEQUENTIAL_MODES = ("zero_skip_weights", "zero_skip_both")
+OUTPUT_SEQUENTIAL_MODES = ("zero_skip_weights", "zero_skip_both", "zero_skip_weight_vectors")
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,12 @@ class PeArray(Component):
         positions = geometry.kernel_positions
         for start in range(0, geometry.channels, tiling.channels_per_block):
             stop = min(geometry.channels, start + tiling.channels_per_block)
+            if self.sparsity == "zero_skip_weight_vectors":
+                vectors = _nonzero_weight_vectors(weights_kcrs[:, start:stop], self.activation_lanes)
+                # A vector is one cycle of all lanes: its MACs are lanes-wide, zero weights included.
+                items = vectors * self.activation_lanes
+                self._block_items[start] = np.repeat(items[:, None], operands.shape[0], axis=1)
+                continue
             columns = slice(start * positions, stop * positions)
             self._block_items[start] = _nonzero_products(
                 operands[:, columns], weights[:, columns], self.sparsity == "zero_skip_both"
@@ -266,6 +276,17 @@ class PeArray(Component):
         for action, n in actions.items():
             self.count(action, n)
         return TileWork(cycles, actions)
+
+
+def _nonzero_weight_vectors(weights_kcrs: np.ndarray, width: int) -> np.ndarray:
+    """``(K,)``: per filter, the vectors of ``width`` consecutive input channels (per kernel position) that
+    hold a nonzero weight: what a SIMD PE must still issue when it skips all-zero weight vectors."""
+    filters, channels, kernel_r, kernel_s = weights_kcrs.shape
+    padded = -(-channels // width) * width
+    nonzero = np.zeros((filters, padded, kernel_r, kernel_s), dtype=bool)
+    nonzero[:, :channels] = weights_kcrs != 0
+    grouped = nonzero.reshape(filters, padded // width, width, kernel_r, kernel_s).any(axis=2)
+    return grouped.sum(axis=(1, 2, 3)).astype(np.int64)
 
 
 def _nonzero_products(

@@ -71,6 +71,7 @@ __all__ = [
     "ACTIVATION_FORMATS",
     "WEIGHT_FORMATS",
     "DecoderConfig",
+    "MappingConfig",
     "DecoderEnergyConfig",
     "FormatsConfig",
     "LevelFormatsConfig",
@@ -101,6 +102,7 @@ SPARSITY_MODES: tuple[str, ...] = (
     "zero_skip_weights",
     "zero_skip_both",
     "n_m_weights",
+    "zero_skip_weight_vectors",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -233,7 +235,7 @@ class PeConfig(_Block):
         "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
         "activations skipped (Cnvlutin); zero_skip_weights = zero weights skipped (Cambricon-X); "
         "zero_skip_both = only nonzero pairs (SparTen); n_m_weights = N of every M weights issued "
-        "(sparse tensor core).",
+        "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -305,6 +307,18 @@ class FormatsConfig(_Block):
         LevelFormatsConfig, "Formats in the global buffer (its occupancy, hence the tiling)."
     )
     pe: PeFormatsConfig = _block(PeFormatsConfig, "Formats in the PEs' scratchpads.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MappingConfig(_Block):
+    """How layers are mapped onto the machine (the compiler's part)."""
+
+    compaction: str = _param(
+        "zero_filters_and_channels",
+        "zero_filters_and_channels: filters and input channels whose weights are all zero are dropped before "
+        "mapping (their MACs count as skipped; a dropped filter outputs activation(bias)); none: kept.",
+        choices=("none", "zero_filters_and_channels"),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -414,6 +428,7 @@ class HwConfig(_Block):
     pe_array: PeArrayConfig = _block(PeArrayConfig, "The array of processing elements.")
     formats: FormatsConfig = _block(FormatsConfig, "Storage format of each tensor at each level.")
     decoder: DecoderConfig = _block(DecoderConfig, "Decoder of compressed tensors.")
+    mapping: MappingConfig = _block(MappingConfig, "How layers are mapped onto the machine.")
     energy_pj: EnergyConfig = _block(EnergyConfig, "Energy per action, in pJ.")
 
     def __post_init__(self) -> None:

@@ -56,3 +56,39 @@ def n_m_window_cycles(n_groups: int, lanes: int, kernel_positions: int, n: int) 
     lanes)`` groups) sets the pace. Dense, the same lane would spend ``m`` cycles per group.
     """
     return -(-n_groups // lanes) * n * kernel_positions
+
+
+COARSE_GRANULARITIES = ("filter", "channel", "block")
+
+
+def coarse_prune_mask(
+    weights_kcrs: np.ndarray, sparsity: float, granularity: str, block: int = 4
+) -> np.ndarray:
+    """Mask (``True`` = pruned) removing whole groups of weights, those of smallest L1 norm.
+
+    ``filter``: whole filters ``w[k]`` (a dense machine can drop them from the layer); ``channel``: whole
+    input channels ``w[:, c]`` of every filter; ``block``: ``block`` consecutive input channels of one
+    filter and kernel position (Scalpel's SIMD-aligned groups; ``C`` must be a multiple of ``block``).
+    ``round(sparsity * number of groups)`` groups go, ties broken by position (a stable sort).
+    """
+    w = np.abs(np.asarray(weights_kcrs, dtype=np.float64))
+    filters, channels, kernel_r, kernel_s = w.shape
+    if granularity == "filter":
+        scores = w.sum(axis=(1, 2, 3))
+    elif granularity == "channel":
+        scores = w.sum(axis=(0, 2, 3))
+    elif granularity == "block":
+        scores = _groups(w, block).sum(axis=2)  # (K, C/block, R, S)
+    else:
+        raise ValueError(f"unknown granularity {granularity!r}; known: {', '.join(COARSE_GRANULARITIES)}")
+    flat = scores.reshape(-1)
+    pruned_groups = np.zeros(flat.size, dtype=bool)
+    pruned_groups[np.argsort(flat, kind="stable")[: int(round(sparsity * flat.size))]] = True
+    pruned_groups = pruned_groups.reshape(scores.shape)
+    if granularity == "filter":
+        mask = np.broadcast_to(pruned_groups[:, None, None, None], w.shape)
+    elif granularity == "channel":
+        mask = np.broadcast_to(pruned_groups[None, :, None, None], w.shape)
+    else:
+        mask = np.repeat(pruned_groups, block, axis=1)
+    return np.array(mask, dtype=bool)

@@ -32,13 +32,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from sparsesim.errors import SparsesimError, TraceError
-from sparsesim.sparse.structured import n_m_prune_mask, parse_n_m
+from sparsesim.sparse.structured import coarse_prune_mask, n_m_prune_mask, parse_n_m
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace, save_trace
 
@@ -46,11 +47,15 @@ __all__ = ["PRUNING_METHODS", "PruningError", "prune_trace", "prune_weights", "p
 
 logger = logging.getLogger(__name__)
 
-PRUNING_METHODS = ("magnitude", "magnitude_per_filter", "N:M")
+PRUNING_METHODS = ("magnitude", "magnitude_per_filter", "N:M", "filter", "channel", "block:G")
 """``"magnitude"``: the smallest-|w| fraction of each layer's weights; ``"magnitude_per_filter"``: the same
 fraction within each filter (output channel ``k``) of each layer; an ``"N:M"`` pattern such as ``"2:4"``:
 in every group of M consecutive input channels (per filter and kernel position) the N largest |w| stay,
-so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of M stay dense)."""
+so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of M stay dense); coarse
+``"filter"``, ``"channel"`` and ``"block:G"`` (Scalpel-like groups of G input channels): the fraction
+``sparsity`` of those groups with the smallest L1 norm (see
+:func:`sparsesim.sparse.structured.coarse_prune_mask`; a layer whose channels are not a multiple of G
+stays dense)."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -74,6 +79,8 @@ def _check_parameters(sparsity: float, method: str) -> float:
             raise PruningError(
                 f"an {method} pattern prunes {1 - n / m:g} of the weights; got sparsity {sparsity!r}"
             )
+    elif _coarse(method) is not None:
+        pass
     elif method not in PRUNING_METHODS:
         raise PruningError(
             f"unknown pruning method {method!r}; known: magnitude, magnitude_per_filter, or an N:M pattern "
@@ -82,9 +89,19 @@ def _check_parameters(sparsity: float, method: str) -> float:
     return value
 
 
+def _coarse(method: str) -> tuple[str, int] | None:
+    """``(granularity, block)`` for the coarse methods ``filter``, ``channel``, ``block:G``; else None."""
+    if method in ("filter", "channel"):
+        return method, 1
+    match = re.fullmatch(r"block:(\d+)", str(method))
+    if match and int(match[1]) >= 1:
+        return "block", int(match[1])
+    return None
+
+
 def _n_m(method: str) -> tuple[int, int] | None:
     """``(N, M)`` if ``method`` is an N:M pattern, else None."""
-    if ":" not in str(method):
+    if ":" not in str(method) or str(method).startswith("block:"):
         return None
     try:
         return parse_n_m(method)
@@ -102,6 +119,12 @@ def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude"
     smallest. ``round`` is Python's (halves to even).
     """
     sparsity = _check_parameters(sparsity, method)
+    coarse = _coarse(method)
+    if coarse is not None:
+        weights = np.asarray(weights)
+        if weights.ndim != 4 or weights.shape[1] % coarse[1]:
+            return np.zeros(weights.shape, dtype=bool)  # no whole blocks: the layer stays dense
+        return coarse_prune_mask(weights, sparsity, coarse[0], coarse[1])
     pattern = _n_m(method)
     if pattern is not None:
         weights = np.asarray(weights)
@@ -344,5 +367,7 @@ def prune_trace(
             name += "_per_filter"
         elif _n_m(method) is not None:
             name = f"{source.name}_{method.replace(':', 'of')}"
+        elif _coarse(method) is not None:
+            name = f"{source.name}_{method.replace(':', '')}_pruned{int(round(sparsity * 100))}"
     save_trace(out, name, provenance, stored)
     return load_trace(out)

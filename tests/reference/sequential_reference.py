@@ -32,3 +32,16 @@ def reference_tile_cycles(items_kp, filters, windows, rows, lanes=1):
                 if queue[0] == 0:
                     queue.pop(0)
     return cycles
+
+
+def reference_vector_items(weights_crs, lanes):
+    """A SIMD PE's work items for one output: ``lanes`` per vector of ``lanes`` consecutive input channels
+    (at one kernel position) holding a nonzero weight; all-zero vectors are skipped."""
+    channels, kernel_r, kernel_s = len(weights_crs), len(weights_crs[0]), len(weights_crs[0][0])
+    vectors = 0
+    for first in range(0, channels, lanes):
+        for r in range(kernel_r):
+            for s in range(kernel_s):
+                if any(weights_crs[c][r][s] != 0.0 for c in range(first, min(channels, first + lanes))):
+                    vectors += 1
+    return vectors * lanes
