@@ -24,9 +24,11 @@ import simpy
 
 from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
+from sparsesim.components.pe_array import TERM_MODES
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, buffer_footprint_words, layer_traffic
+from sparsesim.sparse.deltas import from_fixed_point, to_fixed_point
 from sparsesim.sparse.structured import parse_n_m
 
 
@@ -73,6 +75,11 @@ def operand_input(hw, layer) -> np.ndarray:
     threshold = hw.pe_array.pe.activation_threshold
     if threshold > 0:
         activations = np.where(np.abs(activations) <= threshold, np.float32(0), activations)
+    if hw.pe_array.pe.sparsity in TERM_MODES:
+        # A bit-serial engine works on 16-bit fixed point (one power-of-two scale per layer): lossy below
+        # its last bit, and the report measures that error.
+        ints, frac_bits = to_fixed_point(activations, bits=16)
+        activations = from_fixed_point(ints, frac_bits).astype(np.float32)
     return activations
 
 

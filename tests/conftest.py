@@ -21,6 +21,7 @@ SHIPPED_HWCONFIGS = (
     "sparten",
     "sparse_tensor_core",
     "scalpel_simd",
+    "diffy",
 )
 
 

@@ -51,12 +51,20 @@ import scipy.sparse
 from sparsesim.core import Component
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
-from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, window_nonzero_counts
+from sparsesim.sparse.activation_work import (
+    lane_boundaries,
+    lockstep_cycles,
+    window_cycles,
+    window_nonzero_counts,
+)
+from sparsesim.sparse.deltas import delta_outputs, to_fixed_point, window_terms
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
 
 SKIPPING_MODES = ("zero_skip_activations",)
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
+# Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
+TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
 OUTPUT_SEQUENTIAL_MODES = ("zero_skip_weights", "zero_skip_both", "zero_skip_weight_vectors")
 
 
@@ -125,6 +133,9 @@ class PeArray(Component):
             self._prepare_sequential(input_chw, weights_kcrs, bias, geometry, tiling)
             return
         self.n_m_used = self.sparsity == "n_m_weights" and self._follows_n_m(weights_kcrs, tiling)
+        if self.sparsity in TERM_MODES:
+            self._prepare_terms(input_chw, geometry, tiling)
+            return
         counts = window_nonzero_counts(
             input_chw, geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding
         ).reshape(geometry.channels, -1)
@@ -144,6 +155,29 @@ class PeArray(Component):
                     block, self.activation_lanes, geometry.kernel_positions, mode
                 )
             self._block_nonzeros[start] = block.sum(axis=0)
+
+    def _prepare_terms(self, input_chw, geometry: ConvGeometry, tiling: LayerTiling) -> None:
+        """Per channel block: each window's cycles (the busiest lane's effectual terms) and its nonzero
+        operands (values, or deltas from the previous window of the row), from the 16-bit activations."""
+        ints, _ = to_fixed_point(input_chw, bits=16)
+        mode = "delta" if self.sparsity == "effectual_terms_deltas" else "raw"
+        shape = (geometry.kernel_r, geometry.kernel_s, geometry.stride, geometry.padding)
+        self._block_cycles, self._block_nonzeros = {}, {}
+        for start in range(0, geometry.channels, tiling.channels_per_block):
+            stop = min(geometry.channels, start + tiling.channels_per_block)
+            bounds = start + lane_boundaries(stop - start, self.activation_lanes)
+            lane_terms = np.stack(
+                [
+                    window_terms(ints[lo:hi], *shape, mode=mode)
+                    if hi > lo
+                    else np.zeros(geometry.out_height * geometry.out_width, dtype=np.int64)
+                    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+                ]
+            )
+            self._block_cycles[start] = np.maximum(lane_terms.max(axis=0), 1)
+            self._block_nonzeros[start] = window_terms(
+                ints[start:stop], *shape, mode=mode, encoding="nonzero"
+            )
 
     def _follows_n_m(self, weights_kcrs, tiling: LayerTiling) -> bool:
         """Whether the layer can run in N:M mode: its weights follow the pattern, in whole channel groups.
@@ -245,7 +279,7 @@ class PeArray(Component):
         operands = n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
         nonzeros = int(self._block_nonzeros[tile.channel_start][windows].sum())
         zeros = operands - nonzeros
-        skipping = self.sparsity in SKIPPING_MODES
+        skipping = self.sparsity in SKIPPING_MODES or self.sparsity in TERM_MODES
         gating = self.sparsity == "zero_gating"
         charged = n_filters * (nonzeros if (skipping or gating) else operands)
         if self.n_m_used:
@@ -336,6 +370,12 @@ def datapath_output(
     their offsets, so exactly the MACs the hardware performs are summed. Weight-skipping PEs hold only the
     nonzero weights (CSR), both-operand skipping PEs both; dense PEs multiply everything.
     """
+    if sparsity == "effectual_terms_deltas":
+        # Diffy's datapath: each row's first output directly, then y(x) = y(x - 1) + conv(deltas).
+        ints, frac_bits = to_fixed_point(input_chw, bits=16)
+        out = delta_outputs(ints, weights_kcrs, geometry.stride, geometry.padding, frac_bits)
+        out = out + bias.astype(np.float64)[:, None, None]
+        return np.maximum(out, 0.0) if activation == "relu" else out
     weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64).T  # (CRS, K)
     sparse_weights_t = scipy.sparse.csr_matrix(weight_matrix.T)  # (K, CRS): only the nonzero weights
     out = np.empty((geometry.out_height * geometry.out_width, geometry.filters), dtype=np.float64)

@@ -103,6 +103,8 @@ SPARSITY_MODES: tuple[str, ...] = (
     "zero_skip_both",
     "n_m_weights",
     "zero_skip_weight_vectors",
+    "effectual_terms",
+    "effectual_terms_deltas",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -235,7 +237,9 @@ class PeConfig(_Block):
         "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
         "activations skipped (Cnvlutin); zero_skip_weights = zero weights skipped (Cambricon-X); "
         "zero_skip_both = only nonzero pairs (SparTen); n_m_weights = N of every M weights issued "
-        "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel).",
+        "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel); "
+        "effectual_terms = bit-serial, one cycle per nonzero signed digit of 16-bit activations (Pragmatic); "
+        "effectual_terms_deltas = the same on spatial deltas (Diffy).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(

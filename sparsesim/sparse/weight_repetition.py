@@ -1,0 +1,270 @@
+"""Weight repetition (UCNN, Hegde et al., ISCA 2018): the work of a factorised dot product, pure numpy.
+
+Modelled: one PE lane computes one output (filter ``k``, window ``p``) over the ``N = C*R*S`` operand
+positions. Offline, each filter's positions are sorted by weight value (UCNN's *indirection table*): the
+positions that share one nonzero weight value form a *group*, groups in increasing weight value, positions by
+index inside a group. Positions whose weight is zero are not in the table at all (no read, no add, no cycle).
+The lane walks the table:
+
+- it reads the activation of each *issued* position (``skip_zero_activations``: positions whose activation is
+  zero are not issued either: no read, no add, no cycle);
+- the first issued activation of a group starts the group's sum, every further one is an *activation add*;
+- when a group with at least one issued activation ends, the lane reads its weight once, does ONE multiply
+  (weight x group sum) and one *product add* into the output's running sum (which starts at the bias).
+
+So ``factorised = sum_g w_g * (sum_{n in g} a_n)``: the lecture's input ``[1 2 3]`` and filter ``[A B A]``
+cost ``A*(1+3) + B*2``: 2 multiplies, 2 weight reads, 1 activation add, 2 product adds, instead of 3 MACs.
+
+Counted per output, each a (K, P) int64 array in :class:`RepetitionWork`:
+
+- ``issued``: activations issued = activation reads (positions with a nonzero weight, and with a nonzero
+  activation if skipping);
+- ``multiplies`` = ``weight_reads`` = the non-empty groups = distinct nonzero weight values of the filter
+  among the issued positions;
+- ``activation_adds`` = ``issued - multiplies``; ``product_adds`` = ``multiplies``;
+- ``cycles`` = ``max(1, issued)``: the lane takes one issued activation per cycle (its activation add, or the
+  start of a new group); the multiply and product add of a group are pipelined and overlap the next group's
+  activations (pipeline fill and drain are ignored). An output with nothing issued still takes one cycle to
+  hand on its bias.
+
+The dense baseline (one MAC per issued activation: ``issued`` multiplies, weight reads and adds, the same
+cycles) is given by the ``dense_*`` properties. At one lane UCNN saves multiplies and weight reads, never
+cycles. Ignored: the indirection table's storage and reads, and the sort done offline.
+
+Real weights are continuous: repetition has to be exposed by quantisation (:func:`quantize_weights`), which
+is lossy; the caller records it in the trace's provenance and reports the output error.
+
+How it is computed fast: all the groups of all filters are numbered ``g = 0 .. G-1`` (filter by filter) and a
+sparse ``(G, N)`` indicator matrix (one 1 per nonzero weight) turns a chunk of windows into per-group sums
+(operands) or per-group counts of issued activations (the nonzero mask): one sparse x dense product costs as
+much as one pass of a dense convolution, whatever the number of groups. Per-filter totals come from a second
+sparse product with a ``(K, G)`` matrix: of ones for counts, of the group weights for outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse  # type: ignore[import-untyped]
+from numpy.typing import NDArray
+
+QUANTIZATION_METHODS = ("uniform_symmetric",)
+
+#: Largest number of (group, window) entries of a chunk's temporaries (16 MiB of float64).
+_CHUNK_ELEMENTS = 1 << 21
+#: Rows of an input checked at a time (finite), to bound the temporaries.
+_CHECK_ROWS = 4096
+
+
+def quantize_weights(
+    weights: np.ndarray, bits: int, method: str = "uniform_symmetric"
+) -> NDArray[np.float32]:
+    """Quantise one layer's weights to few distinct values, exposing weight repetition. LOSSY.
+
+    The output differs from the input: the caller must record the quantisation (method, bits) in the
+    provenance of anything derived from it, and report the resulting output error.
+
+    ``uniform_symmetric``: one scale for the whole array (the whole layer) ``scale = max|w| / L`` with
+    ``L = 2**(bits-1) - 1``; each weight becomes the nearest level ``scale * i``, ``i`` an integer in
+    ``[-L, L]`` (ties to even ``i``). Zeros stay zero, and so do weights smaller than ``scale / 2``. Each
+    level is rounded to the nearest float16, so the values are exactly representable in float16 (and
+    float32, the returned dtype); at most ``2**bits - 1`` distinct values (zero included). All-zero weights
+    are returned as they are.
+
+    ``weights``: any shape (e.g. ``(K, C, R, S)``), finite. ``bits``: int in ``[2, 16]``. Raises
+    ``ValueError`` if the float16 levels are not all distinct, increasing and symmetric (bits too large for
+    float16's precision, or weights too large or too small for its range).
+    """
+    if method not in QUANTIZATION_METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; known: {', '.join(QUANTIZATION_METHODS)}")
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 2 <= bits <= 16:
+        raise ValueError(f"bits must be an int in [2, 16], got {bits!r}")
+    array = np.asarray(weights, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError("weights must be finite; they hold NaN or infinite values")
+    largest = int(2 ** (int(bits) - 1) - 1)
+    peak = float(np.abs(array).max(initial=0.0))
+    if peak == 0.0:
+        return array.astype(np.float32)
+    scale = peak / largest
+    with np.errstate(over="ignore"):
+        levels = (scale * np.arange(-largest, largest + 1, dtype=np.float64)).astype(np.float16)
+    levels64 = levels.astype(np.float64)
+    if not np.isfinite(levels64).all():
+        raise ValueError(f"max |weight| = {peak:g} is beyond float16's range (65504)")
+    if not (np.diff(levels64) > 0).all() or not (levels64 == -levels64[::-1]).all():
+        raise ValueError(
+            f"{bits}-bit levels of scale {scale:g} are not distinct in float16 (too many bits for its "
+            "11-bit precision, or weights too small for its range)"
+        )
+    index = np.clip(np.rint(array / scale), -largest, largest).astype(np.int64) + largest
+    return levels.astype(np.float32)[index]
+
+
+@dataclass(frozen=True)
+class RepetitionWork:
+    """The work of every output ``(filter k, window p)`` of a layer on a UCNN lane; each (K, P) int64.
+
+    ``issued``: activations read and walked (one cycle each). ``multiplies``: one per non-empty group of
+    equal weights. ``activation_adds``: ``issued - multiplies``. ``product_adds``: ``multiplies``.
+    ``weight_reads``: ``multiplies``. ``cycles``: ``max(1, issued)``. Rules in the module docstring.
+    """
+
+    issued: NDArray[np.int64]
+    multiplies: NDArray[np.int64]
+    activation_adds: NDArray[np.int64]
+    product_adds: NDArray[np.int64]
+    weight_reads: NDArray[np.int64]
+    cycles: NDArray[np.int64]
+
+    @property
+    def activation_reads(self) -> NDArray[np.int64]:
+        """Activations read: the issued ones."""
+        return self.issued
+
+    @property
+    def dense_multiplies(self) -> NDArray[np.int64]:
+        """Baseline without factorisation: one MAC per issued activation."""
+        return self.issued
+
+    @property
+    def dense_weight_reads(self) -> NDArray[np.int64]:
+        """Baseline without factorisation: one weight read per issued activation."""
+        return self.issued
+
+    @property
+    def dense_adds(self) -> NDArray[np.int64]:
+        """Baseline without factorisation: one accumulation per issued activation."""
+        return self.issued
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """The indirection tables of all filters: groups numbered filter by filter, increasing value inside."""
+
+    values: NDArray[np.float64]  # (G,) the weight value of each group
+    filter_starts: NDArray[np.int64]  # (K+1,) groups of filter k: [filter_starts[k], filter_starts[k+1])
+    indicator: scipy.sparse.csr_array  # (G, N) float64: 1 at (group, position), indices sorted
+    products: scipy.sparse.csr_array  # (K, G) float64: the group's weight at (its filter, group)
+    counting: scipy.sparse.csr_array  # (K, G) float32: 1 at (its filter, group)
+
+    def per_filter_counts(self, per_group: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Sum (G, W) float32 integer counts over each filter's groups: (K, W), exact below 2**24."""
+        return np.asarray(self.counting @ per_group).astype(np.int64)
+
+
+def _float_matrix(values: object, name: str, ndim: int) -> NDArray[np.float64]:
+    """``values`` as a C-contiguous float64 array of ``ndim`` dimensions, all finite (checked in slices)."""
+    array = np.ascontiguousarray(values, dtype=np.float64)
+    if array.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
+    for start in range(0, max(len(array), 1), _CHECK_ROWS):
+        if not np.isfinite(array[start : start + _CHECK_ROWS]).all():
+            raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
+    return array
+
+
+def _operands_and_weights(
+    operands_pn: np.ndarray, weights_kn: np.ndarray
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    operands = _float_matrix(operands_pn, "operands_pn", 2)
+    weights = _float_matrix(weights_kn, "weights_kn", 2)
+    if weights.shape[1] != operands.shape[1]:
+        raise ValueError(
+            f"operands_pn has {operands.shape[1]} positions per window but weights_kn has {weights.shape[1]}"
+        )
+    return operands, weights
+
+
+def _weight_groups(weights: NDArray[np.float64]) -> _Groups:
+    n_filters, n_positions = weights.shape
+    filters, positions = np.nonzero(weights)  # row-major: by filter, then position
+    values = weights[filters, positions]
+    order = np.lexsort((positions, values, filters))
+    filters, positions, values = filters[order], positions[order], values[order]
+    starts_group = np.ones(filters.size, dtype=bool)
+    starts_group[1:] = (filters[1:] != filters[:-1]) | (values[1:] != values[:-1])
+    group = np.cumsum(starts_group) - 1
+    n_groups = int(starts_group.sum())
+    group_filters = filters[starts_group]
+    indicator = scipy.sparse.csr_array(
+        (np.ones(filters.size), (group, positions)), shape=(n_groups, n_positions)
+    )
+    indicator.sort_indices()
+    filter_of_group = (group_filters, np.arange(n_groups))
+    products = scipy.sparse.csr_array((values[starts_group], filter_of_group), shape=(n_filters, n_groups))
+    counting = scipy.sparse.csr_array(
+        (np.ones(n_groups, dtype=np.float32), filter_of_group), shape=(n_filters, n_groups)
+    )
+    return _Groups(
+        values=values[starts_group],
+        filter_starts=np.searchsorted(group_filters, np.arange(n_filters + 1)).astype(np.int64),
+        indicator=indicator,
+        products=products,
+        counting=counting,
+    )
+
+
+def _window_chunks(n_windows: int, n_groups: int) -> list[slice]:
+    step = max(1, _CHUNK_ELEMENTS // max(n_groups, 1))
+    return [slice(start, min(n_windows, start + step)) for start in range(0, n_windows, step)]
+
+
+def repetition_work(
+    operands_pn: np.ndarray, weights_kn: np.ndarray, *, skip_zero_activations: bool = False
+) -> RepetitionWork:
+    """Count the work of every output of a layer on a UCNN lane (rules in the module docstring).
+
+    ``operands_pn``: (P, N) the operands of each window (im2col: row ``p`` = window ``p``'s ``C*R*S``
+    activations, padding as zeros). ``weights_kn``: (K, N), usually from :func:`quantize_weights` (with
+    continuous weights nearly every group has one position and nothing is saved).
+    ``skip_zero_activations``: zero activations are not issued (no read, no add, no cycle).
+    """
+    operands, weights = _operands_and_weights(operands_pn, weights_kn)
+    groups = _weight_groups(weights)
+    n_windows = operands.shape[0]
+    if skip_zero_activations:
+        indicator = groups.indicator.astype(np.float32)  # counts < 2**24 are exact in float32
+        issued = np.empty((weights.shape[0], n_windows), dtype=np.int64)
+        multiplies = np.empty_like(issued)
+        for rows in _window_chunks(n_windows, groups.values.size):
+            nonzero = np.ascontiguousarray((operands[rows] != 0).T, dtype=np.float32)  # (N, W)
+            counts = np.asarray(indicator @ nonzero)  # (G, W): issued activations per group
+            issued[:, rows] = groups.per_filter_counts(counts)
+            multiplies[:, rows] = groups.per_filter_counts((counts > 0).astype(np.float32))
+    else:
+        per_filter_issued = np.count_nonzero(weights, axis=1).astype(np.int64)
+        issued = np.repeat(per_filter_issued[:, None], n_windows, axis=1)
+        multiplies = np.repeat(np.diff(groups.filter_starts)[:, None], n_windows, axis=1)
+    return RepetitionWork(
+        issued=issued,
+        multiplies=multiplies,
+        activation_adds=issued - multiplies,
+        product_adds=multiplies.copy(),
+        weight_reads=multiplies.copy(),
+        cycles=np.maximum(issued, 1),
+    )
+
+
+def factorised_output(
+    operands_pn: np.ndarray, weights_kn: np.ndarray, bias_k: np.ndarray
+) -> NDArray[np.float64]:
+    """Every output computed the UCNN way: per group, sum the activations, multiply once by the weight.
+
+    Returns (K, P) float64 ``bias_k[k] + sum_g w_g * (sum of the activations of group g)``, groups of filter
+    ``k`` in increasing weight value, activations of a group in position order; ReLU is NOT applied. Equal to
+    ``operands_pn @ weights_kn.T + bias_k`` up to floating-point rounding (the sums are associated
+    differently). Skipping zero activations does not change it: a zero adds nothing.
+    """
+    operands, weights = _operands_and_weights(operands_pn, weights_kn)
+    bias = _float_matrix(bias_k, "bias_k", 1)
+    if bias.shape[0] != weights.shape[0]:
+        raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
+    groups = _weight_groups(weights)
+    out = np.empty((weights.shape[0], operands.shape[0]), dtype=np.float64)
+    for rows in _window_chunks(operands.shape[0], groups.values.size):
+        group_sums = np.asarray(groups.indicator @ np.ascontiguousarray(operands[rows].T))  # (G, W)
+        out[:, rows] = np.asarray(groups.products @ group_sums)  # one multiply per group, accumulated
+        out[:, rows] += bias[:, None]
+    return out
