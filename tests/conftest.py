@@ -22,6 +22,7 @@ SHIPPED_HWCONFIGS = (
     "sparse_tensor_core",
     "scalpel_simd",
     "diffy",
+    "ucnn",
 )
 
 

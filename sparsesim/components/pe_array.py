@@ -60,12 +60,18 @@ from sparsesim.sparse.activation_work import (
 from sparsesim.sparse.deltas import delta_outputs, to_fixed_point, window_terms
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
+from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
 SKIPPING_MODES = ("zero_skip_activations",)
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
-OUTPUT_SEQUENTIAL_MODES = ("zero_skip_weights", "zero_skip_both", "zero_skip_weight_vectors")
+OUTPUT_SEQUENTIAL_MODES = (
+    "zero_skip_weights",
+    "zero_skip_both",
+    "zero_skip_weight_vectors",
+    "weight_repetition",
+)
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,7 @@ class PeArray(Component):
         "input_spad_metadata_read",
         "weight_spad_read",
         "psum_spad_update",
+        "activation_add",
     )
 
     def __init__(self, config, path: str = "pe_array"):
@@ -196,6 +203,17 @@ class PeArray(Component):
         operands = im2col(input_chw, geometry, 0, geometry.out_height)  # (P, C*R*S)
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
         self._block_items = {}
+        self._repetition = None
+        if self.sparsity == "weight_repetition":
+            if tiling.n_channel_blocks != 1:
+                raise SimulationError(
+                    f"weight repetition needs each filter whole in a PE, but the weight scratchpad holds "
+                    f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
+                    "pe_array.pe.weight_spad_bytes"
+                )
+            self._repetition = repetition_work(operands, weights)
+            self._block_items[0] = self._repetition.issued
+            return
         if self.early_termination != "none":
             if tiling.n_channel_blocks != 1:
                 raise SimulationError(
@@ -259,6 +277,17 @@ class PeArray(Component):
             "weight_spad_read": macs,
             "psum_spad_update": int(per_output.sum()),
         }
+        if self._repetition is not None:
+            # UCNN: activations sharing a weight are added first; one multiply (and weight read) per group.
+            work = self._repetition
+            multiplies = int(work.multiplies[filters, windows].sum())
+            actions.update(
+                compute=multiplies,
+                skipped_compute=algorithmic - multiplies,
+                weight_spad_read=int(work.weight_reads[filters, windows].sum()),
+                psum_spad_update=int(work.product_adds[filters, windows].sum()),
+                activation_add=int(work.activation_adds[filters, windows].sum()),
+            )
         if self.termination is not None:
             self.early_terminated_macs += int(self._unterminated_items[0][filters, windows].sum()) - macs
         for action, n in actions.items():
@@ -267,8 +296,10 @@ class PeArray(Component):
 
     def work(self, tile: Tile) -> TileWork:
         """Cycles and actions of one tile; the actions are also added to this component's counts."""
-        if self.output_sequential:
-            return self._sequential_work(tile)
+        work = self._sequential_work(tile) if self.output_sequential else self._broadcast_work(tile)
+        return TileWork(work.cycles, {action: work.actions.get(action, 0) for action in self.ACTIONS})
+
+    def _broadcast_work(self, tile: Tile) -> TileWork:
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         per_window = self._block_cycles[tile.channel_start][windows]
@@ -370,6 +401,13 @@ def datapath_output(
     their offsets, so exactly the MACs the hardware performs are summed. Weight-skipping PEs hold only the
     nonzero weights (CSR), both-operand skipping PEs both; dense PEs multiply everything.
     """
+    if sparsity == "weight_repetition":
+        # UCNN's datapath: per output, activations summed per unique weight, one multiply per group.
+        operands = im2col(input_chw, geometry, 0, geometry.out_height)
+        out = factorised_output(operands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
+            geometry.filters, geometry.out_height, geometry.out_width
+        )
+        return np.maximum(out, 0.0) if activation == "relu" else out
     if sparsity == "effectual_terms_deltas":
         # Diffy's datapath: each row's first output directly, then y(x) = y(x - 1) + conv(deltas).
         ints, frac_bits = to_fixed_point(input_chw, bits=16)

@@ -105,6 +105,7 @@ SPARSITY_MODES: tuple[str, ...] = (
     "zero_skip_weight_vectors",
     "effectual_terms",
     "effectual_terms_deltas",
+    "weight_repetition",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -239,7 +240,8 @@ class PeConfig(_Block):
         "zero_skip_both = only nonzero pairs (SparTen); n_m_weights = N of every M weights issued "
         "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel); "
         "effectual_terms = bit-serial, one cycle per nonzero signed digit of 16-bit activations (Pragmatic); "
-        "effectual_terms_deltas = the same on spatial deltas (Diffy).",
+        "effectual_terms_deltas = the same on spatial deltas (Diffy); weight_repetition = activations "
+        "sharing a weight value added, then one multiply per unique weight (UCNN).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -383,6 +385,9 @@ class PeArrayEnergyConfig(_Block):
     )
     weight_spad_read: float = _param(1.0, "pJ per weight word read (Eyeriss: 1x a MAC).", ge=0)
     psum_spad_update: float = _param(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).", ge=0)
+    activation_add: float = _param(
+        0.05, "pJ per addition of two activations (UCNN's weight groups; 16-bit add, Horowitz 2014).", ge=0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

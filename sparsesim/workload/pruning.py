@@ -40,6 +40,7 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError, TraceError
 from sparsesim.sparse.structured import coarse_prune_mask, n_m_prune_mask, parse_n_m
+from sparsesim.sparse.weight_repetition import quantize_weights
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace, save_trace
 
@@ -47,7 +48,15 @@ __all__ = ["PRUNING_METHODS", "PruningError", "prune_trace", "prune_weights", "p
 
 logger = logging.getLogger(__name__)
 
-PRUNING_METHODS = ("magnitude", "magnitude_per_filter", "N:M", "filter", "channel", "block:G")
+PRUNING_METHODS = (
+    "magnitude",
+    "magnitude_per_filter",
+    "N:M",
+    "filter",
+    "channel",
+    "block:G",
+    "quantize:BITS",
+)
 """``"magnitude"``: the smallest-|w| fraction of each layer's weights; ``"magnitude_per_filter"``: the same
 fraction within each filter (output channel ``k``) of each layer; an ``"N:M"`` pattern such as ``"2:4"``:
 in every group of M consecutive input channels (per filter and kernel position) the N largest |w| stay,
@@ -55,7 +64,9 @@ so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of 
 ``"filter"``, ``"channel"`` and ``"block:G"`` (Scalpel-like groups of G input channels): the fraction
 ``sparsity`` of those groups with the smallest L1 norm (see
 :func:`sparsesim.sparse.structured.coarse_prune_mask`; a layer whose channels are not a multiple of G
-stays dense)."""
+stays dense); ``"quantize:BITS"`` is no pruning but the other one-shot weight transform of the lecture:
+uniform symmetric quantisation to BITS bits per layer, which exposes weight repetition (UCNN; see
+:func:`sparsesim.sparse.weight_repetition.quantize_weights`; ``sparsity`` must be 0)."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -81,12 +92,33 @@ def _check_parameters(sparsity: float, method: str) -> float:
             )
     elif _coarse(method) is not None:
         pass
+    elif _quantize_bits(method) is not None:
+        if value != 0.0:
+            raise PruningError(f"{method} quantises, it prunes nothing: give sparsity 0, got {sparsity!r}")
     elif method not in PRUNING_METHODS:
         raise PruningError(
             f"unknown pruning method {method!r}; known: magnitude, magnitude_per_filter, or an N:M pattern "
             "such as 2:4"
         )
     return value
+
+
+def _quantize_bits(method: str) -> int | None:
+    """BITS for ``quantize:BITS``; else None."""
+    match = re.fullmatch(r"quantize:(\d+)", str(method))
+    return int(match[1]) if match else None
+
+
+def _criterion(method: str) -> str:
+    if method == "magnitude":
+        return "smallest |w| of each layer's weights; count = round(sparsity * weights per layer)"
+    if method == "magnitude_per_filter":
+        return "smallest |w| within each filter; count = round(sparsity * weights per filter)"
+    if _n_m(method) is not None:
+        return f"{method}: the largest |w| kept in every group of consecutive input channels"
+    if _coarse(method) is not None:
+        return f"{method}: whole groups of smallest L1 norm; count = round(sparsity * groups per layer)"
+    return f"{method}: uniform symmetric quantisation, one scale per layer (max |w|); lossy"
 
 
 def _coarse(method: str) -> tuple[str, int] | None:
@@ -101,7 +133,7 @@ def _coarse(method: str) -> tuple[str, int] | None:
 
 def _n_m(method: str) -> tuple[int, int] | None:
     """``(N, M)`` if ``method`` is an N:M pattern, else None."""
-    if ":" not in str(method) or str(method).startswith("block:"):
+    if ":" not in str(method) or str(method).startswith(("block:", "quantize:")):
         return None
     try:
         return parse_n_m(method)
@@ -119,6 +151,8 @@ def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude"
     smallest. ``round`` is Python's (halves to even).
     """
     sparsity = _check_parameters(sparsity, method)
+    if _quantize_bits(method) is not None:
+        return np.zeros(np.shape(weights), dtype=bool)  # quantisation prunes nothing by itself
     coarse = _coarse(method)
     if coarse is not None:
         weights = np.asarray(weights)
@@ -160,7 +194,11 @@ def _magnitude_key(weights: np.ndarray) -> np.ndarray:
 
 
 def prune_weights(weights: np.ndarray, sparsity: float, method: str = "magnitude") -> np.ndarray:
-    """A float32 copy of ``weights`` with :func:`pruning_mask`'s weights set to +0.0."""
+    """A float32 copy of ``weights`` with :func:`pruning_mask`'s weights set to +0.0 (or quantised)."""
+    bits = _quantize_bits(method)
+    if bits is not None:
+        _check_parameters(sparsity, method)
+        return quantize_weights(np.asarray(weights, dtype=np.float32), bits).astype(np.float32)
     pruned = np.array(weights, dtype=np.float32, copy=True)
     pruned[pruning_mask(pruned, sparsity, method)] = 0.0
     return pruned
@@ -328,14 +366,7 @@ def prune_trace(
     provenance = copy.deepcopy(source.provenance)
     pruning = {
         "method": method,
-        "criterion": (
-            "smallest |w| of each layer's weights"
-            if method == "magnitude"
-            else "smallest |w| within each filter (output channel) of each layer"
-        )
-        + "; count = round(sparsity * weights per layer"
-        + (")" if method == "magnitude" else " per filter)")
-        + "; ties broken by position (stable sort, C order); pruned weights set to +0.0",
+        "criterion": _criterion(method) + "; ties broken by position (stable sort, C order)",
         "sparsity": sparsity,
         "training": "one-shot, no retraining or fine-tuning",
         "layers_pruned": [layer.name for layer in chain],
@@ -369,5 +400,7 @@ def prune_trace(
             name = f"{source.name}_{method.replace(':', 'of')}"
         elif _coarse(method) is not None:
             name = f"{source.name}_{method.replace(':', '')}_pruned{int(round(sparsity * 100))}"
+        elif _quantize_bits(method) is not None:
+            name = f"{source.name}_{_quantize_bits(method)}bit"
     save_trace(out, name, provenance, stored)
     return load_trace(out)
