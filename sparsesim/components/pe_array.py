@@ -29,6 +29,15 @@ nonzero weights in the channel block, or its pairs of nonzero weight and nonzero
 SIMD-vector weight skipping (``zero_skip_weight_vectors``, the machine Scalpel prunes for) issues the
 weights of a filter ``activation_lanes`` consecutive input channels at a time and skips only the vectors
 that are all zero: unstructured zeros rarely empty a whole vector, SIMD-aligned block pruning does.
+Weight repetition (``weight_repetition``, UCNN) issues one activation per cycle in the order of an offline
+indirection table that groups a filter's positions by weight value: the activations of a group are added,
+then multiplied once by its weight (:mod:`sparsesim.sparse.weight_repetition`).
+
+N:M structured sparsity (``n_m_weights``, a sparse tensor core) keeps the broadcast lanes: each lane owns
+whole groups of M channels and issues N slots per group, when the layer's weights follow the pattern (else
+the layer runs dense). Bit-serial PEs (``effectual_terms``, Pragmatic; ``effectual_terms_deltas``, Diffy)
+spend one lane-cycle per canonical-signed-digit term of each 16-bit fixed-point operand, or of its
+difference from the previous window's operand (:mod:`sparsesim.sparse.deltas`).
 
 Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
 per cycle is assumed to be available).
@@ -38,7 +47,7 @@ Actions (one per word or per MAC, summed over all PEs):
 (zero activation); ``skipped_compute`` MAC never issued; ``input_spad_read`` activation read by a PE;
 ``input_spad_metadata_read`` offset read with a zero-free activation; ``weight_spad_read`` weight read for a
 charged MAC (gating also skips the weight read, as Eyeriss does); ``psum_spad_update`` one accumulation per
-filter lane per cycle of a window.
+filter lane per cycle of a window; ``activation_add`` one addition of two activations (UCNN's groups).
 """
 
 from __future__ import annotations
@@ -63,9 +72,9 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
 SKIPPING_MODES = ("zero_skip_activations",)
-# Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
+# Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
 OUTPUT_SEQUENTIAL_MODES = (
     "zero_skip_weights",
     "zero_skip_both",
