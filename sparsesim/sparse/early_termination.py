@@ -44,6 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sparsesim.sparse.checks import CHECK_ROWS, finite_matrix
+
 TERMINATION_MODES = ("exact", "predictive")
 
 #: Sums within this fraction of ``|bias| + sum |a*w|`` of a decision boundary are replayed sequentially: a
@@ -56,7 +58,6 @@ _BLOCK_ELEMENTS = 1 << 18
 #: Operand bytes of the windows walked together (fits a core's L2 cache).
 _WALK_GROUP_BYTES = 1 << 19
 #: Rows of an input checked at a time (finite, negative), to bound the temporaries.
-_CHECK_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,6 @@ def _check_mode(mode: str, n_speculative: int) -> None:
         raise ValueError(f"n_speculative must be an int, got {type(n_speculative).__name__}")
     if n_speculative < 0:
         raise ValueError(f"n_speculative must be >= 0, got {n_speculative}")
-
-
-def _float_matrix(values: object, name: str, ndim: int) -> NDArray[np.float64]:
-    """``values`` as a C-contiguous float64 array of ``ndim`` dimensions, all finite (checked in slices)."""
-    array = np.ascontiguousarray(values, dtype=np.float64)
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    for start in range(0, max(len(array), 1), _CHECK_ROWS):
-        if not np.isfinite(array[start : start + _CHECK_ROWS]).all():
-            raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
-    return array
 
 
 def _issue_plan(weights: NDArray[np.float64], mode: str, n_speculative: int) -> _IssuePlan:
@@ -156,7 +146,7 @@ def mac_order(weights_kn: np.ndarray, mode: str, n_speculative: int = 0) -> NDAr
     nonzero weights in issue order (see the module docstring for ``exact`` and ``predictive``), then -1.
     """
     _check_mode(mode, n_speculative)
-    weights = _float_matrix(weights_kn, "weights_kn", 2)
+    weights = finite_matrix(weights_kn, "weights_kn", 2)
     return _issue_plan(weights, mode, int(n_speculative)).order
 
 
@@ -279,9 +269,9 @@ def early_termination(
     (chunk_windows, N) float32 array.
     """
     _check_mode(mode, n_speculative)
-    operands = _float_matrix(operands_pn, "operands_pn", 2)
-    weights = _float_matrix(weights_kn, "weights_kn", 2)
-    bias = _float_matrix(bias_k, "bias_k", 1)
+    operands = finite_matrix(operands_pn, "operands_pn", 2)
+    weights = finite_matrix(weights_kn, "weights_kn", 2)
+    bias = finite_matrix(bias_k, "bias_k", 1)
     n_windows, n_positions = operands.shape
     n_filters = weights.shape[0]
     if weights.shape[1] != n_positions:
@@ -301,7 +291,7 @@ def early_termination(
         raise ValueError(f"chunk_windows must be an int >= 1, got {chunk_windows!r}")
 
     plan = _issue_plan(weights, mode, int(n_speculative))
-    sound = not any((operands[i : i + _CHECK_ROWS] < 0).any() for i in range(0, n_windows, _CHECK_ROWS))
+    sound = not any((operands[i : i + CHECK_ROWS] < 0).any() for i in range(0, n_windows, CHECK_ROWS))
     macs = np.empty((n_windows, n_filters), dtype=np.int64)
     terminated = np.zeros((n_windows, n_filters), dtype=bool)
     output = np.empty((n_windows, n_filters), dtype=np.float64)

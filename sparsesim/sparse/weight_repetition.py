@@ -49,12 +49,13 @@ import numpy as np
 import scipy.sparse  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
+from sparsesim.sparse.checks import finite_matrix
+
 QUANTIZATION_METHODS = ("uniform_symmetric",)
 
 #: Largest number of (group, window) entries of a chunk's temporaries (16 MiB of float64).
 _CHUNK_ELEMENTS = 1 << 21
 #: Rows of an input checked at a time (finite), to bound the temporaries.
-_CHECK_ROWS = 4096
 
 
 def quantize_weights(
@@ -154,22 +155,11 @@ class _Groups:
         return np.asarray(self.counting @ per_group).astype(np.int64)
 
 
-def _float_matrix(values: object, name: str, ndim: int) -> NDArray[np.float64]:
-    """``values`` as a C-contiguous float64 array of ``ndim`` dimensions, all finite (checked in slices)."""
-    array = np.ascontiguousarray(values, dtype=np.float64)
-    if array.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {array.shape}")
-    for start in range(0, max(len(array), 1), _CHECK_ROWS):
-        if not np.isfinite(array[start : start + _CHECK_ROWS]).all():
-            raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
-    return array
-
-
 def _operands_and_weights(
     operands_pn: np.ndarray, weights_kn: np.ndarray
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    operands = _float_matrix(operands_pn, "operands_pn", 2)
-    weights = _float_matrix(weights_kn, "weights_kn", 2)
+    operands = finite_matrix(operands_pn, "operands_pn", 2)
+    weights = finite_matrix(weights_kn, "weights_kn", 2)
     if weights.shape[1] != operands.shape[1]:
         raise ValueError(
             f"operands_pn has {operands.shape[1]} positions per window but weights_kn has {weights.shape[1]}"
@@ -258,7 +248,7 @@ def factorised_output(
     differently). Skipping zero activations does not change it: a zero adds nothing.
     """
     operands, weights = _operands_and_weights(operands_pn, weights_kn)
-    bias = _float_matrix(bias_k, "bias_k", 1)
+    bias = finite_matrix(bias_k, "bias_k", 1)
     if bias.shape[0] != weights.shape[0]:
         raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
     groups = _weight_groups(weights)
