@@ -374,7 +374,9 @@ def make_trace_vgg16_hed(out_dir, image, height, width, wheel, layers):
     "--method",
     default="magnitude",
     show_default=True,
-    help="magnitude (smallest |w| of the layer), magnitude_per_filter, or n:m (e.g. 2:4).",
+    help="magnitude (smallest |w| of each layer), magnitude_per_filter, filter, channel, block:G "
+    "(Scalpel-like groups of G input channels), N:M such as 2:4 (implies --sparsity), or quantize:BITS "
+    "(UCNN's repetition; --sparsity 0).",
 )
 @click.option(
     "--layer",
@@ -385,7 +387,7 @@ def make_trace_vgg16_hed(out_dir, image, height, width, wheel, layers):
 )
 @_user_errors
 def make_trace_prune(source, out_dir, sparsity, method, layers):
-    """Derive a weight-pruned trace from SOURCE: one-shot pruning, the network re-run on the pruned weights.
+    """Derive a weight-pruned (or quantised) trace from SOURCE, and re-run the network on the new weights.
 
     Every layer's weights are pruned; each layer's input is the previous pruned layer's real output, so the
     activations are those of the pruned network. The pruning is recorded in the new trace's provenance.
