@@ -28,6 +28,16 @@ def _user_errors(command):
     return wrapper
 
 
+def _json_option(help_text: str):
+    return click.option(
+        "--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE", help=help_text
+    )
+
+
+def _csv_option(help_text: str):
+    return click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE", help=help_text)
+
+
 _LAYER_OPTION = click.option(
     "--layer",
     "layers",
@@ -61,20 +71,8 @@ def main(verbose: bool) -> None:
     metavar="HWCONFIG",
     help="Also run this hardware config and report speed-up and energy ratio against it.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write the full report as JSON to FILE.",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write one row per layer (and a TOTAL row) as CSV to FILE.",
-)
+@_json_option("Write the full report as JSON to FILE.")
+@_csv_option("Write one row per layer (and a TOTAL row) as CSV to FILE.")
 @_user_errors
 def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
@@ -115,20 +113,8 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     help="Compare against this config. Default: the first HWCONFIG.",
 )
 @_LAYER_OPTION
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write the comparison as JSON to FILE.",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write one row per config and layer as CSV to FILE.",
-)
+@_json_option("Write the comparison as JSON to FILE.")
+@_csv_option("Write one row per config and layer as CSV to FILE.")
 @_user_errors
 def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
     """Simulate TRACE on several HWCONFIGS and compare them in one table.
@@ -168,13 +154,7 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
     help="The parameter to sweep (dotted path) and its values, e.g. pe_array.pe.activation_threshold=0,1,2",
 )
 @_LAYER_OPTION
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Write the sweep (per value and per layer) as JSON to FILE.",
-)
+@_json_option("Write the sweep (per value and per layer) as JSON to FILE.")
 @_user_errors
 def sweep(hwconfig, trace, setting, layers, json_path):
     """Simulate TRACE on HWCONFIG once per value of one parameter; tabulate speed, energy and error.
