@@ -73,13 +73,17 @@ def golden_path(directory: Path, hwconfig_name: str, trace_name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m sparsesim.report.golden OUT_DIR``: regenerate the goldens of every shipped pair."""
+    """``python -m sparsesim.report.golden OUT_DIR [HWCONFIG_NAME...]``: regenerate the goldens of every
+    shipped pair, or only of the named shipped configs."""
     from sparsesim import load_hwconfig, load_trace, simulate
 
     root = Path(__file__).resolve().parents[2]
     out_dir = Path(argv[0]) if argv else root / "tests" / "golden"
+    only = set(argv[1:])
     traces = sorted(p for p in (root / "traces").iterdir() if (p / "manifest.json").is_file())
     for hw_path in sorted((root / "hwconfigs").glob("*.yaml")):
+        if only and hw_path.stem not in only:
+            continue
         hw = load_hwconfig(hw_path)
         for trace_dir in traces:
             trace = load_trace(trace_dir)
