@@ -184,6 +184,16 @@ def test_constructing_in_python_validates_too():
         dataclasses.replace(cfg, word_bytes=64)
 
 
+def test_a_mixture_of_experts_selects_at_most_all_of_its_experts():
+    pe = {"sparsity": "mixture_of_experts", "moe_experts": 4, "moe_top_k": 5}
+    with pytest.raises(
+        ConfigError, match=r"pe_array\.pe\.moe_top_k: must be <= pe_array\.pe\.moe_experts = 4"
+    ):
+        parse_hwconfig({"name": "x", "pe_array": {"pe": pe}})
+    # The rule binds only the mode that uses the experts.
+    parse_hwconfig({"name": "x", "pe_array": {"pe": {**pe, "sparsity": "none"}}})
+
+
 # --- explain and to_dict --------------------------------------------------------------------------------
 
 
