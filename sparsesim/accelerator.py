@@ -24,9 +24,10 @@ import simpy
 
 from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
-from sparsesim.components.pe_array import TERM_MODES
+from sparsesim.components.pe_array import TERM_MODES, im2col
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
+from sparsesim.mapping.experts import ExpertMapping, expert_tiles, map_experts
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, buffer_footprint_words, layer_traffic
 from sparsesim.sparse.deltas import from_fixed_point, to_fixed_point
 from sparsesim.sparse.structured import parse_n_m
@@ -44,6 +45,7 @@ class LayerRun:
     tiling: LayerTiling
     traffic: list[TileTraffic]
     decoder: Decoder | None = None
+    experts: ExpertMapping | None = None  # a mixture of experts: the layer ran with its filters reordered
 
     @property
     def components(self):
@@ -121,7 +123,15 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
 
     geometry = geometry_of(layer)
     activations = operand_input(hw, layer)
-    sizer = SliceSizer(activations, weights_kcrs(layer), output_khw(layer), value_bits=8 * word_bytes)
+    experts = None
+    sized_weights = weights_kcrs(layer)
+    if hw.pe_array.pe.sparsity == "mixture_of_experts":
+        experts = _map_experts(hw, layer, activations, geometry)
+        layer = experts.reorder(layer)
+        # The router's filters follow the layer's, so that one sizer sizes both.
+        router = experts.router_weights.reshape(experts.experts, *weights_kcrs(layer).shape[1:])
+        sized_weights = np.concatenate([weights_kcrs(layer), router.astype(np.float32)])
+    sizer = SliceSizer(activations, sized_weights, output_khw(layer), value_bits=8 * word_bytes)
     compressed = any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
     tiling = tile_layer(
         geometry,
@@ -134,9 +144,12 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
         channel_granule=_channel_granule(hw.pe_array.pe),
     )
-    pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias)
+    weight_ranges = None
+    if experts is not None:
+        tiling, weight_ranges = expert_tiles(tiling, experts, layer.name)
+    pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias, experts=experts)
     tiles = tiling.tiles
-    traffic = layer_traffic(hw, tiling, sizer)
+    traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
 
     def decode_hops(bits, placements) -> list:
         if decoder is None or decoder.at not in placements or not bits.total:
@@ -201,7 +214,21 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         env.process(stage())
     done = env.process(writer_done(env, drained))
     env.run(until=done)
-    return LayerRun(int(env.now), dram, glb, noc, pe, tiling, traffic, decoder)
+    return LayerRun(int(env.now), dram, glb, noc, pe, tiling, traffic, decoder, experts)
+
+
+def _map_experts(hw, layer, activations: np.ndarray, geometry: ConvGeometry) -> ExpertMapping:
+    """The layer's experts, router and routing on the operands the machine uses (see mapping.experts)."""
+    pe = hw.pe_array.pe
+    return map_experts(
+        im2col(activations, geometry, 0, geometry.out_height),
+        weights_kcrs(layer).reshape(geometry.filters, -1),
+        layer.bias,
+        experts=pe.moe_experts,
+        top_k=pe.moe_top_k,
+        seed=pe.moe_seed,
+        layer_name=layer.name,
+    )
 
 
 def writer_done(env: simpy.Environment, drained: list[simpy.Event]):

@@ -299,7 +299,7 @@ def validate(hwconfig, explain):
 
 @main.group("make-trace")
 def make_trace():
-    """Build real traces: from real weights (vgg16-hed), or derived from another trace (prune)."""
+    """Build real traces: from real weights (vgg16-hed), or derived from another trace (prune, moefy)."""
 
 
 @make_trace.command("vgg16-hed")
@@ -390,3 +390,36 @@ def make_trace_prune(source, out_dir, sparsity, method, layers):
     except PruningError as error:
         raise click.BadParameter(str(error)) from None
     click.echo(f"wrote {out_dir} ({pruned.name}, {len(pruned.layers)} layers)")
+
+
+@make_trace.command("moefy")
+@click.argument("source", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--experts", type=int, default=8, show_default=True, help="Experts per layer (divides K).")
+@click.option("--top-k", "top_k", type=int, default=2, show_default=True, help="Experts each pixel uses.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means++ initialisation.")
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    metavar="NAME",
+    help="Keep only this layer (repeat; the MoE network still runs up to it). Default: all.",
+)
+@_user_errors
+def make_trace_moefy(source, out_dir, experts, top_k, seed, layers):
+    """Derive a mixture-of-experts trace from SOURCE (MoEfication), and re-run the network.
+
+    Every layer's filters are split into experts; each output pixel computes only its top-k experts (a
+    mean-filter router); each layer's input is the previous MoE layer's real output. The construction and
+    its error against the dense network are recorded in the new trace's provenance. Simulate it with
+    hwconfigs/moe.yaml and the same --experts / --top-k / --seed.
+    """
+    from sparsesim.workload.moefication import MoeficationError, moefy_trace
+
+    try:
+        made = moefy_trace(
+            source, out_dir, experts=experts, top_k=top_k, seed=seed, layers=list(layers) or None
+        )
+    except MoeficationError as error:
+        raise click.BadParameter(str(error)) from None
+    click.echo(f"wrote {out_dir} ({made.name}, {len(made.layers)} layers)")

@@ -15,11 +15,12 @@ import numpy as np
 
 from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
-from sparsesim.components.pe_array import datapath_output
+from sparsesim.components.pe_array import datapath_output, im2col
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.sparse.activation_work import effectual_macs
+from sparsesim.sparse.moe import activation_recall, experts_needed, moe_output, top_k_experts
 from sparsesim.workload.ops import conv2d_reference
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,16 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator) / float(denominator) if denominator else None
 
 
-def _functional_check(layer, activations, weights, geometry, output, mispredicted=None) -> dict:
+def _functional_check(
+    layer, activations, weights, geometry, output, mispredicted=None, zeroed="mispredicted"
+) -> dict:
     """Compare the datapath's output with numpy's; for lossy mechanisms, also measure the error they cause.
 
-    ``passed`` says the modelled datapath does exactly what it should: its output equals numpy's
-    conv + bias + activation of the operands the machine used, except that the outputs a predictive early
-    termination mispredicted must be 0. When the operands differ from the trace's (activation pruning) or
-    outputs were mispredicted, the output error against the trace's reference is measured and reported
-    under ``lossy_error``.
+    ``passed`` says the modelled datapath does exactly what it should: its output equals numpy's conv + bias +
+    activation of the operands the machine used, except that the outputs a predictive early termination
+    mispredicted (or that a mixture of experts did not route, ``zeroed="unrouted"``) must be 0. When the
+    operands differ from the trace's (activation pruning) or outputs were zeroed, the output error against the
+    trace's reference is measured and reported under ``lossy_error``.
     """
     reference = layer.output.reshape(output.shape).astype(np.float64)
     scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
@@ -61,7 +64,7 @@ def _functional_check(layer, activations, weights, geometry, output, mispredicte
         "max_abs_error": max_error,
         "tolerance": tolerance,
         "reference": "numpy conv + bias + activation (float64) of the operands the machine used, "
-        "mispredicted outputs zeroed"
+        f"{zeroed} outputs zeroed"
         if lossy
         else "trace output (numpy conv + bias + activation, float64, stored as float32)",
         "exact": not lossy,
@@ -69,6 +72,7 @@ def _functional_check(layer, activations, weights, geometry, output, mispredicte
     if lossy:
         difference = output - reference
         check["lossy_error"] = {
+            "zeroed_outputs": zeroed if mispredicted is not None else "none",
             "max_abs_error": float(np.max(np.abs(difference))),
             "relative_rms_error": float(np.sqrt(np.mean(difference**2)) / np.sqrt(np.mean(reference**2))),
             "changed_fraction": float(np.mean(np.abs(difference) > tolerance)),
@@ -82,7 +86,15 @@ def _datapath_output(hw, layer, run, compacted):
     geometry = run.tiling.geometry
     shape = (geometry.filters, geometry.out_height, geometry.out_width)
     termination = run.pe_array.termination
-    if termination is None:
+    if run.experts is not None:
+        # The routed outputs, computed whole (every MAC of their window); the others never are.
+        routed = run.experts.routed()
+        operands = im2col(operand_input(hw, ran), geometry, 0, geometry.out_height)
+        output = moe_output(
+            operands, ran.weights.reshape(geometry.filters, -1), ran.bias, routed, ran.activation == "relu"
+        ).reshape(shape)
+        mispredicted = ~routed.reshape(shape)
+    elif termination is None:
         output = datapath_output(
             operand_input(hw, ran),
             ran.weights.reshape(geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s),
@@ -186,7 +198,15 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         entry["energy_share"] = _ratio(entry["energy_pj"], total_energy)
 
     output, mispredicted = _datapath_output(hw, layer, run, compacted)
-    functional_check = _functional_check(layer, activations, weights, geometry, output, mispredicted)
+    functional_check = _functional_check(
+        layer,
+        activations,
+        weights,
+        geometry,
+        output,
+        mispredicted,
+        zeroed="unrouted" if run.experts is not None else "mispredicted",
+    )
 
     cycles = run.cycles
     return {
@@ -234,6 +254,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "components": components,
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "early_termination": _termination_summary(pe.termination),
+        "mixture_of_experts": _experts_summary(run, layer, compacted, hw.word_bytes),
         "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
         if hw.pe_array.pe.sparsity == "n_m_weights"
         else None,
@@ -260,6 +281,60 @@ def _termination_summary(termination) -> dict | None:
         "terminated_outputs": terminated,
         "mispredicted_outputs": mispredicted,
         "misprediction_rate": _ratio(mispredicted, terminated),
+    }
+
+
+def _experts_summary(run, layer, compacted, word_bytes: int) -> dict | None:
+    """What a mixture of experts computed, fetched and kept (None for other machines).
+
+    ``weight_words``: expert weights fetched (router excluded) vs. the dense layer's. ``experts_needed``: the
+    mean fraction of experts selected by at least one pixel of a group, for groups of 1 pixel, one output row,
+    one tile's rows and the whole layer: why weight movement drops so much less than computes. ``recall``:
+    how much of the trace's own output (the dense layer's, for a dense trace) the routing computes, and
+    ``oracle_mass_recall`` the same if each pixel had picked the k experts of largest true activation mass
+    (the partition's limit, whatever the router).
+    """
+    experts = run.experts
+    if experts is None:
+        return None
+    geometry = run.tiling.geometry
+    size, count = experts.expert_size, experts.experts
+    words_per_filter = geometry.channels * geometry.kernel_positions
+    router_words = count * words_per_filter
+    fetched = sum(tile.weight_words for tile in run.tiling.tiles) - router_words
+    width = geometry.out_width
+    pixels = experts.selected.shape[0]
+    groups = {
+        "pixel": np.arange(pixels),
+        "output_row": np.arange(0, pixels, width),
+        "tile": np.arange(0, pixels, run.tiling.out_rows_per_block * width),
+        "layer": np.array([0]),
+    }
+    needed = {name: float(experts_needed(experts.selected, starts).mean()) for name, starts in groups.items()}
+    ran = compacted[0] if compacted else layer
+    reference = ran.output.reshape(geometry.filters, -1).astype(np.float64)
+    routed = experts.routed()
+    mass = np.stack([reference[experts.expert_of_filter == e].sum(axis=0) for e in range(count)], axis=1)
+    oracle = experts.routed_from(top_k_experts(mass, experts.top_k))
+    pe = run.pe_array
+    return {
+        "construction": "MoEfication (Zhang et al. 2022): balanced k-means on normalised filters, "
+        "mean-filter router, top-k per output pixel; no fine-tuning",
+        "experts": count,
+        "top_k": experts.top_k,
+        "filters_per_expert": size,
+        "router_macs": pe.actions["router_compute"],
+        "expert_macs": pe.actions["compute"],
+        "pixel_share_per_expert": [float(x) for x in experts.selected.mean(axis=0)],
+        "weight_words": {
+            "experts_fetched": int(fetched),
+            "router": router_words,
+            "dense_layer": geometry.filters * words_per_filter,
+            "bytes_per_word": word_bytes,
+        },
+        "experts_needed": needed,
+        "recall": activation_recall(reference, routed),
+        "oracle_mass_recall": activation_recall(reference, oracle)["mass_recall"],
     }
 
 

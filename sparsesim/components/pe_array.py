@@ -39,6 +39,13 @@ the layer runs dense). Bit-serial PEs (``effectual_terms``, Pragmatic; ``effectu
 spend one lane-cycle per canonical-signed-digit term of each 16-bit fixed-point operand, or of its
 difference from the previous window's operand (:mod:`sparsesim.sparse.deltas`).
 
+Mixture of experts (``mixture_of_experts``, MoEfication; :mod:`sparsesim.mapping.experts`) is
+output-sequential too: each filter lane walks only the windows routed to its filter's expert (``ceil(C*R*S /
+activation_lanes)`` cycles per routed output, no cycle for the others; the lane reads one routing-mask entry
+per window). The router runs first, on the same lanes, in the tiles of the first filter group: its ``E`` mean
+filters are dealt to the filter lanes, each scoring every window of the tile like a dense output; the experts'
+work waits for it (the selection gates it), so a tile of the first filter group takes router + expert cycles.
+
 Ignored: the pipeline fill of the MAC/adder tree, and the scratchpads' own bandwidth (one read per operand
 per cycle is assumed to be available).
 
@@ -47,7 +54,9 @@ Actions (one per word or per MAC, summed over all PEs):
 (zero activation); ``skipped_compute`` MAC never issued; ``input_spad_read`` activation read by a PE;
 ``input_spad_metadata_read`` offset read with a zero-free activation; ``weight_spad_read`` weight read for a
 charged MAC (gating also skips the weight read, as Eyeriss does); ``psum_spad_update`` one accumulation per
-filter lane per cycle of a window; ``activation_add`` one addition of two activations (UCNN's groups).
+filter lane per cycle of a window; ``activation_add`` one addition of two activations (UCNN's groups);
+``router_compute`` one MAC of a mixture-of-experts router (not an algorithmic compute of the layer; its
+operand reads are counted with the others).
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ import scipy.sparse
 from sparsesim.core import Component
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
+from sparsesim.mapping.experts import ExpertMapping
 from sparsesim.sparse.activation_work import (
     lane_boundaries,
     lockstep_cycles,
@@ -101,6 +111,7 @@ class PeArray(Component):
         "weight_spad_read",
         "psum_spad_update",
         "activation_add",
+        "router_compute",
     )
 
     def __init__(self, config, path: str = "pe_array"):
@@ -136,13 +147,21 @@ class PeArray(Component):
         tiling: LayerTiling,
         weights_kcrs: np.ndarray | None = None,
         bias: np.ndarray | None = None,
+        experts: ExpertMapping | None = None,
     ) -> None:
         """Precompute, per channel block, the work of every window (or output) from the real tensors.
 
-        Output-sequential modes need the weights (and early termination the bias too).
+        Output-sequential modes need the weights (and early termination the bias too); a mixture of experts
+        needs its mapping (the layer's filters in the mapping's order).
         """
         self._geometry = geometry
         self.termination = None
+        self.experts = experts
+        if self.sparsity == "mixture_of_experts":
+            if experts is None:
+                raise ValueError("mixture_of_experts needs the layer's expert mapping")
+            self._routed = experts.routed_in_run_order()
+            return
         if self.output_sequential:
             if weights_kcrs is None:
                 raise ValueError("output-sequential PE modes need the layer's weights")
@@ -303,9 +322,47 @@ class PeArray(Component):
             self.count(action, n)
         return TileWork(cycles, actions)
 
+    def _expert_work(self, tile: Tile) -> TileWork:
+        """A mixture-of-experts tile: the router (first filter group only), then the routed outputs."""
+        geometry = self._geometry
+        windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
+        routed = self._routed[tile.filter_start : tile.filter_stop, windows]
+        n_filters, n_windows = routed.shape
+        macs_per_output = geometry.channels * geometry.kernel_positions
+        cycles_per_output = -(-macs_per_output // self.activation_lanes)
+        per_output = routed.astype(np.int64) * cycles_per_output
+        cycles = _lane_cycles(per_output, self.rows)
+        router_outputs = 0
+        if tile.filter_start == 0:
+            # The router's E mean filters, dealt to the filter lanes in turn, score every window of the tile.
+            experts = self.experts.experts
+            lanes = self.columns * self.filter_lanes
+            per_lane = np.zeros((-(-experts // lanes) * lanes, n_windows), dtype=np.int64)
+            per_lane[:experts] = cycles_per_output
+            cycles += _lane_cycles(per_lane.reshape(-1, lanes, n_windows).sum(axis=0), self.rows)
+            router_outputs = experts * n_windows
+        macs = int(routed.sum()) * macs_per_output
+        router_macs = router_outputs * macs_per_output
+        actions = {
+            "compute": macs,
+            "gated_compute": 0,
+            "skipped_compute": n_filters * n_windows * macs_per_output - macs,
+            "input_spad_read": macs + router_macs,
+            "input_spad_metadata_read": n_filters * n_windows,  # one routing-mask entry per window and lane
+            "weight_spad_read": macs + router_macs,
+            "psum_spad_update": int(per_output.sum()) + router_outputs * cycles_per_output,
+            "router_compute": router_macs,
+        }
+        for action, n in actions.items():
+            self.count(action, n)
+        return TileWork(cycles, actions)
+
     def work(self, tile: Tile) -> TileWork:
         """Cycles and actions of one tile; the actions are also added to this component's counts."""
-        work = self._sequential_work(tile) if self.output_sequential else self._broadcast_work(tile)
+        if self.sparsity == "mixture_of_experts":
+            work = self._expert_work(tile)
+        else:
+            work = self._sequential_work(tile) if self.output_sequential else self._broadcast_work(tile)
         return TileWork(work.cycles, {action: work.actions.get(action, 0) for action in self.ACTIONS})
 
     def _broadcast_work(self, tile: Tile) -> TileWork:
@@ -350,6 +407,17 @@ class PeArray(Component):
         for action, n in actions.items():
             self.count(action, n)
         return TileWork(cycles, actions)
+
+
+def _lane_cycles(per_output: np.ndarray, rows: int) -> int:
+    """Cycles of a tile whose output ``(filter lane k, window p)`` takes ``per_output[k, p]`` cycles: lane
+    ``(k, PE row i)`` works through windows ``i, i + rows, ...``; the slowest lane ends the tile."""
+    n_filters, n_windows = per_output.shape
+    if not per_output.size:
+        return 0
+    dealt = np.zeros((n_filters, -(-n_windows // rows) * rows), dtype=np.int64)
+    dealt[:, :n_windows] = per_output
+    return int(dealt.reshape(n_filters, -1, rows).sum(axis=1).max())
 
 
 def _nonzero_weight_vectors(weights_kcrs: np.ndarray, width: int) -> np.ndarray:

@@ -106,6 +106,7 @@ SPARSITY_MODES: tuple[str, ...] = (
     "effectual_terms",
     "effectual_terms_deltas",
     "weight_repetition",
+    "mixture_of_experts",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -241,7 +242,9 @@ class PeConfig(_Block):
         "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel); "
         "effectual_terms = bit-serial, one cycle per nonzero signed digit of 16-bit activations (Pragmatic); "
         "effectual_terms_deltas = the same on spatial deltas (Diffy); weight_repetition = activations "
-        "sharing a weight value added, then one multiply per unique weight (UCNN).",
+        "sharing a weight value added, then one multiply per unique weight (UCNN); mixture_of_experts = the "
+        "layer's filters split into moe_experts experts, a router picks moe_top_k per output pixel and only "
+        "their filters compute and have their weights fetched (MoEfication; lossy, error reported).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -266,6 +269,16 @@ class PeConfig(_Block):
     speculation_threshold: float = _param(
         0.0, "Predictive early termination: predict a negative output if the partial sum is <= this."
     )
+    moe_experts: int = _param(
+        8,
+        "For mixture_of_experts: experts per layer, equal-size groups of filters found by balanced k-means "
+        "on the normalised filters (the layer's filter count must be a multiple).",
+        ge=1,
+    )
+    moe_top_k: int = _param(
+        2, "For mixture_of_experts: experts each output pixel uses (the router's top k scores).", ge=1
+    )
+    moe_seed: int = _param(0, "For mixture_of_experts: seed of the k-means++ initialisation.", ge=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,6 +400,9 @@ class PeArrayEnergyConfig(_Block):
     psum_spad_update: float = _param(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).", ge=0)
     activation_add: float = _param(
         0.05, "pJ per addition of two activations (UCNN's weight groups; 16-bit add, Horowitz 2014).", ge=0
+    )
+    router_compute: float = _param(
+        1.0, "pJ per MAC of a mixture-of-experts router (the same 16-bit MAC as compute).", ge=0
     )
 
 
@@ -737,6 +753,24 @@ def _early_termination_problems(values: Mapping[str, Any], bad_paths: set[str]) 
     return problems
 
 
+def _moe_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """A mixture of experts selects at most all of its experts."""
+    path = "pe_array.pe.moe_top_k"
+    if {path, "pe_array.pe.moe_experts", "pe_array.pe.sparsity"} & bad_paths:
+        return []
+    if values["pe_array.pe.sparsity"] != "mixture_of_experts":
+        return []
+    if values[path] > values["pe_array.pe.moe_experts"]:
+        return [
+            (
+                path,
+                f"must be <= pe_array.pe.moe_experts = {values['pe_array.pe.moe_experts']}, "
+                f"got {values[path]}",
+            )
+        ]
+    return []
+
+
 def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     path = "pe_array.pe.n_m_pattern"
     if path in bad_paths:
@@ -754,6 +788,7 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
         _format_boundary_problems(values, bad_paths)
         + _early_termination_problems(values, bad_paths)
         + _pattern_problems(values, bad_paths)
+        + _moe_problems(values, bad_paths)
     )
     for rule in _CROSS_FIELD_RULES:
         involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}

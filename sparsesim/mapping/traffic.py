@@ -18,7 +18,7 @@ Flow of one tile (``words`` are ``word_bytes`` words; a compressed slice occupie
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,8 +103,18 @@ def _decoded(upstream: Bits, upstream_fmt: str, downstream_fmt: str) -> Bits:
     return upstream if upstream_fmt != "U" or upstream_fmt != downstream_fmt else NO_BITS
 
 
-def layer_traffic(hw, tiling: LayerTiling, sizer: SliceSizer) -> list[TileTraffic]:
-    """The traffic of every tile of ``tiling`` on the machine ``hw`` (see the module docstring)."""
+def layer_traffic(
+    hw,
+    tiling: LayerTiling,
+    sizer: SliceSizer,
+    weight_ranges: Sequence[Sequence[tuple[int, int]]] | None = None,
+) -> list[TileTraffic]:
+    """The traffic of every tile of ``tiling`` on the machine ``hw`` (see the module docstring).
+
+    ``weight_ranges``: per tile, the filter ranges ``[k0, k1)`` of ``sizer``'s weights that the tile brings
+    (a mixture of experts fetches only its selected experts, see :mod:`sparsesim.mapping.experts`); by
+    default a tile that brings weights brings its whole filter group.
+    """
     geometry = tiling.geometry
     word_bits = 8 * hw.word_bytes
     f = hw.formats
@@ -116,7 +126,12 @@ def layer_traffic(hw, tiling: LayerTiling, sizer: SliceSizer) -> list[TileTraffi
         r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
 
         def operands(level, tile=tile, k0=k0, k1=k1, c0=c0, c1=c1, r0=r0, r1=r1) -> tuple[Bits, Bits]:
-            weights = sizer.weights(level.weights, k0, k1, c0, c1) if tile.weight_words else NO_BITS
+            if weight_ranges is not None:
+                weights = _sum(
+                    *(sizer.weights(level.weights, a, b, c0, c1) for a, b in weight_ranges[tile.index])
+                )
+            else:
+                weights = sizer.weights(level.weights, k0, k1, c0, c1) if tile.weight_words else NO_BITS
             return weights, sizer.inputs(level.inputs, c0, c1, r0, r1)
 
         dram, buffer, noc = operands(f.dram), operands(f.global_buffer), operands(noc_level)

@@ -184,6 +184,16 @@ def test_constructing_in_python_validates_too():
         dataclasses.replace(cfg, word_bytes=64)
 
 
+def test_a_mixture_of_experts_selects_at_most_all_of_its_experts():
+    pe = {"sparsity": "mixture_of_experts", "moe_experts": 4, "moe_top_k": 5}
+    with pytest.raises(
+        ConfigError, match=r"pe_array\.pe\.moe_top_k: must be <= pe_array\.pe\.moe_experts = 4"
+    ):
+        parse_hwconfig({"name": "x", "pe_array": {"pe": pe}})
+    # The rule binds only the mode that uses the experts.
+    parse_hwconfig({"name": "x", "pe_array": {"pe": {**pe, "sparsity": "none"}}})
+
+
 # --- explain and to_dict --------------------------------------------------------------------------------
 
 
@@ -198,7 +208,7 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
     assert (
         "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations | "
         "zero_skip_weights | zero_skip_both | n_m_weights | zero_skip_weight_vectors | effectual_terms | "
-        "effectual_terms_deltas | weight_repetition)" in text
+        "effectual_terms_deltas | weight_repetition | mixture_of_experts)" in text
     )
     assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, > 0)" in text
     assert "pe_array.pe.weight_spad_bytes >= pe_array.pe.filter_lanes * word_bytes" in text
@@ -482,6 +492,8 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
         pe["activation_lanes"] = 1
         if pe.get("sparsity") not in (None, "none", "zero_skip_activations"):
             pe["sparsity"] = "none"
+    if pe.get("sparsity") == "mixture_of_experts":  # it selects at most all of its experts
+        pe["moe_top_k"] = min(pe.get("moe_top_k", 2), pe.get("moe_experts", 8))
     return tree
 
 
