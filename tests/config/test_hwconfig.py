@@ -482,6 +482,9 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
         pe["activation_lanes"] = 1
         if pe.get("sparsity") not in (None, "none", "zero_skip_activations"):
             pe["sparsity"] = "none"
+    temporal = tree.get("temporal", {})
+    if temporal.get("key_frame_interval", 1) != 1 and not temporal.get("target_layer"):
+        temporal["target_layer"] = "conv2_2"  # temporal reuse needs a target layer
     return tree
 
 
