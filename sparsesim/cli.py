@@ -423,3 +423,94 @@ def make_trace_moefy(source, out_dir, experts, top_k, seed, layers):
     except MoeficationError as error:
         raise click.BadParameter(str(error)) from None
     click.echo(f"wrote {out_dir} ({made.name}, {len(made.layers)} layers)")
+
+
+def _pair(text: str, separator: str, what: str) -> tuple[int, int]:
+    parts = text.split(separator)
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        return int(parts[0]), int(parts[1])
+    except ValueError:
+        raise click.BadParameter(f"expected {what}, got {text!r}") from None
+
+
+@make_trace.command("pan")
+@click.argument("source", type=click.Path())
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--frames", default=8, show_default=True, help="Number of frames.")
+@click.option(
+    "--step", default="0,4", show_default=True, metavar="DY,DX", help="Pixels the window moves a frame."
+)
+@click.option("--size", default="96x128", show_default=True, metavar="HxW", help="Frame size in pixels.")
+@click.option(
+    "--last-layer",
+    default="conv3_3",
+    show_default=True,
+    metavar="NAME",
+    help="Run and store layers up to this.",
+)
+@_user_errors
+def make_trace_pan(source, out_dir, frames, step, size, last_layer):
+    """Frames of a synthetic camera pan across SOURCE's input image (china.jpg for the shipped trace).
+
+    Frame f is the HxW window at (top0 + f*DY, left0 + f*DX) of SOURCE's first-layer input (whole pixels,
+    no resampling); the real network (SOURCE's weights) is run on every frame. Writes OUT_DIR/sequence.json
+    and one trace per frame (OUT_DIR/frame_000, ...), for `sparsesim frames`.
+    """
+    from sparsesim.workload.pan import make_pan_frames
+
+    sequence = make_pan_frames(
+        source,
+        out_dir,
+        frames=frames,
+        step=_pair(step, ",", "DY,DX"),
+        size=_pair(size.lower(), "x", "HxW"),
+        last_layer=last_layer,
+    )
+    click.echo(f"wrote {out_dir} ({sequence.name}, {len(sequence.frames)} frames)")
+
+
+@main.command()
+@click.argument("hwconfig", type=click.Path(dir_okay=False))
+@click.argument("frames_dir", type=click.Path(file_okay=False))
+@click.option("--target", metavar="NAME", help="Override temporal.target_layer.")
+@click.option("--interval", type=int, help="Override temporal.key_frame_interval.")
+@click.option("--interpolation", type=click.Choice(["bilinear", "nearest"]), help="Override the warp.")
+@_json_option("Write the full frames report as JSON to FILE.")
+@_user_errors
+def frames(hwconfig, frames_dir, target, interval, interpolation, json_path):
+    """Simulate a frame sequence (from `make-trace pan`) with HWCONFIG's temporal reuse (EVA²).
+
+    Key frames run every layer; predicted frames run motion estimation, warp the key frame's target
+    activation and run the layers after it. Per frame: cycles and energy against running it fully, and
+    the error of predicted frames against the network run on them. Example:
+
+        sparsesim frames hwconfigs/eva2.yaml /tmp/pan --target conv3_1
+    """
+    import dataclasses
+
+    from sparsesim import load_hwconfig
+    from sparsesim.files import write_atomic
+    from sparsesim.temporal import simulate_frames
+    from sparsesim.workload.pan import load_frames
+
+    hw = load_hwconfig(hwconfig)
+    overrides = {
+        key: value
+        for key, value in (
+            ("target_layer", target),
+            ("key_frame_interval", interval),
+            ("interpolation", interpolation),
+        )
+        if value is not None
+    }
+    if overrides:
+        hw = dataclasses.replace(hw, temporal=dataclasses.replace(hw.temporal, **overrides))
+    report = simulate_frames(hw, load_frames(frames_dir))
+    click.echo(report.render(), nl=False)
+    if json_path:
+        write_atomic(json_path, report.to_json())
+    if not report.totals["functional_check_passed"]:
+        click.echo("error: the functional check failed", err=True)
+        sys.exit(1)

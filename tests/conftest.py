@@ -24,6 +24,7 @@ SHIPPED_HWCONFIGS = (
     "diffy",
     "ucnn",
     "moe",
+    "eva2",
 )
 
 

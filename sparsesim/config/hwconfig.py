@@ -60,6 +60,7 @@ from typing import Any, TypeVar
 import yaml
 
 from sparsesim.errors import ConfigError
+from sparsesim.sparse.motion import INTERPOLATIONS
 from sparsesim.sparse.structured import parse_n_m
 
 __all__ = [
@@ -86,6 +87,8 @@ __all__ = [
     "PeArrayConfig",
     "PeArrayEnergyConfig",
     "PeConfig",
+    "TemporalConfig",
+    "MotionUnitEnergyConfig",
     "explain_hwconfig",
     "hwconfig_to_dict",
     "load_hwconfig",
@@ -355,6 +358,46 @@ class DecoderConfig(_Block):
     latency_cycles: int = _param(2, "Pipeline latency, paid once per transaction.", ge=0)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TemporalConfig(_Block):
+    """Temporal reuse across video frames (EVA²'s activation motion compensation) and its motion unit.
+
+    Only :func:`sparsesim.temporal.simulate_frames` reads it; a single-frame ``simulate`` ignores it. Key
+    frames run every layer and store the target layer's output; predicted frames run motion estimation and
+    the warp of the stored activation on the motion unit, then only the layers after the target.
+    """
+
+    key_frame_interval: int = _param(
+        1, "Every this many frames is a key frame (1 = every frame: no temporal reuse).", ge=1
+    )
+    target_layer: str = _param(
+        "",
+        "Last layer run on predicted frames' behalf by the key frame: its output (as the next layer reads "
+        "it, max-pooled where the network pools) is stored and warped. Required when key_frame_interval > 1.",
+    )
+    key_frame_threshold: float = _param(
+        0.0,
+        "Adaptive key frames (EVA²): a would-be predicted frame whose motion-estimation match error, per "
+        "pixel and channel, exceeds this becomes a key frame (0 = off: fixed interval only).",
+        ge=0,
+    )
+    search_radius_pixels: int = _param(
+        8, "Motion search: every whole-pixel vector with |dy|, |dx| <= this is tried.", ge=0
+    )
+    interpolation: str = _param(
+        "bilinear",
+        "Warp of the stored activation: bilinear for fractional vectors (vector / stride), or nearest.",
+        choices=INTERPOLATIONS,
+    )
+    difference_lanes: int = _param(
+        64, "Motion unit: absolute pixel differences per cycle (tile SADs, the diff-tile producer).", ge=1
+    )
+    accumulate_lanes: int = _param(
+        16, "Motion unit: tile SADs added into receptive-field costs per cycle (the consumer).", ge=1
+    )
+    warp_lanes: int = _param(4, "Motion unit: warped activations produced per cycle.", ge=1)
+
+
 _DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_bytes, i.e. 200 pJ per word"
 
 
@@ -417,6 +460,25 @@ class DecoderEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MotionUnitEnergyConfig(_Block):
+    """Energy of the motion unit's actions (EVA²); assumed values, not the paper's (see eva2.yaml)."""
+
+    absolute_difference: float = _param(
+        0.1, "pJ per |pixel difference| accumulated (assumed: an 8-bit subtract and a 16-bit add).", ge=0
+    )
+    tile_accumulate: float = _param(0.1, "pJ per tile SAD added to a receptive-field cost (assumed).", ge=0)
+    compare: float = _param(0.1, "pJ per candidate cost compared with the best (assumed).", ge=0)
+    interpolate: float = _param(
+        4.0, "pJ per bilinear output: four 16-bit multiply-adds (assumed, 1 pJ per MAC).", ge=0
+    )
+    copy: float = _param(0.0, "pJ per output copied (a whole vector); its read is charged apart.", ge=0)
+    pixel_buffer_read: float = _param(3.0, "pJ per 8-bit pixel read (half a 16-bit SRAM word).", ge=0)
+    pixel_buffer_write: float = _param(3.0, "pJ per 8-bit pixel written (key frames).", ge=0)
+    activation_buffer_read: float = _param(6.0, "pJ per stored activation word read (as the buffer).", ge=0)
+    activation_buffer_write: float = _param(6.0, "pJ per activation word written (as the buffer).", ge=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class EnergyConfig(_Block):
     """Energy per action (Accelergy-style table): energy = sum of action counts x pJ per action."""
 
@@ -425,6 +487,9 @@ class EnergyConfig(_Block):
     noc: NocEnergyConfig = _block(NocEnergyConfig, "NoC, pJ per word injected.")
     pe_array: PeArrayEnergyConfig = _block(PeArrayEnergyConfig, "Each PE, pJ per MAC or per word.")
     decoder: DecoderEnergyConfig = _block(DecoderEnergyConfig, "Decoder, pJ per element or metadata word.")
+    motion_unit: MotionUnitEnergyConfig = _block(
+        MotionUnitEnergyConfig, "EVA²'s motion unit (temporal reuse), pJ per operation or word."
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -454,6 +519,7 @@ class HwConfig(_Block):
     formats: FormatsConfig = _block(FormatsConfig, "Storage format of each tensor at each level.")
     decoder: DecoderConfig = _block(DecoderConfig, "Decoder of compressed tensors.")
     mapping: MappingConfig = _block(MappingConfig, "How layers are mapped onto the machine.")
+    temporal: TemporalConfig = _block(TemporalConfig, "Temporal reuse across frames (EVA²); off by default.")
     energy_pj: EnergyConfig = _block(EnergyConfig, "Energy per action, in pJ.")
 
     def __post_init__(self) -> None:
@@ -782,6 +848,17 @@ def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tu
     return []
 
 
+def _temporal_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """Temporal reuse needs a target layer whose activation the key frames store."""
+    path = "temporal.target_layer"
+    if {path, "temporal.key_frame_interval"} & bad_paths or values["temporal.key_frame_interval"] == 1:
+        return []
+    if not values[path]:
+        interval = values["temporal.key_frame_interval"]
+        return [(path, f"temporal.key_frame_interval is {interval}: name the layer whose output is reused")]
+    return []
+
+
 def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
     problems = (
@@ -789,6 +866,7 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
         + _early_termination_problems(values, bad_paths)
         + _pattern_problems(values, bad_paths)
         + _moe_problems(values, bad_paths)
+        + _temporal_problems(values, bad_paths)
     )
     for rule in _CROSS_FIELD_RULES:
         involved = {rule.path} | {f for f in rule.factors if isinstance(f, str)}

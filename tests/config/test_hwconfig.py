@@ -494,6 +494,9 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
             pe["sparsity"] = "none"
     if pe.get("sparsity") == "mixture_of_experts":  # it selects at most all of its experts
         pe["moe_top_k"] = min(pe.get("moe_top_k", 2), pe.get("moe_experts", 8))
+    temporal = tree.get("temporal", {})
+    if temporal.get("key_frame_interval", 1) != 1 and not temporal.get("target_layer"):
+        temporal["target_layer"] = "conv2_2"  # temporal reuse needs a target layer
     return tree
 
 
