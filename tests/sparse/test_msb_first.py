@@ -254,3 +254,14 @@ def test_bad_arguments_raise_value_errors(kwargs, message):
 def test_bad_operands_raise_value_errors(operands, weights, bias, message):
     with pytest.raises(ValueError, match=message):
         msb_first(operands, weights, bias, frac_bits=8, msb_bits=8)
+
+
+def test_outputs_on_the_decision_boundary_are_decided_by_the_sequential_sum():
+    """Synthetic: MSB sums exactly at the threshold (and exact margins of 0) take the replay path."""
+    ints = np.array([[0, 0, 0], [256, 0, 0]])
+    weights = np.array([[-1.0, -0.5, 0.0]])
+    result = msb_first(ints, weights, np.array([0.25]), frac_bits=8, msb_bits=8, threshold=0.25)
+    np.testing.assert_array_equal(result.terminated, [[True, True]])  # 0.25 <= 0.25, then -0.75 <= 0.25
+    exact = msb_first(ints, weights, np.zeros(1), frac_bits=8, msb_bits=8, decision="exact")
+    np.testing.assert_array_equal(exact.terminated, [[True, True]])  # margins 0 and -1: both provably <= 0
+    assert not exact.mispredicted.any() and (exact.output == 0).all()
