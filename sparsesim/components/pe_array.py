@@ -29,9 +29,10 @@ MSB pass, one MAC per cycle and at least one cycle per output, then moves to the
 unit performs the LSB pass of the output just decided positive, from the next cycle on. The two passes of
 one output have the same MACs, so the LSB unit never falls more than one output behind: a lane takes the
 cycles of its MSB passes plus the LSB pass of its last output, and skipping an LSB pass saves its energy, not
-its time (the MSB unit sets the pace). ``msb_compute`` and ``lsb_compute`` count the two kinds of MAC; each
-pass reads its weight and activation words from the scratchpads (reading half an activation word is not
-modelled) and updates the partial sum once per cycle. Vocabulary: every MAC issued is an *actual* compute
+its time (the MSB unit sets the pace). That last LSB pass is not overlapped with the next tile (a tile ends
+when its slowest lane does): it costs most where lanes get few outputs per tile. ``msb_compute`` and
+``lsb_compute`` count the two kinds of MAC; each pass reads its weight and activation words from the
+scratchpads (reading half an activation word is not modelled) and updates the partial sum once per cycle. Vocabulary: every MAC issued is an *actual* compute
 (its MSB pass occupies the lane for a cycle); those whose LSB pass was skipped are *early-terminated* (for
 SnaPEA they are skipped instead).
 
