@@ -32,9 +32,9 @@ cycles of its MSB passes plus the LSB pass of its last output, and skipping an L
 its time (the MSB unit sets the pace). That last LSB pass is not overlapped with the next tile (a tile ends
 when its slowest lane does): it costs most where lanes get few outputs per tile. ``msb_compute`` and
 ``lsb_compute`` count the two kinds of MAC; each pass reads its weight and activation words from the
-scratchpads (reading half an activation word is not modelled) and updates the partial sum once per cycle. Vocabulary: every MAC issued is an *actual* compute
-(its MSB pass occupies the lane for a cycle); those whose LSB pass was skipped are *early-terminated* (for
-SnaPEA they are skipped instead).
+scratchpads (reading half an activation word is not modelled) and updates the partial sum once per cycle.
+Vocabulary: every MAC issued is an *actual* compute (its MSB pass occupies the lane for a cycle); those whose
+LSB pass was skipped are *early-terminated* (for SnaPEA they are skipped instead).
 
 Output-sequential modes: with zero-weight skipping (Cambricon-X: a PE holds its filter's nonzero weights and
 fetches only the activations they need) or both-operand skipping (SparTen: an inner join of the two
