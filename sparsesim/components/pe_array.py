@@ -328,12 +328,11 @@ class PeArray(Component):
                 operands[:, columns], weights[:, columns], self.sparsity == "zero_skip_both"
             )
 
-    def _msb_first_work(self, tile: Tile) -> TileWork:
+    def _msb_first_work(self, tile: Tile, result: MsbFirstResult) -> TileWork:
         """Cycles and actions of a tile on MSB-first lanes (an MSB unit and an LSB unit per lane)."""
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         filters = slice(tile.filter_start, tile.filter_stop)
-        result = self.termination
         msb = result.msb_macs[filters, windows]
         lsb = result.lsb_macs[filters, windows]
         msb_cycles = np.maximum(msb, 1)  # at least the cycle that hands the output on
@@ -361,7 +360,7 @@ class PeArray(Component):
 
     def _sequential_work(self, tile: Tile) -> TileWork:
         if isinstance(self.termination, MsbFirstResult):
-            return self._msb_first_work(tile)
+            return self._msb_first_work(tile, self.termination)
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         filters = slice(tile.filter_start, tile.filter_stop)
