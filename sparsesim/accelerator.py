@@ -24,7 +24,8 @@ import simpy
 
 from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
-from sparsesim.components.pe_array import TERM_MODES, im2col
+from sparsesim.components.pe_array import MSB_FIRST_WORD_BITS, TERM_MODES, im2col
+from sparsesim.config import MSB_FIRST_MODES
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
 from sparsesim.mapping.experts import ExpertMapping, expert_tiles, map_experts
@@ -81,6 +82,10 @@ def operand_input(hw, layer) -> np.ndarray:
         # A bit-serial engine works on 16-bit fixed point (one power-of-two scale per layer): lossy below
         # its last bit, and the report measures that error.
         ints, frac_bits = to_fixed_point(activations, bits=16)
+        activations = from_fixed_point(ints, frac_bits).astype(np.float32)
+    elif hw.pe_array.pe.early_termination in MSB_FIRST_MODES:
+        # MSB-first PEs (PredictiveNet) split 16-bit fixed-point activations: the same rounding, measured.
+        ints, frac_bits = to_fixed_point(activations, bits=MSB_FIRST_WORD_BITS)
         activations = from_fixed_point(ints, frac_bits).astype(np.float32)
     return activations
 

@@ -163,7 +163,8 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     pe = run.pe_array
     algorithmic = geometry.algorithmic_macs
     effectual = effectual_macs(activations, weights, geometry.stride, geometry.padding)
-    charged = pe.actions["compute"]
+    # MSB-first PEs count their MACs as msb_compute (every MAC issued has its MSB pass; compute stays 0).
+    charged = pe.actions["compute"] + pe.actions.get("msb_compute", 0)
     gated = pe.actions["gated_compute"]
     actual = charged + gated
     # MACs the machine never sees (the compacted filters and channels) count as skipped.

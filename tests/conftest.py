@@ -25,6 +25,7 @@ SHIPPED_HWCONFIGS = (
     "ucnn",
     "moe",
     "eva2",
+    "predictivenet",
 )
 
 

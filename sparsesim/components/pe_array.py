@@ -20,6 +20,22 @@ outputs dealt to it (its filter; windows dealt to the PE rows in turn), one cycl
 least one per output, and a tile ends when its slowest lane does. Each MAC reads its weight, the weight's
 position (metadata) and the activation at that position.
 
+MSB-first prediction (PredictiveNet, ``early_termination: msb_first | msb_first_exact``,
+:mod:`sparsesim.sparse.msb_first`) splits each lane's 16 x 16-bit multiplier into its two halves: an
+``msb_bits`` x 16-bit unit for the activations' top bits and a ``(16 - msb_bits)`` x 16-bit unit for the
+rest (together they are one full multiplier; a dense lane would use them as one). Each lane walks its
+outputs as above, in index order (no reordering, so no offset is read): the MSB unit performs one output's
+MSB pass, one MAC per cycle and at least one cycle per output, then moves to the next output while the LSB
+unit performs the LSB pass of the output just decided positive, from the next cycle on. The two passes of
+one output have the same MACs, so the LSB unit never falls more than one output behind: a lane takes the
+cycles of its MSB passes plus the LSB pass of its last output, and skipping an LSB pass saves its energy, not
+its time (the MSB unit sets the pace). That last LSB pass is not overlapped with the next tile (a tile ends
+when its slowest lane does): it costs most where lanes get few outputs per tile. ``msb_compute`` and
+``lsb_compute`` count the two kinds of MAC; each pass reads its weight and activation words from the
+scratchpads (reading half an activation word is not modelled) and updates the partial sum once per cycle.
+Vocabulary: every MAC issued is an *actual* compute (its MSB pass occupies the lane for a cycle); those whose
+LSB pass was skipped are *early-terminated* (for SnaPEA they are skipped instead).
+
 Output-sequential modes: with zero-weight skipping (Cambricon-X: a PE holds its filter's nonzero weights and
 fetches only the activations they need) or both-operand skipping (SparTen: an inner join of the two
 nonzero masks), each filter lane likewise walks its outputs on its own, ``activation_lanes`` work items per
@@ -56,7 +72,9 @@ Actions (one per word or per MAC, summed over all PEs):
 charged MAC (gating also skips the weight read, as Eyeriss does); ``psum_spad_update`` one accumulation per
 filter lane per cycle of a window; ``activation_add`` one addition of two activations (UCNN's groups);
 ``router_compute`` one MAC of a mixture-of-experts router (not an algorithmic compute of the layer; its
-operand reads are counted with the others).
+operand reads are counted with the others);
+``msb_compute`` / ``lsb_compute`` one reduced-precision MAC of the MSB / LSB pass (MSB-first modes, where
+``compute`` stays 0).
 """
 
 from __future__ import annotations
@@ -66,6 +84,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from sparsesim.config import MSB_FIRST_MODES
 from sparsesim.core import Component
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
@@ -78,6 +97,7 @@ from sparsesim.sparse.activation_work import (
 )
 from sparsesim.sparse.deltas import delta_outputs, to_fixed_point, window_terms
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
+from sparsesim.sparse.msb_first import MsbFirstResult, msb_first
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
@@ -91,6 +111,8 @@ OUTPUT_SEQUENTIAL_MODES = (
     "zero_skip_weight_vectors",
     "weight_repetition",
 )
+#: Word length of the MSB-first modes' fixed-point activations.
+MSB_FIRST_WORD_BITS = 16
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,8 @@ class PeArray(Component):
         "psum_spad_update",
         "activation_add",
         "router_compute",
+        "msb_compute",
+        "lsb_compute",
     )
 
     def __init__(self, config, path: str = "pe_array"):
@@ -126,7 +150,9 @@ class PeArray(Component):
         self.n_m_used = False
         self.speculative_macs = config.pe.speculative_macs
         self.speculation_threshold = config.pe.speculation_threshold
-        self.termination: TerminationResult | None = None
+        self.msb_bits = config.pe.msb_bits
+        self.msb_threshold = config.pe.msb_threshold
+        self.termination: TerminationResult | MsbFirstResult | None = None
         self.early_terminated_macs = 0
         self.busy_cycles = 0
         self.stall_cycles = 0
@@ -242,6 +268,29 @@ class PeArray(Component):
             self._repetition = repetition_work(operands, weights)
             self._block_items[0] = self._repetition.issued
             return
+        if self.early_termination in MSB_FIRST_MODES:
+            if tiling.n_channel_blocks != 1:
+                raise SimulationError(
+                    f"MSB-first prediction needs each filter whole in a PE, but the weight scratchpad holds "
+                    f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
+                    "pe_array.pe.weight_spad_bytes"
+                )
+            # The activations reach the PE as 16-bit fixed point (operand_input already rounded them: this
+            # recovers the same integers and scale).
+            ints, frac_bits = to_fixed_point(input_chw, bits=MSB_FIRST_WORD_BITS)
+            self.termination = msb_first(
+                im2col(ints, geometry, 0, geometry.out_height),
+                weights,
+                bias.astype(np.float64),
+                frac_bits=frac_bits,
+                msb_bits=self.msb_bits,
+                bits=MSB_FIRST_WORD_BITS,
+                decision="exact" if self.early_termination == "msb_first_exact" else "predictive",
+                threshold=self.msb_threshold,
+                skip_zero_activations=self.sparsity in SKIPPING_MODES,
+            )
+            self._block_items[0] = self.termination.msb_macs
+            return
         if self.early_termination != "none":
             if tiling.n_channel_blocks != 1:
                 raise SimulationError(
@@ -279,7 +328,39 @@ class PeArray(Component):
                 operands[:, columns], weights[:, columns], self.sparsity == "zero_skip_both"
             )
 
+    def _msb_first_work(self, tile: Tile, result: MsbFirstResult) -> TileWork:
+        """Cycles and actions of a tile on MSB-first lanes (an MSB unit and an LSB unit per lane)."""
+        geometry = self._geometry
+        windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
+        filters = slice(tile.filter_start, tile.filter_stop)
+        msb = result.msb_macs[filters, windows]
+        lsb = result.lsb_macs[filters, windows]
+        msb_cycles = np.maximum(msb, 1)  # at least the cycle that hands the output on
+        cycles = _two_unit_lane_cycles(msb_cycles, lsb, self.rows)
+        msb_macs, lsb_macs = int(msb.sum()), int(lsb.sum())
+        n_filters, n_windows = msb.shape
+        algorithmic = (
+            n_filters * n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
+        )
+        actions = {
+            "compute": 0,
+            "msb_compute": msb_macs,
+            "lsb_compute": lsb_macs,
+            "gated_compute": 0,
+            "skipped_compute": algorithmic - msb_macs,
+            "input_spad_read": msb_macs + lsb_macs,
+            "input_spad_metadata_read": 0,
+            "weight_spad_read": msb_macs + lsb_macs,
+            "psum_spad_update": int(msb_cycles.sum()) + lsb_macs,
+        }
+        self.early_terminated_macs += msb_macs - lsb_macs
+        for action, n in actions.items():
+            self.count(action, n)
+        return TileWork(cycles, actions)
+
     def _sequential_work(self, tile: Tile) -> TileWork:
+        if isinstance(self.termination, MsbFirstResult):
+            return self._msb_first_work(tile, self.termination)
         geometry = self._geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         filters = slice(tile.filter_start, tile.filter_stop)
@@ -418,6 +499,28 @@ def _lane_cycles(per_output: np.ndarray, rows: int) -> int:
     dealt = np.zeros((n_filters, -(-n_windows // rows) * rows), dtype=np.int64)
     dealt[:, :n_windows] = per_output
     return int(dealt.reshape(n_filters, -1, rows).sum(axis=1).max())
+
+
+def _two_unit_lane_cycles(msb_cycles: np.ndarray, lsb_cycles: np.ndarray, rows: int) -> int:
+    """A tile's cycles when each lane (filter k, PE row i; windows i, i + rows, ...) has an MSB unit and an
+    LSB unit: the slowest lane's finish time.
+
+    ``msb_cycles``, ``lsb_cycles``: (K, P) per output. A two-stage flow shop: output j's LSB pass starts once
+    its MSB pass and the previous LSB pass are over, so the lane ends at ``max_j (MSB cycles of outputs
+    <= j + LSB cycles of outputs >= j)``; outputs added as padding cost nothing in either unit.
+    """
+    n_filters, n_windows = msb_cycles.shape
+    if not msb_cycles.size:
+        return 0
+    padded = -(-n_windows // rows) * rows
+    stages = np.zeros((2, n_filters, padded), dtype=np.int64)
+    stages[0, :, :n_windows] = msb_cycles
+    stages[1, :, :n_windows] = lsb_cycles
+    # (K, outputs per lane, rows): a lane is one (k, row) column, walked along axis 1.
+    msb_lane, lsb_lane = stages.reshape(2, n_filters, -1, rows)
+    msb_done = np.cumsum(msb_lane, axis=1)
+    lsb_after = np.cumsum(lsb_lane[:, ::-1], axis=1)[:, ::-1]
+    return int((msb_done + lsb_after).max())
 
 
 def _nonzero_weight_vectors(weights_kcrs: np.ndarray, width: int) -> np.ndarray:

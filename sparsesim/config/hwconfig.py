@@ -69,6 +69,7 @@ __all__ = [
     "DramConfig",
     "DECODER_PLACEMENTS",
     "EARLY_TERMINATION_MODES",
+    "MSB_FIRST_MODES",
     "ACTIVATION_FORMATS",
     "WEIGHT_FORMATS",
     "DecoderConfig",
@@ -113,7 +114,9 @@ SPARSITY_MODES: tuple[str, ...] = (
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
-EARLY_TERMINATION_MODES: tuple[str, ...] = ("none", "exact", "predictive")
+EARLY_TERMINATION_MODES: tuple[str, ...] = ("none", "exact", "predictive", "msb_first", "msb_first_exact")
+#: Early termination modes that split 16-bit fixed-point activations into MSB and LSB parts (PredictiveNet).
+MSB_FIRST_MODES: tuple[str, ...] = ("msb_first", "msb_first_exact")
 #: Storage formats a tensor may have (presets of :mod:`sparsesim.sparse.formats`, by the tensor's role).
 ACTIVATION_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB", "ZFB")
 WEIGHT_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB")
@@ -263,7 +266,10 @@ class PeConfig(_Block):
     early_termination: str = _param(
         "none",
         "ReLU early termination (SnaPEA): exact = weights ordered by sign, stop once the output is known "
-        "to be <= 0; predictive = also stop after the speculative MACs if the sum <= the threshold (lossy).",
+        "to be <= 0; predictive = also stop after the speculative MACs if the sum <= the threshold (lossy). "
+        "MSB first (PredictiveNet), on 16-bit fixed-point activations: a pass on their top msb_bits bits, "
+        "then the pass on the low bits only if the output may be positive: msb_first = if the MSB sum > "
+        "msb_threshold (lossy); msb_first_exact = unless a bound on the low bits proves it <= 0 (lossless).",
         choices=EARLY_TERMINATION_MODES,
     )
     speculative_macs: int = _param(
@@ -282,6 +288,15 @@ class PeConfig(_Block):
         2, "For mixture_of_experts: experts each output pixel uses (the router's top k scores).", ge=1
     )
     moe_seed: int = _param(0, "For mixture_of_experts: seed of the k-means++ initialisation.", ge=0)
+    msb_bits: int = _param(
+        8,
+        "MSB-first modes: top bits of each 16-bit fixed-point activation (sign bit included) in the first "
+        "pass; the other 16 - msb_bits in the second. At most 15.",
+        ge=1,
+    )
+    msb_threshold: float = _param(
+        0.0, "msb_first: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= this."
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,6 +461,17 @@ class PeArrayEnergyConfig(_Block):
     )
     router_compute: float = _param(
         1.0, "pJ per MAC of a mixture-of-experts router (the same 16-bit MAC as compute).", ge=0
+    )
+    msb_compute: float = _param(
+        0.55,
+        "pJ per MSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: an 8 x 16-bit multiply, "
+        "about half of a 16 x 16 one (energy scales with the product of the widths), plus a full-width add).",
+        ge=0,
+    )
+    lsb_compute: float = _param(
+        0.55,
+        "pJ per LSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: as msb_compute).",
+        ge=0,
     )
 
 
@@ -837,6 +863,20 @@ def _moe_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[
     return []
 
 
+def _msb_bits_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """The MSB part must leave at least one bit of the 16-bit fixed-point activation to the LSB pass."""
+    path = "pe_array.pe.msb_bits"
+    if path in bad_paths or values[path] <= 15:
+        return []
+    return [
+        (
+            path,
+            f"must be <= 15 (16-bit fixed-point activations: one bit at least for the LSB pass), "
+            f"got {values[path]}",
+        )
+    ]
+
+
 def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     path = "pe_array.pe.n_m_pattern"
     if path in bad_paths:
@@ -864,6 +904,7 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
     problems = (
         _format_boundary_problems(values, bad_paths)
         + _early_termination_problems(values, bad_paths)
+        + _msb_bits_problems(values, bad_paths)
         + _pattern_problems(values, bad_paths)
         + _moe_problems(values, bad_paths)
         + _temporal_problems(values, bad_paths)

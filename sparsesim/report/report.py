@@ -229,7 +229,10 @@ class Report:
 
         terminating = [entry for entry in self.layers if entry.get("early_termination")]
         if terminating:
-            out.write("\nReLU early termination (outputs stopped once known, or predicted, to be <= 0)\n")
+            out.write(
+                "\nReLU early termination (outputs stopped once known, or predicted, to be <= 0; "
+                "MSB-first: outputs whose LSB pass was skipped, and the LSB passes saved)\n"
+            )
             rows = []
             for entry in terminating:
                 summary = entry["early_termination"]

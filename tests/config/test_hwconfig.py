@@ -430,6 +430,7 @@ CROSS_FIELD_SAFE_RANGES = {
     "pe_array.pe.input_spad_bytes": (128, 2**26),
     "pe_array.pe.weight_spad_bytes": (128, 2**26),
     "pe_array.pe.psum_spad_bytes": (128, 2**26),
+    "pe_array.pe.msb_bits": (1, 15),
 }
 
 
