@@ -23,6 +23,7 @@ SHIPPED_HWCONFIGS = (
     "scalpel_simd",
     "diffy",
     "ucnn",
+    "patdnn",
 )
 
 
