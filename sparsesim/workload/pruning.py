@@ -69,9 +69,10 @@ so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of 
 stays dense); ``"pattern:P"`` / ``"pattern:P:RATE"`` (PCONV / PatDNN): every kernel keeps 4 positions
 (the centre among them), one of a library of P patterns, then the fraction RATE of the kernels with the
 smallest L2 norm go whole (connectivity pruning); the sparsity of 3x3 layers is ``1 - 4/9 (1 - RATE)``
-(see :func:`sparsesim.sparse.patterns.pattern_prune`); ``"quantize:BITS"`` is no pruning but the other one-shot weight transform of the lecture:
-uniform symmetric quantisation to BITS bits per layer, which exposes weight repetition (UCNN; see
-:func:`sparsesim.sparse.weight_repetition.quantize_weights`; ``sparsity`` must be 0)."""
+(see :func:`sparsesim.sparse.patterns.pattern_prune`); ``"quantize:BITS"`` is no pruning but the other
+one-shot weight transform of the lecture: uniform symmetric quantisation to BITS bits per layer, which
+exposes weight repetition (UCNN; see :func:`sparsesim.sparse.weight_repetition.quantize_weights`;
+``sparsity`` must be 0)."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
