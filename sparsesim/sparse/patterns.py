@@ -5,8 +5,10 @@ Pattern-based pruning combines two structures:
 
 - **kernel pattern pruning**: every kept kernel keeps exactly ``entries`` positions (4 of a 3x3 kernel in
   both papers, the centre always among them), and the set of positions must be one of a small *library*
-  of patterns shared by the layer (PatDNN evaluates libraries of 6 to 12 patterns; 8 here by default). A
-  pattern is stored as a code: bit ``r * S + s`` set for a kept position ``(r, s)``.
+  of patterns (8 here by default; PatDNN compares libraries of about 6 to 12). A pattern is stored as a
+  code: bit ``r * S + s`` set for a kept position ``(r, s)``. (The search tool surfaced only the papers'
+  abstracts, which confirm the two sparsities and the headline speed-ups; the 4 entries, the centre and
+  the library sizes are as the papers are usually described, not checked against their text.)
 - **connectivity pruning**: whole kernels (the connection from input channel ``c`` to output channel ``k``)
   are removed, those whose pattern-pruned weights have the smallest L2 norm.
 
@@ -14,8 +16,9 @@ What is implemented here, one-shot from the real weights (the papers learn both 
 nothing is retrained here):
 
 - :func:`build_library`: each kernel's *natural* pattern is its centre plus its ``entries - 1`` largest
-  ``|w|`` elsewhere; the library is the ``size`` most frequent natural patterns of the layer (the papers
-  select the most frequent shapes the same way), ties broken by the smaller code.
+  ``|w|`` elsewhere; the library is the ``size`` most frequent natural patterns of the layer, ties broken
+  by the smaller code. One library per layer (PatDNN selects its set from the trained model; a per-layer
+  set fits each layer at least as well and costs a 72-bit table per layer).
 - :func:`assign_patterns`: each kernel takes the library pattern that keeps the largest L2 norm of its
   weights (ties: the lower pattern id).
 - :func:`pattern_prune`: both, then connectivity pruning of ``round(rate * K * C)`` kernels.
