@@ -88,6 +88,9 @@ def test_the_pattern_pe_runs_pattern_pruned_weights_balanced_and_exactly(derived
         # Balanced: every filter has the same work, so the PE is busy exactly actual / 16 lanes / 16 PEs.
         assert pe["cycle_states"]["pe_array"]["busy_cycles"] == c["actual"] // (16 * 16)
         assert pe["actions"]["input_spad_metadata_read"] * 4 == c["actual"]
+    # The rendered table: 4 bits per 4-weight kernel (connectivity bit + 3-bit id), plus a 72-bit table.
+    table = report.render().split("kernel patterns (PatDNN")[1].split("DRAM traffic")[0]
+    assert "8 x 4" in table and "1.00" in table
 
 
 def test_pattern_pe_beats_weight_skipping_on_unstructured_zeros_at_the_same_sparsity(derived, hwconfigs):
