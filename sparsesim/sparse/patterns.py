@@ -225,11 +225,12 @@ def layer_patterns(
 
     A kernel with no nonzero weight is not connected (id ``-1``). Every pattern holds ``min(entries, R*S)``
     positions. The library starts with the supports (nonzero positions) of the kernels that fill a whole
-    pattern, most frequent first (ties: smaller code); a kernel with fewer nonzero weights takes the first
-    pattern that contains its support, and if none does, a pattern is added for it: its support, then the
-    centre, then the lowest missing positions (greedy, deterministic; not always the smallest cover).
-    ``None`` when a kernel holds more than ``entries`` nonzero weights or the library would exceed
-    ``library_size`` patterns.
+    pattern, most frequent first (ties: smaller code). Kernels with fewer nonzero weights (a kept weight
+    that is exactly zero) must fit in some pattern: those that fit in none are covered greedily, each time
+    by the pattern of ``entries`` positions that holds the most of them (ties: smaller code) -- the greedy
+    set cover, not always the smallest, so a layer may run dense that a smaller library could have
+    covered. Each kernel takes the first pattern holding its support. ``None`` when a kernel holds more
+    than ``entries`` nonzero weights or the library would exceed ``library_size`` patterns.
     """
     _check_entries(entries)
     weights = _check_weights(weights_kcrs)
@@ -244,27 +245,33 @@ def layer_patterns(
     library = list(full[np.argsort(-full_counts, kind="stable")])
     if len(library) > library_size:
         return None
-    centre = (kernel_r // 2) * kernel_s + kernel_s // 2
-    fill_order = [centre] + [p for p in range(positions) if p != centre]
-    for support in np.unique(supports[(counts > 0) & (counts < keep)]):  # few distinct values: <= 2**(R*S)
-        if any(int(support) & ~int(pattern) == 0 for pattern in library):
-            continue
-        code, missing = int(support), keep - int(_popcount(np.array([support]), positions)[0])
-        for position in fill_order:
-            if missing == 0:
-                break
-            if not (code >> position) & 1:
-                code |= 1 << position
-                missing -= 1
-        library.append(np.int64(code))
-        if len(library) > library_size:
-            return None
+    partial = np.unique(supports[(counts > 0) & (counts < keep)])  # few distinct values: <= 2**(R*S)
+    uncovered = partial[~_covered(partial, np.array(library, dtype=np.int64))]
+    if uncovered.size:
+        candidates = np.array(
+            sorted(sum(1 << p for p in chosen) for chosen in itertools.combinations(range(positions), keep)),
+            dtype=np.int64,
+        )
+        while uncovered.size:
+            if len(library) >= library_size:
+                return None
+            holds = ((uncovered[:, None] & ~candidates[None, :]) == 0).sum(axis=0)
+            best = candidates[int(np.argmax(holds))]  # first maximum: the smallest code
+            library.append(best)
+            uncovered = uncovered[~_covered(uncovered, np.array([best], dtype=np.int64))]
     if not library:  # an all-zero layer: one pattern, no kernel connected
         library = [np.int64((1 << keep) - 1)]
     codes = np.array(library, dtype=np.int64)
     contains = (supports.reshape(-1)[:, None] & ~codes[None, :]) == 0  # (K*C, P)
     ids = np.where(counts.reshape(-1) > 0, np.argmax(contains, axis=1), -1)
     return KernelPatterns(_rows_of(codes, positions), ids.reshape(filters, channels).astype(np.int64))
+
+
+def _covered(supports: NDArray[np.int64], codes: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Per support: whether one of the patterns ``codes`` holds all of its positions."""
+    if codes.size == 0:
+        return np.zeros(supports.shape, dtype=bool)
+    return ((supports[:, None] & ~codes[None, :]) == 0).any(axis=1)
 
 
 def pattern_id_bits(library_size: int) -> int:
