@@ -355,8 +355,9 @@ def make_trace_vgg16_hed(out_dir, image, height, width, wheel, layers):
     default="magnitude",
     show_default=True,
     help="magnitude (smallest |w| of each layer), magnitude_per_filter, filter, channel, block:G "
-    "(Scalpel-like groups of G input channels), N:M such as 2:4 (implies --sparsity), or quantize:BITS "
-    "(UCNN's repetition; --sparsity 0).",
+    "(Scalpel-like groups of G input channels), N:M such as 2:4 (implies --sparsity), pattern:P or "
+    "pattern:P:RATE (PatDNN: 4-entry kernel patterns from a library of P, then the fraction RATE of the "
+    "kernels removed; implies --sparsity), or quantize:BITS (UCNN's repetition; --sparsity 0).",
 )
 @click.option(
     "--layer",
@@ -373,12 +374,18 @@ def make_trace_prune(source, out_dir, sparsity, method, layers):
     activations are those of the pruned network. The pruning is recorded in the new trace's provenance.
     """
     from sparsesim.sparse.structured import parse_n_m
-    from sparsesim.workload.pruning import PruningError, prune_trace
+    from sparsesim.workload.pruning import PruningError, pattern_sparsity, prune_trace
 
+    if sparsity is None and method.startswith("pattern:"):
+        try:
+            sparsity = pattern_sparsity(method)
+        except PruningError as error:
+            raise click.BadParameter(str(error), param_hint="--method") from None
     if sparsity is None:
         if not re.fullmatch(r"\d+:\d+", method):
             raise click.BadParameter(
-                "give --sparsity (or an N:M --method such as 2:4)", param_hint="--sparsity"
+                "give --sparsity (or an N:M --method such as 2:4, or a pattern:P[:RATE] --method)",
+                param_hint="--sparsity",
             )
         try:
             n, m = parse_n_m(method)

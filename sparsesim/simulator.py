@@ -259,6 +259,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
         if hw.pe_array.pe.sparsity == "n_m_weights"
         else None,
+        "kernel_patterns": pe.kernel_pattern_summary(),
         "tiling": {
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,

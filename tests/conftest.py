@@ -26,6 +26,7 @@ SHIPPED_HWCONFIGS = (
     "moe",
     "eva2",
     "predictivenet",
+    "patdnn",
 )
 
 

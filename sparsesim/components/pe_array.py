@@ -49,6 +49,19 @@ Weight repetition (``weight_repetition``, UCNN) issues one activation per cycle 
 indirection table that groups a filter's positions by weight value: the activations of a group are added,
 then multiplied once by its weight (:mod:`sparsesim.sparse.weight_repetition`).
 
+Kernel patterns (``kernel_patterns``, PatDNN/PCONV's pattern-based pruning run on an accelerator PE): a
+lane walks its output's *connected* kernels (channel ``c`` of its filter, in the channel block), reads one
+pattern id per kernel (metadata) and issues the pattern's ``kernel_pattern_entries`` MACs, whatever the
+weights at those positions; removed kernels cost nothing, and ``activation_lanes`` MACs issue per cycle as
+in the other output-sequential modes. The filters are dealt to the lanes in PatDNN's reordered sequence
+(most connected kernels first, :func:`sparsesim.sparse.patterns.filter_order`), so that the filters of a
+tile carry similar work. A layer whose stored weights follow no pattern library of the PE's size
+(:func:`sparsesim.sparse.patterns.layer_patterns`: a kernel with more nonzero weights than the entries, or
+too many distinct patterns; e.g. the shipped dense trace) runs dense: every kernel, all ``R*S`` MACs, no
+metadata. Metadata stored (see ``kernel_pattern_summary``): one connectivity bit per kernel, one pattern id
+per connected kernel, the table; the DRAM and buffer traffic still follow ``formats`` (the pattern storage
+is not a format of :mod:`sparsesim.sparse.formats`).
+
 N:M structured sparsity (``n_m_weights``, a sparse tensor core) keeps the broadcast lanes: each lane owns
 whole groups of M channels and issues N slots per group, when the layer's weights follow the pattern (else
 the layer runs dense). Bit-serial PEs (``effectual_terms``, Pragmatic; ``effectual_terms_deltas``, Diffy)
@@ -68,7 +81,8 @@ per cycle is assumed to be available).
 Actions (one per word or per MAC, summed over all PEs):
 ``compute`` MAC performed and charged; ``gated_compute`` MAC whose cycle is spent with its datapath gated
 (zero activation); ``skipped_compute`` MAC never issued; ``input_spad_read`` activation read by a PE;
-``input_spad_metadata_read`` offset read with a zero-free activation; ``weight_spad_read`` weight read for a
+``input_spad_metadata_read`` offset read with a zero-free activation (or with a weight; kernel patterns: one
+pattern id per kernel walked); ``weight_spad_read`` weight read for a
 charged MAC (gating also skips the weight read, as Eyeriss does); ``psum_spad_update`` one accumulation per
 filter lane per cycle of a window; ``activation_add`` one addition of two activations (UCNN's groups);
 ``router_compute`` one MAC of a mixture-of-experts router (not an algorithmic compute of the layer; its
@@ -98,6 +112,12 @@ from sparsesim.sparse.activation_work import (
 from sparsesim.sparse.deltas import delta_outputs, to_fixed_point, window_terms
 from sparsesim.sparse.early_termination import TerminationResult, early_termination
 from sparsesim.sparse.msb_first import MsbFirstResult, msb_first
+from sparsesim.sparse.patterns import (
+    KernelPatterns,
+    filter_order,
+    layer_patterns,
+    pattern_metadata_bits,
+)
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
@@ -110,6 +130,7 @@ OUTPUT_SEQUENTIAL_MODES = (
     "zero_skip_both",
     "zero_skip_weight_vectors",
     "weight_repetition",
+    "kernel_patterns",
 )
 #: Word length of the MSB-first modes' fixed-point activations.
 MSB_FIRST_WORD_BITS = 16
@@ -148,6 +169,10 @@ class PeArray(Component):
         self.early_termination = config.pe.early_termination
         self.n_m = parse_n_m(config.pe.n_m_pattern)
         self.n_m_used = False
+        self.pattern_entries = config.pe.kernel_pattern_entries
+        self.pattern_library_size = config.pe.kernel_pattern_library_size
+        self.patterns: KernelPatterns | None = None
+        self._macs_per_metadata_read = 1
         self.speculative_macs = config.pe.speculative_macs
         self.speculation_threshold = config.pe.speculation_threshold
         self.msb_bits = config.pe.msb_bits
@@ -258,6 +283,10 @@ class PeArray(Component):
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
         self._block_items = {}
         self._repetition = None
+        self._macs_per_metadata_read = 1
+        if self.sparsity == "kernel_patterns":
+            self._prepare_patterns(weights_kcrs, operands.shape[0], geometry, tiling)
+            return
         if self.sparsity == "weight_repetition":
             if tiling.n_channel_blocks != 1:
                 raise SimulationError(
@@ -358,6 +387,41 @@ class PeArray(Component):
             self.count(action, n)
         return TileWork(cycles, actions)
 
+    def _prepare_patterns(self, weights_kcrs, n_windows: int, geometry: ConvGeometry, tiling) -> None:
+        """Kernel patterns: per channel block, each filter's MACs = entries x its connected kernels (the same
+        for every window), the filters in PatDNN's reordered sequence; dense if the layer follows no
+        library of the PE's size."""
+        self.patterns = layer_patterns(weights_kcrs, self.pattern_entries, self.pattern_library_size)
+        if self.patterns is None:  # dense fallback: every kernel, every position, no pattern id
+            per_kernel = geometry.kernel_positions
+            connected = np.ones(weights_kcrs.shape[:2], dtype=bool)
+            order = np.arange(geometry.filters)
+            self._macs_per_metadata_read = 0  # none read
+        else:
+            per_kernel = self.patterns.entries
+            connected = self.patterns.connected
+            order = filter_order(self.patterns)
+            self._macs_per_metadata_read = per_kernel  # one id per kernel walked
+        for start in range(0, geometry.channels, tiling.channels_per_block):
+            stop = min(geometry.channels, start + tiling.channels_per_block)
+            items = connected[order, start:stop].sum(axis=1).astype(np.int64) * per_kernel
+            self._block_items[start] = np.repeat(items[:, None], n_windows, axis=1)
+
+    def kernel_pattern_summary(self) -> dict | None:
+        """For ``kernel_patterns``: whether the layer ran on patterns, its library and metadata bits."""
+        if self.sparsity != "kernel_patterns":
+            return None
+        if self.patterns is None:
+            return {"used": False, "reason": "weights follow no pattern library of the PE's size: ran dense"}
+        return {
+            "used": True,
+            "library_size": len(self.patterns.library),
+            "entries": self.patterns.entries,
+            "kernels": int(self.patterns.pattern_ids.size),
+            "connected_kernels": int(self.patterns.connected.sum()),
+            "metadata_bits": pattern_metadata_bits(self.patterns),
+        }
+
     def _sequential_work(self, tile: Tile) -> TileWork:
         if isinstance(self.termination, MsbFirstResult):
             return self._msb_first_work(tile, self.termination)
@@ -382,7 +446,9 @@ class PeArray(Component):
             "gated_compute": 0,
             "skipped_compute": algorithmic - macs,
             "input_spad_read": macs,
-            "input_spad_metadata_read": macs,
+            "input_spad_metadata_read": macs // self._macs_per_metadata_read
+            if self._macs_per_metadata_read
+            else 0,
             "weight_spad_read": macs,
             "psum_spad_update": int(per_output.sum()),
         }
@@ -602,7 +668,8 @@ def datapath_output(
         operands = im2col(input_chw, geometry, start, stop)
         if sparsity == "none":
             partial = operands @ weight_matrix
-        elif sparsity in ("zero_skip_weights", "n_m_weights"):  # every activation, only the stored weights
+        elif sparsity in ("zero_skip_weights", "n_m_weights", "kernel_patterns"):
+            # every activation, only the stored weights (a pattern's zero weights add exact zeros)
             partial = (sparse_weights_t @ operands.T).T
         elif sparsity == "zero_skip_both":  # only pairs of nonzero weight and nonzero activation
             partial = (scipy.sparse.csr_matrix(operands) @ sparse_weights_t.T).toarray()

@@ -111,6 +111,7 @@ SPARSITY_MODES: tuple[str, ...] = (
     "effectual_terms_deltas",
     "weight_repetition",
     "mixture_of_experts",
+    "kernel_patterns",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -250,7 +251,9 @@ class PeConfig(_Block):
         "effectual_terms_deltas = the same on spatial deltas (Diffy); weight_repetition = activations "
         "sharing a weight value added, then one multiply per unique weight (UCNN); mixture_of_experts = the "
         "layer's filters split into moe_experts experts, a router picks moe_top_k per output pixel and only "
-        "their filters compute and have their weights fetched (MoEfication; lossy, error reported).",
+        "their filters compute and have their weights fetched (MoEfication; lossy, error reported); "
+        "kernel_patterns = each connected kernel issues its pattern's MACs, one pattern id read per kernel "
+        "(PatDNN/PCONV).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -262,6 +265,18 @@ class PeConfig(_Block):
     n_m_pattern: str = _param(
         "2:4",
         "For n_m_weights: at most N nonzero weights in every M input channels; N MACs issued per group of M.",
+    )
+    kernel_pattern_entries: int = _param(
+        4,
+        "For kernel_patterns: MACs issued per connected kernel (positions of every pattern; PatDNN keeps 4 "
+        "of 3x3).",
+        ge=1,
+    )
+    kernel_pattern_library_size: int = _param(
+        8,
+        "For kernel_patterns: patterns the PE's table holds (pattern id = ceil(log2) bits); a layer needing "
+        "more, or with a kernel of more nonzero weights than the entries, runs dense.",
+        ge=1,
     )
     early_termination: str = _param(
         "none",

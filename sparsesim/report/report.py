@@ -249,6 +249,40 @@ class Report:
                 render_table(["layer", "terminated", "MACs saved", "mispredicted", "exact rule sound"], rows)
             )
 
+        patterned = [entry for entry in self.layers if entry.get("kernel_patterns")]
+        if patterned:
+            out.write(
+                "\nkernel patterns (PatDNN: one pattern id per connected kernel; else the layer ran dense)\n"
+            )
+            rows = []
+            for entry in patterned:
+                summary = entry["kernel_patterns"]
+                if not summary["used"]:
+                    rows.append([entry["name"], "no (dense)", "-", "-", "-"])
+                    continue
+                kept_weights = max(1, summary["entries"] * summary["connected_kernels"])
+                rows.append(
+                    [
+                        entry["name"],
+                        f"{summary['library_size']} x {summary['entries']}",
+                        f"{summary['connected_kernels']:,} / {summary['kernels']:,}",
+                        f"{summary['metadata_bits']['total']:,}",
+                        f"{summary['metadata_bits']['total'] / kept_weights:.2f}",
+                    ]
+                )
+            out.write(
+                render_table(
+                    [
+                        "layer",
+                        "patterns x entries",
+                        "connected kernels",
+                        "metadata bits",
+                        "bits per kept weight",
+                    ],
+                    rows,
+                )
+            )
+
         traffic = totals["dram_traffic"]
         out.write("\nDRAM traffic, all layers (in the configured formats vs. uncompressed)\n")
         rows = [

@@ -39,6 +39,7 @@ from dataclasses import replace
 import numpy as np
 
 from sparsesim.errors import SparsesimError, TraceError
+from sparsesim.sparse.patterns import PATTERN_ENTRIES, pattern_prune
 from sparsesim.sparse.structured import coarse_prune_mask, n_m_prune_mask, parse_n_m
 from sparsesim.sparse.weight_repetition import quantize_weights
 from sparsesim.workload.ops import layer_reference, maxpool2x2
@@ -55,6 +56,7 @@ PRUNING_METHODS = (
     "filter",
     "channel",
     "block:G",
+    "pattern:P[:RATE]",
     "quantize:BITS",
 )
 """``"magnitude"``: the smallest-|w| fraction of each layer's weights; ``"magnitude_per_filter"``: the same
@@ -64,9 +66,13 @@ so the sparsity is ``1 - N/M`` (layers whose channel count is not a multiple of 
 ``"filter"``, ``"channel"`` and ``"block:G"`` (Scalpel-like groups of G input channels): the fraction
 ``sparsity`` of those groups with the smallest L1 norm (see
 :func:`sparsesim.sparse.structured.coarse_prune_mask`; a layer whose channels are not a multiple of G
-stays dense); ``"quantize:BITS"`` is no pruning but the other one-shot weight transform of the lecture:
-uniform symmetric quantisation to BITS bits per layer, which exposes weight repetition (UCNN; see
-:func:`sparsesim.sparse.weight_repetition.quantize_weights`; ``sparsity`` must be 0)."""
+stays dense); ``"pattern:P"`` / ``"pattern:P:RATE"`` (PCONV / PatDNN): every kernel keeps 4 positions
+(the centre among them), one of a library of P patterns, then the fraction RATE of the kernels with the
+smallest L2 norm go whole (connectivity pruning); the sparsity of 3x3 layers is ``1 - 4/9 (1 - RATE)``
+(see :func:`sparsesim.sparse.patterns.pattern_prune`); ``"quantize:BITS"`` is no pruning but the other
+one-shot weight transform of the lecture: uniform symmetric quantisation to BITS bits per layer, which
+exposes weight repetition (UCNN; see :func:`sparsesim.sparse.weight_repetition.quantize_weights`;
+``sparsity`` must be 0)."""
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -92,15 +98,49 @@ def _check_parameters(sparsity: float, method: str) -> float:
             )
     elif _coarse(method) is not None:
         pass
+    elif _pattern(method) is not None:
+        implied = pattern_sparsity(method)
+        if abs(value - implied) > PATTERN_SPARSITY_TOLERANCE:
+            raise PruningError(
+                f"{method} prunes {implied:.4f} of the weights of a 3x3 layer; give --sparsity {implied:.4f} "
+                f"or leave it out, got {sparsity!r}"
+            )
     elif _quantize_bits(method) is not None:
         if value != 0.0:
             raise PruningError(f"{method} quantises, it prunes nothing: give sparsity 0, got {sparsity!r}")
     elif method not in PRUNING_METHODS:
         raise PruningError(
             f"unknown pruning method {method!r}; known: magnitude, magnitude_per_filter, or an N:M pattern "
-            "such as 2:4"
+            "such as 2:4, filter, channel, block:G, pattern:P[:RATE], quantize:BITS"
         )
     return value
+
+
+# The sparsity a pattern method implies (1 - 4/9 (1 - RATE)) has no short decimal: 4 decimals suffice.
+PATTERN_SPARSITY_TOLERANCE = 5e-5
+
+
+def _pattern(method: str) -> tuple[int, float] | None:
+    """``(library size P, connectivity RATE)`` for ``pattern:P`` / ``pattern:P:RATE``; else None.
+
+    :class:`PruningError` for a malformed pattern method (P < 1, RATE outside [0, 1))."""
+    if not str(method).startswith("pattern:"):
+        return None
+    match = re.fullmatch(r"pattern:(\d+)(?::(\d*\.?\d+))?", str(method))
+    if not match or int(match[1]) < 1 or not 0.0 <= float(match[2] or 0.0) < 1.0:
+        raise PruningError(
+            f"a pattern method is pattern:P or pattern:P:RATE with a library of P >= 1 patterns and a "
+            f"connectivity pruning rate 0 <= RATE < 1, like pattern:8 or pattern:8:0.5; got {method!r}"
+        )
+    return int(match[1]), float(match[2] or 0.0)
+
+
+def pattern_sparsity(method: str) -> float:
+    """The fraction of a 3x3 layer's weights a ``pattern:P[:RATE]`` method prunes: ``1 - 4/9 (1 - RATE)``."""
+    pattern = _pattern(method)
+    if pattern is None:
+        raise PruningError(f"{method!r} is not a pattern method (pattern:P or pattern:P:RATE)")
+    return 1.0 - PATTERN_ENTRIES / 9 * (1.0 - pattern[1])
 
 
 def _quantize_bits(method: str) -> int | None:
@@ -118,6 +158,14 @@ def _criterion(method: str) -> str:
         return f"{method}: the largest |w| kept in every group of consecutive input channels"
     if _coarse(method) is not None:
         return f"{method}: whole groups of smallest L1 norm; count = round(sparsity * groups per layer)"
+    if _pattern(method) is not None:
+        size, rate = _pattern(method)
+        return (
+            f"{method}: per layer, a library of the {size} most frequent natural {PATTERN_ENTRIES}-entry "
+            "kernel patterns (centre + the 3 largest |w| elsewhere; ties: smaller code); each kernel keeps "
+            f"the library pattern of largest kept L2 norm; then round({rate} * kernels) kernels of smallest "
+            "kept L2 norm removed (connectivity pruning)"
+        )
     return f"{method}: uniform symmetric quantisation, one scale per layer (max |w|); lossy"
 
 
@@ -133,7 +181,7 @@ def _coarse(method: str) -> tuple[str, int] | None:
 
 def _n_m(method: str) -> tuple[int, int] | None:
     """``(N, M)`` if ``method`` is an N:M pattern, else None."""
-    if ":" not in str(method) or str(method).startswith(("block:", "quantize:")):
+    if ":" not in str(method) or str(method).startswith(("block:", "quantize:", "pattern:")):
         return None
     try:
         return parse_n_m(method)
@@ -159,6 +207,12 @@ def pruning_mask(weights: np.ndarray, sparsity: float, method: str = "magnitude"
         if weights.ndim != 4 or weights.shape[1] % coarse[1]:
             return np.zeros(weights.shape, dtype=bool)  # no whole blocks: the layer stays dense
         return coarse_prune_mask(weights, sparsity, coarse[0], coarse[1])
+    kernel_patterns = _pattern(method)
+    if kernel_patterns is not None:
+        weights = np.asarray(weights)
+        if weights.ndim != 4:
+            return np.zeros(weights.shape, dtype=bool)  # no kernels: the layer stays dense
+        return pattern_prune(weights, kernel_patterns[0], kernel_patterns[1]).mask
     pattern = _n_m(method)
     if pattern is not None:
         weights = np.asarray(weights)
@@ -341,6 +395,11 @@ def prune_trace(
             "zero_weights_before": int(weights.size - np.count_nonzero(dense.weights)),
             "zero_weights_after": int(weights.size - np.count_nonzero(weights)),
         }
+        if _pattern(method) is not None and weights.ndim == 4:
+            # The library, as 0/1 rows of R*S positions (C order), and the kernels left connected.
+            patterns = pattern_prune(dense.weights, *_pattern(method)).patterns
+            per_layer[dense.name]["pattern_library"] = patterns.library.astype(int).tolist()
+            per_layer[dense.name]["connected_kernels"] = int(patterns.connected.sum())
         if dense.name in wanted:
             stored.append(pruned)
         logger.info(
@@ -400,6 +459,9 @@ def prune_trace(
             name = f"{source.name}_{method.replace(':', 'of')}"
         elif _coarse(method) is not None:
             name = f"{source.name}_{method.replace(':', '')}_pruned{int(round(sparsity * 100))}"
+        elif _pattern(method) is not None:
+            size, rate = _pattern(method)
+            name = f"{source.name}_pattern{size}" + (f"_connectivity{int(round(rate * 100))}" if rate else "")
         elif _quantize_bits(method) is not None:
             name = f"{source.name}_{_quantize_bits(method)}bit"
     save_trace(out, name, provenance, stored)
