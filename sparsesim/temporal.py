@@ -49,8 +49,8 @@ from sparsesim.sparse.motion import (
     rf_tile_counts,
     warp_activation,
 )
+from sparsesim.workload.chain import check_chain, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from sparsesim.workload.pruning import _check_chain, _to_float16
 
 __all__ = [
     "FRAMES_REPORT_SCHEMA_VERSION",
@@ -96,7 +96,7 @@ def _target_geometry(sequence, target: str) -> dict:
         )
     if any(layer.op != "conv2d" for layer in layers):
         raise SimulationError("temporal reuse needs a chain of conv2d layers (an image input)")
-    pools = _check_chain(frame, layers)
+    pools = check_chain(frame, layers)
     index = names.index(target)
     ops = []
     for position, layer in enumerate(layers[: index + 1]):
@@ -147,7 +147,7 @@ def _run_suffix(hw, frame, geometry, predicted_input, energy_table) -> tuple[lis
         output = ran.output
         if position < len(pools):
             carried = maxpool2x2(ran.output) if pools[position] else ran.output
-            activations = _to_float16(carried, f"predicted layer {ran.name!r} output")
+            activations = to_float16(carried, f"predicted layer {ran.name!r} output")
     return entries, output
 
 
@@ -161,7 +161,7 @@ def _suffix_reference(frame, geometry, stored: np.ndarray) -> np.ndarray:
         ran = dataclasses.replace(layers[position], input=activations)
         output = layer_reference(ran).astype(np.float32)
         if position < len(pools):
-            activations = _to_float16(maxpool2x2(output) if pools[position] else output, "suffix output")
+            activations = to_float16(maxpool2x2(output) if pools[position] else output, "suffix output")
     return output
 
 
@@ -220,7 +220,7 @@ def simulate_frames(hw, sequence) -> FramesReport:
                 stored, field.vectors_pixels, geometry["stride_pixels"], temporal.interpolation
             )
             unit.warp(warp)
-            predicted = _to_float16(warp.output, f"frame {number}: warped target activation")
+            predicted = to_float16(warp.output, f"frame {number}: warped target activation")
             layers, output = _run_suffix(hw, frame, geometry, predicted, energy_table)
             unmoved_output = _suffix_reference(frame, geometry, stored)
             # Away from the borders (the receptive field plus the largest vector), a whole-stride pan is

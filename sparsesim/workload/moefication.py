@@ -42,8 +42,8 @@ from sparsesim.sparse.moe import (
     router_scores,
     top_k_experts,
 )
+from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from sparsesim.workload.pruning import _check_chain, _manifest_sha256, _to_float16
 from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
 
 __all__ = ["MoeficationError", "layer_operands", "moefy_layer", "moefy_trace"]
@@ -141,8 +141,8 @@ def moefy_trace(
             f"known layers: {', '.join(names)}"
         )
     chain = source.layers[: max(names.index(n) for n in wanted) + 1]
-    manifest_sha256 = _manifest_sha256(source)
-    pools = _check_chain(source, chain)
+    manifest_sha256 = source_manifest_sha256(source)
+    pools = check_chain(source, chain)
 
     stored, per_layer = [], {}
     activations = chain[0].input
@@ -164,7 +164,7 @@ def moefy_trace(
             stored.append(layer)
         if index < len(pools):
             carried = maxpool2x2(layer.output) if pools[index] else layer.output
-            activations = _to_float16(carried, f"MoE layer {dense.name!r} output")
+            activations = to_float16(carried, f"MoE layer {dense.name!r} output")
 
     out = os.fspath(out_dir)
     command = f"sparsesim make-trace moefy {source.path} {out} --experts {experts} --top-k {top_k}"

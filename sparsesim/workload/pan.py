@@ -36,8 +36,8 @@ import numpy as np
 
 from sparsesim.errors import SparsesimError, TraceError
 from sparsesim.files import write_atomic
+from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from sparsesim.workload.pruning import _check_chain, _manifest_sha256, _to_float16
 from sparsesim.workload.trace import Trace, load_trace, save_trace
 
 __all__ = ["FRAMES_FORMAT", "FrameSequence", "PanError", "load_frames", "make_pan_frames", "pan_windows"]
@@ -128,8 +128,8 @@ def make_pan_frames(
     chain = src.layers[: names.index(last_layer) + 1]
     if chain[0].op != "conv2d":
         raise TraceError(f"{src.path}: a pan needs an image input (a conv2d first layer), got {chain[0].op}")
-    pools = _check_chain(src, chain)
-    manifest_sha256 = _manifest_sha256(src)
+    pools = check_chain(src, chain)
+    manifest_sha256 = source_manifest_sha256(src)
     granule = 2 ** sum(pools)
     height, width = (int(v) for v in size)
     if height % granule or width % granule:
@@ -183,7 +183,7 @@ def make_pan_frames(
             stored.append(ran)
             if position < len(pools):
                 carried = maxpool2x2(ran.output) if pools[position] else ran.output
-                activations = _to_float16(carried, f"frame {index} layer {layer.name!r} output")
+                activations = to_float16(carried, f"frame {index} layer {layer.name!r} output")
         provenance = copy.deepcopy(src.provenance)
         provenance["pan"] = {**pan, "frame": index, "window_top_left": [top, left]}
         directory = f"frame_{index:03d}"

@@ -28,8 +28,6 @@ from a longer network) stay dense, and the provenance says so.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import os
 import re
@@ -42,8 +40,9 @@ from sparsesim.errors import SparsesimError, TraceError
 from sparsesim.sparse.patterns import PATTERN_ENTRIES, pattern_prune
 from sparsesim.sparse.structured import coarse_prune_mask, n_m_prune_mask, parse_n_m
 from sparsesim.sparse.weight_repetition import quantize_weights
+from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace, save_trace
+from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
 
 __all__ = ["PRUNING_METHODS", "PruningError", "prune_trace", "prune_weights", "pruning_mask"]
 
@@ -73,8 +72,6 @@ smallest L2 norm go whole (connectivity pruning); the sparsity of 3x3 layers is 
 one-shot weight transform of the lecture: uniform symmetric quantisation to BITS bits per layer, which
 exposes weight repetition (UCNN; see :func:`sparsesim.sparse.weight_repetition.quantize_weights`;
 ``sparsity`` must be 0)."""
-
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class PruningError(SparsesimError, ValueError):
@@ -258,82 +255,6 @@ def prune_weights(weights: np.ndarray, sparsity: float, method: str = "magnitude
     return pruned
 
 
-def _to_float16(array: np.ndarray, what: str) -> np.ndarray:
-    """``array`` rounded to float16, returned as float32; :class:`TraceError` if a value overflows."""
-    peak = float(np.max(np.abs(array))) if array.size else 0.0
-    if peak > _FLOAT16_MAX:
-        raise TraceError(f"{what}: max |value| {peak} overflows float16 (max {_FLOAT16_MAX})")
-    return np.asarray(array).astype(np.float16).astype(np.float32)
-
-
-def _chain_step(trace: Trace, previous: Layer, layer: Layer) -> bool:
-    """Whether the network max-pools between ``previous`` and ``layer`` (False: the output goes straight
-    on). :class:`TraceError` if the shapes are neither the same nor halved."""
-    out_shape, in_shape = tuple(previous.output.shape), tuple(layer.input.shape)
-    if in_shape == out_shape:
-        return False
-    if (
-        len(out_shape) == 3
-        and len(in_shape) == 3
-        and in_shape[0] == out_shape[0]
-        and out_shape[1] >= 2
-        and out_shape[2] >= 2
-        and in_shape[1:] == (out_shape[1] // 2, out_shape[2] // 2)
-    ):
-        return True
-    raise TraceError(
-        f"{trace.path}: cannot re-chain trace {trace.name!r}: layer {layer.name!r} has input shape "
-        f"{list(in_shape)} but the previous layer {previous.name!r} outputs {list(out_shape)}; only the same "
-        "shape or a 2x2 max-pool (same C, half H and W) can link consecutive layers"
-    )
-
-
-def _check_chain(trace: Trace, layers: Sequence[Layer]) -> list[bool]:
-    """Check that ``layers`` are consecutive layers of one network, exactly: each input is float16 of the
-    previous stored output, max-pooled where the shapes halve. Returns, per link, whether it pools."""
-    pools = []
-    for previous, layer in zip(layers[:-1], layers[1:], strict=True):
-        pool = _chain_step(trace, previous, layer)
-        carried = maxpool2x2(previous.output) if pool else previous.output
-        expected = _to_float16(carried, f"{trace.path}: layer {previous.name!r} output")
-        if not np.array_equal(expected, layer.input):
-            differ = int(np.count_nonzero(expected != layer.input))
-            raise TraceError(
-                f"{trace.path}: cannot re-chain trace {trace.name!r}: layer {layer.name!r}'s input is not "
-                f"float16 of layer {previous.name!r}'s output{' max-pooled 2x2' if pool else ''} "
-                f"({differ} of {layer.input.size} values differ), so the layers are not consecutive layers "
-                "of one network; pruning needs the whole chain from the trace's first layer (a trace made "
-                "or loaded with a selection of layers that skips some cannot be re-chained)"
-            )
-        pools.append(pool)
-    return pools
-
-
-def _manifest_sha256(trace: Trace) -> str:
-    """sha256 of the source trace's manifest on disk, after checking that ``trace`` is (a prefix of) it."""
-    manifest_path = os.path.join(trace.path, MANIFEST_NAME)
-    try:
-        with open(manifest_path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise TraceError(
-            f"{manifest_path}: cannot read the source trace's manifest (needed for the provenance): {exc}"
-        ) from None
-    try:
-        manifest = json.loads(data.decode("utf-8"))
-        names = [entry["name"] for entry in manifest["layers"]]
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
-        raise TraceError(f"{manifest_path}: not a readable trace manifest: {exc}") from None
-    have = [layer.name for layer in trace.layers]
-    if manifest.get("name") != trace.name or names[: len(have)] != have:
-        raise TraceError(
-            f"{trace.path}: trace {trace.name!r} with layers {have} is not the first layers of the trace on "
-            f"disk ({manifest.get('name')!r}: {names}); pruning re-runs the network from the trace's first "
-            "layer, so load the whole trace (load_trace(path) without layers=)"
-        )
-    return hashlib.sha256(data).hexdigest()
-
-
 def prune_trace(
     trace: Trace | str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -380,8 +301,8 @@ def prune_trace(
         )
     last = max(names.index(n) for n in wanted)
     chain = source.layers[: last + 1]
-    manifest_sha256 = _manifest_sha256(source)
-    pools = _check_chain(source, chain)
+    manifest_sha256 = source_manifest_sha256(source)
+    pools = check_chain(source, chain)
 
     stored: list[Layer] = []
     per_layer = {}
@@ -412,7 +333,7 @@ def prune_trace(
         )
         if index < len(pools):
             carried = maxpool2x2(pruned.output) if pools[index] else pruned.output
-            activations = _to_float16(carried, f"pruned layer {dense.name!r} output")
+            activations = to_float16(carried, f"pruned layer {dense.name!r} output")
 
     out = os.fspath(out_dir)
     command = f"sparsesim make-trace prune {source.path} {out} --sparsity {sparsity!r}"

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sparsesim.errors import TraceError
+from sparsesim.workload.chain import to_float16
 from sparsesim.workload.ops import conv2d_reference, maxpool2x2, relu
 from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
 
@@ -215,17 +216,6 @@ def preprocess_image(image: str = "china.jpg", height: int = 112, width: int = 1
     return np.ascontiguousarray(bgr.transpose(2, 0, 1))
 
 
-def _to_float16(array: np.ndarray, what: str) -> np.ndarray:
-    """``array`` rounded to float16 (returned as float32); :class:`TraceError` if a value overflows."""
-    peak = float(np.max(np.abs(array)))
-    if peak > _FLOAT16_MAX:
-        raise TraceError(f"{what}: max |value| {peak} overflows float16 (max {_FLOAT16_MAX})")
-    rounded = np.asarray(array).astype(np.float16)
-    if not np.all(np.isfinite(rounded)):
-        raise TraceError(f"{what}: values overflow float16 (max {_FLOAT16_MAX})")
-    return rounded.astype(np.float32)
-
-
 def make_vgg16_hed_trace(
     out_dir: str | os.PathLike,
     image: str = "china.jpg",
@@ -279,17 +269,17 @@ def make_vgg16_hed_trace(
 
     src_h, src_w = load_sample_image(image).shape[:2]
     top, left, crop_h, crop_w = _center_crop_box(src_h, src_w, height, width)
-    activations = _to_float16(preprocess_image(image, height, width), f"{image} after preprocessing")
+    activations = to_float16(preprocess_image(image, height, width), f"{image} after preprocessing")
     stored = []
     for name in VGG16_CONV_LAYERS[: last + 1]:
         kernel, bias = params[name]
-        weights = _to_float16(kernel, f"{name} weights")
+        weights = to_float16(kernel, f"{name} weights")
         output = relu(conv2d_reference(activations, weights, bias, stride=1, padding=1)).astype(np.float32)
         if name in wanted:
             stored.append(Layer(name, "conv2d", activations, weights, bias, output, 1, 1, "relu"))
             logger.info("%s: input density %.4f", name, np.count_nonzero(activations) / activations.size)
         following = maxpool2x2(output) if name in _POOL_AFTER else output
-        activations = _to_float16(following, f"{name} output")
+        activations = to_float16(following, f"{name} output")
 
     out = os.fspath(out_dir)
     stem = os.path.splitext(image)[0]
