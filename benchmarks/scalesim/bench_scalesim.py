@@ -72,9 +72,7 @@ def make_scalesim_venv(where: Path) -> str:
     print(f"creating a throwaway venv for SCALE-Sim in {where} ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
     python = str(where / "bin" / "python")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "scalesim==3.0.0", "numpy<2.4"], check=True
-    )
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "scalesim==3.0.0", "numpy<2.4"], check=True)
     return python
 
 
@@ -83,21 +81,23 @@ def read_scalesim(report_dir: Path) -> list[dict[str, int]]:
         with open(report_dir / name) as handle:
             table = list(csv.reader(handle))
         header = [cell.strip() for cell in table[0]]
-        return [dict(zip(header, (cell.strip() for cell in row))) for row in table[1:] if row]
+        return [dict(zip(header, (cell.strip() for cell in row), strict=False)) for row in table[1:] if row]
 
     layers = []
-    for comp, det in zip(rows("COMPUTE_REPORT.csv"), rows("DETAILED_ACCESS_REPORT.csv")):
+    for comp, det in zip(rows("COMPUTE_REPORT.csv"), rows("DETAILED_ACCESS_REPORT.csv"), strict=True):
         total, stall = int(comp["Total Cycles"]), int(comp["Stall Cycles"])
-        layers.append({
-            "compute_cycles": total - stall,
-            "stall_cycles": stall,
-            "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
-            "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
-            "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
-            "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
-            "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
-            "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
-        })
+        layers.append(
+            {
+                "compute_cycles": total - stall,
+                "stall_cycles": stall,
+                "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
+                "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
+                "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
+                "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
+                "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
+                "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
+            }
+        )
     return layers
 
 
@@ -108,6 +108,11 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=0, help="only the first N layers (0: all)")
     parser.add_argument("--scalesim-python", help="python of an environment with scalesim==3.0.0")
     parser.add_argument("--keep-venv", help="create SCALE-Sim's venv here and keep it")
+    parser.add_argument(
+        "--save-scalesim",
+        metavar="FILE",
+        help="also write SCALE-Sim's per-layer numbers as JSON",
+    )
     args = parser.parse_args()
     dataflows = args.dataflow or ["ws", "os", "is"]
 
@@ -123,6 +128,7 @@ def main() -> int:
         layout.write_text("Layer name,\n")  # SCALE-Sim 3.0.0 opens a layout file even when unused
 
         summary = []
+        recorded = {}
         failed = False
         for dataflow in dataflows:
             cfg = HERE / f"resnet18_32x32_{dataflow}.cfg"
@@ -134,36 +140,82 @@ def main() -> int:
             print(f"{dataflow.upper()}: sparsesim ...", flush=True)
             ours_json = work / f"sparsesim_{dataflow}.json"
             ours_wall, ours_mib = run_measured(
-                [sys.executable, "-m", "sparsesim", "systolic", str(cfg), str(topology), "--json", str(ours_json)],
+                [sys.executable, "-m", "sparsesim", "systolic", str(cfg), str(topology)]
+                + ["--json", str(ours_json)],
                 work / f"sparsesim_{dataflow}.log",
             )
             theirs = read_scalesim(work / "scalesim" / f"resnet18_32x32_{dataflow}")
+            recorded[dataflow] = theirs
             ours = json.loads(ours_json.read_text())["layers"]
             mismatches = []
             if len(theirs) != len(ours):
                 mismatches.append(f"{len(theirs)} layers in SCALE-Sim, {len(ours)} in sparsesim")
-            for index, (a, b) in enumerate(zip(theirs, ours)):
+            for index, (a, b) in enumerate(zip(theirs, ours, strict=False)):
                 for field in FIELDS:
                     if a[field] != b[field]:
-                        mismatches.append(f"layer {index} {b['layer']}: {field} SCALE-Sim {a[field]}, "
-                                          f"sparsesim {b[field]}")
+                        mismatches.append(
+                            f"layer {index} {b['layer']}: {field} SCALE-Sim {a[field]}, sparsesim {b[field]}"
+                        )
             failed |= bool(mismatches)
             for line in mismatches:
                 print("  MISMATCH", line)
             cycles = sum(layer["compute_cycles"] for layer in ours)
-            summary.append((dataflow, len(ours), len(ours) - len({m.split(':')[0] for m in mismatches}),
-                            cycles, scale_wall, scale_mib, ours_wall, ours_mib))
+            summary.append(
+                (
+                    dataflow,
+                    len(ours),
+                    len(ours) - len({m.split(":")[0] for m in mismatches}),
+                    cycles,
+                    scale_wall,
+                    scale_mib,
+                    ours_wall,
+                    ours_mib,
+                )
+            )
 
-        print("\nResNet-18, 32x32 array, dense, CALC mode: per-layer numbers "
-              f"({', '.join(FIELDS)})")
-        header = ("df", "layers identical", "cycles", "SCALE-Sim s", "SCALE-Sim MiB", "sparsesim s",
-                  "sparsesim MiB", "time ratio", "memory ratio")
+        print(f"\nResNet-18, 32x32 array, dense, CALC mode: per-layer numbers ({', '.join(FIELDS)})")
+        header = (
+            "df",
+            "layers identical",
+            "cycles",
+            "SCALE-Sim s",
+            "SCALE-Sim MiB",
+            "sparsesim s",
+            "sparsesim MiB",
+            "time ratio",
+            "memory ratio",
+        )
         print("  ".join(f"{h:>14}" for h in header))
         for df, n, same, cycles, s_wall, s_mib, o_wall, o_mib in summary:
-            cells = (df.upper(), f"{same}/{n}", str(cycles), f"{s_wall:.1f}", f"{s_mib:.0f}", f"{o_wall:.2f}",
-                     f"{o_mib:.0f}", f"{s_wall / o_wall:.0f}x", f"1/{s_mib / o_mib:.0f}")
+            cells = (
+                df.upper(),
+                f"{same}/{n}",
+                str(cycles),
+                f"{s_wall:.1f}",
+                f"{s_mib:.0f}",
+                f"{o_wall:.2f}",
+                f"{o_mib:.0f}",
+                f"{s_wall / o_wall:.0f}x",
+                f"1/{s_mib / o_mib:.0f}",
+            )
             print("  ".join(f"{c:>14}" for c in cells))
         print("identical cycles and counts: " + ("NO" if failed else "yes"))
+        if args.save_scalesim:
+            query = "import importlib.metadata as m; print(m.version('scalesim'), m.version('numpy'))"
+            version = subprocess.run([python, "-c", query], capture_output=True, text=True).stdout.split()
+            Path(args.save_scalesim).write_text(
+                json.dumps(
+                    {
+                        "producer": f"SCALE-Sim {version[0]} (numpy {version[1]}), Python API, traces off",
+                        "command": "python benchmarks/scalesim/bench_scalesim.py --save-scalesim FILE",
+                        "topology": Path(args.topology).name,
+                        "configs": {df: f"resnet18_32x32_{df}.cfg" for df in recorded},
+                        "layers": recorded,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
         return 1 if failed else 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -85,7 +85,7 @@ def read_report(path: str) -> list[dict[str, str]]:
     with open(path) as handle:
         rows = list(csv.reader(handle))
     header = [cell.strip() for cell in rows[0] if cell.strip()]
-    return [dict(zip(header, [cell.strip() for cell in row])) for row in rows[1:] if row]
+    return [dict(zip(header, [cell.strip() for cell in row], strict=False)) for row in rows[1:] if row]
 
 
 def main(out_path: str) -> None:
@@ -106,35 +106,54 @@ def main(out_path: str) -> None:
                 run_name = f"{array_name}_{dataflow}"
                 cfg = os.path.join(work, run_name + ".cfg")
                 with open(cfg, "w") as handle:
-                    handle.write(CFG.format(run_name=run_name, rows=rows, cols=cols, ifmap_kb=ifmap_kb,
-                                            filter_kb=filter_kb, ofmap_kb=ofmap_kb, dataflow=dataflow))
+                    handle.write(
+                        CFG.format(
+                            run_name=run_name,
+                            rows=rows,
+                            cols=cols,
+                            ifmap_kb=ifmap_kb,
+                            filter_kb=filter_kb,
+                            ofmap_kb=ofmap_kb,
+                            dataflow=dataflow,
+                        )
+                    )
                 with contextlib.redirect_stdout(io.StringIO()):
-                    sim = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topology,
-                                   layout=layout)
+                    sim = scalesim(
+                        save_disk_space=True, verbose=False, config=cfg, topology=topology, layout=layout
+                    )
                     sim.run_scale(top_path=work)
                 compute = read_report(os.path.join(work, run_name, "COMPUTE_REPORT.csv"))
                 detail = read_report(os.path.join(work, run_name, "DETAILED_ACCESS_REPORT.csv"))
                 layers = []
-                for layer, comp, det in zip(LAYERS, compute, detail):
+                for layer, comp, det in zip(LAYERS, compute, detail, strict=True):
                     total = int(comp["Total Cycles"])
                     stall = int(comp["Stall Cycles"])
-                    layers.append({
-                        "layer": layer[0],
-                        "total_cycles": total,
-                        "stall_cycles": stall,
-                        "compute_cycles": total - stall,
-                        "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
-                        "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
-                        "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
-                        "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
-                        "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
-                        "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
-                    })
-                cases.append({
-                    "array": array_name, "rows": rows, "cols": cols, "ifmap_sram_kb": ifmap_kb,
-                    "filter_sram_kb": filter_kb, "ofmap_sram_kb": ofmap_kb, "dataflow": dataflow,
-                    "layers": layers,
-                })
+                    layers.append(
+                        {
+                            "layer": layer[0],
+                            "total_cycles": total,
+                            "stall_cycles": stall,
+                            "compute_cycles": total - stall,
+                            "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
+                            "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
+                            "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
+                            "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
+                            "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
+                            "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
+                        }
+                    )
+                cases.append(
+                    {
+                        "array": array_name,
+                        "rows": rows,
+                        "cols": cols,
+                        "ifmap_sram_kb": ifmap_kb,
+                        "filter_sram_kb": filter_kb,
+                        "ofmap_sram_kb": ofmap_kb,
+                        "dataflow": dataflow,
+                        "layers": layers,
+                    }
+                )
                 print(run_name, "done", file=sys.stderr)
     import numpy
     import scalesim
@@ -142,9 +161,26 @@ def main(out_path: str) -> None:
     data = {
         "producer": "SCALE-Sim " + getattr(scalesim, "__version__", "3.0.0") + ", numpy " + numpy.__version__,
         "command": "python benchmarks/scalesim/record_golden.py tests/systolic/scalesim_golden.json"
-                   "  (in a venv with scalesim==3.0.0 'numpy<2.4')",
-        "topology": [dict(zip(["name", "ifmap_height", "ifmap_width", "filter_height", "filter_width",
-                               "channels", "num_filters", "stride"], layer)) for layer in LAYERS],
+        "  (in a venv with scalesim==3.0.0 'numpy<2.4')",
+        "topology": [
+            dict(
+                zip(
+                    [
+                        "name",
+                        "ifmap_height",
+                        "ifmap_width",
+                        "filter_height",
+                        "filter_width",
+                        "channels",
+                        "num_filters",
+                        "stride",
+                    ],
+                    layer,
+                    strict=True,
+                )
+            )
+            for layer in LAYERS
+        ],
         "cases": cases,
     }
     with open(out_path, "w") as handle:

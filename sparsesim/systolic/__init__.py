@@ -85,12 +85,34 @@ class SystolicReport:
 
     def render(self) -> str:
         """A terminal table: one row per layer, then the totals."""
-        header = ("layer", "compute", "stall", "ifmap_sram_rd", "filter_sram_rd", "ofmap_sram_wr",
-                  "ifmap_dram_rd", "filter_dram_rd", "ofmap_dram_wr")
+        header = (
+            "layer",
+            "compute",
+            "stall",
+            "ifmap_sram_rd",
+            "filter_sram_rd",
+            "ofmap_sram_wr",
+            "ifmap_dram_rd",
+            "filter_dram_rd",
+            "ofmap_dram_wr",
+        )
         keys = header[1:]
-        attr = dict(zip(keys, ("compute_cycles", "stall_cycles", "ifmap_sram_reads", "filter_sram_reads",
-                               "ofmap_sram_writes", "ifmap_dram_reads", "filter_dram_reads",
-                               "ofmap_dram_writes")))
+        attr = dict(
+            zip(
+                keys,
+                (
+                    "compute_cycles",
+                    "stall_cycles",
+                    "ifmap_sram_reads",
+                    "filter_sram_reads",
+                    "ofmap_sram_writes",
+                    "ifmap_dram_reads",
+                    "filter_dram_reads",
+                    "ofmap_dram_writes",
+                ),
+                strict=True,
+            )
+        )
         rows = [[layer.layer] + [str(getattr(layer, attr[key])) for key in keys] for layer in self.layers]
         totals = self.totals
         rows.append(["TOTAL"] + [str(totals[attr[key]]) for key in keys])
@@ -102,8 +124,11 @@ class SystolicReport:
             f"(SCALE-Sim 3.0.0 CALC model; cycles = SCALE-Sim's Total Cycles minus Stall Cycles)",
         ]
         for row in [list(header), *rows]:
-            lines.append("  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i])
-                                   for i, cell in enumerate(row)))
+            lines.append(
+                "  ".join(
+                    cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
+                )
+            )
         return "\n".join(lines) + "\n"
 
 

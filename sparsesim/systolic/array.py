@@ -107,7 +107,9 @@ def fold_plan(config: SystolicArrayConfig, layer: ConvShape) -> FoldPlan:
     rows, cols = config.array_rows, config.array_cols
     sr, sc, t = {"ws": (k, n, m), "os": (m, n, k), "is": (k, m, n)}[config.dataflow]
     fill = rows if config.dataflow == "os" else 2 * rows  # os: SCALE-Sim 3.0.0's code (v3 issue 4)
-    return FoldPlan(config.dataflow, sr, sc, t, math.ceil(sr / rows), math.ceil(sc / cols), fill + cols + t - 2)
+    return FoldPlan(
+        config.dataflow, sr, sc, t, math.ceil(sr / rows), math.ceil(sc / cols), fill + cols + t - 2
+    )
 
 
 def _fold_spans(total: int, width: int) -> list[tuple[int, int]]:
@@ -184,7 +186,8 @@ def _dram_reads_in_order(config: SystolicArrayConfig, layer: ConvShape, plan: Fo
     k, n = layer.window_size, layer.num_filters
     if operand == "ifmap":
         counter = EpochReadCounter(
-            read_epoch_capacity(config.ifmap_sram_bytes), layer.ifmap_height * layer.ifmap_width * layer.channels
+            read_epoch_capacity(config.ifmap_sram_bytes),
+            layer.ifmap_height * layer.ifmap_width * layer.channels,
         )
     else:
         counter = EpochReadCounter(read_epoch_capacity(config.filter_sram_bytes), k * n)

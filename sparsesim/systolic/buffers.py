@@ -114,7 +114,9 @@ def simulate_write_buffer(writes_per_cycle: np.ndarray, sram_words: int, line_wo
 
     def fill_of(line: int) -> int:
         index = bisect.bisect_right(segment_first_lines, line) - 1
-        next_first = segment_first_lines[index + 1] if index + 1 < len(segment_first_lines) else state["lines"]
+        next_first = (
+            segment_first_lines[index + 1] if index + 1 < len(segment_first_lines) else state["lines"]
+        )
         return segment_last_fill[index] if line == next_first - 1 else line_words
 
     def drain() -> tuple[int, int]:

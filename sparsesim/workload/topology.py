@@ -101,7 +101,7 @@ def _parse_row(cells: list[str], where: str) -> list[ConvShape]:
     if not name:
         raise TraceError(f"{where}: the layer name is empty")
     values = []
-    for column, text in zip(_COLUMNS, cells[1:8]):
+    for column, text in zip(_COLUMNS, cells[1:8], strict=True):
         try:
             value = int(text)
         except ValueError:
@@ -127,7 +127,9 @@ def _parse_row(cells: list[str], where: str) -> list[ConvShape]:
             ) from None
     if "DP" in name:
         return [
-            ConvShape(f"{name}Channel_{index}", ifmap_h, ifmap_w, filter_h, filter_w, 1, filters, stride, ratio)
+            ConvShape(
+                f"{name}Channel_{index}", ifmap_h, ifmap_w, filter_h, filter_w, 1, filters, stride, ratio
+            )
             for index in range(channels)
         ]
     return [ConvShape(name, ifmap_h, ifmap_w, filter_h, filter_w, channels, filters, stride, ratio)]
