@@ -46,6 +46,7 @@ per MAC.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
@@ -167,55 +168,65 @@ def ifmap_addresses(layer: ConvShape, pixel: np.ndarray, position: np.ndarray) -
     return np.where(inside, (row * layer.ifmap_width + col) * layer.channels + channel, -1)
 
 
-def _skewed_order(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(i, j)`` of a ``height x width`` block in the order a skewed stream reads them: lane ``j``
-    takes element ``(i, j)`` at cycle ``i + j``; within a cycle, lanes in order."""
-    i, j = np.indices((height, width))
-    order = np.argsort(((i + j) * width + j).ravel(), kind="stable")
-    return i.ravel()[order], j.ravel()[order]
+@functools.lru_cache(maxsize=32)
+def _block_order(kind: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(i, j)`` of a ``height x width`` block's elements, in the order the array demands them.
 
-
-def _flipped_order(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a block pushed in bottom row first, one row per cycle (a stationary operand's load)."""
+    ``skewed``: lane ``j`` takes element ``(i, j)`` at cycle ``i + j`` (an operand streaming through the
+    array); ``flipped``: the block is pushed in bottom row first, one row per cycle (a stationary
+    operand's load). Within a cycle, lanes in order. Blocks repeat fold after fold, hence the cache.
+    """
     i, j = np.indices((height, width))
-    return i[::-1].ravel(), j[::-1].ravel()
+    if kind == "skewed":
+        order = np.argsort(((i + j) * width + j).ravel(), kind="stable")
+        i, j = i.ravel()[order], j.ravel()[order]
+    else:
+        i, j = i[::-1].ravel(), j[::-1].ravel()
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def _dram_reads_in_order(config: SystolicArrayConfig, layer: ConvShape, plan: FoldPlan, operand: str) -> int:
-    """DRAM reads of the ifmap or filter buffer, feeding its demand stream fold by fold."""
-    k, n = layer.window_size, layer.num_filters
+    """DRAM reads of the ifmap or filter buffer, feeding its demand stream fold by fold.
+
+    Ifmap words are gathered from the layer's ``M x K`` matrix of addresses (-1 past the input edge); a
+    filter word's address is its index ``n * K + k`` in the filter matrix.
+    """
+    m, n, k = layer.ofmap_pixels, layer.num_filters, layer.window_size
     if operand == "ifmap":
-        counter = EpochReadCounter(
-            read_epoch_capacity(config.ifmap_sram_bytes),
-            layer.ifmap_height * layer.ifmap_width * layer.channels,
-        )
+        words = config.ifmap_sram_bytes
+        space = layer.ifmap_height * layer.ifmap_width * layer.channels
+        matrix = ifmap_addresses(layer, np.arange(m)[:, None], np.arange(k)[None, :]).ravel()
     else:
-        counter = EpochReadCounter(read_epoch_capacity(config.filter_sram_bytes), k * n)
-    rows, cols = config.array_rows, config.array_cols
-    for c0, cw in _fold_spans(plan.spatial_cols, cols):
-        for r0, rh in _fold_spans(plan.spatial_rows, rows):
+        words, space, matrix = config.filter_sram_bytes, k * n, None
+    counter = EpochReadCounter(read_epoch_capacity(words), space)
+    for c0, cw in _fold_spans(plan.spatial_cols, config.array_cols):
+        for r0, rh in _fold_spans(plan.spatial_rows, config.array_rows):
             if plan.dataflow == "ws":
-                if operand == "ifmap":  # pixels stream down the time axis, window positions on the rows
-                    t, lane = _skewed_order(plan.temporal, rh)
-                    addresses = ifmap_addresses(layer, t, r0 + lane)
-                else:  # the filter block is loaded bottom row first
-                    i, j = _flipped_order(rh, cw)
-                    addresses = (c0 + j) * k + r0 + i
+                if operand == "ifmap":  # pixels stream in time, window positions across the rows
+                    t, lane = _block_order("skewed", m, rh)
+                    index = t * k + r0 + lane
+                else:  # the (window positions x filters) block is loaded
+                    i, j = _block_order("flipped", rh, cw)
+                    index = (c0 + j) * k + r0 + i
             elif plan.dataflow == "os":
-                if operand == "ifmap":
-                    t, lane = _skewed_order(k, rh)
-                    addresses = ifmap_addresses(layer, r0 + lane, t)
-                else:
-                    t, lane = _skewed_order(k, cw)
-                    addresses = (c0 + lane) * k + t
-            else:  # is
-                if operand == "ifmap":
-                    i, j = _flipped_order(rh, cw)
-                    addresses = ifmap_addresses(layer, c0 + j, r0 + i)
-                else:
-                    t, lane = _skewed_order(n, rh)
-                    addresses = t * k + r0 + lane
-            counter.feed(addresses[addresses >= 0])
+                if operand == "ifmap":  # window positions stream in time, pixels across the rows
+                    t, lane = _block_order("skewed", k, rh)
+                    index = (r0 + lane) * k + t
+                else:  # window positions stream in time, filters across the columns
+                    t, lane = _block_order("skewed", k, cw)
+                    index = (c0 + lane) * k + t
+            elif operand == "ifmap":  # is: the (window positions x pixels) block is loaded
+                i, j = _block_order("flipped", rh, cw)
+                index = (c0 + j) * k + r0 + i
+            else:  # is: filters stream in time, window positions across the rows
+                t, lane = _block_order("skewed", n, rh)
+                index = t * k + r0 + lane
+            if matrix is None:
+                counter.feed(index)
+            else:
+                addresses = matrix[index]
+                counter.feed(addresses[addresses >= 0])
     return counter.dram_reads
 
 

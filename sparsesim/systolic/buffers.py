@@ -51,7 +51,8 @@ class EpochReadCounter:
     def __init__(self, capacity: int, address_space: int):
         self.capacity = capacity
         self.dram_reads = 0
-        self._stamp = np.zeros(max(address_space, 1), dtype=np.int64)
+        self._stamp = np.zeros(max(address_space, 1), dtype=np.int32)
+        self._first = np.zeros(max(address_space, 1), dtype=np.int32)
         self._epoch = 1
         self._in_epoch = 0
 
@@ -66,8 +67,10 @@ class EpochReadCounter:
             fresh = np.flatnonzero(self._stamp[chunk] != self._epoch)
             if len(fresh) == 0:
                 return
-            _, first = np.unique(chunk[fresh], return_index=True)
-            first_positions = np.sort(fresh[first])
+            # First occurrences without sorting: scatter positions in reverse so the earliest one stays.
+            candidates = chunk[fresh]
+            self._first[candidates[::-1]] = fresh[::-1]
+            first_positions = fresh[self._first[candidates] == fresh]
             room = self.capacity - self._in_epoch if self.capacity else len(first_positions) + 1
             if len(first_positions) < room:
                 self._stamp[chunk[first_positions]] = self._epoch

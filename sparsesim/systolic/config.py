@@ -33,6 +33,7 @@ from __future__ import annotations
 import configparser
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from sparsesim.errors import ConfigError
 
@@ -133,10 +134,10 @@ def _check(kind: str, text: str) -> tuple[object, str | None]:
     if kind == "positive_list":
         values = []
         for part in text.split(","):
-            value, message = _check("positive", part.strip())
+            item, message = _check("positive", part.strip())
             if message:
                 return None, f"must be comma-separated integers >= 1, got {text!r}"
-            values.append(value)
+            values.append(item)
         return values, None
     if kind == "dataflow":
         if text not in DATAFLOWS:
@@ -169,7 +170,7 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
     except configparser.Error as error:
         raise ConfigError(source, [("", f"not a valid .cfg (INI) file: {error.message}")]) from None
     problems: list[tuple[str, str]] = []
-    values: dict[str, object] = {}
+    values: dict[str, Any] = {}
     for section in parser.sections():
         known = _KNOWN.get(section)
         if known is None:
