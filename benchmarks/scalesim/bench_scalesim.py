@@ -55,8 +55,11 @@ sim.run_scale(top_path=out)
 """
 
 
-def run_measured(command: list[str], log_path: Path) -> tuple[float, float]:
-    """Run ``command``; return (wall seconds, peak resident MiB of that child)."""
+def run_measured(command: list[str], log_path: Path) -> tuple[float, float, float]:
+    """Run ``command``; return (wall seconds, CPU seconds, peak resident MiB) of that child.
+
+    CPU time (user + system) is given too because wall time grows with other load on the machine.
+    """
     with open(log_path, "w") as log:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -65,7 +68,7 @@ def run_measured(command: list[str], log_path: Path) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"error: {' '.join(command[:3])} ... failed (exit {process.returncode}); see {log_path}")
-    return wall, usage.ru_maxrss / 1024  # Linux reports KiB
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
 def make_scalesim_venv(where: Path) -> str:
@@ -133,13 +136,13 @@ def main() -> int:
         for dataflow in dataflows:
             cfg = HERE / f"resnet18_32x32_{dataflow}.cfg"
             print(f"\n{dataflow.upper()}: SCALE-Sim 3.0.0 ...", flush=True)
-            scale_wall, scale_mib = run_measured(
+            scale_wall, scale_cpu, scale_mib = run_measured(
                 [python, "-c", SCALESIM_DRIVER, str(cfg), str(topology), str(layout), str(work / "scalesim")],
                 work / f"scalesim_{dataflow}.log",
             )
             print(f"{dataflow.upper()}: sparsesim ...", flush=True)
             ours_json = work / f"sparsesim_{dataflow}.json"
-            ours_wall, ours_mib = run_measured(
+            ours_wall, ours_cpu, ours_mib = run_measured(
                 [sys.executable, "-m", "sparsesim", "systolic", str(cfg), str(topology)]
                 + ["--json", str(ours_json)],
                 work / f"sparsesim_{dataflow}.log",
@@ -167,38 +170,47 @@ def main() -> int:
                     len(ours) - len({m.split(":")[0] for m in mismatches}),
                     cycles,
                     scale_wall,
+                    scale_cpu,
                     scale_mib,
                     ours_wall,
+                    ours_cpu,
                     ours_mib,
                 )
             )
 
-        print(f"\nResNet-18, 32x32 array, dense, CALC mode: per-layer numbers ({', '.join(FIELDS)})")
+        name = Path(args.topology).stem
+        print(f"\n{name} on a 32x32 array, dense, CALC mode; per-layer {', '.join(FIELDS)}")
         header = (
             "df",
             "layers identical",
             "cycles",
             "SCALE-Sim s",
+            "(CPU s)",
             "SCALE-Sim MiB",
             "sparsesim s",
+            "(CPU s)",
             "sparsesim MiB",
             "time ratio",
+            "(CPU ratio)",
             "memory ratio",
         )
-        print("  ".join(f"{h:>14}" for h in header))
-        for df, n, same, cycles, s_wall, s_mib, o_wall, o_mib in summary:
+        print("  ".join(f"{h:>13}" for h in header))
+        for df, n, same, cycles, s_wall, s_cpu, s_mib, o_wall, o_cpu, o_mib in summary:
             cells = (
                 df.upper(),
                 f"{same}/{n}",
                 str(cycles),
                 f"{s_wall:.1f}",
+                f"{s_cpu:.1f}",
                 f"{s_mib:.0f}",
                 f"{o_wall:.2f}",
+                f"{o_cpu:.2f}",
                 f"{o_mib:.0f}",
                 f"{s_wall / o_wall:.0f}x",
+                f"{s_cpu / o_cpu:.0f}x",
                 f"1/{s_mib / o_mib:.0f}",
             )
-            print("  ".join(f"{c:>14}" for c in cells))
+            print("  ".join(f"{c:>13}" for c in cells))
         print("identical cycles and counts: " + ("NO" if failed else "yes"))
         if args.save_scalesim:
             query = "import importlib.metadata as m; print(m.version('scalesim'), m.version('numpy'))"
