@@ -301,10 +301,11 @@ def validate(hwconfig, explain):
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("topology", type=click.Path(dir_okay=False))
 @_LAYER_OPTION
+@click.option("--gemm", is_flag=True, help="TOPOLOGY is in SCALE-Sim's GEMM format (Layer name, M, N, K).")
 @_json_option("Write the per-layer results and totals as JSON to FILE.")
 @_csv_option("Write one row per layer as CSV to FILE.")
 @_user_errors
-def systolic(config, topology, layers, json_path, csv_path):
+def systolic(config, topology, layers, gemm, json_path, csv_path):
     """Run a dense systolic array from SCALE-Sim's own CONFIG (.cfg) and TOPOLOGY (.csv) files.
 
     Prints per layer SCALE-Sim 3.0.0's numbers in its CALC bandwidth mode, computed in closed form:
@@ -312,7 +313,7 @@ def systolic(config, topology, layers, json_path, csv_path):
     reads / writes of the ifmap, filter and ofmap buffers. Shapes only: a dense array's timing does not
     depend on values. Example:
 
-        sparsesim systolic benchmarks/scalesim/resnet18_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
+        sparsesim systolic hwconfigs/systolic_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
     """
     from sparsesim.errors import TraceError
     from sparsesim.files import write_atomic
@@ -320,7 +321,7 @@ def systolic(config, topology, layers, json_path, csv_path):
     from sparsesim.workload.topology import load_topology
 
     hw = load_scalesim_config(config)
-    shapes = load_topology(topology)
+    shapes = load_topology(topology, gemm=gemm)
     if layers:
         unknown = sorted(set(layers) - {shape.name for shape in shapes})
         if unknown:

@@ -7,7 +7,7 @@ One command, from a checkout with sparsesim installed (``pip install -e .``)::
 It creates a throwaway virtual environment, installs ``scalesim==3.0.0`` and ``numpy<2.4`` into it (3.0.0
 crashes with numpy 2.4 at the end of the first layer; SCALE-Sim is never a dependency of sparsesim), then
 for each dataflow (WS, OS, IS) runs ResNet-18 on a 32x32 array (``resnet18.csv``,
-``resnet18_32x32_<df>.cfg``) in both simulators, one after the other, each in its own child process:
+``hwconfigs/systolic_32x32_<df>.cfg``) in both simulators, one after the other, each in its own child process:
 
 * SCALE-Sim through its Python API with trace files off (its fastest way; its command line always writes
   the traces), CALC bandwidth mode;
@@ -134,7 +134,7 @@ def main() -> int:
         recorded = {}
         failed = False
         for dataflow in dataflows:
-            cfg = HERE / f"resnet18_32x32_{dataflow}.cfg"
+            cfg = HERE.parents[1] / "hwconfigs" / f"systolic_32x32_{dataflow}.cfg"
             print(f"\n{dataflow.upper()}: SCALE-Sim 3.0.0 ...", flush=True)
             scale_wall, scale_cpu, scale_mib = run_measured(
                 [python, "-c", SCALESIM_DRIVER, str(cfg), str(topology), str(layout), str(work / "scalesim")],
@@ -147,7 +147,7 @@ def main() -> int:
                 + ["--json", str(ours_json)],
                 work / f"sparsesim_{dataflow}.log",
             )
-            theirs = read_scalesim(work / "scalesim" / f"resnet18_32x32_{dataflow}")
+            theirs = read_scalesim(work / "scalesim" / f"systolic_32x32_{dataflow}")
             recorded[dataflow] = theirs
             ours = json.loads(ours_json.read_text())["layers"]
             mismatches = []
@@ -221,7 +221,7 @@ def main() -> int:
                         "producer": f"SCALE-Sim {version[0]} (numpy {version[1]}), Python API, traces off",
                         "command": "python benchmarks/scalesim/bench_scalesim.py --save-scalesim FILE",
                         "topology": Path(args.topology).name,
-                        "configs": {df: f"resnet18_32x32_{df}.cfg" for df in recorded},
+                        "configs": {df: f"hwconfigs/systolic_32x32_{df}.cfg" for df in recorded},
                         "layers": recorded,
                     },
                     indent=1,

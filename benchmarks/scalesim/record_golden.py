@@ -6,7 +6,8 @@ it reads the JSON this writes. Regenerate with:
     python -m venv /tmp/ss && /tmp/ss/bin/pip install scalesim==3.0.0 'numpy<2.4'
     /tmp/ss/bin/python benchmarks/scalesim/record_golden.py tests/systolic/scalesim_golden.json
 
-Each case is one .cfg (array, SRAM sizes, dataflow; CALC bandwidth mode) and one small topology;
+Each case is one .cfg (array, SRAM sizes, dataflow; CALC bandwidth mode) and one small topology, in
+SCALE-Sim's convolution format or its GEMM format (``-i gemm``);
 SCALE-Sim writes its COMPUTE_REPORT.csv and DETAILED_ACCESS_REPORT.csv, whose columns are stored.
 """
 
@@ -27,6 +28,11 @@ LAYERS = [
     ("pointwise", 4, 4, 1, 1, 40, 37, 1),
     ("wide", 12, 12, 3, 3, 16, 70, 1),
     ("tall_stride3", 11, 8, 2, 3, 6, 5, 3),
+]
+# SCALE-Sim's GEMM topology format (its -i gemm): name, M, N, K
+GEMM_LAYERS = [
+    ("qkv", 20, 36, 16),
+    ("DPproj", 7, 5, 33),  # in GEMM files a DP name is not split into channels
 ]
 # name, rows, cols, ifmap kB, filter kB, ofmap kB
 ARRAYS = [
@@ -88,73 +94,91 @@ def read_report(path: str) -> list[dict[str, str]]:
     return [dict(zip(header, [cell.strip() for cell in row], strict=False)) for row in rows[1:] if row]
 
 
-def main(out_path: str) -> None:
+def run_case(work, topology, layout, names, array, dataflow, gemm):
+    """Run SCALE-Sim on one topology with one array and dataflow; return the case's JSON entry."""
     from scalesim.scale_sim import scalesim
 
+    array_name, rows, cols, ifmap_kb, filter_kb, ofmap_kb = array
+    run_name = f"{array_name}_{dataflow}_{'gemm' if gemm else 'conv'}"
+    cfg = os.path.join(work, run_name + ".cfg")
+    with open(cfg, "w") as handle:
+        handle.write(
+            CFG.format(
+                run_name=run_name,
+                rows=rows,
+                cols=cols,
+                ifmap_kb=ifmap_kb,
+                filter_kb=filter_kb,
+                ofmap_kb=ofmap_kb,
+                dataflow=dataflow,
+            )
+        )
+    with contextlib.redirect_stdout(io.StringIO()):
+        sim = scalesim(
+            save_disk_space=True,
+            verbose=False,
+            config=cfg,
+            topology=topology,
+            layout=layout,
+            input_type_gemm=gemm,
+        )
+        sim.run_scale(top_path=work)
+    compute = read_report(os.path.join(work, run_name, "COMPUTE_REPORT.csv"))
+    detail = read_report(os.path.join(work, run_name, "DETAILED_ACCESS_REPORT.csv"))
+    layers = []
+    for name, comp, det in zip(names, compute, detail, strict=True):
+        total = int(comp["Total Cycles"])
+        stall = int(comp["Stall Cycles"])
+        layers.append(
+            {
+                "layer": name,
+                "total_cycles": total,
+                "stall_cycles": stall,
+                "compute_cycles": total - stall,
+                "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
+                "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
+                "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
+                "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
+                "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
+                "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
+            }
+        )
+    print(run_name, "done", file=sys.stderr)
+    return {
+        "format": "gemm" if gemm else "conv",
+        "array": array_name,
+        "rows": rows,
+        "cols": cols,
+        "ifmap_sram_kb": ifmap_kb,
+        "filter_sram_kb": filter_kb,
+        "ofmap_sram_kb": ofmap_kb,
+        "dataflow": dataflow,
+        "layers": layers,
+    }
+
+
+def main(out_path: str) -> None:
     cases = []
     with tempfile.TemporaryDirectory() as work:
-        topology = os.path.join(work, "layers.csv")
-        with open(topology, "w") as handle:
+        conv = os.path.join(work, "layers.csv")
+        with open(conv, "w") as handle:
             handle.write(TOPOLOGY_HEADER)
             for layer in LAYERS:
+                handle.write(", ".join(str(value) for value in layer) + ",\n")
+        gemm = os.path.join(work, "gemm.csv")
+        with open(gemm, "w") as handle:
+            handle.write("Layer, M, N, K,\n")
+            for layer in GEMM_LAYERS:
                 handle.write(", ".join(str(value) for value in layer) + ",\n")
         layout = os.path.join(work, "layout.csv")
         with open(layout, "w") as handle:
             handle.write("Layer name,\n")
-        for array_name, rows, cols, ifmap_kb, filter_kb, ofmap_kb in ARRAYS:
+        for array in ARRAYS:
             for dataflow in DATAFLOWS:
-                run_name = f"{array_name}_{dataflow}"
-                cfg = os.path.join(work, run_name + ".cfg")
-                with open(cfg, "w") as handle:
-                    handle.write(
-                        CFG.format(
-                            run_name=run_name,
-                            rows=rows,
-                            cols=cols,
-                            ifmap_kb=ifmap_kb,
-                            filter_kb=filter_kb,
-                            ofmap_kb=ofmap_kb,
-                            dataflow=dataflow,
-                        )
-                    )
-                with contextlib.redirect_stdout(io.StringIO()):
-                    sim = scalesim(
-                        save_disk_space=True, verbose=False, config=cfg, topology=topology, layout=layout
-                    )
-                    sim.run_scale(top_path=work)
-                compute = read_report(os.path.join(work, run_name, "COMPUTE_REPORT.csv"))
-                detail = read_report(os.path.join(work, run_name, "DETAILED_ACCESS_REPORT.csv"))
-                layers = []
-                for layer, comp, det in zip(LAYERS, compute, detail, strict=True):
-                    total = int(comp["Total Cycles"])
-                    stall = int(comp["Stall Cycles"])
-                    layers.append(
-                        {
-                            "layer": layer[0],
-                            "total_cycles": total,
-                            "stall_cycles": stall,
-                            "compute_cycles": total - stall,
-                            "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
-                            "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
-                            "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
-                            "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
-                            "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
-                            "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
-                        }
-                    )
-                cases.append(
-                    {
-                        "array": array_name,
-                        "rows": rows,
-                        "cols": cols,
-                        "ifmap_sram_kb": ifmap_kb,
-                        "filter_sram_kb": filter_kb,
-                        "ofmap_sram_kb": ofmap_kb,
-                        "dataflow": dataflow,
-                        "layers": layers,
-                    }
-                )
-                print(run_name, "done", file=sys.stderr)
+                names = [layer[0] for layer in LAYERS]
+                cases.append(run_case(work, conv, layout, names, array, dataflow, gemm=False))
+                names = [layer[0] for layer in GEMM_LAYERS]
+                cases.append(run_case(work, gemm, layout, names, array, dataflow, gemm=True))
     import numpy
     import scalesim
 
@@ -181,6 +205,7 @@ def main(out_path: str) -> None:
             )
             for layer in LAYERS
         ],
+        "gemm_topology": [dict(zip(["name", "m", "n", "k"], layer, strict=True)) for layer in GEMM_LAYERS],
         "cases": cases,
     }
     with open(out_path, "w") as handle:

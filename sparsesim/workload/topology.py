@@ -89,7 +89,7 @@ class ConvShape:
         return self.ofmap_pixels * self.num_filters * self.window_size
 
 
-def _parse_row(cells: list[str], where: str) -> list[ConvShape]:
+def _parse_row(cells: list[str], where: str, depthwise_names: bool = True) -> list[ConvShape]:
     if cells and cells[-1] == "":
         cells = cells[:-1]
     if len(cells) not in (8, 9):
@@ -125,7 +125,7 @@ def _parse_row(cells: list[str], where: str) -> list[ConvShape]:
             raise TraceError(
                 f"{where}: the sparsity ratio must be N:M with 1 <= N <= M, got {cells[8]!r}"
             ) from None
-    if "DP" in name:
+    if depthwise_names and "DP" in name:
         return [
             ConvShape(
                 f"{name}Channel_{index}", ifmap_h, ifmap_w, filter_h, filter_w, 1, filters, stride, ratio
@@ -135,22 +135,50 @@ def _parse_row(cells: list[str], where: str) -> list[ConvShape]:
     return [ConvShape(name, ifmap_h, ifmap_w, filter_h, filter_w, channels, filters, stride, ratio)]
 
 
-def parse_topology(text: str, source: str = "<topology>") -> list[ConvShape]:
-    """Parse the text of a SCALE-Sim convolution topology CSV (see the module docstring)."""
+def _parse_gemm_row(cells: list[str], where: str) -> list[ConvShape]:
+    if cells and cells[-1] == "":
+        cells = cells[:-1]
+    if len(cells) not in (4, 5):
+        raise TraceError(
+            f"{where}: expected 4 columns (Layer name, M, N, K) and an optional N:M, got {len(cells)}"
+        )
+    dims = []
+    for column, text in zip(("M", "N", "K"), cells[1:4], strict=True):
+        try:
+            dims.append(int(text))
+        except ValueError:
+            raise TraceError(f"{where}: column {column!r} must be an integer, got {text!r}") from None
+        if dims[-1] < 1:
+            raise TraceError(f"{where}: column {column!r} must be >= 1, got {dims[-1]}")
+    m, n, k = dims
+    # SCALE-Sim's own mapping of a GEMM onto its convolution model: an M x K "image" of one channel
+    # swept by N filters of 1 x K.
+    converted = [cells[0], str(m), str(k), "1", str(k), "1", str(n), "1"] + cells[4:]
+    return _parse_row(converted, where, depthwise_names=False)
+
+
+def parse_topology(text: str, source: str = "<topology>", gemm: bool = False) -> list[ConvShape]:
+    """Parse the text of a SCALE-Sim topology CSV (see the module docstring).
+
+    With ``gemm``, rows are SCALE-Sim's GEMM format (its ``-i gemm``): ``Layer name, M, N, K,`` for
+    ``[M x K] @ [K x N]``, read as SCALE-Sim does, as a 1-channel ``M x K`` input and ``N`` filters of
+    ``1 x K`` (so ``ofmap_pixels = M``, ``window_size = K``).
+    """
     layers: list[ConvShape] = []
     lines = text.splitlines()
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         cells = [cell.strip() for cell in line.strip().split(",")]
-        layers.extend(_parse_row(cells, f"{source}:{number}"))
+        where = f"{source}:{number}"
+        layers.extend(_parse_gemm_row(cells, where) if gemm else _parse_row(cells, where))
     if not layers:
         raise TraceError(f"{source}: no layer rows after the header line")
     return layers
 
 
-def load_topology(path: str | os.PathLike) -> list[ConvShape]:
-    """Read a SCALE-Sim convolution topology CSV file; :class:`TraceError` if it is missing or malformed."""
+def load_topology(path: str | os.PathLike, gemm: bool = False) -> list[ConvShape]:
+    """Read a SCALE-Sim topology CSV file; :class:`TraceError` if it is missing or malformed."""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
@@ -158,4 +186,4 @@ def load_topology(path: str | os.PathLike) -> list[ConvShape]:
         raise TraceError(f"{path}: cannot read the topology: {error.strerror}") from None
     except UnicodeDecodeError:
         raise TraceError(f"{path}: the topology is not UTF-8 text") from None
-    return parse_topology(text, str(path))
+    return parse_topology(text, str(path), gemm)

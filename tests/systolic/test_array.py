@@ -11,7 +11,7 @@ import pytest
 
 from sparsesim.systolic import SystolicArrayConfig, fold_plan, simulate_systolic, simulate_systolic_layer
 from sparsesim.systolic.buffers import EpochReadCounter, read_epoch_capacity, simulate_write_buffer
-from sparsesim.workload.topology import ConvShape, load_topology
+from sparsesim.workload.topology import ConvShape, load_topology, parse_topology
 from tests.reference.systolic_reference import reference_systolic_layer, reference_write_buffer
 
 HERE = Path(__file__).parent
@@ -103,7 +103,9 @@ def test_compute_cycles_are_one_less_than_the_schedule_like_scalesim():
     assert result.compute_cycles == result.schedule_cycles - 1
 
 
-@pytest.mark.parametrize("case", GOLDEN["cases"], ids=lambda case: f"{case['array']}_{case['dataflow']}")
+@pytest.mark.parametrize(
+    "case", GOLDEN["cases"], ids=lambda case: f"{case['format']}_{case['array']}_{case['dataflow']}"
+)
 def test_small_layers_equal_recorded_scalesim_numbers(case):
     config = SystolicArrayConfig(
         case["rows"],
@@ -113,7 +115,11 @@ def test_small_layers_equal_recorded_scalesim_numbers(case):
         1024 * case["ofmap_sram_kb"],
         case["dataflow"],
     )
-    layers = {shape["name"]: ConvShape(**shape) for shape in GOLDEN["topology"]}
+    if case["format"] == "conv":
+        layers = {shape["name"]: ConvShape(**shape) for shape in GOLDEN["topology"]}
+    else:
+        rows = "".join(f"{g['name']}, {g['m']}, {g['n']}, {g['k']},\n" for g in GOLDEN["gemm_topology"])
+        layers = {shape.name: shape for shape in parse_topology("Layer, M, N, K,\n" + rows, gemm=True)}
     for expected in case["layers"]:
         result = simulate_systolic_layer(config, layers[expected["layer"]]).to_dict()
         name = expected["layer"]
@@ -122,7 +128,7 @@ def test_small_layers_equal_recorded_scalesim_numbers(case):
 
 @pytest.mark.parametrize("dataflow", sorted(RESNET18_GOLDEN["layers"]))
 def test_resnet18_on_32x32_equals_recorded_scalesim_numbers(dataflow):
-    config_path = BENCHMARKS / RESNET18_GOLDEN["configs"][dataflow]
+    config_path = BENCHMARKS.parents[1] / RESNET18_GOLDEN["configs"][dataflow]
     from sparsesim.systolic import load_scalesim_config
 
     report = simulate_systolic(load_scalesim_config(config_path), load_topology(BENCHMARKS / "resnet18.csv"))

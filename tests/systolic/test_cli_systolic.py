@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sparsesim.cli import main
 
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks" / "scalesim"
-WS_CFG = str(BENCHMARKS / "resnet18_32x32_ws.cfg")
+WS_CFG = str(Path(__file__).parents[2] / "hwconfigs" / "systolic_32x32_ws.cfg")
 RESNET18 = str(BENCHMARKS / "resnet18.csv")
 
 
@@ -52,3 +52,13 @@ def test_systolic_bad_files_exit_2_with_the_file_and_key(tmp_path):
     bad_topology.write_text("header\nconv, 8, 8, 3, 3, 2, x, 1,\n")
     result = invoke("systolic", WS_CFG, bad_topology)
     assert result.exit_code == 2 and "bad.csv:2: column 'Num Filter'" in result.output
+
+
+def test_systolic_reads_scalesim_gemm_topologies(tmp_path):
+    gemm = tmp_path / "gemm.csv"
+    gemm.write_text("Layer, M, N, K,\nqkv, 20, 36, 16,\n")
+    out_json = tmp_path / "g.json"
+    result = invoke("systolic", WS_CFG, gemm, "--gemm", "--json", out_json)
+    assert result.exit_code == 0, result.output
+    (layer,) = json.loads(out_json.read_text())["layers"]
+    assert layer["layer"] == "qkv" and layer["macs"] == 20 * 36 * 16

@@ -9,7 +9,7 @@ import pytest
 from sparsesim.errors import ConfigError
 from sparsesim.systolic import load_scalesim_config, parse_scalesim_config
 
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks" / "scalesim"
+HWCONFIGS = Path(__file__).parents[2] / "hwconfigs"
 
 # scale-sim-v3's own configs/scale.cfg: no [layout] or [sparsity] section, colon separators.
 SCALESIM_REPO_CFG = """[general]
@@ -44,8 +44,8 @@ def test_scalesim_repo_config_is_read_unchanged():
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
-def test_shipped_benchmark_configs_load(dataflow):
-    config = load_scalesim_config(BENCHMARKS / f"resnet18_32x32_{dataflow}.cfg")
+def test_shipped_systolic_templates_load(dataflow):
+    config = load_scalesim_config(HWCONFIGS / f"systolic_32x32_{dataflow}.cfg")
     assert (config.array_rows, config.array_cols, config.dataflow) == (32, 32, dataflow)
     assert config.ofmap_sram_bytes == 2048 * 1024
 

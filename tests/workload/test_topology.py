@@ -76,3 +76,24 @@ def test_load_topology_reads_the_shipped_resnet18():
     # The output sizes of torchvision's ResNet-18 on a 224x224 image, from SCALE-Sim's formula.
     assert [layer.ofmap_height for layer in layers] == [112] + [56] * 4 + [28] * 5 + [14] * 5 + [7] * 5 + [1]
     assert sum(layer.macs for layer in layers) == 1_814_073_344
+
+
+def test_gemm_rows_map_to_scalesims_one_channel_convolution():
+    layers = parse_topology("Layer, M, N, K,\nqkv, 20, 36, 16,\nDPproj, 7, 5, 33\n", gemm=True)
+    assert layers[0] == ConvShape("qkv", 20, 16, 1, 16, 1, 36, 1)
+    assert (layers[0].ofmap_pixels, layers[0].num_filters, layers[0].window_size) == (20, 36, 16)
+    assert layers[1].name == "DPproj"  # GEMM files never split DP layers
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("a, 2, 3,", "expected 4 columns"),
+        ("a, 2, x, 4,", "column 'N' must be an integer"),
+        ("a, 0, 3, 4,", "'M'"),
+    ],
+)
+def test_bad_gemm_rows_raise_trace_error(row, message):
+    with pytest.raises(TraceError, match="g.csv:2: ") as error:
+        parse_topology("Layer, M, N, K,\n" + row + "\n", "g.csv", gemm=True)
+    assert message in str(error.value)
