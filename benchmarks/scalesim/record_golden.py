@@ -29,6 +29,15 @@ LAYERS = [
     ("wide", 12, 12, 3, 3, 16, 70, 1),
     ("tall_stride3", 11, 8, 2, 3, 6, 5, 3),
 ]
+# Four ResNet-18 layers (benchmarks/scalesim/resnet18.csv) on 32x32 with SCALE-Sim's default 64 KiB SRAMs:
+# their operands overflow the SRAM epochs, so DRAM reads depend on the demand order.
+SLICE_LAYERS = [
+    ("layer3.0.downsample", 27, 27, 1, 1, 128, 256, 2),
+    ("layer4.0.downsample", 13, 13, 1, 1, 256, 512, 2),
+    ("fc", 1, 1, 1, 1, 512, 1000, 1),
+    ("layer4.0.conv2", 9, 9, 3, 3, 512, 512, 1),
+]
+SLICE_ARRAY = ("32x32_64kB", 32, 32, 64, 64, 64)
 # SCALE-Sim's GEMM topology format (its -i gemm): name, M, N, K
 GEMM_LAYERS = [
     ("qkv", 20, 36, 16),
@@ -94,12 +103,12 @@ def read_report(path: str) -> list[dict[str, str]]:
     return [dict(zip(header, [cell.strip() for cell in row], strict=False)) for row in rows[1:] if row]
 
 
-def run_case(work, topology, layout, names, array, dataflow, gemm):
+def run_case(work, topology, layout, names, array, dataflow, gemm, topology_key):
     """Run SCALE-Sim on one topology with one array and dataflow; return the case's JSON entry."""
     from scalesim.scale_sim import scalesim
 
     array_name, rows, cols, ifmap_kb, filter_kb, ofmap_kb = array
-    run_name = f"{array_name}_{dataflow}_{'gemm' if gemm else 'conv'}"
+    run_name = f"{array_name}_{dataflow}_{topology_key}"
     cfg = os.path.join(work, run_name + ".cfg")
     with open(cfg, "w") as handle:
         handle.write(
@@ -146,6 +155,7 @@ def run_case(work, topology, layout, names, array, dataflow, gemm):
     print(run_name, "done", file=sys.stderr)
     return {
         "format": "gemm" if gemm else "conv",
+        "topology": topology_key,
         "array": array_name,
         "rows": rows,
         "cols": cols,
@@ -157,6 +167,18 @@ def run_case(work, topology, layout, names, array, dataflow, gemm):
     }
 
 
+CONV_KEYS = (
+    "name",
+    "ifmap_height",
+    "ifmap_width",
+    "filter_height",
+    "filter_width",
+    "channels",
+    "num_filters",
+    "stride",
+)
+
+
 def main(out_path: str) -> None:
     cases = []
     with tempfile.TemporaryDirectory() as work:
@@ -164,6 +186,11 @@ def main(out_path: str) -> None:
         with open(conv, "w") as handle:
             handle.write(TOPOLOGY_HEADER)
             for layer in LAYERS:
+                handle.write(", ".join(str(value) for value in layer) + ",\n")
+        slices = os.path.join(work, "slices.csv")
+        with open(slices, "w") as handle:
+            handle.write(TOPOLOGY_HEADER)
+            for layer in SLICE_LAYERS:
                 handle.write(", ".join(str(value) for value in layer) + ",\n")
         gemm = os.path.join(work, "gemm.csv")
         with open(gemm, "w") as handle:
@@ -176,9 +203,14 @@ def main(out_path: str) -> None:
         for array in ARRAYS:
             for dataflow in DATAFLOWS:
                 names = [layer[0] for layer in LAYERS]
-                cases.append(run_case(work, conv, layout, names, array, dataflow, gemm=False))
+                cases.append(run_case(work, conv, layout, names, array, dataflow, False, "small"))
                 names = [layer[0] for layer in GEMM_LAYERS]
-                cases.append(run_case(work, gemm, layout, names, array, dataflow, gemm=True))
+                cases.append(run_case(work, gemm, layout, names, array, dataflow, True, "gemm"))
+        for dataflow in DATAFLOWS:
+            names = [layer[0] for layer in SLICE_LAYERS]
+            cases.append(
+                run_case(work, slices, layout, names, SLICE_ARRAY, dataflow, False, "resnet18_slices")
+            )
     import numpy
     import scalesim
 
@@ -186,26 +218,11 @@ def main(out_path: str) -> None:
         "producer": "SCALE-Sim " + getattr(scalesim, "__version__", "3.0.0") + ", numpy " + numpy.__version__,
         "command": "python benchmarks/scalesim/record_golden.py tests/systolic/scalesim_golden.json"
         "  (in a venv with scalesim==3.0.0 'numpy<2.4')",
-        "topology": [
-            dict(
-                zip(
-                    [
-                        "name",
-                        "ifmap_height",
-                        "ifmap_width",
-                        "filter_height",
-                        "filter_width",
-                        "channels",
-                        "num_filters",
-                        "stride",
-                    ],
-                    layer,
-                    strict=True,
-                )
-            )
-            for layer in LAYERS
-        ],
-        "gemm_topology": [dict(zip(["name", "m", "n", "k"], layer, strict=True)) for layer in GEMM_LAYERS],
+        "topologies": {
+            "small": [dict(zip(CONV_KEYS, layer, strict=True)) for layer in LAYERS],
+            "resnet18_slices": [dict(zip(CONV_KEYS, layer, strict=True)) for layer in SLICE_LAYERS],
+            "gemm": [dict(zip(["name", "m", "n", "k"], layer, strict=True)) for layer in GEMM_LAYERS],
+        },
         "cases": cases,
     }
     with open(out_path, "w") as handle:

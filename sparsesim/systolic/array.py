@@ -168,7 +168,7 @@ def ifmap_addresses(layer: ConvShape, pixel: np.ndarray, position: np.ndarray) -
     return np.where(inside, (row * layer.ifmap_width + col) * layer.channels + channel, -1)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=8)
 def _block_order(kind: str, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(i, j)`` of a ``height x width`` block's elements, in the order the array demands them.
 
@@ -176,7 +176,7 @@ def _block_order(kind: str, height: int, width: int) -> tuple[np.ndarray, np.nda
     array); ``flipped``: the block is pushed in bottom row first, one row per cycle (a stationary
     operand's load). Within a cycle, lanes in order. Blocks repeat fold after fold, hence the cache.
     """
-    i, j = np.indices((height, width))
+    i, j = np.indices((height, width), dtype=np.int32)  # int32: an operand matrix has < 2**31 words
     if kind == "skewed":
         order = np.argsort(((i + j) * width + j).ravel(), kind="stable")
         i, j = i.ravel()[order], j.ravel()[order]

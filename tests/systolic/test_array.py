@@ -104,7 +104,7 @@ def test_compute_cycles_are_one_less_than_the_schedule_like_scalesim():
 
 
 @pytest.mark.parametrize(
-    "case", GOLDEN["cases"], ids=lambda case: f"{case['format']}_{case['array']}_{case['dataflow']}"
+    "case", GOLDEN["cases"], ids=lambda case: f"{case['topology']}_{case['array']}_{case['dataflow']}"
 )
 def test_small_layers_equal_recorded_scalesim_numbers(case):
     config = SystolicArrayConfig(
@@ -115,10 +115,11 @@ def test_small_layers_equal_recorded_scalesim_numbers(case):
         1024 * case["ofmap_sram_kb"],
         case["dataflow"],
     )
+    topology = GOLDEN["topologies"][case["topology"]]
     if case["format"] == "conv":
-        layers = {shape["name"]: ConvShape(**shape) for shape in GOLDEN["topology"]}
+        layers = {shape["name"]: ConvShape(**shape) for shape in topology}
     else:
-        rows = "".join(f"{g['name']}, {g['m']}, {g['n']}, {g['k']},\n" for g in GOLDEN["gemm_topology"])
+        rows = "".join(f"{g['name']}, {g['m']}, {g['n']}, {g['k']},\n" for g in topology)
         layers = {shape.name: shape for shape in parse_topology("Layer, M, N, K,\n" + rows, gemm=True)}
     for expected in case["layers"]:
         result = simulate_systolic_layer(config, layers[expected["layer"]]).to_dict()
