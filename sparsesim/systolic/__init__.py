@@ -5,7 +5,8 @@ SCALE-Sim users bring their files unchanged::
     from sparsesim.systolic import load_scalesim_config, simulate_systolic
     from sparsesim.workload.topology import load_topology
 
-    report = simulate_systolic(load_scalesim_config("ws.cfg"), load_topology("resnet18.csv"))
+    config = load_scalesim_config("hwconfigs/systolic_32x32_ws.cfg")
+    report = simulate_systolic(config, load_topology("benchmarks/scalesim/resnet18.csv"))
     print(report.render())
 
 The per-layer numbers (compute and stall cycles, SRAM and DRAM traffic) are SCALE-Sim 3.0.0's in its CALC
