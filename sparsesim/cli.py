@@ -297,6 +297,44 @@ def validate(hwconfig, explain):
         raise click.UsageError("give a HWCONFIG to check, or --explain")
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("topology", type=click.Path(dir_okay=False))
+@_LAYER_OPTION
+@click.option("--gemm", is_flag=True, help="TOPOLOGY is in SCALE-Sim's GEMM format (Layer name, M, N, K).")
+@_json_option("Write the per-layer results and totals as JSON to FILE.")
+@_csv_option("Write one row per layer as CSV to FILE.")
+@_user_errors
+def systolic(config, topology, layers, gemm, json_path, csv_path):
+    """Run a dense systolic array from SCALE-Sim's own CONFIG (.cfg) and TOPOLOGY (.csv) files.
+
+    Prints per layer SCALE-Sim 3.0.0's numbers in its CALC bandwidth mode, computed in closed form:
+    compute cycles (its Total Cycles minus Stall Cycles), stall cycles, SRAM reads / writes and DRAM
+    reads / writes of the ifmap, filter and ofmap buffers. Shapes only: a dense array's timing does not
+    depend on values. Example:
+
+        sparsesim systolic hwconfigs/systolic_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
+    """
+    from sparsesim.errors import TraceError
+    from sparsesim.files import write_atomic
+    from sparsesim.systolic import load_scalesim_config, simulate_systolic
+    from sparsesim.workload.topology import load_topology
+
+    hw = load_scalesim_config(config)
+    shapes = load_topology(topology, gemm=gemm)
+    if layers:
+        unknown = sorted(set(layers) - {shape.name for shape in shapes})
+        if unknown:
+            raise TraceError(f"{topology}: no layer named {', '.join(unknown)}")
+        shapes = [shape for shape in shapes if shape.name in layers]
+    report = simulate_systolic(hw, shapes)
+    click.echo(report.render(), nl=False)
+    if json_path:
+        write_atomic(json_path, report.to_json())
+    if csv_path:
+        write_atomic(csv_path, report.to_csv())
+
+
 @main.group("make-trace")
 def make_trace():
     """Build real traces: from real weights (vgg16-hed), or derived from another trace (prune, moefy)."""
