@@ -48,9 +48,9 @@ the layer; its own tile plus a halo). ``Kc`` is the number of filters whose regi
 (:func:`output_channel_group`).
 
 What a group costs in time is left to the caller (the PE array): the PEs synchronise at the end of a group,
-then exchange halos. Everything is vectorised over the products, in chunks of activation vectors whose
-products and bank counters stay under fixed sizes; the cycle-stepped reference in the tests walks the same
-rules one cycle at a time.
+then exchange halos. Everything is vectorised: blocks of product slots (activation slot x weight slot x
+step) are formed by broadcasting, a chunk of steps at a time (:func:`group_work`); the cycle-stepped
+reference in the tests walks the same rules one cycle at a time.
 """
 
 from __future__ import annotations
@@ -357,16 +357,15 @@ def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> I
 class IssuedWeights:
     """A group's weights as vectors in issue order: channel by channel, kernel row, kernel column, filter.
 
-    Per vector: ``size`` (``<= F``) and, per slot, ``k`` (layer filter index), ``r``, ``s`` and ``value``,
-    ``(NV, F)`` arrays whose empty slots hold ``_EMPTY_SLOT`` kernel coordinates and value 0. Per channel:
-    ``vector_starts`` (``C + 1`` offsets into the vectors) and ``counts`` (weights issued).
+    Per vector and slot: ``k`` (layer filter index), ``r``, ``s`` and ``value``, ``(NV, F)`` arrays whose
+    empty slots hold ``_EMPTY_SLOT`` kernel coordinates and value 0. Per channel: ``vector_starts``
+    (``C + 1`` offsets into the vectors) and ``counts`` (weights issued).
     """
 
     k: NDArray[np.int32]
     r: NDArray[np.int32]
     s: NDArray[np.int32]
     value: NDArray[np.float64]
-    size: NDArray[np.int64]
     vector_starts: NDArray[np.int64]
     counts: NDArray[np.int64]
 
@@ -392,7 +391,7 @@ def issue_weights(weights_kcrs: np.ndarray, first_filter: int, grid: PeGrid, den
     width = grid.weights_per_vector
     channels = array.shape[1]
     vector, slot, vector_channel, size = _vector_slots(channel, channels, width)
-    n_vectors = len(size)
+    n_vectors = len(size)  # vectors of up to F weights
     vector_starts = np.zeros(channels + 1, dtype=np.int64)
     vector_starts[1:] = np.cumsum(np.bincount(vector_channel, minlength=channels))
     return IssuedWeights(
@@ -400,7 +399,6 @@ def issue_weights(weights_kcrs: np.ndarray, first_filter: int, grid: PeGrid, den
         r=_slot_table(n_vectors, width, vector, slot, r, _EMPTY_SLOT, np.int32),
         s=_slot_table(n_vectors, width, vector, slot, s, _EMPTY_SLOT, np.int32),
         value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
-        size=size,
         vector_starts=vector_starts,
         counts=np.bincount(channel, minlength=channels).astype(np.int64),
     )
@@ -494,7 +492,7 @@ def group_work(
     steps_per_vector = weights.vectors_per_channel[activations.channel]
     steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
 
-    # Per slot, the parts of the output coordinates and of the bank (k + F x + 3F y) mod A.
+    # Per weight slot, laid out (F, C, widest): the output coordinate offsets and the filter.
     by_channel = functools.partial(_padded_by_channel, weights)
     offset_y = by_channel(pad - weights.r, pad - _EMPTY_SLOT)
     offset_x = by_channel(pad - weights.s, pad - _EMPTY_SLOT)
