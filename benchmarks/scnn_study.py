@@ -8,11 +8,16 @@ dense twins, which differ in one or two parameters only:
   banks and RLE storage, every weight and activation issued (SCNN's PT-IS-CP-dense): isolates the PE
   mechanism;
 - ``dense_uncompressed`` (with ``--uncompressed``): the dense twin storing and moving every tensor
-  uncompressed as well (a DCNN-like machine: dense PEs, dense storage).
+  uncompressed as well (dense PEs, dense storage);
+- ``dot_product`` (with ``--dot-product``): the same 1,024 multipliers, buffer and DRAM as a dense
+  dot-product machine (closer to the paper's DCNN): sparsity ``none`` (sparsesim's output-stationary
+  broadcast PEs: 8 rows of windows x 8 columns of 4 filters x 4 activation lanes), every tensor
+  uncompressed, and a 36 KiB weight scratchpad per PE (4 filters x 512 channels x 3 x 3 x 2 B) so that a
+  filter's weights stay in the PE.
 
 One table per trace on stdout; ``--json FILE`` also writes every number.
 
-    python benchmarks/scnn_study.py TRACE [--layer NAME ...] [--uncompressed] [--json FILE]
+    python benchmarks/scnn_study.py TRACE [--layer NAME ...] [--uncompressed] [--dot-product] [--json FILE]
 """
 
 from __future__ import annotations
@@ -30,15 +35,19 @@ from sparsesim.report.report import render_table
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def twin(hw, sparsity: str, uncompressed: bool = False):
+#: The dot-product twin's weight scratchpad: 4 filters x 512 channels x 3 x 3 weights of 2 bytes.
+DOT_PRODUCT_WEIGHT_SPAD_BYTES = 4 * 512 * 9 * 2
+
+
+def twin(hw, sparsity: str, uncompressed: bool = False, **pe_fields):
     """``hw`` with another PE sparsity mode (and every tensor uncompressed, if asked)."""
-    pe = dataclasses.replace(hw.pe_array.pe, sparsity=sparsity)
+    pe = dataclasses.replace(hw.pe_array.pe, sparsity=sparsity, **pe_fields)
     hw = dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
     if uncompressed:
         formats = FormatsConfig(
             dram=LevelFormatsConfig(), global_buffer=LevelFormatsConfig(), pe=PeFormatsConfig()
         )
-        hw = dataclasses.replace(hw, name=f"{hw.name}_dense_uncompressed", formats=formats)
+        hw = dataclasses.replace(hw, name=f"{hw.name}_{sparsity}_uncompressed", formats=formats)
     return hw
 
 
@@ -80,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trace")
     parser.add_argument("--layer", action="append", dest="layers")
     parser.add_argument("--uncompressed", action="store_true", help="also run the uncompressed dense twin")
+    parser.add_argument("--dot-product", action="store_true", help="also run the dense dot-product twin")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -102,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.uncompressed:
         plain = simulate(twin(hw, "cartesian_product_dense", uncompressed=True), trace, args.layers)
+        totals["uncompressed_check"] = plain.totals["functional_check_passed"]
         totals["dense_uncompressed_cycles"] = plain.totals["cycles"]
         totals["dense_uncompressed_energy_pj"] = plain.totals["energy_pj"]
         totals["speedup_vs_dense_uncompressed"] = plain.totals["cycles"] / scnn.totals["cycles"]
@@ -109,6 +120,20 @@ def main(argv: list[str] | None = None) -> int:
         for row, layer in zip(rows, plain.layers, strict=True):
             row["dense_uncompressed_cycles"] = layer["cycles"]
             row["dense_uncompressed_energy_pj"] = layer["energy_pj"]
+
+    if args.dot_product:
+        dot = twin(hw, "none", uncompressed=True, weight_spad_bytes=DOT_PRODUCT_WEIGHT_SPAD_BYTES)
+        plain = simulate(dot, trace, args.layers)
+        totals["dot_product_check"] = plain.totals["functional_check_passed"]
+        totals["dot_product_cycles"] = plain.totals["cycles"]
+        totals["dot_product_energy_pj"] = plain.totals["energy_pj"]
+        totals["speedup_vs_dot_product"] = plain.totals["cycles"] / scnn.totals["cycles"]
+        totals["energy_ratio_vs_dot_product"] = plain.totals["energy_pj"] / scnn.totals["energy_pj"]
+        for row, layer in zip(rows, plain.layers, strict=True):
+            row["dot_product_cycles"] = layer["cycles"]
+            row["dot_product_energy_pj"] = layer["energy_pj"]
+            row["speedup_vs_dot_product"] = layer["cycles"] / row["cycles"]
+            row["dot_product_mac_utilization"] = layer["throughput"]["mac_utilization"]
 
     def pct(x):
         return f"{x * 100:.1f}%"
@@ -155,7 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{totals['speedup_vs_dense_uncompressed']:.2f}x faster, "
             f"{totals['energy_ratio_vs_dense_uncompressed']:.2f}x less energy"
         )
+    if args.dot_product:
+        per_layer = ", ".join(f"{r['layer']} {r['speedup_vs_dot_product']:.2f}x" for r in rows)
+        print(
+            f"vs the dense dot-product twin: {totals['speedup_vs_dot_product']:.2f}x faster, "
+            f"{totals['energy_ratio_vs_dot_product']:.2f}x less energy ({per_layer})"
+        )
     checks = all(r["functional_check_passed"] for r in rows)
+    checks = checks and all(totals.get(key, True) for key in ("uncompressed_check", "dot_product_check"))
     print(f"functional check: {'pass' if checks else 'FAILED'}")
     if args.json:
         args.json.write_text(
