@@ -13,12 +13,13 @@ where a product goes, bank conflicts, accumulator capacity) are those of :mod:`s
 
 How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row block x channel block)``:
 
-- **A tile is a band of output rows with all filters and all channels** (:func:`sparsesim.mapping.
-  tile_layer_planar`). SCNN keeps a layer's activations in the PEs' IARAM / OARAM, planar-tiled, and streams
-  the weights; here the global buffer plays the part of the pooled IARAM + OARAM: the band is as many output
-  rows as its input rows (with halo) and outputs fit in half of it, in their storage formats. The whole
-  output plane is one band when it fits; otherwise each band is planar-tiled over the whole PE grid on its
-  own and its halo input rows are fetched again, their products on the neighbouring band's outputs wasted.
+- **A tile is a band of output rows with all filters and all channels**
+  (:func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations in the PEs' IARAM /
+  OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
+  IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half of
+  it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
+  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products
+  on the neighbouring band's outputs wasted.
 - **The distributor's multicast of a tile** stands for SCNN's two deliveries: the band's activations, each PE
   receiving its own planar tile (every word sent once), and the weights, broadcast to every PE (once). The
   weights stream through the global buffer (they are not counted in its capacity) and come again with
@@ -34,8 +35,10 @@ How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row
 
 Ignored: the accumulators' drain into OARAM (ReLU, compression; assumed to overlap the next group), the
 weight FIFO's depth (the PEs are assumed decoupled within a group), the per-PE capacity of IARAM / OARAM
-(the pooled global buffer is checked instead), the pipeline fill of the multiplier array and crossbar, and
-the halo links' contention.
+(the pooled global buffer is checked instead: ``input_spad_bytes``, ``weight_spad_bytes`` and
+``psum_spad_bytes`` are not used by this array; the accumulators are ``accumulator_banks x
+accumulator_bank_entries``), the pipeline fill of the multiplier array and crossbar, and the halo links'
+contention.
 
 Actions (summed over all PEs): ``compute`` a product kept (accumulated: an algorithmic MAC);
 ``wasted_compute`` a multiply whose product is dropped (beyond the layer's edges, another band's outputs);
@@ -100,8 +103,6 @@ class CartesianPeArray(Component):
         "psum_spad_update",
         "halo_transfer",
     )
-    #: Tiles come from :func:`sparsesim.mapping.tile_layer_planar`.
-    PLANAR = True
 
     def __init__(self, config, path: str = "pe_array"):
         super().__init__(path)
@@ -278,13 +279,13 @@ class CartesianPeArray(Component):
         if self.summary is None:
             raise SimulationError("the PE array has not been prepared for a layer")
         s = dict(self.summary)
-        ratio = _ratio
-        s["multiplier_utilization"] = ratio(s["products"], self.busy_cycles * self.grid.multipliers)
-        s["kept_multiplier_utilization"] = ratio(s["kept_products"], self.busy_cycles * self.grid.multipliers)
-        s["conflict_stall_fraction"] = ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
-        s["barrier_idle_fraction"] = ratio(s["barrier_idle_cycles"], s["group_cycles"] * self.grid.pes)
-        s["wasted_fraction"] = ratio(s["wasted_products"], s["products"])
-        s["halo_fraction"] = ratio(s["halo_products"], s["kept_products"])
+        multiplier_cycles = self.busy_cycles * self.grid.multipliers
+        s["multiplier_utilization"] = _ratio(s["products"], multiplier_cycles)
+        s["kept_multiplier_utilization"] = _ratio(s["kept_products"], multiplier_cycles)
+        s["conflict_stall_fraction"] = _ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
+        s["barrier_idle_fraction"] = _ratio(s["barrier_idle_cycles"], s["group_cycles"] * self.grid.pes)
+        s["wasted_fraction"] = _ratio(s["wasted_products"], s["products"])
+        s["halo_fraction"] = _ratio(s["halo_products"], s["kept_products"])
         return s
 
 
