@@ -8,7 +8,8 @@ isolates the mechanism).
 
 The machine: ``rows x columns`` PEs; each multiplies ``filter_lanes`` (F) weights by ``activation_lanes``
 (I) activations per cycle and sends the F x I products through a crossbar to ``accumulator_banks`` (A)
-banks of ``accumulator_bank_entries`` partial sums (double-buffered). The rules of one PE (issue order,
+banks of ``accumulator_bank_entries`` partial sums (double-buffered), products meeting in a bank stalling
+the multipliers or queueing (``accumulator_arbitration``). The rules of one PE (issue order,
 where a product goes, bank conflicts, accumulator capacity) are those of :mod:`sparsesim.sparse.cartesian`.
 
 How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row block x channel block)``:
@@ -117,6 +118,7 @@ class CartesianPeArray(Component):
         self.dense = pe.sparsity == "cartesian_product_dense"
         self.accumulator_entries = pe.accumulator_banks * pe.accumulator_bank_entries
         self.requested_group = pe.output_channel_group
+        self.arbitration = pe.accumulator_arbitration
         self.termination = None  # no early termination
         self.early_terminated_macs = 0
         self.n_m_used = False
@@ -219,7 +221,9 @@ class CartesianPeArray(Component):
             weights = issue_weights(
                 weights_kcrs[first : first + n_filters, channels], first, self.grid, self.dense
             )
-            work = group_work(activations, weights, band, n_filters, first, with_sums=True)
+            work = group_work(
+                activations, weights, band, n_filters, first, with_sums=True, arbitration=self.arbitration
+            )
             if work.sums is not None:  # always, as asked for
                 self.sums[first : first + n_filters, band.band_start : band.band_stop] += work.sums
             slowest = int(work.cycles.max())

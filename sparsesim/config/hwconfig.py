@@ -342,6 +342,13 @@ class PeConfig(_Block):
         "after each group); 0 = as many as the accumulator banks hold with each PE's halo.",
         ge=0,
     )
+    accumulator_arbitration: str = _param(
+        "stall",
+        "Cartesian-product PEs: stall = no queues, a cycle's products wait for their busiest bank (the "
+        "multipliers stall); queue = an unbounded queue per bank, the multipliers never wait and the "
+        "banks drain after the group (an optimistic bound).",
+        choices=("stall", "queue"),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

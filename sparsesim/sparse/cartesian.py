@@ -36,11 +36,17 @@ the PE's halo partial sums are sent to their owners once the group is done.
 the PE's accumulator region (see below) and ``W_r`` is the region's width. The banks interleave filters
 first (the F filters of a weight vector meet F consecutive banks), then the region's outputs row-major, F
 banks apart (consecutive activations of the PE's tile, hence their products with one weight, meet
-different banks). The paper does not give its hash; this one is ours. The crossbar has no queues: a bank
-takes one product per cycle, so a step whose busiest bank receives ``n`` products takes ``max(1, n)``
-cycles, ``max(0, n - 1)`` of them *conflict stalls* during which the whole multiplier array waits. Products
-of the same output meet in the same bank and serialise too. A step with no kept product still takes its one
-cycle.
+different banks). The paper does not give its hash; this one is ours. A bank takes one product per cycle;
+products of the same output meet in the same bank and serialise too. Two arbitrations (``ARBITRATIONS``):
+
+- ``stall`` (the default): the crossbar has no queues, so a step whose busiest bank receives ``n``
+  products takes ``max(1, n)`` cycles, ``max(0, n - 1)`` of them *conflict stalls* during which the whole
+  multiplier array waits. A step with no kept product still takes its one cycle.
+- ``queue``: each bank has an unbounded queue in front of it; the multipliers issue one step per cycle
+  and never wait, and each bank's backlog evolves as ``W_t = max(0, W_{t-1} + n_t - 1)`` (``n_t``: its
+  products of step ``t``, served from the cycle they arrive). The queues carry over from channel to
+  channel; a PE is done with a group once its last step is issued and its banks have drained:
+  ``steps + max_b W_b`` cycles. An optimistic bound (no queue is that deep in hardware).
 
 **Accumulator capacity.** A PE's accumulators hold, per filter of the group, every output its products can
 be kept on: its *accumulator region* (its input rows and columns widened by the kernel, inside the band and
@@ -65,6 +71,8 @@ from sparsesim.sparse.activation_work import output_size
 
 #: Product slots handled at a time (a few temporaries of this many int32 / int64 / float64 each).
 _CHUNK_SLOTS = 1 << 16
+#: How products that meet in an accumulator bank are arbitrated (see the module docstring).
+ARBITRATIONS = ("stall", "queue")
 
 
 @dataclass(frozen=True)
@@ -452,6 +460,30 @@ def _below(values: np.ndarray, limit) -> np.ndarray:
     return values.view(np.uint32) < np.asarray(limit, dtype=np.uint32)
 
 
+def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarray, real: np.ndarray) -> None:
+    """Advance every PE's bank queues (``backlog``, ``(PEs, A)``, in place) over a chunk of steps.
+
+    ``arrivals`` ``(A, steps)``: products each step sends each bank; ``vector_pe``: the PE of each activation
+    vector of the chunk (each owns ``steps / len(vector_pe)`` consecutive steps); ``real``: which steps exist
+    (padding vectors do not). A PE's steps follow each other in chunk order. Per queue, with ``d = n - 1``
+    and prefix sums ``S``, the backlog after the PE's steps is ``max(W0 + S_T, S_T - min_t S_t)``.
+    """
+    step_pe = np.repeat(vector_pe, arrivals.shape[1] // max(1, len(vector_pe)))
+    order = np.flatnonzero(real)
+    order = order[np.argsort(step_pe[order], kind="stable")]
+    if not len(order):
+        return
+    pe = step_pe[order]
+    starts = np.flatnonzero(np.r_[True, pe[1:] != pe[:-1]])
+    prefix = np.cumsum(arrivals[:, order] - 1, axis=1)  # (A, steps of the chunk, PE by PE)
+    ends = np.r_[starts[1:], len(order)] - 1
+    before = np.where(starts > 0, prefix[:, starts - 1], 0)
+    total = prefix[:, ends] - before
+    lowest = np.minimum.reduceat(prefix, starts, axis=1) - before
+    owners = pe[starts]
+    backlog[owners] = np.maximum(backlog[owners] + total.T, (total - lowest).T)
+
+
 def group_work(
     activations: IssuedActivations,
     weights: IssuedWeights,
@@ -459,11 +491,13 @@ def group_work(
     n_filters: int,
     first_filter: int,
     with_sums: bool = False,
+    arbitration: str = "stall",
 ) -> GroupWork:
     """The work of one group of ``n_filters`` filters (layer indices from ``first_filter``) on a band.
 
     ``activations`` from :func:`issue_activations` on the band, ``weights`` from :func:`issue_weights` on
     the group. With ``with_sums`` also the kept products summed per output (the datapath's values).
+    ``arbitration``: one of ``ARBITRATIONS``.
 
     How: the weight vectors are laid out per channel, padded to the channel with the most. A chunk of
     activation vectors then forms an ``(I, F, steps)`` block of product slots (each activation vector
@@ -480,6 +514,9 @@ def group_work(
         )
     if activations.y.shape[1] != i_width or weights.k.shape[1] != f_width:
         raise ValueError("the activations and weights were issued for another PE grid")
+    if arbitration not in ARBITRATIONS:
+        raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
+    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
     rows = band.band_stop - band.band_start
     pad, stride = shape.padding, shape.stride
     cycles = np.zeros(pes, dtype=np.int64)
@@ -553,16 +590,22 @@ def group_work(
         counter = np.int32 if banks * n_steps < 2**31 else np.int64
         key = np.where(kept, bank * counter(n_steps) + np.arange(n_steps, dtype=counter), banks * n_steps)
         occupancy = np.bincount(key.ravel(), minlength=banks * n_steps + 1)[:-1]
-        step_cycles = np.maximum(occupancy.reshape(banks, n_steps).max(axis=0), 1).reshape(-1, widest)
-        step_cycles *= real_vector[channel]
-        cycles += np.bincount(activations.pe[v0:v1], weights=step_cycles.sum(axis=1), minlength=pes).astype(
-            np.int64
-        )
+        occupancy = occupancy.reshape(banks, n_steps)
+        if arbitration == "queue":
+            _queue(backlog, occupancy, activations.pe[v0:v1], real_vector[channel].ravel())
+        else:
+            step_cycles = np.maximum(occupancy.max(axis=0), 1).reshape(-1, widest)
+            step_cycles *= real_vector[channel]
+            cycles += np.bincount(
+                activations.pe[v0:v1], weights=step_cycles.sum(axis=1), minlength=pes
+            ).astype(np.int64)
 
         if sums is not None:
             index = np.where(kept, weight(filter_base) + out_y * shape.out_width + out_x, len(sums) - 1)
             values = act(act_value) * weight(weight_values)
             sums += np.bincount(index.ravel(), weights=values.ravel(), minlength=len(sums))
+    if arbitration == "queue":  # one cycle per step, then the deepest queue drains
+        cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
     return GroupWork(
         cycles=cycles,
         steps=steps,

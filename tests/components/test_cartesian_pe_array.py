@@ -27,7 +27,9 @@ GRIDS = [  # rows, columns, F, I, banks, bank entries
 ]
 
 
-def scnn_config(rows, columns, f, i, banks, entries, sparsity="cartesian_product", group=0):
+def scnn_config(
+    rows, columns, f, i, banks, entries, sparsity="cartesian_product", group=0, arbitration="stall"
+):
     return parse_hwconfig(
         {
             "name": "scnn-test",
@@ -41,6 +43,7 @@ def scnn_config(rows, columns, f, i, banks, entries, sparsity="cartesian_product
                     "accumulator_banks": banks,
                     "accumulator_bank_entries": entries,
                     "output_channel_group": group,
+                    "accumulator_arbitration": arbitration,
                 },
             },
         },
@@ -56,9 +59,9 @@ def real_cut(layer, channels, rows, cols, filters):
     )
 
 
-def check_against_reference(x, w, b, grid, sparsity):
+def check_against_reference(x, w, b, grid, sparsity, arbitration="stall"):
     rows, columns, f, i, banks, entries = grid
-    hw = scnn_config(*grid, sparsity=sparsity)
+    hw = scnn_config(*grid, sparsity=sparsity, arbitration=arbitration)
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     # A small buffer, so that the layer splits into several bands.
     tiling = tile_layer_planar(geometry, global_buffer_bytes=2 * 2 * 700, word_bytes=2)
@@ -70,7 +73,14 @@ def check_against_reference(x, w, b, grid, sparsity):
     walks = []
     for tile in tiling.tiles:
         band = (tile.out_row_start, tile.out_row_stop)
-        kwargs = dict(stride=1, padding=1, band=band, grid=(rows, columns, f, i, banks), dense=dense)
+        kwargs = dict(
+            stride=1,
+            padding=1,
+            band=band,
+            grid=(rows, columns, f, i, banks),
+            dense=dense,
+            arbitration=arbitration,
+        )
         walks.append((tile, kwargs))
     # Kc: as many filters as the largest accumulator region of any band lets fit.
     regions = [
@@ -109,20 +119,22 @@ def check_against_reference(x, w, b, grid, sparsity):
     return pe
 
 
+@pytest.mark.parametrize("arbitration", ["stall", "queue"])
 @pytest.mark.parametrize("sparsity", ["cartesian_product", "cartesian_product_dense"])
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: "r{}c{}f{}i{}a{}e{}".format(*g))
 @pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
-def test_tiles_equal_the_cycle_stepped_reference_on_real_cuts(vgg16_trace, cut, grid, sparsity):
+def test_tiles_equal_the_cycle_stepped_reference_on_real_cuts(vgg16_trace, cut, grid, sparsity, arbitration):
     name, *where = cut
-    check_against_reference(*real_cut(vgg16_trace.layer(name), *where), grid, sparsity)
+    check_against_reference(*real_cut(vgg16_trace.layer(name), *where), grid, sparsity, arbitration)
 
 
+@pytest.mark.parametrize("arbitration", ["stall", "queue"])
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: "r{}c{}f{}i{}a{}e{}".format(*g))
 @pytest.mark.parametrize("layer", ["conv2_2", "conv3_1"])
-def test_tiles_equal_the_reference_on_pruned_real_cuts(pruned_trace, layer, grid):
+def test_tiles_equal_the_reference_on_pruned_real_cuts(pruned_trace, layer, grid, arbitration):
     x, w, b = real_cut(pruned_trace.layer(layer), slice(8, 16), slice(5, 14), slice(12, 22), 5)
     assert 0.3 < np.count_nonzero(w) / w.size < 0.7  # the magnitude pruning really left zero weights
-    check_against_reference(x, w, b, grid, "cartesian_product")
+    check_against_reference(x, w, b, grid, "cartesian_product", arbitration)
 
 
 def test_the_builder_picks_the_cartesian_array_only_for_its_modes():

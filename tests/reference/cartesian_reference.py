@@ -15,7 +15,9 @@ vectorised model can be checked against it exactly on small real tensors:
   stride) queued at its bank ``(k + F * (x' + W * y')) % A``, ``(y', x')`` the output's place in the
   PE's accumulator region (the set of outputs its products can be kept on: its bounding box, of width
   ``W``); then cycle by cycle every bank with a queue accumulates one product, until all queues are empty
-  (at least one cycle);
+  (at least one cycle). With ``arbitration="queue"`` the PE does not wait: each cycle it issues its next
+  step's products into the queues and every bank with a queue accumulates one product; after its last step
+  of the group it waits until every queue is empty;
 - a PE's accumulator region is the set of outputs its products can be kept on (``largest_region``: the
   largest of a band's, from which the caller derives Kc);
 - the group ends when its slowest PE does; its halo partial sums (per PE and filter: the outputs its
@@ -49,6 +51,14 @@ def _part(bounds, value):
     return found
 
 
+def accumulate_one_per_bank(queues, sums):
+    """One cycle of the accumulator banks: each bank with a queue adds its oldest product."""
+    for queue in queues:
+        if queue:
+            k, oy, ox, product = queue.pop(0)
+            sums[(k, oy, ox)] = sums.get((k, oy, ox), 0.0) + product
+
+
 def reference_band(
     inputs,
     weights,
@@ -59,6 +69,7 @@ def reference_band(
     grid,
     group_filters,
     dense,
+    arbitration="stall",
 ):
     """Walk one band (``band = (start, stop)`` output rows) cycle by cycle.
 
@@ -127,6 +138,7 @@ def reference_band(
         pe_busy = []
         for pe_index, pe in enumerate(pes):
             busy = 0
+            queues = [[] for _ in range(banks)]  # the bank queues, carried over from step to step
             for c in range(channels):
                 acts = [
                     (y, x, inputs[c][y][x])
@@ -148,7 +160,6 @@ def reference_band(
                         weight_vector = wts[w0 : w0 + f_width]
                         counts["weight_reads"] += len(weight_vector)
                         counts["steps"] += 1
-                        queues = [[] for _ in range(banks)]
                         for y, x, a in act_vector:
                             for k, r, s, w in weight_vector:
                                 counts["products"] += 1
@@ -163,15 +174,17 @@ def reference_band(
                                 top, left, region_width = region_box[pe]
                                 address = (ox - left) + region_width * (oy - top)
                                 queues[(k + f_width * address) % banks].append((k, oy, ox, a * w))
-                        # One iteration per cycle: each bank with a queue accumulates one product.
+                        # One iteration per cycle: each bank with a queue accumulates one product. Without
+                        # queues (stall) the step holds the multipliers until every bank has taken its
+                        # products; with queues the next step issues on the next cycle.
                         cycle = 0
-                        while cycle == 0 or any(queues):
+                        while cycle == 0 or (arbitration == "stall" and any(queues)):
                             cycle += 1
                             busy += 1
-                            for queue in queues:
-                                if queue:
-                                    k, oy, ox, product = queue.pop(0)
-                                    sums[(k, oy, ox)] = sums.get((k, oy, ox), 0.0) + product
+                            accumulate_one_per_bank(queues, sums)
+            while any(queues):  # queue: the PE's last step is issued; the banks drain
+                busy += 1
+                accumulate_one_per_bank(queues, sums)
             counts["pe_cycles"][pe_index] += busy
             pe_busy.append(busy)
         group_cycles.append(pe_busy)

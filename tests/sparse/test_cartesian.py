@@ -11,6 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.sparse.cartesian import (
+    ARBITRATIONS,
     ConvShape,
     PeGrid,
     band_input_rows,
@@ -60,7 +61,7 @@ def synthetic_layers(draw):
     )
 
 
-def fast_band(x, w, shape, grid, band_rows, group, dense):
+def fast_band(x, w, shape, grid, band_rows, group, dense, arbitration="stall"):
     """The fast model's counts over a band, group after group, in the reference's terms."""
     band = plan_band(shape, grid, *band_rows)
     activations = issue_activations(x, band, dense)
@@ -72,9 +73,8 @@ def fast_band(x, w, shape, grid, band_rows, group, dense):
     compute, exchange = [], []
     for first in range(0, w.shape[0], group):
         n = min(w.shape[0], first + group) - first
-        work = group_work(
-            activations, issue_weights(w[first : first + n], first, grid, dense), band, n, first, True
-        )
+        weights = issue_weights(w[first : first + n], first, grid, dense)
+        work = group_work(activations, weights, band, n, first, True, arbitration)
         counts["steps"] += int(work.steps.sum())
         for key in ("products", "kept_products", "halo_products", "activation_reads", "weight_reads"):
             counts[key] += getattr(work, key)
@@ -99,11 +99,11 @@ def reference_sums(sums, filters, band_rows, out_width):
     return array
 
 
-@settings(max_examples=150, deadline=None)
-@given(synthetic_layers())
-def test_fast_band_equals_the_cycle_stepped_reference_on_synthetic_layers(layer):
+@settings(max_examples=200, deadline=None)
+@given(synthetic_layers(), st.sampled_from(ARBITRATIONS))
+def test_fast_band_equals_the_cycle_stepped_reference_on_synthetic_layers(layer, arbitration):
     x, w, shape, grid, band_rows, group, dense = layer
-    fast, sums = fast_band(x, w, shape, grid, band_rows, group, dense)
+    fast, sums = fast_band(x, w, shape, grid, band_rows, group, dense, arbitration)
     counts, reference = reference_band(
         x.tolist(),
         w.tolist(),
@@ -113,9 +113,22 @@ def test_fast_band_equals_the_cycle_stepped_reference_on_synthetic_layers(layer)
         grid=(grid.rows, grid.columns, grid.weights_per_vector, grid.activations_per_vector, grid.banks),
         group_filters=group,
         dense=dense,
+        arbitration=arbitration,
     )
     assert fast == counts
     np.testing.assert_array_equal(sums, reference_sums(reference, w.shape[0], band_rows, shape.out_width))
+
+
+@settings(max_examples=80, deadline=None)
+@given(synthetic_layers())
+def test_queues_never_take_longer_than_stalls_and_take_at_least_a_cycle_per_step(layer):
+    x, w, shape, grid, band_rows, group, dense = layer
+    stall, _ = fast_band(x, w, shape, grid, band_rows, group, dense, "stall")
+    queue, _ = fast_band(x, w, shape, grid, band_rows, group, dense, "queue")
+    for stalled, queued in zip(stall["pe_cycles"], queue["pe_cycles"], strict=True):
+        assert queued <= stalled
+    assert sum(queue["pe_cycles"]) >= queue["steps"]
+    assert queue["cycles"] <= stall["cycles"]
 
 
 @settings(max_examples=80, deadline=None)
@@ -244,9 +257,10 @@ REAL_CUTS = [  # (layer, channels, rows, columns, filters)
 ]
 
 
+@pytest.mark.parametrize("arbitration", ARBITRATIONS)
 @pytest.mark.parametrize("dense", [False, True], ids=["sparse", "dense"])
 @pytest.mark.parametrize("cut", REAL_CUTS, ids=[c[0] for c in REAL_CUTS])
-def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense):
+def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense, arbitration):
     name, channels, rows, cols, filters = cut
     layer = vgg16_trace.layer(name)
     x = layer.input[channels, rows, cols].astype(np.float64)
@@ -254,7 +268,7 @@ def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense):
     shape = ConvShape(x.shape[1], x.shape[2], 3, 3, 1, 1)
     grid = PeGrid(3, 2, 4, 4, 32)
     for band_rows, group in (((0, shape.out_height), 2), ((2, 5), 4)):
-        fast, sums = fast_band(x, w, shape, grid, band_rows, group, dense)
+        fast, sums = fast_band(x, w, shape, grid, band_rows, group, dense, arbitration)
         counts, reference = reference_band(
             x.tolist(),
             w.tolist(),
@@ -264,6 +278,7 @@ def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense):
             grid=(3, 2, 4, 4, 32),
             group_filters=group,
             dense=dense,
+            arbitration=arbitration,
         )
         assert fast == counts
         np.testing.assert_allclose(
