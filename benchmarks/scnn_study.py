@@ -110,30 +110,24 @@ def main(argv: list[str] | None = None) -> int:
             for name, comp in scnn.totals["components"].items()
         },
     }
+    extra = []
     if args.uncompressed:
-        plain = simulate(twin(hw, "cartesian_product_dense", uncompressed=True), trace, args.layers)
-        totals["uncompressed_check"] = plain.totals["functional_check_passed"]
-        totals["dense_uncompressed_cycles"] = plain.totals["cycles"]
-        totals["dense_uncompressed_energy_pj"] = plain.totals["energy_pj"]
-        totals["speedup_vs_dense_uncompressed"] = plain.totals["cycles"] / scnn.totals["cycles"]
-        totals["energy_ratio_vs_dense_uncompressed"] = plain.totals["energy_pj"] / scnn.totals["energy_pj"]
-        for row, layer in zip(rows, plain.layers, strict=True):
-            row["dense_uncompressed_cycles"] = layer["cycles"]
-            row["dense_uncompressed_energy_pj"] = layer["energy_pj"]
-
+        extra.append(("dense_uncompressed", twin(hw, "cartesian_product_dense", uncompressed=True)))
     if args.dot_product:
         dot = twin(hw, "none", uncompressed=True, weight_spad_bytes=DOT_PRODUCT_WEIGHT_SPAD_BYTES)
-        plain = simulate(dot, trace, args.layers)
-        totals["dot_product_check"] = plain.totals["functional_check_passed"]
-        totals["dot_product_cycles"] = plain.totals["cycles"]
-        totals["dot_product_energy_pj"] = plain.totals["energy_pj"]
-        totals["speedup_vs_dot_product"] = plain.totals["cycles"] / scnn.totals["cycles"]
-        totals["energy_ratio_vs_dot_product"] = plain.totals["energy_pj"] / scnn.totals["energy_pj"]
-        for row, layer in zip(rows, plain.layers, strict=True):
-            row["dot_product_cycles"] = layer["cycles"]
-            row["dot_product_energy_pj"] = layer["energy_pj"]
-            row["speedup_vs_dot_product"] = layer["cycles"] / row["cycles"]
-            row["dot_product_mac_utilization"] = layer["throughput"]["mac_utilization"]
+        extra.append(("dot_product", dot))
+    for label, machine in extra:
+        other = simulate(machine, trace, args.layers)
+        totals[f"{label}_check"] = other.totals["functional_check_passed"]
+        totals[f"{label}_cycles"] = other.totals["cycles"]
+        totals[f"{label}_energy_pj"] = other.totals["energy_pj"]
+        totals[f"speedup_vs_{label}"] = other.totals["cycles"] / scnn.totals["cycles"]
+        totals[f"energy_ratio_vs_{label}"] = other.totals["energy_pj"] / scnn.totals["energy_pj"]
+        for row, layer in zip(rows, other.layers, strict=True):
+            row[f"{label}_cycles"] = layer["cycles"]
+            row[f"{label}_energy_pj"] = layer["energy_pj"]
+            row[f"speedup_vs_{label}"] = layer["cycles"] / row["cycles"]
+            row[f"{label}_mac_utilization"] = layer["throughput"]["mac_utilization"]
 
     def pct(x):
         return f"{x * 100:.1f}%"
@@ -187,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{totals['energy_ratio_vs_dot_product']:.2f}x less energy ({per_layer})"
         )
     checks = all(r["functional_check_passed"] for r in rows)
-    checks = checks and all(totals.get(key, True) for key in ("uncompressed_check", "dot_product_check"))
+    checks = checks and all(totals[f"{label}_check"] for label, _ in extra)
     print(f"functional check: {'pass' if checks else 'FAILED'}")
     if args.json:
         args.json.write_text(
