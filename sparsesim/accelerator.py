@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
+from sparsesim.components import CartesianPeArray, Dram, GlobalBuffer, Noc, PeArray, build_pe_array
 from sparsesim.components.decoder import Decoder
 from sparsesim.components.pe_array import MSB_FIRST_WORD_BITS, TERM_MODES, im2col
 from sparsesim.config import MSB_FIRST_MODES
 from sparsesim.core import transfer
-from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer
+from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer, tile_layer_planar
 from sparsesim.mapping.experts import ExpertMapping, expert_tiles, map_experts
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, buffer_footprint_words, layer_traffic
 from sparsesim.sparse.deltas import from_fixed_point, to_fixed_point
@@ -42,7 +42,7 @@ class LayerRun:
     dram: Dram
     global_buffer: GlobalBuffer
     noc: Noc
-    pe_array: PeArray
+    pe_array: PeArray | CartesianPeArray
     tiling: LayerTiling
     traffic: list[TileTraffic]
     decoder: Decoder | None = None
@@ -123,7 +123,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     dram = Dram(env, hw.dram)
     glb = GlobalBuffer(env, hw.global_buffer, word_bytes)
     noc = Noc(env, hw.noc, word_bytes)
-    pe = PeArray(hw.pe_array)
+    pe = build_pe_array(hw.pe_array)
     decoder = Decoder(env, hw.decoder, word_bytes) if hw.decoder.at != "none" else None
 
     geometry = geometry_of(layer)
@@ -138,17 +138,28 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
         sized_weights = np.concatenate([weights_kcrs(layer), router.astype(np.float32)])
     sizer = SliceSizer(activations, sized_weights, output_khw(layer), value_bits=8 * word_bytes)
     compressed = any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
-    tiling = tile_layer(
-        geometry,
-        columns=hw.pe_array.columns,
-        filter_lanes=hw.pe_array.pe.filter_lanes,
-        weight_spad_bytes=hw.pe_array.pe.weight_spad_bytes,
-        global_buffer_bytes=hw.global_buffer.capacity_bytes,
-        word_bytes=word_bytes,
-        layer_name=layer.name,
-        footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
-        channel_granule=_channel_granule(hw.pe_array.pe),
-    )
+    if isinstance(pe, CartesianPeArray):  # planar tiling: bands of rows, weights streamed
+        tiling = tile_layer_planar(
+            geometry,
+            global_buffer_bytes=hw.global_buffer.capacity_bytes,
+            word_bytes=word_bytes,
+            layer_name=layer.name,
+            footprint_words=buffer_footprint_words(hw, geometry, sizer, include_weights=False)
+            if compressed
+            else None,
+        )
+    else:
+        tiling = tile_layer(
+            geometry,
+            columns=hw.pe_array.columns,
+            filter_lanes=hw.pe_array.pe.filter_lanes,
+            weight_spad_bytes=hw.pe_array.pe.weight_spad_bytes,
+            global_buffer_bytes=hw.global_buffer.capacity_bytes,
+            word_bytes=word_bytes,
+            layer_name=layer.name,
+            footprint_words=buffer_footprint_words(hw, geometry, sizer) if compressed else None,
+            channel_granule=_channel_granule(hw.pe_array.pe),
+        )
     weight_ranges = None
     if experts is not None:
         tiling, weight_ranges = expert_tiles(tiling, experts, layer.name)

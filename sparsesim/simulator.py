@@ -15,6 +15,7 @@ import numpy as np
 
 from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
+from sparsesim.components import CartesianPeArray, PeArray
 from sparsesim.components.pe_array import datapath_output, im2col
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
@@ -94,6 +95,12 @@ def _datapath_output(hw, layer, run, compacted):
             operands, ran.weights.reshape(geometry.filters, -1), ran.bias, routed, ran.activation == "relu"
         ).reshape(shape)
         mispredicted = ~routed.reshape(shape)
+    elif isinstance(run.pe_array, CartesianPeArray):
+        # The kept Cartesian products, as the accumulators summed them, then bias and activation.
+        output = run.pe_array.sums + ran.bias.astype(np.float64)[:, None, None]
+        if ran.activation == "relu":
+            np.maximum(output, 0.0, out=output)
+        mispredicted = None
     elif termination is None:
         output = datapath_output(
             operand_input(hw, ran),
@@ -259,7 +266,8 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
         if hw.pe_array.pe.sparsity == "n_m_weights"
         else None,
-        "kernel_patterns": pe.kernel_pattern_summary(),
+        "kernel_patterns": pe.kernel_pattern_summary() if isinstance(pe, PeArray) else None,
+        "cartesian_product": pe.layer_summary() if isinstance(pe, CartesianPeArray) else None,
         "tiling": {
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,

@@ -27,6 +27,7 @@ SHIPPED_HWCONFIGS = (
     "eva2",
     "predictivenet",
     "patdnn",
+    "scnn",
 )
 
 

@@ -31,7 +31,14 @@ energy problem"): a 16-bit integer multiply is about 0.8 pJ, plus the add. Hence
 - ``pe_array.gated_compute`` 0.1 per gated MAC. Assumption (not from the papers): the multiplier's datapath
   does not toggle, but the clock tree, the pipeline registers and the zero detection still do.
 - ``pe_array.skipped_compute`` 0.0: a skipped MAC spends neither a cycle nor energy in the MAC unit.
-- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word.
+- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word;
+  ``weight_spad_metadata_read`` the same per weight index.
+- ``pe_array.wasted_compute`` 1.0 per multiply whose product is dropped (SCNN's products beyond the layer's
+  edges). Assumption: a MAC's energy; dropping the product saves only the accumulation.
+- ``pe_array.crossbar_transfer`` 0.25 per product routed to an accumulator bank (SCNN). Assumption (not from
+  the paper): a word crossing a PE's 16 x 32 crossbar, an eighth of an inter-PE NoC word.
+- ``pe_array.halo_transfer`` 2.0 per partial sum sent to a neighbouring PE (SCNN's halos). Assumption: an
+  inter-PE word, as ``noc.transfer``.
 - ``noc.transfer`` 2.0 per word injected (a multicast word counts once).
 - ``global_buffer.read`` / ``write`` 6.0 per word.
 - ``dram.read`` / ``write`` per burst: 200 pJ per word, times the words in a burst. This default depends on
@@ -112,6 +119,8 @@ SPARSITY_MODES: tuple[str, ...] = (
     "weight_repetition",
     "mixture_of_experts",
     "kernel_patterns",
+    "cartesian_product",
+    "cartesian_product_dense",
 )
 
 #: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
@@ -253,7 +262,10 @@ class PeConfig(_Block):
         "layer's filters split into moe_experts experts, a router picks moe_top_k per output pixel and only "
         "their filters compute and have their weights fetched (MoEfication; lossy, error reported); "
         "kernel_patterns = each connected kernel issues its pattern's MACs, one pattern id read per kernel "
-        "(PatDNN/PCONV).",
+        "(PatDNN/PCONV); cartesian_product = SCNN's planar-tiled PEs: each multiplies filter_lanes (F) "
+        "nonzero weights by activation_lanes (I) nonzero activations per cycle, every pair, products "
+        "scattered to accumulator banks; cartesian_product_dense = the same PEs and dataflow issuing every "
+        "weight and activation, zeros included (SCNN's PT-IS-CP-dense).",
         choices=SPARSITY_MODES,
     )
     activation_threshold: float = _param(
@@ -311,6 +323,31 @@ class PeConfig(_Block):
     )
     msb_threshold: float = _param(
         0.0, "msb_first: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= this."
+    )
+    accumulator_banks: int = _param(
+        32,
+        "Cartesian-product PEs (SCNN): accumulator banks the F x I products of a cycle are scattered to "
+        "through a crossbar; products meeting in one bank in one cycle take one cycle each.",
+        ge=1,
+    )
+    accumulator_bank_entries: int = _param(
+        32,
+        "Cartesian-product PEs: partial sums per accumulator bank (per buffer; the banks are double-"
+        "buffered); banks x entries bound the output-channel group.",
+        ge=1,
+    )
+    output_channel_group: int = _param(
+        0,
+        "Cartesian-product PEs: Kc, the filters whose weights are broadcast together (the PEs synchronise "
+        "after each group); 0 = as many as the accumulator banks hold with each PE's halo.",
+        ge=0,
+    )
+    accumulator_arbitration: str = _param(
+        "stall",
+        "Cartesian-product PEs: stall = no queues, a cycle's products wait for their busiest bank (the "
+        "multipliers stall); queue = an unbounded queue per bank, the multipliers never wait and the "
+        "banks drain after the group (an optimistic bound).",
+        choices=("stall", "queue"),
     )
 
 
@@ -487,6 +524,23 @@ class PeArrayEnergyConfig(_Block):
         0.55,
         "pJ per LSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: as msb_compute).",
         ge=0,
+    )
+    wasted_compute: float = _param(
+        1.0,
+        "pJ per multiply whose product is dropped (SCNN: beyond the layer's edges); assumed as a MAC.",
+        ge=0,
+    )
+    weight_spad_metadata_read: float = _param(
+        0.25, "pJ per weight index read (a 4-bit index vs a 16-bit word, as for activations).", ge=0
+    )
+    crossbar_transfer: float = _param(
+        0.25,
+        "pJ per product sent through a PE's crossbar to an accumulator bank (assumed: an eighth of an "
+        "inter-PE NoC word).",
+        ge=0,
+    )
+    halo_transfer: float = _param(
+        2.0, "pJ per partial sum sent to a neighbouring PE (SCNN's halos; assumed as a NoC word).", ge=0
     )
 
 

@@ -1,5 +1,5 @@
 """Mapping a layer onto the built hardware: which PE works on what, and how the layer is tiled."""
 
-from sparsesim.mapping.tiling import ConvGeometry, LayerTiling, Tile, tile_layer
+from sparsesim.mapping.tiling import ConvGeometry, LayerTiling, Tile, tile_layer, tile_layer_planar
 
-__all__ = ["ConvGeometry", "LayerTiling", "Tile", "tile_layer"]
+__all__ = ["ConvGeometry", "LayerTiling", "Tile", "tile_layer", "tile_layer_planar"]

@@ -23,6 +23,9 @@ and go to the PEs once per group when the whole filter fits one channel block, e
 sums go back to the PEs for every channel block after the first; outputs leave for DRAM after the last one.
 Ignored: mapping search (the loop order and tile shape are fixed, not optimised), bank conflicts, and reuse
 of halo rows between consecutive row blocks.
+
+Planar-tiled machines (SCNN's Cartesian-product PEs) use :func:`tile_layer_planar` instead: tiles are bands of
+output rows with every filter and every channel, and the weights stream through the buffer.
 """
 
 from __future__ import annotations
@@ -112,17 +115,22 @@ class LayerTiling:
         return -(-self.geometry.out_height // self.out_rows_per_block)
 
 
-def _tile_footprint_words(geometry: ConvGeometry, filters: int, channels: int, out_rows: int) -> int:
+def _tile_footprint_words(
+    geometry: ConvGeometry, filters: int, channels: int, out_rows: int, include_weights: bool = True
+) -> int:
     in_rows = min(geometry.height, (out_rows - 1) * geometry.stride + geometry.kernel_r)
-    weights = filters * channels * geometry.kernel_positions
+    weights = filters * channels * geometry.kernel_positions if include_weights else 0
     inputs = channels * in_rows * geometry.width
     outputs = filters * out_rows * geometry.out_width
     return weights + inputs + outputs
 
 
-def dense_footprint_words(geometry: ConvGeometry) -> Callable[[int, int, int], int]:
-    """Footprint of the largest tile of a shape when every tensor is stored uncompressed."""
-    return functools.partial(_tile_footprint_words, geometry)
+def dense_footprint_words(
+    geometry: ConvGeometry, include_weights: bool = True
+) -> Callable[[int, int, int], int]:
+    """Footprint of the largest tile of a shape when every tensor is stored uncompressed (without its
+    weights when they only stream through the buffer)."""
+    return functools.partial(_tile_footprint_words, geometry, include_weights=include_weights)
 
 
 def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
@@ -232,3 +240,59 @@ def tile_layer(
                     )
                 )
     return LayerTiling(geometry, filters_per_group, channels, out_rows, tuple(tiles))
+
+
+def tile_layer_planar(
+    geometry: ConvGeometry,
+    *,
+    global_buffer_bytes: int,
+    word_bytes: int,
+    layer_name: str = "layer",
+    footprint_words: Callable[[int, int, int], int] | None = None,
+) -> LayerTiling:
+    """Tiles for a planar-tiled machine (SCNN): each tile is a band of output rows, all filters and channels.
+
+    The PEs hold the band's activations (planar tiles of the whole band, all channels) and keep the partial
+    sums of the filters they work on in their accumulators until every channel is done, so a tile never
+    splits the filters or the channels; the weights stream through (broadcast to every PE, group after
+    group) and are fetched again for every band. The band is the largest whose input rows (with halo) and
+    outputs fit in **half** the global buffer (double buffering). ``footprint_words(filters, channels,
+    out_rows)`` must count the inputs and outputs only (the weights are not stored); by default they are
+    uncompressed.
+    """
+    footprint = footprint_words or dense_footprint_words(geometry, include_weights=False)
+    filters, channels = geometry.filters, geometry.channels
+    half_buffer_words = global_buffer_bytes // word_bytes // 2
+    fits = functools.partial(_fits, footprint, filters, channels, half_buffer_words)
+    out_rows = _largest_fitting(geometry.out_height, fits)
+    if not out_rows:
+        need = footprint(filters, channels, 1) * 2 * word_bytes
+        raise SimulationError(
+            f"{layer_name}: no band fits the global buffer: one output row of {filters} filters with its "
+            f"input rows needs {need} bytes double-buffered, global_buffer.capacity_bytes is "
+            f"{global_buffer_bytes}"
+        )
+    tiles: list[Tile] = []
+    for out_row_start in range(0, geometry.out_height, out_rows):
+        out_row_stop = min(geometry.out_height, out_row_start + out_rows)
+        in_start, in_stop = geometry.input_rows(out_row_start, out_row_stop)
+        out_words = filters * (out_row_stop - out_row_start) * geometry.out_width
+        tiles.append(
+            Tile(
+                index=len(tiles),
+                filter_start=0,
+                filter_stop=filters,
+                out_row_start=out_row_start,
+                out_row_stop=out_row_stop,
+                channel_start=0,
+                channel_stop=channels,
+                is_first_channel_block=True,
+                is_last_channel_block=True,
+                weight_words=filters * channels * geometry.kernel_positions,
+                input_words=channels * (in_stop - in_start) * geometry.width,
+                psum_in_words=0,
+                out_words=out_words,
+                dram_write_words=out_words,
+            )
+        )
+    return LayerTiling(geometry, filters, channels, out_rows, tuple(tiles))

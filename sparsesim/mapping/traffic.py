@@ -175,11 +175,14 @@ def _sum(*parts: Bits) -> Bits:
     return Bits(sum(p.payload for p in parts), sum(p.metadata for p in parts))
 
 
-def buffer_footprint_words(hw, geometry: ConvGeometry, sizer: SliceSizer) -> Callable[[int, int, int], int]:
+def buffer_footprint_words(
+    hw, geometry: ConvGeometry, sizer: SliceSizer, include_weights: bool = True
+) -> Callable[[int, int, int], int]:
     """Words the largest tile of a shape occupies in the global buffer, measured on the real data.
 
-    Weights and inputs in the buffer's formats; outputs as uncompressed partial sums when the layer needs
-    several channel blocks, else in the buffer's output format.
+    Weights (unless they only stream through: ``include_weights=False``) and inputs in the buffer's formats;
+    outputs as uncompressed partial sums when the layer needs several channel blocks, else in the buffer's
+    output format.
     """
     f = hw.formats.global_buffer
     word_bits = 8 * hw.word_bytes
@@ -191,7 +194,10 @@ def buffer_footprint_words(hw, geometry: ConvGeometry, sizer: SliceSizer) -> Cal
             (r, min(geometry.out_height, r + out_rows)) for r in range(0, geometry.out_height, out_rows)
         ]
         weights = np.array(
-            [[sizer.weights(f.weights, *g, *b).words(word_bits) for b in blocks] for g in groups]
+            [
+                [sizer.weights(f.weights, *g, *b).words(word_bits) if include_weights else 0 for b in blocks]
+                for g in groups
+            ]
         )
         inputs = np.array(
             [

@@ -8,7 +8,8 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling``; ``functional_check``;
+  ``tiling``; ``functional_check``; ``cartesian_product`` (SCNN's PE array only, else null: products, kept,
+  wasted and halo products, steps, conflict stalls, barrier idle cycles, the group size Kc, and their ratios);
 - ``totals``: the same quantities summed over the layers (layers run one after the other).
 
 The same inputs give a byte-identical JSON: no timestamps, no absolute paths, dict order fixed by the code.
@@ -283,6 +284,44 @@ class Report:
                 )
             )
 
+        cartesian = [entry for entry in self.layers if entry.get("cartesian_product")]
+        if cartesian:
+            out.write(
+                "\nCartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles"
+                " lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted);"
+                " kept products of a neighbour's outputs (halo)\n"
+            )
+            rows = []
+            for entry in cartesian:
+                c = entry["cartesian_product"]
+                rows.append(
+                    [
+                        entry["name"],
+                        str(c["output_channel_group"]),
+                        "x".join(str(n) for n in c["pe_tile"]),
+                        str(c["bands"]),
+                        _percent(c["multiplier_utilization"]),
+                        _percent(c["kept_multiplier_utilization"]),
+                        _percent(c["conflict_stall_fraction"]),
+                        _percent(c["barrier_idle_fraction"]),
+                        _percent(c["wasted_fraction"]),
+                        _percent(c["halo_fraction"]),
+                    ]
+                )
+            header = [
+                "layer",
+                "Kc",
+                "PE tile",
+                "bands",
+                "busy",
+                "kept",
+                "conflicts",
+                "barrier",
+                "wasted",
+                "halo",
+            ]
+            out.write(render_table(header, rows))
+
         traffic = totals["dram_traffic"]
         out.write("\nDRAM traffic, all layers (in the configured formats vs. uncompressed)\n")
         rows = [
@@ -342,6 +381,10 @@ def compare_reports(report: Report, baseline: Report) -> dict:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
 def render_table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:

@@ -208,7 +208,8 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
     assert (
         "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations | "
         "zero_skip_weights | zero_skip_both | n_m_weights | zero_skip_weight_vectors | effectual_terms | "
-        "effectual_terms_deltas | weight_repetition | mixture_of_experts | kernel_patterns)" in text
+        "effectual_terms_deltas | weight_repetition | mixture_of_experts | kernel_patterns | "
+        "cartesian_product | cartesian_product_dense)" in text
     )
     assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, > 0)" in text
     assert "pe_array.pe.weight_spad_bytes >= pe_array.pe.filter_lanes * word_bytes" in text

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsesim.errors import SimulationError
-from sparsesim.mapping import ConvGeometry, tile_layer
+from sparsesim.mapping import ConvGeometry, tile_layer, tile_layer_planar
 from sparsesim.mapping.tiling import _tile_footprint_words
 
 geometries = st.builds(
@@ -114,3 +114,37 @@ def test_channel_blocks_keep_whole_groups_when_asked():
         channel_granule=4,
     )
     assert tiling.channels_per_block == 28  # 30 fit the scratchpad: rounded down to whole groups of 4
+
+
+@settings(max_examples=80, deadline=None)
+@given(geometries, st.integers(200, 20000))
+def test_planar_bands_cover_the_rows_once_with_every_filter_and_channel(geometry, buffer_words):
+    try:
+        tiling = tile_layer_planar(geometry, global_buffer_bytes=2 * buffer_words, word_bytes=2)
+    except SimulationError:
+        # Only when not even one output row's inputs and outputs fit half the buffer.
+        assert (
+            _tile_footprint_words(geometry, geometry.filters, geometry.channels, 1, False) > buffer_words // 2
+        )
+        return
+    rows = [(t.out_row_start, t.out_row_stop) for t in tiling.tiles]
+    assert rows[0][0] == 0 and rows[-1][1] == geometry.out_height
+    assert all(a[1] == b[0] for a, b in zip(rows, rows[1:], strict=False))
+    weights = geometry.filters * geometry.channels * geometry.kernel_positions
+    for tile in tiling.tiles:
+        assert (tile.filter_start, tile.filter_stop) == (0, geometry.filters)
+        assert (tile.channel_start, tile.channel_stop) == (0, geometry.channels)
+        assert tile.is_first_channel_block and tile.is_last_channel_block and tile.psum_in_words == 0
+        assert tile.weight_words == weights  # streamed again with every band
+        assert tile.dram_write_words == tile.out_words
+    # Weights stream through: the band's inputs and outputs alone fill at most half the buffer.
+    footprint = _tile_footprint_words(
+        geometry, geometry.filters, geometry.channels, tiling.out_rows_per_block, False
+    )
+    assert footprint <= buffer_words // 2
+
+
+def test_a_buffer_too_small_for_one_band_row_is_a_clear_error():
+    geometry = ConvGeometry(64, 20, 20, 64, 3, 3, 1, 1)
+    with pytest.raises(SimulationError, match="no band fits the global buffer"):
+        tile_layer_planar(geometry, global_buffer_bytes=4096, word_bytes=2)

@@ -1,0 +1,297 @@
+"""SCNN's PE array (Parashar et al., ISCA 2017): planar-tiled PEs that multiply every nonzero weight by every
+nonzero activation (the Cartesian product) and scatter the products to banked accumulators.
+
+Chosen by the builder (:func:`sparsesim.components.build_pe_array`) when ``pe_array.pe.sparsity`` is
+``cartesian_product`` (PT-IS-CP-sparse: only nonzero operands are issued) or ``cartesian_product_dense``
+(PT-IS-CP-dense: the same PEs and dataflow issuing every operand, zeros included: the dense twin that
+isolates the mechanism).
+
+The machine: ``rows x columns`` PEs; each multiplies ``filter_lanes`` (F) weights by ``activation_lanes``
+(I) activations per cycle and sends the F x I products through a crossbar to ``accumulator_banks`` (A)
+banks of ``accumulator_bank_entries`` partial sums (double-buffered), products meeting in a bank stalling
+the multipliers or queueing (``accumulator_arbitration``). The rules of one PE (issue order,
+where a product goes, bank conflicts, accumulator capacity) are those of :mod:`sparsesim.sparse.cartesian`.
+
+How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row block x channel block)``:
+
+- **A tile is a band of output rows with all filters and all channels**
+  (:func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations in the PEs' IARAM /
+  OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
+  IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half of
+  it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
+  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products
+  on the neighbouring band's outputs wasted.
+- **The distributor's multicast of a tile** stands for SCNN's two deliveries: the band's activations, each PE
+  receiving its own planar tile (every word sent once), and the weights, broadcast to every PE (once). The
+  weights stream through the global buffer (they are not counted in its capacity) and come again with
+  every band.
+- **Inside a tile**, the filters are processed in output-channel groups of ``Kc`` (``output_channel_group``,
+  or as many as the accumulator banks hold with each PE's halo), consecutive filters, each group over all
+  channels. A PE works through the group at its own pace; **the PEs synchronise at the end of each group**
+  (the slowest PE sets the group's time: load imbalance is paid there). Then each PE sends its halo partial
+  sums to their owners, one word per cycle (the busiest PE sets the exchange's time), while the next group
+  computes in the other accumulator buffer; a group waits for the previous exchange before starting its
+  own; the tile ends with the last exchange. So a tile takes ``sum_g max(C_g, H_{g-1}) + H_last`` cycles
+  (``C_g``: the slowest PE's cycles in group ``g``, ``H_g``: the busiest PE's halo words).
+
+Ignored: the accumulators' drain into OARAM (ReLU, compression; assumed to overlap the next group), the
+weight FIFO's depth (the PEs are assumed decoupled within a group), the per-PE capacity of IARAM / OARAM
+(the pooled global buffer is checked instead: ``input_spad_bytes``, ``weight_spad_bytes`` and
+``psum_spad_bytes`` are not used by this array; the accumulators are ``accumulator_banks x
+accumulator_bank_entries``), the pipeline fill of the multiplier array and crossbar, and the halo links'
+contention.
+
+Actions (summed over all PEs): ``compute`` a product kept (accumulated: an algorithmic MAC);
+``wasted_compute`` a multiply whose product is dropped (beyond the layer's edges, another band's outputs);
+``skipped_compute`` an algorithmic MAC never multiplied; ``gated_compute`` never; ``input_spad_read`` an
+activation read from IARAM (once per channel and group); ``input_spad_metadata_read`` its index (sparse
+mode); ``weight_spad_read`` a weight read from the weight FIFO (once per activation vector);
+``weight_spad_metadata_read`` its index (sparse mode); ``crossbar_transfer`` a kept product routed to a bank;
+``psum_spad_update`` an accumulator-bank update (one per kept product); ``halo_transfer`` a halo partial sum
+sent to a neighbouring PE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sparsesim.components.pe_array import TileWork
+from sparsesim.core import Component
+from sparsesim.errors import SimulationError
+from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
+from sparsesim.sparse.cartesian import (
+    ConvShape,
+    PeGrid,
+    group_work,
+    issue_activations,
+    issue_weights,
+    output_channel_group,
+    plan_band,
+)
+
+CARTESIAN_MODES = ("cartesian_product", "cartesian_product_dense")
+
+#: The counters of a layer's :attr:`CartesianPeArray.summary` that add up over tiles.
+_SUMMED = (
+    "products",
+    "kept_products",
+    "wasted_products",
+    "halo_products",
+    "steps",
+    "conflict_stall_cycles",
+    "pe_busy_cycles",
+    "barrier_idle_cycles",
+    "group_cycles",
+    "halo_exchange_cycles",
+    "halo_words",
+    "groups",
+)
+
+
+class CartesianPeArray(Component):
+    """The PE array of SCNN; the same interface as :class:`~sparsesim.components.PeArray`."""
+
+    ACTIONS = (
+        "compute",
+        "gated_compute",
+        "skipped_compute",
+        "wasted_compute",
+        "input_spad_read",
+        "input_spad_metadata_read",
+        "weight_spad_read",
+        "weight_spad_metadata_read",
+        "crossbar_transfer",
+        "psum_spad_update",
+        "halo_transfer",
+    )
+
+    def __init__(self, config, path: str = "pe_array"):
+        super().__init__(path)
+        pe = config.pe
+        self.grid = PeGrid(
+            rows=config.rows,
+            columns=config.columns,
+            weights_per_vector=pe.filter_lanes,
+            activations_per_vector=pe.activation_lanes,
+            banks=pe.accumulator_banks,
+        )
+        self.dense = pe.sparsity == "cartesian_product_dense"
+        self.accumulator_entries = pe.accumulator_banks * pe.accumulator_bank_entries
+        self.requested_group = pe.output_channel_group
+        self.arbitration = pe.accumulator_arbitration
+        self.termination = None  # no early termination
+        self.early_terminated_macs = 0
+        self.n_m_used = False
+        self.busy_cycles = 0
+        self.stall_cycles = 0
+        #: The layer's output as the PEs accumulate it, ``(K, Hout, Wout)`` float64, before bias and
+        #: activation.
+        self.sums = np.zeros((0, 0, 0))
+        #: What the Cartesian product cost the layer (see :meth:`prepare`); ``None`` before.
+        self.summary: dict | None = None
+        self._tile_work: dict[int, TileWork] = {}
+
+    @property
+    def mac_lanes(self) -> int:
+        """Multipliers of the whole array."""
+        return self.grid.multipliers
+
+    def prepare(
+        self,
+        input_chw: np.ndarray,
+        geometry: ConvGeometry,
+        tiling: LayerTiling,
+        weights_kcrs: np.ndarray | None = None,
+        bias: np.ndarray | None = None,
+        experts: object = None,
+    ) -> None:
+        """Work out every tile's cycles and actions, and the layer's output, from the real operands.
+
+        ``bias`` and ``experts`` are accepted for :class:`~sparsesim.components.PeArray`'s interface and
+        unused: the bias is added after the accumulators, and a mixture of experts is another PE mode.
+        """
+        if weights_kcrs is None:
+            raise ValueError("Cartesian-product PEs need the layer's weights")
+        if experts is not None:
+            raise ValueError("Cartesian-product PEs do not run a mixture of experts")
+        shape = ConvShape(
+            geometry.height,
+            geometry.width,
+            geometry.kernel_r,
+            geometry.kernel_s,
+            geometry.stride,
+            geometry.padding,
+        )
+        bands = {
+            rows: plan_band(shape, self.grid, *rows)
+            for rows in dict.fromkeys((tile.out_row_start, tile.out_row_stop) for tile in tiling.tiles)
+        }
+        group = self._group_size(list(bands.values()))
+        self.sums = np.zeros((geometry.filters, geometry.out_height, geometry.out_width))
+        summary: dict = dict.fromkeys(_SUMMED, 0)
+        self._tile_work = {}
+        for tile in tiling.tiles:
+            band = bands[(tile.out_row_start, tile.out_row_stop)]
+            work, counters = self._tile(tile, band, input_chw, weights_kcrs, geometry, group)
+            self._tile_work[tile.index] = work
+            for key, n in counters.items():
+                summary[key] += n
+        summary.update(
+            output_channel_group=group,
+            bands=len(bands),
+            pe_tile=list(next(iter(bands.values())).tile_shape),
+            multipliers=self.grid.multipliers,
+        )
+        self.summary = summary
+
+    def _group_size(self, bands) -> int:
+        """Kc: the configured one, or as many filters as every PE's accumulator region lets fit."""
+        largest = max(int(band.accumulator_entries.max()) for band in bands)
+        fitting = output_channel_group(bands, self.accumulator_entries)
+        if self.requested_group:
+            if self.requested_group > fitting:
+                raise SimulationError(
+                    f"pe_array.pe.output_channel_group is {self.requested_group}, but a PE's accumulator "
+                    f"region holds {largest} outputs per filter, so the {self.accumulator_entries} "
+                    f"accumulators (banks x entries) hold at most {fitting} filters"
+                )
+            return self.requested_group
+        if fitting < 1:
+            raise SimulationError(
+                f"a PE's accumulator region holds {largest} outputs per filter, more than its "
+                f"{self.accumulator_entries} accumulators (pe_array.pe.accumulator_banks x "
+                "accumulator_bank_entries): raise them, or lower global_buffer.capacity_bytes so that "
+                "bands are smaller"
+            )
+        return fitting
+
+    def _tile(
+        self, tile: Tile, band, input_chw, weights_kcrs, geometry: ConvGeometry, group: int
+    ) -> tuple[TileWork, dict[str, int]]:
+        """One tile's work, its output sums (added to :attr:`sums`) and its summary counters."""
+        channels = slice(tile.channel_start, tile.channel_stop)
+        activations = issue_activations(input_chw[channels], band, self.dense)
+        halo_per_filter = int(band.halo_entries.max())
+        counters = dict.fromkeys(_SUMMED, 0)
+        compute = []  # C_g: the slowest PE's cycles in each group
+        exchange = []  # H_g: the busiest PE's halo words after each group
+        activation_reads = weight_reads = 0
+        for first in range(tile.filter_start, tile.filter_stop, group):
+            n_filters = min(tile.filter_stop, first + group) - first
+            weights = issue_weights(
+                weights_kcrs[first : first + n_filters, channels], first, self.grid, self.dense
+            )
+            work = group_work(
+                activations, weights, band, n_filters, first, with_sums=True, arbitration=self.arbitration
+            )
+            if work.sums is not None:  # always, as asked for
+                self.sums[first : first + n_filters, band.band_start : band.band_stop] += work.sums
+            slowest = int(work.cycles.max())
+            compute.append(slowest)
+            exchange.append(halo_per_filter * n_filters)
+            activation_reads += work.activation_reads
+            weight_reads += work.weight_reads
+            counters["products"] += work.products
+            counters["kept_products"] += work.kept_products
+            counters["halo_products"] += work.halo_products
+            counters["halo_words"] += int(band.halo_entries.sum()) * n_filters
+            counters["steps"] += int(work.steps.sum())
+            counters["conflict_stall_cycles"] += int(work.conflict_stall_cycles.sum())
+            counters["pe_busy_cycles"] += int(work.cycles.sum())
+            counters["barrier_idle_cycles"] += int((slowest - work.cycles).sum())
+        # Each group waits for the previous group's halo exchange; the tile ends with the last exchange.
+        cycles = sum(max(c, h) for c, h in zip(compute, [0, *exchange[:-1]], strict=True))
+        cycles += exchange[-1] if exchange else 0
+        counters["groups"] = len(compute)
+        counters["group_cycles"] = sum(compute)
+        counters["halo_exchange_cycles"] = cycles - sum(compute)
+        counters["wasted_products"] = counters["products"] - counters["kept_products"]
+
+        kept = counters["kept_products"]
+        algorithmic = (
+            (tile.filter_stop - tile.filter_start)
+            * (tile.channel_stop - tile.channel_start)
+            * geometry.kernel_positions
+            * (tile.out_row_stop - tile.out_row_start)
+            * geometry.out_width
+        )
+        indexed = 0 if self.dense else 1  # compressed operands carry an index each
+        actions = {
+            "compute": kept,
+            "gated_compute": 0,
+            "skipped_compute": algorithmic - kept,
+            "wasted_compute": counters["wasted_products"],
+            "input_spad_read": activation_reads,
+            "input_spad_metadata_read": indexed * activation_reads,
+            "weight_spad_read": weight_reads,
+            "weight_spad_metadata_read": indexed * weight_reads,
+            "crossbar_transfer": kept,
+            "psum_spad_update": kept,
+            "halo_transfer": counters["halo_words"],
+        }
+        return TileWork(int(cycles), actions), counters
+
+    def work(self, tile: Tile) -> TileWork:
+        """Cycles and actions of one tile; the actions are also added to this component's counts."""
+        work = self._tile_work[tile.index]
+        for action, n in work.actions.items():
+            self.count(action, n)
+        return work
+
+    def layer_summary(self) -> dict:
+        """The layer's Cartesian-product counters and their ratios (for the report)."""
+        if self.summary is None:
+            raise SimulationError("the PE array has not been prepared for a layer")
+        s = dict(self.summary)
+        multiplier_cycles = self.busy_cycles * self.grid.multipliers
+        s["multiplier_utilization"] = _ratio(s["products"], multiplier_cycles)
+        s["kept_multiplier_utilization"] = _ratio(s["kept_products"], multiplier_cycles)
+        s["conflict_stall_fraction"] = _ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
+        s["barrier_idle_fraction"] = _ratio(s["barrier_idle_cycles"], s["group_cycles"] * self.grid.pes)
+        s["wasted_fraction"] = _ratio(s["wasted_products"], s["products"])
+        s["halo_fraction"] = _ratio(s["halo_products"], s["kept_products"])
+        return s
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return float(numerator) / float(denominator) if denominator else None

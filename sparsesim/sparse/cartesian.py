@@ -1,0 +1,618 @@
+"""SCNN's Cartesian product (Parashar et al., ISCA 2017, the PT-IS-CP-sparse dataflow): pure numpy.
+
+The machine: a grid of ``rows x columns`` PEs, each with ``F x I`` multipliers (``F`` weights times ``I``
+activations per cycle) whose products go through a crossbar to ``A`` accumulator banks.
+
+**Planar tiling.** A *band* of output rows ``[band_start, band_stop)`` (the whole output plane when it fits
+on chip) is split over the PE grid: its rows into ``rows`` nearly equal parts, the output columns into
+``columns`` parts (:func:`split_bounds`). PE ``(i, j)`` owns the outputs of part ``i`` x part ``j``, its
+*output tile*, and holds the input activations whose *home output* lies in it, all input channels: input
+row ``y`` is at home on output row ``clip((y + padding - (R - 1) // 2) // stride, band_start, band_stop - 1)``
+(the output centred on it: output row ``y`` itself for a 'same' convolution of stride 1), input column ``x``
+likewise on output column ``clip((x + padding - (S - 1) // 2) // stride, 0, out_width - 1)``. The band holds
+the input rows its outputs need (:func:`band_input_rows`), halo rows included.
+
+**Issue order.** For each output-channel group (``Kc`` filters, weights broadcast to every PE) and each input
+channel ``c`` a PE issues
+
+- its activations of channel ``c``, row-major (``y`` then ``x``), in vectors of ``I`` (the last one may be
+  short); sparse: only the nonzero ones, dense: all of them;
+- the group's weights of channel ``c``, ordered by kernel row ``r``, kernel column ``s``, then filter ``k``
+  (filters fastest: a vector then usually holds ``F`` filters at one kernel position, whose products meet
+  ``F`` different outputs), in vectors of ``F``; sparse: only the nonzero ones, dense: all of them;
+- one *step* per pair (activation vector, weight vector), activation vectors outer (input stationary, weight
+  vectors streamed from the weight FIFO): the step multiplies every weight of its weight vector by every
+  activation of its activation vector, up to ``F x I`` products.
+
+**Where a product goes.** Activation ``(y, x)`` times weight ``(k, r, s)`` belongs to output
+``(k, (y + padding - r) / stride, (x + padding - s) / stride)``. It is *kept* when both divisions are exact
+and the output lies in the band (hence in the layer); otherwise it is *wasted*: the multiply was done, the
+product is dropped (outputs beyond the layer's edges, outputs of another band, the wrong phase of a strided
+convolution). A kept product whose output another PE owns is a *halo* product: it is accumulated locally and
+the PE's halo partial sums are sent to their owners once the group is done.
+
+**Accumulator banks.** A kept product of output ``(k, y, x)`` goes to the bank of its accumulator address:
+``(k + F * (x' + W_r * y')) mod A`` (:func:`bank_of`), where ``(y', x')`` are the output's coordinates inside
+the PE's accumulator region (see below) and ``W_r`` is the region's width. The banks interleave filters
+first (the F filters of a weight vector meet F consecutive banks), then the region's outputs row-major, F
+banks apart (consecutive activations of the PE's tile, hence their products with one weight, meet
+different banks). The paper does not give its hash; this one is ours. A bank takes one product per cycle;
+products of the same output meet in the same bank and serialise too. Two arbitrations (``ARBITRATIONS``):
+
+- ``stall`` (the default): the crossbar has no queues, so a step whose busiest bank receives ``n``
+  products takes ``max(1, n)`` cycles, ``max(0, n - 1)`` of them *conflict stalls* during which the whole
+  multiplier array waits. A step with no kept product still takes its one cycle.
+- ``queue``: each bank has an unbounded queue in front of it; the multipliers issue one step per cycle
+  and never wait, and each bank's backlog evolves as ``W_t = max(0, W_{t-1} + n_t - 1)`` (``n_t``: its
+  products of step ``t``, served from the cycle they arrive). The queues carry over from channel to
+  channel; a PE is done with a group once its last step is issued and its banks have drained:
+  ``steps + max_b W_b`` cycles. An optimistic bound (no queue is that deep in hardware).
+
+**Accumulator capacity.** A PE's accumulators hold, per filter of the group, every output its products can
+be kept on: its *accumulator region* (its input rows and columns widened by the kernel, inside the band and
+the layer; its own tile plus a halo). ``Kc`` is the number of filters whose regions fit the banks
+(:func:`output_channel_group`).
+
+What a group costs in time is left to the caller (the PE array): the PEs synchronise at the end of a group,
+then exchange halos. Everything is vectorised: blocks of product slots (activation slot x weight slot x
+step) are formed by broadcasting, a chunk of steps at a time (:func:`group_work`); the cycle-stepped
+reference in the tests walks the same rules one cycle at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from sparsesim.sparse.activation_work import output_size
+
+#: Product slots handled at a time (a few temporaries of this many int32 / int64 / float64 each).
+_CHUNK_SLOTS = 1 << 16
+#: How products that meet in an accumulator bank are arbitrated (see the module docstring).
+ARBITRATIONS = ("stall", "queue")
+
+
+@dataclass(frozen=True)
+class PeGrid:
+    """The Cartesian-product PE array: ``rows x columns`` PEs, each multiplying ``weights_per_vector`` (F)
+    weights by ``activations_per_vector`` (I) activations per cycle into ``banks`` (A) accumulator banks."""
+
+    rows: int
+    columns: int
+    weights_per_vector: int
+    activations_per_vector: int
+    banks: int
+
+    def __post_init__(self) -> None:
+        for name in ("rows", "columns", "weights_per_vector", "activations_per_vector", "banks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"PeGrid.{name} must be an int >= 1, got {value!r}")
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.columns
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers of the whole array."""
+        return self.pes * self.weights_per_vector * self.activations_per_vector
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """The loop bounds of a convolution that matter to the planar tiling (weights ``(K, C, R, S)``)."""
+
+    height: int
+    width: int
+    kernel_r: int
+    kernel_s: int
+    stride: int
+    padding: int
+
+    def __post_init__(self) -> None:
+        for name, low in (("height", 1), ("width", 1), ("kernel_r", 1), ("kernel_s", 1), ("stride", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+                raise ValueError(f"ConvShape.{name} must be an int >= {low}, got {value!r}")
+        if (
+            isinstance(self.padding, bool)
+            or not isinstance(self.padding, int | np.integer)
+            or self.padding < 0
+        ):
+            raise ValueError(f"ConvShape.padding must be an int >= 0, got {self.padding!r}")
+        if self.out_height < 1 or self.out_width < 1:
+            raise ValueError(
+                f"a {self.kernel_r}x{self.kernel_s} kernel with padding {self.padding} does not fit a "
+                f"{self.height}x{self.width} input"
+            )
+
+    @property
+    def out_height(self) -> int:
+        return output_size(self.height, self.kernel_r, self.stride, self.padding)
+
+    @property
+    def out_width(self) -> int:
+        return output_size(self.width, self.kernel_s, self.stride, self.padding)
+
+
+def split_bounds(n: int, parts: int) -> NDArray[np.int64]:
+    """``parts + 1`` non-decreasing bounds that split ``n`` items into parts differing by at most one."""
+    return (np.arange(parts + 1, dtype=np.int64) * n) // parts
+
+
+def band_input_rows(shape: ConvShape, band_start: int, band_stop: int) -> tuple[int, int]:
+    """The input rows ``[start, stop)`` (inside the unpadded input) that output rows of the band need."""
+    start = band_start * shape.stride - shape.padding
+    stop = (band_stop - 1) * shape.stride - shape.padding + shape.kernel_r
+    return max(0, start), min(shape.height, stop)
+
+
+def _reach(first: int, last: int, kernel: int, shape: ConvShape) -> tuple[int, int]:
+    """Output coordinates ``[lo, hi]`` that inputs ``[first, last]`` can reach (before clipping)."""
+    lo = -((-(first + shape.padding - kernel + 1)) // shape.stride)  # ceil division
+    hi = (last + shape.padding) // shape.stride
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class PlanarBand:
+    """A band of output rows planar-tiled over a PE grid: who owns which outputs and holds which inputs.
+
+    ``out_row_bounds`` ``(rows + 1,)`` and ``out_col_bounds`` ``(columns + 1,)``: the output tiles (layer
+    coordinates). ``input_row_pe`` ``(H,)``: the PE row holding each input row (-1: not in the band);
+    ``input_col_pe`` ``(W,)``: the PE column holding each input column. ``accumulator_rows`` /
+    ``accumulator_cols``: per PE row / column, the output rows / columns of its accumulator region, which
+    starts at output row ``accumulator_top`` / column ``accumulator_left``.
+    ``own_rows`` / ``own_cols``: the same for its output tile inside that region.
+    """
+
+    shape: ConvShape
+    grid: PeGrid
+    band_start: int
+    band_stop: int
+    out_row_bounds: NDArray[np.int64]
+    out_col_bounds: NDArray[np.int64]
+    input_row_pe: NDArray[np.int64]
+    input_col_pe: NDArray[np.int64]
+    accumulator_rows: NDArray[np.int64]
+    accumulator_cols: NDArray[np.int64]
+    accumulator_top: NDArray[np.int64]
+    accumulator_left: NDArray[np.int64]
+    own_rows: NDArray[np.int64]
+    own_cols: NDArray[np.int64]
+
+    @property
+    def accumulator_entries(self) -> NDArray[np.int64]:
+        """``(PEs,)``: accumulators one filter needs in each PE (its region: own tile plus halo)."""
+        return np.outer(self.accumulator_rows, self.accumulator_cols).ravel()
+
+    @property
+    def halo_entries(self) -> NDArray[np.int64]:
+        """``(PEs,)``: per filter, the partial sums each PE holds for outputs other PEs own."""
+        own = np.outer(self.own_rows, self.own_cols).ravel()
+        return self.accumulator_entries - own
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """The largest output tile, ``(rows, columns)``."""
+        return int(np.diff(self.out_row_bounds).max()), int(np.diff(self.out_col_bounds).max())
+
+
+def plan_band(shape: ConvShape, grid: PeGrid, band_start: int, band_stop: int) -> PlanarBand:
+    """Split output rows ``[band_start, band_stop)`` over ``grid`` (see the module docstring)."""
+    if not 0 <= band_start < band_stop <= shape.out_height:
+        raise ValueError(
+            f"the band [{band_start}, {band_stop}) must be a non-empty range of the {shape.out_height} "
+            "output rows"
+        )
+    row_bounds = band_start + split_bounds(band_stop - band_start, grid.rows)
+    col_bounds = split_bounds(shape.out_width, grid.columns)
+
+    def holders(n_inputs, kernel, lo, hi, bounds):
+        home = (np.arange(n_inputs) + shape.padding - (kernel - 1) // 2) // shape.stride
+        home = np.clip(home, lo, hi - 1)
+        return np.searchsorted(bounds, home, side="right").astype(np.int64) - 1
+
+    input_row_pe = holders(shape.height, shape.kernel_r, band_start, band_stop, row_bounds)
+    first, stop = band_input_rows(shape, band_start, band_stop)
+    input_row_pe[:first] = -1
+    input_row_pe[stop:] = -1
+    input_col_pe = holders(shape.width, shape.kernel_s, 0, shape.out_width, col_bounds)
+
+    def region(pe_of_input, n_parts, kernel, lo, hi, bounds):
+        """Per part: accumulator region size and start, and the own tile's size inside it."""
+        sizes = np.zeros(n_parts, dtype=np.int64)
+        starts = np.zeros(n_parts, dtype=np.int64)
+        own = np.zeros(n_parts, dtype=np.int64)
+        for part in range(n_parts):
+            held = np.flatnonzero(pe_of_input == part)
+            if held.size == 0:
+                continue
+            reach_lo, reach_hi = _reach(int(held[0]), int(held[-1]), kernel, shape)
+            reach_lo, reach_hi = max(reach_lo, lo), min(reach_hi, hi - 1)
+            sizes[part] = max(0, reach_hi - reach_lo + 1)
+            starts[part] = reach_lo
+            own_lo, own_hi = max(reach_lo, int(bounds[part])), min(reach_hi, int(bounds[part + 1]) - 1)
+            own[part] = max(0, own_hi - own_lo + 1)
+        return sizes, starts, own
+
+    acc_rows, acc_top, own_rows = region(
+        input_row_pe, grid.rows, shape.kernel_r, band_start, band_stop, row_bounds
+    )
+    acc_cols, acc_left, own_cols = region(
+        input_col_pe, grid.columns, shape.kernel_s, 0, shape.out_width, col_bounds
+    )
+    return PlanarBand(
+        shape=shape,
+        grid=grid,
+        band_start=band_start,
+        band_stop=band_stop,
+        out_row_bounds=row_bounds,
+        out_col_bounds=col_bounds,
+        input_row_pe=input_row_pe,
+        input_col_pe=input_col_pe,
+        accumulator_rows=acc_rows,
+        accumulator_cols=acc_cols,
+        accumulator_top=acc_top,
+        accumulator_left=acc_left,
+        own_rows=own_rows,
+        own_cols=own_cols,
+    )
+
+
+def output_channel_group(bands: list[PlanarBand], accumulator_entries: int) -> int:
+    """``Kc`` (>= 0): the filters whose accumulator regions fit ``accumulator_entries`` in every PE."""
+    largest = max(int(band.accumulator_entries.max()) for band in bands)
+    return accumulator_entries // largest if largest else accumulator_entries
+
+
+def bank_of(k, y, x, region_width, grid: PeGrid):
+    """The accumulator bank of output ``(k, y, x)``, ``(y, x)`` inside a PE's accumulator region of
+    ``region_width`` columns (region coordinates; arrays broadcast)."""
+    f = grid.weights_per_vector
+    return (np.asarray(k) + f * (np.asarray(x) + np.asarray(region_width) * np.asarray(y))) % grid.banks
+
+
+#: Coordinate of an empty slot of a short vector: far outside any layer, so its products are never kept.
+_EMPTY_SLOT = 1 << 20
+
+
+@dataclass(frozen=True)
+class IssuedActivations:
+    """The activations a band's PEs issue, all input channels, as vectors in issue order.
+
+    Vectors are numbered channel by channel, PE by PE. Per vector: ``channel``, ``pe``, ``size`` (``<= I``)
+    and, per slot, ``y`` and ``x`` (layer coordinates) and ``value``, ``(V, I)`` arrays whose empty slots
+    hold ``_EMPTY_SLOT`` coordinates and value 0. ``channels``: C.
+    """
+
+    channels: int
+    channel: NDArray[np.int64]
+    pe: NDArray[np.int64]
+    size: NDArray[np.int64]
+    y: NDArray[np.int32]
+    x: NDArray[np.int32]
+    value: NDArray[np.float64]
+
+    @property
+    def vectors(self) -> int:
+        return len(self.channel)
+
+
+def _vector_slots(group: NDArray[np.int64], n_groups: int, width: int):
+    """Cut each group's run of items (``group`` sorted) into vectors of ``width``.
+
+    Returns per item its vector and slot, and per vector its group and size.
+    """
+    counts = np.bincount(group, minlength=n_groups)
+    vectors = -(-counts // width)
+    group_first = np.cumsum(counts) - counts
+    group_first_vector = np.cumsum(vectors) - vectors
+    rank = np.arange(len(group), dtype=np.int64) - group_first[group]
+    vector = group_first_vector[group] + rank // width
+    n_vectors = int(vectors.sum())
+    vector_group = np.repeat(np.arange(n_groups, dtype=np.int64), vectors)
+    size = np.bincount(vector, minlength=n_vectors).astype(np.int64)
+    return vector, rank % width, vector_group, size
+
+
+def _slot_table(n_vectors: int, width: int, vector, slot, values, fill, dtype) -> np.ndarray:
+    table = np.full((n_vectors, width), fill, dtype=dtype)
+    table[vector, slot] = values
+    return table
+
+
+def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> IssuedActivations:
+    """The band's activations (the nonzero ones, or all when ``dense``) in issue order."""
+    array = np.asarray(input_chw)
+    if array.ndim != 3 or array.shape[1:] != (band.shape.height, band.shape.width):
+        raise ValueError(
+            f"input_chw must be (C, {band.shape.height}, {band.shape.width}), got shape {array.shape}"
+        )
+    first, stop = band_input_rows(band.shape, band.band_start, band.band_stop)
+    rows = array[:, first:stop]
+    if dense:
+        channel, y, x = (axis.ravel() for axis in np.indices(rows.shape, dtype=np.int64))
+    else:
+        channel, y, x = (axis.astype(np.int64) for axis in np.nonzero(rows))
+    value = rows[channel, y, x].astype(np.float64)
+    if not np.isfinite(value).all():
+        raise ValueError("input_chw must be finite; it holds NaN or infinite values")
+    y = y + first
+    pes = band.grid.pes
+    group = channel * pes + band.input_row_pe[y] * band.grid.columns + band.input_col_pe[x]
+    order = np.argsort(group, kind="stable")  # keeps row-major order inside each (channel, PE)
+    y, x, value, group = y[order], x[order], value[order], group[order]
+    width = band.grid.activations_per_vector
+    vector, slot, vector_group, size = _vector_slots(group, array.shape[0] * pes, width)
+    n_vectors = len(size)
+    return IssuedActivations(
+        channels=array.shape[0],
+        channel=vector_group // pes,
+        pe=vector_group % pes,
+        size=size,
+        y=_slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32),
+        x=_slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32),
+        value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
+    )
+
+
+@dataclass(frozen=True)
+class IssuedWeights:
+    """A group's weights as vectors in issue order: channel by channel, kernel row, kernel column, filter.
+
+    Per vector and slot: ``k`` (layer filter index), ``r``, ``s`` and ``value``, ``(NV, F)`` arrays whose
+    empty slots hold ``_EMPTY_SLOT`` kernel coordinates and value 0. Per channel: ``vector_starts``
+    (``C + 1`` offsets into the vectors) and ``counts`` (weights issued).
+    """
+
+    k: NDArray[np.int32]
+    r: NDArray[np.int32]
+    s: NDArray[np.int32]
+    value: NDArray[np.float64]
+    vector_starts: NDArray[np.int64]
+    counts: NDArray[np.int64]
+
+    @property
+    def vectors_per_channel(self) -> NDArray[np.int64]:
+        return np.diff(self.vector_starts)
+
+
+def issue_weights(weights_kcrs: np.ndarray, first_filter: int, grid: PeGrid, dense: bool) -> IssuedWeights:
+    """The weights of one group of filters ``(Kc, C, R, S)`` (the nonzero ones, or all when ``dense``);
+    ``first_filter``: the layer index of the group's first filter."""
+    array = np.asarray(weights_kcrs)
+    if array.ndim != 4:
+        raise ValueError(f"weights_kcrs must be (K, C, R, S), got shape {array.shape}")
+    ordered = array.transpose(1, 2, 3, 0)  # (C, R, S, K): filters fastest
+    if dense:
+        channel, r, s, k = (axis.ravel() for axis in np.indices(ordered.shape, dtype=np.int64))
+    else:
+        channel, r, s, k = (axis.astype(np.int64) for axis in np.nonzero(ordered))
+    value = ordered[channel, r, s, k].astype(np.float64)
+    if not np.isfinite(value).all():
+        raise ValueError("weights_kcrs must be finite; it holds NaN or infinite values")
+    width = grid.weights_per_vector
+    channels = array.shape[1]
+    vector, slot, vector_channel, size = _vector_slots(channel, channels, width)
+    n_vectors = len(size)  # vectors of up to F weights
+    vector_starts = np.zeros(channels + 1, dtype=np.int64)
+    vector_starts[1:] = np.cumsum(np.bincount(vector_channel, minlength=channels))
+    return IssuedWeights(
+        k=_slot_table(n_vectors, width, vector, slot, k + first_filter, 0, np.int32),
+        r=_slot_table(n_vectors, width, vector, slot, r, _EMPTY_SLOT, np.int32),
+        s=_slot_table(n_vectors, width, vector, slot, s, _EMPTY_SLOT, np.int32),
+        value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
+        vector_starts=vector_starts,
+        counts=np.bincount(channel, minlength=channels).astype(np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class GroupWork:
+    """What one output-channel group costs a band's PEs, over all input channels.
+
+    Per PE (``(PEs,)`` int64): ``cycles`` (steps plus conflict stalls), ``steps`` (pairs of an activation
+    vector and a weight vector). In total: ``products`` (multiplies done), ``kept_products`` (products
+    accumulated: accumulator updates, crossbar transfers), ``halo_products`` (kept products of outputs other
+    PEs own), ``activation_reads`` (each issued activation read once per channel of the group),
+    ``weight_reads`` (each weight vector's weights read once per activation vector). ``sums``: the group's
+    kept products summed per output, ``(Kc, band rows, out_width)`` float64, or ``None`` if not asked for.
+    """
+
+    cycles: NDArray[np.int64]
+    steps: NDArray[np.int64]
+    products: int
+    kept_products: int
+    halo_products: int
+    activation_reads: int
+    weight_reads: int
+    sums: NDArray[np.float64] | None
+
+    @property
+    def conflict_stall_cycles(self) -> NDArray[np.int64]:
+        """``(PEs,)``: cycles lost to bank conflicts."""
+        return self.cycles - self.steps
+
+    @property
+    def wasted_products(self) -> int:
+        return self.products - self.kept_products
+
+
+def _padded_by_channel(weights: IssuedWeights, table: np.ndarray, fill) -> np.ndarray:
+    """``(F, C, nwv_max)``: per slot, each channel's weight vectors (from a per-slot ``table``), padded
+    with ``fill`` up to the channel with the most vectors."""
+    per_channel = weights.vectors_per_channel
+    widest = int(per_channel.max(initial=0))
+    padded = np.full((table.shape[1], len(per_channel), widest), fill, dtype=table.dtype)
+    channel = np.repeat(np.arange(len(per_channel)), per_channel)
+    rank = np.arange(len(table)) - weights.vector_starts[channel]
+    padded[:, channel, rank] = table.T
+    return padded
+
+
+def _below(values: np.ndarray, limit) -> np.ndarray:
+    """``0 <= values < limit`` in one comparison (negative int32 values wrap to huge unsigned ones)."""
+    return values.view(np.uint32) < np.asarray(limit, dtype=np.uint32)
+
+
+def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarray, real: np.ndarray) -> None:
+    """Advance every PE's bank queues (``backlog``, ``(PEs, A)``, in place) over a chunk of steps.
+
+    ``arrivals`` ``(A, steps)``: products each step sends each bank; ``vector_pe``: the PE of each activation
+    vector of the chunk (each owns ``steps / len(vector_pe)`` consecutive steps); ``real``: which steps exist
+    (padding vectors do not). A PE's steps follow each other in chunk order. Per queue, with ``d = n - 1``
+    and prefix sums ``S``, the backlog after the PE's steps is ``max(W0 + S_T, S_T - min_t S_t)``.
+    """
+    step_pe = np.repeat(vector_pe, arrivals.shape[1] // max(1, len(vector_pe)))
+    order = np.flatnonzero(real)
+    order = order[np.argsort(step_pe[order], kind="stable")]
+    if not len(order):
+        return
+    pe = step_pe[order]
+    starts = np.flatnonzero(np.r_[True, pe[1:] != pe[:-1]])
+    prefix = np.cumsum(arrivals[:, order] - 1, axis=1)  # (A, steps of the chunk, PE by PE)
+    ends = np.r_[starts[1:], len(order)] - 1
+    before = np.where(starts > 0, prefix[:, starts - 1], 0)
+    total = prefix[:, ends] - before
+    lowest = np.minimum.reduceat(prefix, starts, axis=1) - before
+    owners = pe[starts]
+    backlog[owners] = np.maximum(backlog[owners] + total.T, (total - lowest).T)
+
+
+def group_work(
+    activations: IssuedActivations,
+    weights: IssuedWeights,
+    band: PlanarBand,
+    n_filters: int,
+    first_filter: int,
+    with_sums: bool = False,
+    arbitration: str = "stall",
+) -> GroupWork:
+    """The work of one group of ``n_filters`` filters (layer indices from ``first_filter``) on a band.
+
+    ``activations`` from :func:`issue_activations` on the band, ``weights`` from :func:`issue_weights` on
+    the group. With ``with_sums`` also the kept products summed per output (the datapath's values).
+    ``arbitration``: one of ``ARBITRATIONS``.
+
+    How: the weight vectors are laid out per channel, padded to the channel with the most. A chunk of
+    activation vectors then forms an ``(I, F, steps)`` block of product slots (each activation vector
+    paired with every weight vector of its channel): coordinates, banks and ownership come from broadcasting
+    an ``(I, steps)`` activation part against an ``(F, steps)`` weight part, along the long steps axis.
+    Empty slots and padding vectors are never kept, and padding steps cost nothing.
+    """
+    grid, shape = band.grid, band.shape
+    banks, pes, f_width = grid.banks, grid.pes, grid.weights_per_vector
+    i_width = grid.activations_per_vector
+    if len(weights.counts) != activations.channels:
+        raise ValueError(
+            f"the activations have {activations.channels} channels, the weights {len(weights.counts)}"
+        )
+    if activations.y.shape[1] != i_width or weights.k.shape[1] != f_width:
+        raise ValueError("the activations and weights were issued for another PE grid")
+    if arbitration not in ARBITRATIONS:
+        raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
+    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
+    rows = band.band_stop - band.band_start
+    pad, stride = shape.padding, shape.stride
+    cycles = np.zeros(pes, dtype=np.int64)
+    sums = np.zeros(n_filters * rows * shape.out_width + 1) if with_sums else None
+    kept_total = own_total = 0
+
+    # Each activation is read once per channel and group, each weight of its channel once per activation
+    # vector, and every activation is multiplied by every weight of its channel.
+    weights_per_channel = weights.counts[activations.channel]
+    steps_per_vector = weights.vectors_per_channel[activations.channel]
+    steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
+
+    # Per weight slot, laid out (F, C, widest): the output coordinate offsets and the filter.
+    by_channel = functools.partial(_padded_by_channel, weights)
+    offset_y = by_channel(pad - weights.r, pad - _EMPTY_SLOT)
+    offset_x = by_channel(pad - weights.s, pad - _EMPTY_SLOT)
+    filter_k = by_channel(weights.k, 0)
+    widest = offset_y.shape[2]
+    real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
+    if sums is not None:
+        # Flat index of output (k, y, x) in the group's sums: k part + (y - band_start) * W + x.
+        filter_base = ((filter_k - first_filter) * rows - band.band_start) * shape.out_width
+        weight_values = by_channel(weights.value, 0.0)
+    act_y, act_x, act_value = activations.y.T, activations.x.T, activations.value.T  # (I, V)
+    pe_row, pe_col = activations.pe // grid.columns, activations.pe % grid.columns
+    own_top = band.out_row_bounds[pe_row].astype(np.int32)
+    own_rows = (band.out_row_bounds[pe_row + 1] - own_top).astype(np.int32)
+    own_left = band.out_col_bounds[pe_col].astype(np.int32)
+    own_cols = (band.out_col_bounds[pe_col + 1] - own_left).astype(np.int32)
+    # Bank of (k, y, x): k + F x + F W_r y, in layer coordinates: the region's origin only adds a constant
+    # per PE, which rotates every bank of the PE alike and so changes no conflict.
+    row_pitch = (f_width * band.accumulator_cols[pe_col]).astype(np.int32)
+
+    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * i_width * f_width))
+    for v0 in range(0, activations.vectors if widest else 0, per_chunk):
+        v1 = min(activations.vectors, v0 + per_chunk)
+        n_steps = (v1 - v0) * widest
+        channel = activations.channel[v0:v1]
+
+        def act(table, v0=v0, v1=v1):  # (I, 1, steps): each activation vector once per weight vector
+            return np.repeat(table[:, v0:v1], widest, axis=1)[:, None, :]
+
+        def weight(table, channel=channel):  # (1, F, steps): the weight vectors of each activation's channel
+            return table[:, channel, :].reshape(table.shape[0], -1)[None, :, :]
+
+        def per_step(table, v0=v0, v1=v1):  # (1, 1, steps)
+            return np.repeat(table[v0:v1], widest)[None, None, :]
+
+        out_y = act(act_y) + weight(offset_y)
+        out_x = act(act_x) + weight(offset_x)
+        if stride > 1:
+            phase = (out_y % stride == 0) & (out_x % stride == 0)
+            out_y //= stride
+            out_x //= stride
+        kept = _below(out_y - band.band_start, rows)
+        kept &= _below(out_x, shape.out_width)
+        if stride > 1:
+            kept &= phase
+        kept_total += int(np.count_nonzero(kept))
+        # Own outputs lie inside the band and the layer, hence are kept (once in phase).
+        own = _below(out_y - per_step(own_top), per_step(own_rows))
+        own &= _below(out_x - per_step(own_left), per_step(own_cols))
+        if stride > 1:
+            own &= phase
+        own_total += int(np.count_nonzero(own))
+
+        bank = weight(filter_k) + f_width * out_x
+        bank += per_step(row_pitch) * out_y
+        bank = bank & (banks - 1) if banks & (banks - 1) == 0 else bank % banks
+        # Bank-major counters (bank * steps + step), so that the busiest bank is a reduction over rows.
+        counter = np.int32 if banks * n_steps < 2**31 else np.int64
+        key = np.where(kept, bank * counter(n_steps) + np.arange(n_steps, dtype=counter), banks * n_steps)
+        occupancy = np.bincount(key.ravel(), minlength=banks * n_steps + 1)[:-1]
+        occupancy = occupancy.reshape(banks, n_steps)
+        if arbitration == "queue":
+            _queue(backlog, occupancy, activations.pe[v0:v1], real_vector[channel].ravel())
+        else:
+            step_cycles = np.maximum(occupancy.max(axis=0), 1).reshape(-1, widest)
+            step_cycles *= real_vector[channel]
+            cycles += np.bincount(
+                activations.pe[v0:v1], weights=step_cycles.sum(axis=1), minlength=pes
+            ).astype(np.int64)
+
+        if sums is not None:
+            index = np.where(kept, weight(filter_base) + out_y * shape.out_width + out_x, len(sums) - 1)
+            values = act(act_value) * weight(weight_values)
+            sums += np.bincount(index.ravel(), weights=values.ravel(), minlength=len(sums))
+    if arbitration == "queue":  # one cycle per step, then the deepest queue drains
+        cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
+    return GroupWork(
+        cycles=cycles,
+        steps=steps,
+        products=int(activations.size @ weights_per_channel),
+        kept_products=kept_total,
+        halo_products=kept_total - own_total,
+        activation_reads=int(activations.size.sum()),
+        weight_reads=int(weights_per_channel.sum()),
+        sums=None if sums is None else sums[:-1].reshape(n_filters, rows, shape.out_width),
+    )
