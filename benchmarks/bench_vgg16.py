@@ -2,18 +2,36 @@
 
 For each shipped hwconfig and each layer: the wall time of a full simulation of the layer (tile pipeline,
 cycle and action counts, datapath output and functional check) next to the wall time numpy takes to compute
-the same layer (float64 im2col + matmul + ReLU, :func:`sparsesim.workload.ops.layer_reference`) in the same
-process, and the simulated MACs per wall-clock second. Ratios, not absolute times, are what to compare
-across machines.
+the same layer just before it, in the same process (float64 im2col + matmul + ReLU,
+:func:`sparsesim.workload.ops.layer_reference`), and the simulated MACs per wall-clock second. Ratios, not
+absolute times, are what to compare across machines.
 
     python benchmarks/bench_vgg16.py [--trace traces/vgg16_china] [--hwconfig hwconfigs/x.yaml ...]
                                      [--repeat 3] [--json results.json]
+                                     [--record benchmarks/speed_record.jsonl]
+                                     [--compare benchmarks/speed_record.jsonl --max-slowdown 2.0]
+
+The speed record. ``--record FILE`` appends one JSON line to FILE: when, which commit, which Python and
+numpy, and per config the whole-trace ``sim_over_numpy`` ratio. ``--compare FILE`` compares this run's
+ratios with FILE's last record and exits with 1 if any config's ratio grew by more than ``--max-slowdown``
+times (a config the record does not have is reported, not judged). CI runs ``--compare`` against the
+record checked in; record a new line, and commit it, when a change makes the simulator faster or is
+accepted as slower.
+
+Why our own record rather than pytest-benchmark or asv: both keep and compare absolute times (seconds
+per call, per commit), which move with whatever else a shared machine is running; our figure of merit is a
+ratio measured in one run (simulation time over numpy's time for the same layers, both on the same busy
+machine), which neither tool computes, and a JSON-lines file in the repository is all the history it needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,21 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hwconfig", action="append", default=None)
     parser.add_argument("--repeat", type=int, default=3, help="best of N timings (default 3)")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
+    parser.add_argument("--record", default=None, help="append this run's ratios to this JSON-lines file")
+    parser.add_argument("--compare", default=None, help="judge this run against this file's last record")
+    parser.add_argument(
+        "--max-slowdown",
+        type=float,
+        default=2.0,
+        help="with --compare: fail if a ratio grew by more than this factor (default 2.0)",
+    )
     args = parser.parse_args(argv)
 
     trace = load_trace(args.trace)
     hwconfigs = args.hwconfig or sorted(str(p) for p in (ROOT / "hwconfigs").glob("*.yaml"))
-    numpy_s = {
-        layer.name: best_time(lambda layer=layer: layer_reference(layer), args.repeat)
-        for layer in trace.layers
-    }
     results = {}
     for hw_path in hwconfigs:
         hw = load_hwconfig(hw_path)
         print(f"\n{hw.name} on {trace.name} (best of {args.repeat})")
         print(f"{'layer':<8} {'MACs':>14} {'sim s':>8} {'numpy s':>8} {'sim/numpy':>10} {'sim MAC/s':>11}")
         rows = []
+        # numpy is timed next to each simulation, so that both see the same load on a shared machine.
+        numpy_s = {}
         for layer in trace.layers:
+            numpy_s[layer.name] = best_time(lambda layer=layer: layer_reference(layer), args.repeat)
             sim_s = best_time(lambda layer=layer, hw=hw: simulate_layer(hw, layer), args.repeat)
             macs = layer.algorithmic_macs
             rows.append({"layer": layer.name, "macs": macs, "sim_s": sim_s, "numpy_s": numpy_s[layer.name]})
@@ -80,6 +105,64 @@ def main(argv: list[str] | None = None) -> int:
         from sparsesim.files import write_atomic
 
         write_atomic(args.json, json.dumps(results, indent=2) + "\n")
+    ratios = {name: result["sim_over_numpy"] for name, result in results.items()}
+    status = compare_with_record(ratios, args.compare, args.max_slowdown) if args.compare else 0
+    if args.record:
+        append_record(args.record, trace.name, ratios)
+    return status
+
+
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
+
+
+def append_record(path: str, trace_name: str, ratios: dict[str, float]) -> None:
+    """Append one line: this run's per-config ``sim_over_numpy`` ratios and where they were measured."""
+    import numpy
+
+    line = {
+        "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "trace": trace_name,
+        "sim_over_numpy": {name: round(ratio, 4) for name, ratio in sorted(ratios.items())},
+    }
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line, sort_keys=True) + "\n")
+    print(f"\nrecorded in {path}")
+
+
+def compare_with_record(ratios: dict[str, float], path: str, max_slowdown: float) -> int:
+    """Print each config's ratio against the last record of ``path``; 1 if one grew by > ``max_slowdown``."""
+    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        print(f"\n{path} holds no record yet: nothing to compare with")
+        return 0
+    last = json.loads(lines[-1])
+    previous = last["sim_over_numpy"]
+    print(f"\nagainst the record of {last['utc']} (commit {last.get('commit')}), limit {max_slowdown}x")
+    print(f"{'config':<20} {'then':>8} {'now':>8} {'now/then':>9}")
+    failed = []
+    for name, ratio in sorted(ratios.items()):
+        if name not in previous:
+            print(f"{name:<20} {'-':>8} {ratio:>7.2f}x {'new':>9}")
+            continue
+        growth = ratio / previous[name]
+        print(f"{name:<20} {previous[name]:>7.2f}x {ratio:>7.2f}x {growth:>8.2f}x")
+        if growth > max_slowdown:
+            failed.append(name)
+    if failed:
+        print(f"slower than the record by more than {max_slowdown}x: {', '.join(failed)}")
+        return 1
     return 0
 
 
