@@ -35,17 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from sparsesim.systolic import SCALESIM_COUNTS
+
 HERE = Path(__file__).resolve().parent
-FIELDS = (
-    "compute_cycles",
-    "stall_cycles",
-    "ifmap_sram_reads",
-    "filter_sram_reads",
-    "ofmap_sram_writes",
-    "ifmap_dram_reads",
-    "filter_dram_reads",
-    "ofmap_dram_writes",
-)
 SCALESIM_DRIVER = """
 import sys
 from scalesim.scale_sim import scalesim
@@ -154,7 +146,7 @@ def main() -> int:
             if len(theirs) != len(ours):
                 mismatches.append(f"{len(theirs)} layers in SCALE-Sim, {len(ours)} in sparsesim")
             for index, (a, b) in enumerate(zip(theirs, ours, strict=False)):
-                for field in FIELDS:
+                for field in SCALESIM_COUNTS:
                     if a[field] != b[field]:
                         mismatches.append(
                             f"layer {index} {b['layer']}: {field} SCALE-Sim {a[field]}, sparsesim {b[field]}"
@@ -179,7 +171,7 @@ def main() -> int:
             )
 
         name = Path(args.topology).stem
-        print(f"\n{name} on a 32x32 array, dense, CALC mode; per-layer {', '.join(FIELDS)}")
+        print(f"\n{name} on a 32x32 array, dense, CALC mode; per-layer {', '.join(SCALESIM_COUNTS)}")
         header = (
             "df",
             "layers identical",

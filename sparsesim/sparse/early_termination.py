@@ -270,25 +270,9 @@ def early_termination(
     """
     _check_mode(mode, n_speculative)
     operands = finite_matrix(operands_pn, "operands_pn", 2)
-    weights = finite_matrix(weights_kn, "weights_kn", 2)
-    bias = finite_matrix(bias_k, "bias_k", 1)
     n_windows, n_positions = operands.shape
+    weights, bias, threshold = check_layer_inputs(n_positions, weights_kn, bias_k, threshold, chunk_windows)
     n_filters = weights.shape[0]
-    if weights.shape[1] != n_positions:
-        raise ValueError(
-            f"operands_pn has {n_positions} positions per window but weights_kn has {weights.shape[1]}"
-        )
-    if bias.shape[0] != n_filters:
-        raise ValueError(f"bias_k has {bias.shape[0]} entries for {n_filters} filters")
-    threshold = float(threshold)
-    if np.isnan(threshold):
-        raise ValueError("threshold must not be NaN")
-    if (
-        isinstance(chunk_windows, bool)
-        or not isinstance(chunk_windows, int | np.integer)
-        or chunk_windows < 1
-    ):
-        raise ValueError(f"chunk_windows must be an int >= 1, got {chunk_windows!r}")
 
     plan = _issue_plan(weights, mode, int(n_speculative))
     sound = not any((operands[i : i + CHECK_ROWS] < 0).any() for i in range(0, n_windows, CHECK_ROWS))
@@ -444,3 +428,30 @@ def _chunk(
         output[windows, filters] = replayed_output
         mispredicted[windows, filters] = replayed_mispredicted
     terminated[:] = macs < unterminated
+
+
+def check_layer_inputs(
+    n_positions: int, weights_kn, bias_k, threshold, chunk_windows
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The checks every early-termination mechanism makes of its layer: finite ``(K, n_positions)`` weights,
+    ``(K,)`` bias, a threshold that is not NaN and ``chunk_windows >= 1``. Returns weights, bias, threshold.
+    """
+    weights = finite_matrix(weights_kn, "weights_kn", 2)
+    bias = finite_matrix(bias_k, "bias_k", 1)
+    n_filters = weights.shape[0]
+    if weights.shape[1] != n_positions:
+        raise ValueError(
+            f"operands_pn has {n_positions} positions per window but weights_kn has {weights.shape[1]}"
+        )
+    if bias.shape[0] != n_filters:
+        raise ValueError(f"bias_k has {bias.shape[0]} entries for {n_filters} filters")
+    threshold = float(threshold)
+    if np.isnan(threshold):
+        raise ValueError("threshold must not be NaN")
+    if (
+        isinstance(chunk_windows, bool)
+        or not isinstance(chunk_windows, int | np.integer)
+        or chunk_windows < 1
+    ):
+        raise ValueError(f"chunk_windows must be an int >= 1, got {chunk_windows!r}")
+    return weights, bias, threshold

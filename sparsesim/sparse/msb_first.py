@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sparsesim.sparse.checks import finite_matrix
+from sparsesim.sparse.early_termination import check_layer_inputs
 
 MSB_FIRST_DECISIONS = ("predictive", "exact")
 
@@ -201,25 +202,9 @@ def msb_first(
     if isinstance(frac_bits, bool) or not isinstance(frac_bits, int | np.integer):
         raise ValueError(f"frac_bits must be an int, got {type(frac_bits).__name__}")
     ints = _fixed_point_operands(operands_pn, "operands_pn", bits)
-    weights = finite_matrix(weights_kn, "weights_kn", 2)
-    bias = finite_matrix(bias_k, "bias_k", 1)
     n_windows, n_positions = ints.shape
+    weights, bias, threshold = check_layer_inputs(n_positions, weights_kn, bias_k, threshold, chunk_windows)
     n_filters = weights.shape[0]
-    if weights.shape[1] != n_positions:
-        raise ValueError(
-            f"operands_pn has {n_positions} positions per window but weights_kn has {weights.shape[1]}"
-        )
-    if bias.shape[0] != n_filters:
-        raise ValueError(f"bias_k has {bias.shape[0]} entries for {n_filters} filters")
-    threshold = float(threshold)
-    if np.isnan(threshold):
-        raise ValueError("threshold must not be NaN")
-    if (
-        isinstance(chunk_windows, bool)
-        or not isinstance(chunk_windows, int | np.integer)
-        or chunk_windows < 1
-    ):
-        raise ValueError(f"chunk_windows must be an int >= 1, got {chunk_windows!r}")
 
     lsb_bits = bits - msb_bits
     scale = 2.0 ** -int(frac_bits)

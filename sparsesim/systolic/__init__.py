@@ -27,6 +27,7 @@ from sparsesim.workload.topology import ConvShape
 
 __all__ = [
     "SystolicArrayConfig",
+    "SCALESIM_COUNTS",
     "SystolicLayerResult",
     "SystolicReport",
     "fold_plan",
@@ -37,6 +38,17 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+#: The per-layer numbers that equal SCALE-Sim 3.0.0's, in the order of its report columns.
+SCALESIM_COUNTS = (
+    "compute_cycles",
+    "stall_cycles",
+    "ifmap_sram_reads",
+    "filter_sram_reads",
+    "ofmap_sram_writes",
+    "ifmap_dram_reads",
+    "filter_dram_reads",
+    "ofmap_dram_writes",
+)
 _TOTALLED = (
     "compute_cycles",
     "stall_cycles",
@@ -101,16 +113,7 @@ class SystolicReport:
         attr = dict(
             zip(
                 keys,
-                (
-                    "compute_cycles",
-                    "stall_cycles",
-                    "ifmap_sram_reads",
-                    "filter_sram_reads",
-                    "ofmap_sram_writes",
-                    "ifmap_dram_reads",
-                    "filter_dram_reads",
-                    "ofmap_dram_writes",
-                ),
+                SCALESIM_COUNTS,
                 strict=True,
             )
         )

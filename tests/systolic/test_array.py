@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparsesim.systolic import SystolicArrayConfig, fold_plan, simulate_systolic, simulate_systolic_layer
+from sparsesim.systolic import (
+    SCALESIM_COUNTS,
+    SystolicArrayConfig,
+    fold_plan,
+    simulate_systolic,
+    simulate_systolic_layer,
+)
 from sparsesim.systolic.buffers import EpochReadCounter, read_epoch_capacity, simulate_write_buffer
 from sparsesim.workload.topology import ConvShape, load_topology, parse_topology
 from tests.reference.systolic_reference import reference_systolic_layer, reference_write_buffer
@@ -18,16 +24,6 @@ HERE = Path(__file__).parent
 BENCHMARKS = HERE.parents[1] / "benchmarks" / "scalesim"
 GOLDEN = json.loads((HERE / "scalesim_golden.json").read_text())
 RESNET18_GOLDEN = json.loads((HERE / "scalesim_resnet18_golden.json").read_text())
-COUNTS = (
-    "compute_cycles",
-    "stall_cycles",
-    "ifmap_sram_reads",
-    "filter_sram_reads",
-    "ofmap_sram_writes",
-    "ifmap_dram_reads",
-    "filter_dram_reads",
-    "ofmap_dram_writes",
-)
 
 
 def _synthetic_layers(count, seed):
@@ -124,7 +120,8 @@ def test_small_layers_equal_recorded_scalesim_numbers(case):
     for expected in case["layers"]:
         result = simulate_systolic_layer(config, layers[expected["layer"]]).to_dict()
         name = expected["layer"]
-        assert {key: result[key] for key in COUNTS} == {key: expected[key] for key in COUNTS}, name
+        got = {key: result[key] for key in SCALESIM_COUNTS}
+        assert got == {key: expected[key] for key in SCALESIM_COUNTS}, name
 
 
 @pytest.mark.parametrize("dataflow", sorted(RESNET18_GOLDEN["layers"]))
@@ -133,5 +130,5 @@ def test_resnet18_on_32x32_equals_recorded_scalesim_numbers(dataflow):
     from sparsesim.systolic import load_scalesim_config
 
     report = simulate_systolic(load_scalesim_config(config_path), load_topology(BENCHMARKS / "resnet18.csv"))
-    got = [{key: layer.to_dict()[key] for key in COUNTS} for layer in report.layers]
+    got = [{key: layer.to_dict()[key] for key in SCALESIM_COUNTS} for layer in report.layers]
     assert got == RESNET18_GOLDEN["layers"][dataflow]
