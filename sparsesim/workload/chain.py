@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsesim.errors import TraceError
 from sparsesim.workload.ops import maxpool2x2
-from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace
+from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -100,3 +100,21 @@ def source_manifest_sha256(trace: Trace) -> str:
             "layer, so load the whole trace (load_trace(path) without layers=)"
         )
     return hashlib.sha256(data).hexdigest()
+
+
+def layers_to_rerun(
+    trace: Trace | str | os.PathLike, layers: str | Sequence[str] | None
+) -> tuple[Trace, list[str], list[Layer]]:
+    """The source trace (loaded if a path), the layer names asked for (all if ``None``; duplicates dropped)
+    and the chain a derived network re-runs: from the source's first layer to the last one asked for.
+    :class:`TraceError` naming the trace on an unknown name or an empty selection."""
+    source = trace if isinstance(trace, Trace) else load_trace(trace)
+    names = [layer.name for layer in source.layers]
+    wanted = names if layers is None else list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
+    unknown = [n for n in wanted if n not in names]
+    if unknown or not wanted:
+        raise TraceError(
+            f"{source.path}: unknown layer(s) {', '.join(repr(n) for n in unknown) or '(none given)'}; "
+            f"known layers: {', '.join(names)}"
+        )
+    return source, wanted, source.layers[: max(names.index(n) for n in wanted) + 1]

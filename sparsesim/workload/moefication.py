@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sparsesim.errors import SparsesimError, TraceError
+from sparsesim.errors import SparsesimError
 from sparsesim.sparse.moe import (
     activation_recall,
     balanced_kmeans_partition,
@@ -42,7 +42,7 @@ from sparsesim.sparse.moe import (
     router_scores,
     top_k_experts,
 )
-from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
+from sparsesim.workload.chain import check_chain, layers_to_rerun, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
 
@@ -131,16 +131,7 @@ def moefy_trace(
         TraceError: unknown layer names; the source's layers are not one chain; a value overflows float16;
             the source's manifest cannot be read.
     """
-    source = trace if isinstance(trace, Trace) else load_trace(trace)
-    names = [layer.name for layer in source.layers]
-    wanted = names if layers is None else list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
-    unknown = [n for n in wanted if n not in names]
-    if unknown or not wanted:
-        raise TraceError(
-            f"{source.path}: unknown layer(s) {', '.join(repr(n) for n in unknown) or '(none given)'}; "
-            f"known layers: {', '.join(names)}"
-        )
-    chain = source.layers[: max(names.index(n) for n in wanted) + 1]
+    source, wanted, chain = layers_to_rerun(trace, layers)
     manifest_sha256 = source_manifest_sha256(source)
     pools = check_chain(source, chain)
 

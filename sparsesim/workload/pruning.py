@@ -36,11 +36,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from sparsesim.errors import SparsesimError, TraceError
+from sparsesim.errors import SparsesimError
 from sparsesim.sparse.patterns import PATTERN_ENTRIES, pattern_prune
 from sparsesim.sparse.structured import coarse_prune_mask, n_m_prune_mask, parse_n_m
 from sparsesim.sparse.weight_repetition import quantize_weights
-from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
+from sparsesim.workload.chain import check_chain, layers_to_rerun, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
 
@@ -290,17 +290,7 @@ def prune_trace(
             value overflows float16; the source's manifest cannot be read.
     """
     sparsity = _check_parameters(sparsity, method)
-    source = trace if isinstance(trace, Trace) else load_trace(trace)
-    names = [layer.name for layer in source.layers]
-    wanted = names if layers is None else list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
-    unknown = [n for n in wanted if n not in names]
-    if unknown or not wanted:
-        raise TraceError(
-            f"{source.path}: unknown layer(s) {', '.join(repr(n) for n in unknown) or '(none given)'}; "
-            f"known layers: {', '.join(names)}"
-        )
-    last = max(names.index(n) for n in wanted)
-    chain = source.layers[: last + 1]
+    source, wanted, chain = layers_to_rerun(trace, layers)
     manifest_sha256 = source_manifest_sha256(source)
     pools = check_chain(source, chain)
 
