@@ -51,8 +51,10 @@ class SliceSizer:
     def __init__(
         self, input_chw: np.ndarray, weights_kcrs: np.ndarray, output_khw: np.ndarray, value_bits: int
     ):
-        self.input = input_chw
-        self.weights_kcrs = weights_kcrs
+        # Stored once as float16 when that is exact (trace operands are), so that each slice's format
+        # analysis skips its float16 conversion and representability check (most of a sizing's cost).
+        self.input = _float16_if_exact(input_chw)
+        self.weights_kcrs = _float16_if_exact(weights_kcrs)
         # Outputs leave the PEs as 16-bit words (the next layer's operands), so they are sized as such.
         self.output = output_khw.astype(np.float16)
         self.value_bits = value_bits
@@ -75,6 +77,16 @@ class SliceSizer:
 
     def outputs(self, fmt: str, k0: int, k1: int, r0: int, r1: int) -> Bits:
         return self._size(("o", fmt, k0, k1, r0, r1), lambda: self.output[k0:k1, r0:r1], "activations", fmt)
+
+
+def _float16_if_exact(array: np.ndarray) -> np.ndarray:
+    """``array`` as float16 if every value is exactly a float16, else unchanged (sizing then says which
+    value is not)."""
+    if array.dtype == np.float16:
+        return array
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = array.astype(np.float16)
+    return half if np.array_equal(half.astype(array.dtype), array) else array
 
 
 @dataclass(frozen=True)
