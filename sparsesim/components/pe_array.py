@@ -121,6 +121,9 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
 SKIPPING_MODES = ("zero_skip_activations",)
+# Operand values (float64) one BLAS call of the functional check's datapath takes at most (32 MB), unless
+# one band of output rows is already larger.
+DATAPATH_CHUNK_VALUES = 4 * 1024 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
@@ -639,7 +642,8 @@ def datapath_output(
     activation: str,
     rows_per_chunk: int,
 ) -> np.ndarray:
-    """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64.
+    """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64, computed in bands of at least
+    ``rows_per_chunk`` output rows.
 
     Modes whose products differ from a plain dot product have their own datapath here (UCNN's factorised
     sums, Diffy's deltas; SnaPEA, MSB-first and mixtures of experts are computed by their mechanisms). The
@@ -665,8 +669,12 @@ def datapath_output(
         return np.maximum(out, 0.0) if activation == "relu" else out
     weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64).T  # (CRS, K)
     out = np.empty((geometry.out_height * geometry.out_width, geometry.filters), dtype=np.float64)
-    for start in range(0, geometry.out_height, rows_per_chunk):
-        stop = min(geometry.out_height, start + rows_per_chunk)
+    # Whole bands of output rows per BLAS call, as many as keep the operand matrix near
+    # DATAPATH_CHUNK_VALUES float64s: a few large products run several times faster than one per tile band.
+    row_values = geometry.out_width * weight_matrix.shape[0]
+    rows = max(rows_per_chunk, DATAPATH_CHUNK_VALUES // max(1, row_values))
+    for start in range(0, geometry.out_height, rows):
+        stop = min(geometry.out_height, start + rows)
         partial = im2col(input_chw, geometry, start, stop) @ weight_matrix
         out[start * geometry.out_width : stop * geometry.out_width] = partial
     out += bias.astype(np.float64)[None, :]

@@ -51,32 +51,38 @@ class SliceSizer:
     def __init__(
         self, input_chw: np.ndarray, weights_kcrs: np.ndarray, output_khw: np.ndarray, value_bits: int
     ):
-        # Stored once as float16 when that is exact (trace operands are), so that each slice's format
-        # analysis skips its float16 conversion and representability check (most of a sizing's cost).
-        self.input = _float16_if_exact(input_chw)
-        self.weights_kcrs = _float16_if_exact(weights_kcrs)
-        # Outputs leave the PEs as 16-bit words (the next layer's operands), so they are sized as such.
-        self.output = output_khw.astype(np.float16)
+        self._tensors = {"w": weights_kcrs, "i": input_chw, "o": output_khw}
+        self._float16: dict[str, np.ndarray] = {}
         self.value_bits = value_bits
         self._cache: dict[tuple, Bits] = {}
 
-    def _size(self, key: tuple, tensor: Callable[[], np.ndarray], role: str, fmt: str) -> Bits:
+    def _tensor(self, which: str) -> np.ndarray:
+        """The whole tensor as float16 when that is exact (trace operands are; outputs leave the PEs as
+        16-bit words, the next layer's operands), converted once on first use, so that each slice's format
+        analysis skips its own conversion and representability check (most of a sizing's cost)."""
+        if which not in self._float16:
+            tensor = self._tensors[which]
+            self._float16[which] = tensor.astype(np.float16) if which == "o" else _float16_if_exact(tensor)
+        return self._float16[which]
+
+    def _size(self, which: str, fmt: str, window: tuple[slice, slice], role: str) -> Bits:
+        key = (which, fmt, window[0].start, window[0].stop, window[1].start, window[1].stop)
         if key not in self._cache:
-            data = tensor()
-            if fmt == "U":
-                self._cache[key] = Bits(data.size * self.value_bits, 0)
+            if fmt == "U":  # the size alone: no need to look at the values
+                shape = self._tensors[which][window].shape
+                self._cache[key] = Bits(int(np.prod(shape)) * self.value_bits, 0)
             else:
-                self._cache[key] = Bits(*tensor_size_bits(data, role, fmt))
+                self._cache[key] = Bits(*tensor_size_bits(self._tensor(which)[window], role, fmt))
         return self._cache[key]
 
     def weights(self, fmt: str, k0: int, k1: int, c0: int, c1: int) -> Bits:
-        return self._size(("w", fmt, k0, k1, c0, c1), lambda: self.weights_kcrs[k0:k1, c0:c1], "weights", fmt)
+        return self._size("w", fmt, (slice(k0, k1), slice(c0, c1)), "weights")
 
     def inputs(self, fmt: str, c0: int, c1: int, r0: int, r1: int) -> Bits:
-        return self._size(("i", fmt, c0, c1, r0, r1), lambda: self.input[c0:c1, r0:r1], "activations", fmt)
+        return self._size("i", fmt, (slice(c0, c1), slice(r0, r1)), "activations")
 
     def outputs(self, fmt: str, k0: int, k1: int, r0: int, r1: int) -> Bits:
-        return self._size(("o", fmt, k0, k1, r0, r1), lambda: self.output[k0:k1, r0:r1], "activations", fmt)
+        return self._size("o", fmt, (slice(k0, k1), slice(r0, r1)), "activations")
 
 
 def _float16_if_exact(array: np.ndarray) -> np.ndarray:
