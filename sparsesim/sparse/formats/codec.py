@@ -157,6 +157,11 @@ def _analyse_rank(
     kind = rank.kind
     if kind == "U":
         return _Rank(n_fibers, extent, np.full(n_fibers, extent, dtype=np.int64), 0)
+    if kind == "CP" and rank.aligned and not (fields or positions):
+        # Aligned CP keeps every slot and an offset per slot: its size follows from the shape alone, so
+        # sizing (the tiling search's hot path, for Cnvlutin's bricks) need not find the nonzeros.
+        width = _resolve_width(rank, max(1, (extent - 1).bit_length()), extent - 1, where)
+        return _Rank(n_fibers, extent, np.full(n_fibers, extent, dtype=np.int64), nz.size * width)
     rows, cols = np.nonzero(nz)
     rows = rows.astype(np.int64, copy=False)
     cols = cols.astype(np.int64, copy=False)
@@ -268,17 +273,27 @@ class _Analysis:
 def _analyse(values: np.ndarray, fmt: TensorFormat, want_fields: bool) -> _Analysis:
     shape = values.shape
     depth = len(shape)
-    nonempty: list[np.ndarray] = [values != 0] * depth
-    for i in range(depth - 2, -1, -1):
-        nonempty[i] = np.asarray(nonempty[i + 1].any(axis=-1))
+    nonempty: dict[int, np.ndarray] = {}
+
+    def nonempty_at(i: int) -> np.ndarray:
+        """Whether each coordinate of rank ``i`` holds a nonzero below it (computed once, when needed)."""
+        if i not in nonempty:
+            nonempty[i] = values != 0 if i == depth - 1 else np.asarray(nonempty_at(i + 1).any(axis=-1))
+        return nonempty[i]
+
     fibers: np.ndarray | None = None  # flat ids of the current rank's fibers; None: all of them
     ranks: list[_Rank] = []
     for i, rank in enumerate(fmt.ranks):
         extent = shape[i]
         above = math.prod(shape[:i])
-        grid = nonempty[i].reshape(above, extent)
-        nz = grid if fibers is None else grid[fibers]
         leaf = i == depth - 1
+        n_fibers = above if fibers is None else fibers.size
+        if rank.kind == "U" or (rank.kind == "CP" and rank.aligned and leaf and not want_fields):
+            # Their size follows from the shape (see _analyse_rank): no need to find the nonzeros.
+            nz = np.broadcast_to(np.False_, (n_fibers, extent))
+        else:
+            grid = nonempty_at(i).reshape(above, extent)
+            nz = grid if fibers is None else grid[fibers]
         has_count = i == 0 or fmt.ranks[i - 1].kind != "UOP"
         uop_bound = math.prod(shape[: i + 2])
         where = f"format {fmt.name!r} rank {i}"
