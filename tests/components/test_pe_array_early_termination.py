@@ -10,8 +10,7 @@ import pytest
 
 from sparsesim import simulate
 from sparsesim.components.pe_array import PeArray, im2col
-from sparsesim.mapping import ConvGeometry, tile_layer
-from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.reference.early_termination_reference import reference_layer
 from tests.reference.sequential_reference import reference_tile_cycles
 
@@ -33,16 +32,8 @@ def terminating_config(rows, columns, mode, sparsity):
 @pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
 def test_terminating_tile_cycles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, sparsity, mode):
     x, w, b = small_real_cut(vgg16_trace, *cut)
-    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     hw = terminating_config(rows, 2, mode, sparsity)
-    tiling = tile_layer(
-        geometry,
-        columns=2,
-        filter_lanes=1,
-        weight_spad_bytes=4096,
-        global_buffer_bytes=2 * 2 * 900,
-        word_bytes=2,
-    )
+    geometry, tiling = cut_geometry_and_tiling(x, w, 4096)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks == 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)

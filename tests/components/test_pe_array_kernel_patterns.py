@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from sparsesim.components.pe_array import PeArray, datapath_output, im2col
-from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.sparse.patterns import layer_patterns, pattern_prune
-from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.reference.pattern_reference import reference_pattern_tile
 
 CUTS = [
@@ -31,17 +30,9 @@ def pattern_config(rows, lanes, spad_words, entries=4, library_size=8):
 
 
 def run_against_reference(x, w, b, rows, lanes, library_size=8):
-    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     spad_words = 5 * 9  # 5 channels of a filter: several channel blocks
     hw = pattern_config(rows, lanes, spad_words, library_size=library_size)
-    tiling = tile_layer(
-        geometry,
-        columns=2,
-        filter_lanes=1,
-        weight_spad_bytes=2 * spad_words,
-        global_buffer_bytes=2 * 2 * 900,
-        word_bytes=2,
-    )
+    geometry, tiling = cut_geometry_and_tiling(x, w, 2 * spad_words)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks > 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)

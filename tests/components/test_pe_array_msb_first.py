@@ -11,9 +11,8 @@ import pytest
 
 from sparsesim import load_hwconfig, simulate
 from sparsesim.components.pe_array import PeArray, _two_unit_lane_cycles, im2col
-from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.sparse.deltas import to_fixed_point
-from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.conftest import HWCONFIG_DIR
 from tests.reference.msb_first_reference import reference_layer, reference_msb_first_tile_cycles
 
@@ -39,16 +38,8 @@ def test_msb_first_tile_cycles_equal_the_cycle_stepped_reference(
     vgg16_trace, cut, rows, sparsity, mode, msb_bits
 ):
     x, w, b = small_real_cut(vgg16_trace, *cut)
-    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     hw = msb_first_config(rows, 2, mode, sparsity, msb_bits)
-    tiling = tile_layer(
-        geometry,
-        columns=2,
-        filter_lanes=1,
-        weight_spad_bytes=4096,
-        global_buffer_bytes=2 * 2 * 900,
-        word_bytes=2,
-    )
+    geometry, tiling = cut_geometry_and_tiling(x, w, 4096)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks == 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from sparsesim.components.pe_array import PeArray, datapath_output, im2col
-from sparsesim.mapping import ConvGeometry, tile_layer
-from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.reference.sequential_reference import (
     reference_items,
     reference_tile_cycles,
@@ -34,17 +33,9 @@ def magnitude_pruned(weights, sparsity=0.6):
 def test_output_sequential_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, lanes, mode):
     x, w, b = small_real_cut(vgg16_trace, *cut)
     w = magnitude_pruned(w)
-    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     spad_words = 5 * 9  # 5 channels of a filter: several channel blocks
     hw = pe_config(rows, 2, lanes, 1, spad_words, mode)
-    tiling = tile_layer(
-        geometry,
-        columns=2,
-        filter_lanes=1,
-        weight_spad_bytes=2 * spad_words,
-        global_buffer_bytes=2 * 2 * 900,
-        word_bytes=2,
-    )
+    geometry, tiling = cut_geometry_and_tiling(x, w, 2 * spad_words)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks > 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)
