@@ -10,17 +10,7 @@ has finished phase 1 (the selection gates the experts): lane ``(filter k, PE row
 
 from __future__ import annotations
 
-
-def _run(queues, lanes):
-    cycles = 0
-    while any(queues):
-        cycles += 1
-        for queue in queues:
-            if queue:
-                queue[0] -= min(lanes, queue[0])
-                if queue[0] == 0:
-                    queue.pop(0)
-    return cycles
+from tests.reference.sequential_reference import run_lane_queues
 
 
 def reference_moe_tile_cycles(
@@ -37,4 +27,4 @@ def reference_moe_tile_cycles(
     for k in filters:
         for row in range(rows):
             expert_queues.append([macs_per_output for p in windows[row::rows] if routed_kp[k][p]])
-    return _run(router_queues, lanes) + _run(expert_queues, lanes)
+    return run_lane_queues(router_queues, lanes) + run_lane_queues(expert_queues, lanes)

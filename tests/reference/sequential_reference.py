@@ -18,11 +18,10 @@ def reference_items(operands_row, weights_row, skip_zero_activations):
     )
 
 
-def reference_tile_cycles(items_kp, filters, windows, rows, lanes=1):
-    queues = []
-    for k in filters:
-        for row in range(rows):
-            queues.append([items_kp[k][p] for p in windows[row::rows]])
+def run_lane_queues(queues, lanes):
+    """Cycles until every lane has worked through its queue of outputs: each cycle, every lane does up to
+    ``lanes`` work items of its current output (an output of 0 items still takes the cycle that hands it
+    on)."""
     cycles = 0
     while any(queues):
         cycles += 1
@@ -32,6 +31,14 @@ def reference_tile_cycles(items_kp, filters, windows, rows, lanes=1):
                 if queue[0] == 0:
                     queue.pop(0)
     return cycles
+
+
+def reference_tile_cycles(items_kp, filters, windows, rows, lanes=1):
+    queues = []
+    for k in filters:
+        for row in range(rows):
+            queues.append([items_kp[k][p] for p in windows[row::rows]])
+    return run_lane_queues(queues, lanes)
 
 
 def reference_vector_items(weights_crs, lanes):
