@@ -1028,6 +1028,8 @@ def _read_block(
                 continue
             _read_block(kind, value, path + ".", values, bad, problems)
             continue
+        if kind == "str" and isinstance(value, _ExponentFloat):
+            value = value.text
         messages = _value_problems(fields[key], kind, value)
         if messages:
             problems += [(path, message) for message in messages]
@@ -1096,10 +1098,30 @@ class _HwConfigLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _ExponentFloat(float):
+    """A float our loader read from a scalar that YAML 1.1 (and so ``yaml.safe_dump``) takes as a string.
+
+    It keeps the scalar's text so that a string parameter given ``name: 0E0`` reads the string "0E0": a
+    config written with ``yaml.safe_dump`` loads back identical.
+    """
+
+    text: str
+
+    def __new__(cls, text: str) -> _ExponentFloat:
+        number = super().__new__(cls, text.replace("_", ""))
+        number.text = text
+        return number
+
+
+_EXPONENT_FLOAT_TAG = "tag:sparsesim,2026:exponent-float"
 _HwConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
+    _EXPONENT_FLOAT_TAG,
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
+)
+_HwConfigLoader.add_constructor(
+    _EXPONENT_FLOAT_TAG,
+    lambda loader, node: _ExponentFloat(loader.construct_scalar(node)),
 )
 
 

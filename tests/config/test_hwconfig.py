@@ -169,6 +169,15 @@ def test_exponent_notation_loads_as_a_float(tmp_path):
     assert cfg.clock_hz == 606e6
     assert cfg.dram.bandwidth_bytes_per_cycle == 15.0
     assert cfg.noc.bandwidth_bytes_per_cycle == 20.0
+    assert type(cfg.clock_hz) is float and type(cfg.dram.bandwidth_bytes_per_cycle) is float
+
+
+def test_exponent_notation_in_a_string_parameter_stays_the_text(tmp_path):
+    # yaml.safe_dump writes the string "0E0" without quotes (YAML 1.1 reads it as a string); our loader
+    # reads it as a float, so a string parameter must take the scalar's text back.
+    cfg = load_hwconfig(write(tmp_path, "name: 0E0\ndescription: 1_0e+5\n"))
+    assert (cfg.name, cfg.description) == ("0E0", "1_0e+5")
+    assert type(cfg.name) is str
 
 
 def test_a_null_block_means_all_of_its_defaults(tmp_path):
