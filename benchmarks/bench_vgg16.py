@@ -4,10 +4,13 @@ For each shipped hwconfig and each layer: the wall time of a full simulation of 
 cycle and action counts, datapath output and functional check) next to the wall time numpy takes to compute
 the same layer just before it, in the same process (float64 im2col + matmul + ReLU,
 :func:`sparsesim.workload.ops.layer_reference`), and the simulated MACs per wall-clock second. Ratios, not
-absolute times, are what to compare across machines.
+absolute times, are what to compare across machines. numpy's BLAS runs on ``--threads`` threads (default 1)
+in both: the simulator's own work is single-threaded Python and numpy, so one thread each makes the MACs
+per second "per core" and keeps a multi-threaded numpy from looking faster on an idle machine than on a
+busy one.
 
     python benchmarks/bench_vgg16.py [--trace traces/vgg16_china] [--hwconfig hwconfigs/x.yaml ...]
-                                     [--repeat 3] [--json results.json]
+                                     [--repeat 3] [--threads 1] [--json results.json]
                                      [--record benchmarks/speed_record.jsonl]
                                      [--compare benchmarks/speed_record.jsonl --max-slowdown 2.0]
 
@@ -48,13 +51,20 @@ def best_time(function, repeat: int) -> float:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    from sparsesim import load_hwconfig, load_trace
-    from sparsesim.simulator import simulate_layer
-    from sparsesim.workload.ops import layer_reference
+# The BLAS libraries numpy may be built with, and the variable each reads its thread count from.
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads for numpy and the simulator alike (default 1: figures per core, and a ratio that "
+        "does not move with how many cores a shared machine has free)",
     )
     parser.add_argument("--trace", default=str(ROOT / "traces" / "vgg16_china"))
     parser.add_argument("--hwconfig", action="append", default=None)
@@ -69,8 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         help="with --compare: fail if a ratio grew by more than this factor (default 2.0)",
     )
     args = parser.parse_args(argv)
+    if "numpy" in sys.modules:
+        parser.error("numpy was imported before the BLAS thread count could be set; run this file directly")
+    for variable in BLAS_THREAD_VARIABLES:
+        os.environ[variable] = str(args.threads)
+    from sparsesim import load_hwconfig, load_trace
+    from sparsesim.simulator import simulate_layer
+    from sparsesim.workload.ops import layer_reference
 
-    trace = load_trace(args.trace)
+    trace = load_trace(args.trace, keep_in_memory=True)  # timing, not memory: read each layer once
     hwconfigs = args.hwconfig or sorted(str(p) for p in (ROOT / "hwconfigs").glob("*.yaml"))
     results = {}
     for hw_path in hwconfigs:
@@ -133,6 +150,7 @@ def append_record(path: str, trace_name: str, ratios: dict[str, float]) -> None:
         "numpy": numpy.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "blas_threads": int(os.environ[BLAS_THREAD_VARIABLES[0]]),
         "trace": trace_name,
         "sim_over_numpy": {name: round(ratio, 4) for name, ratio in sorted(ratios.items())},
     }

@@ -82,15 +82,16 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     against numpy); then per component busy / stall / idle cycles and energy, and the lecture's
     throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
     """
-    from sparsesim import load_hwconfig, load_trace, simulate
+    from sparsesim import load_hwconfig, load_trace
     from sparsesim.files import write_atomic
     from sparsesim.report import compare_reports
+    from sparsesim.simulator import simulate_configs
 
     hw = load_hwconfig(hwconfig)
     base_hw = load_hwconfig(baseline) if baseline else None
     loaded = load_trace(trace, layers=list(layers) or None)
-    report = simulate(hw, loaded)
-    base_report = simulate(base_hw, loaded) if base_hw is not None else None
+    report, *rest = simulate_configs([hw] + ([base_hw] if base_hw is not None else []), loaded)
+    base_report = rest[0] if rest else None
     if base_report is not None:
         report.data["comparison"] = compare_reports(report, base_report)
     click.echo(report.render(base_report), nl=False)
@@ -124,14 +125,17 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
 
         sparsesim compare traces/vgg16_china hwconfigs/dadiannao.yaml hwconfigs/cnvlutin.yaml
     """
-    from sparsesim import load_hwconfig, load_trace, simulate
+    from sparsesim import load_hwconfig, load_trace
     from sparsesim.files import write_atomic
     from sparsesim.report.comparison import comparison_csv, comparison_data, render_comparison
+    from sparsesim.simulator import simulate_configs
 
     loaded = load_trace(trace, layers=list(layers) or None)
     configs = [load_hwconfig(path) for path in hwconfigs]
-    reports = [simulate(hw, loaded) for hw in configs]
-    base = simulate(load_hwconfig(baseline), loaded) if baseline else reports[0]
+    if baseline:
+        configs.append(load_hwconfig(baseline))
+    reports = simulate_configs(configs, loaded)
+    base = reports.pop() if baseline else reports[0]
     data = comparison_data(reports, base)
     click.echo(render_comparison(data), nl=False)
     if json_path:
@@ -166,9 +170,10 @@ def sweep(hwconfig, trace, setting, layers, json_path):
     """
     import yaml
 
-    from sparsesim import load_hwconfig, load_trace, simulate
+    from sparsesim import load_hwconfig, load_trace
     from sparsesim.files import write_atomic
     from sparsesim.report.sweep import render_sweep, sweep_data, with_parameter
+    from sparsesim.simulator import simulate_configs
 
     path, sep, listed = setting.partition("=")
     if not sep or not listed:
@@ -177,7 +182,7 @@ def sweep(hwconfig, trace, setting, layers, json_path):
     hw = load_hwconfig(hwconfig)
     configs = [with_parameter(hw, path, value) for value in values]
     loaded = load_trace(trace, layers=list(layers) or None)
-    data = sweep_data(path, values, [simulate(config, loaded) for config in configs])
+    data = sweep_data(path, values, simulate_configs(configs, loaded))
     click.echo(render_sweep(data), nl=False)
     if json_path:
         write_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -370,24 +370,41 @@ def _dram_traffic(run, word_bytes: int) -> dict:
 
 def simulate(hw, trace, layers: Sequence[str] | None = None) -> Report:
     """Simulate the trace's layers (all, or those named) on the hardware config; returns a :class:`Report`."""
-    energy_table = hw.energy_table()
-    selected = [trace.layer(name) for name in layers] if layers else list(trace.layers)
-    results = []
-    for layer in selected:
-        log.info("simulating %s on %s", layer.name, hw.name)
-        results.append(simulate_layer(hw, layer, energy_table))
-    totals = Report.totals_of(results, hw.clock_hz)
-    return Report(
-        {
-            "schema_version": REPORT_SCHEMA_VERSION,
-            "sparsesim_version": __version__,
-            "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw)},
-            "trace": {
-                "name": trace.name,
-                "format_version": trace.format_version,
-                "provenance": trace.provenance,
-            },
-            "layers": results,
-            "totals": totals,
-        }
-    )
+    return simulate_configs([hw], trace, layers)[0]
+
+
+def simulate_configs(hws: Sequence, trace, layers: Sequence[str] | None = None) -> list[Report]:
+    """Simulate the trace's layers (all, or those named) on each hardware config; one :class:`Report` each.
+
+    Layers are the outer loop, so that a lazily loaded trace reads each layer once for all the configs and
+    memory holds one layer at a time. An unknown layer name fails before any simulation.
+    """
+    names = list(layers) if layers else list(trace.layer_names)
+    for name in names:
+        if name not in trace.layer_names:
+            trace.layer(name)  # raises, naming the known layers
+    energy_tables = [hw.energy_table() for hw in hws]
+    results: list[list[dict]] = [[] for _ in hws]
+    for name in names:
+        layer = trace.layer(name)
+        for hw, energy_table, per_config in zip(hws, energy_tables, results, strict=True):
+            log.info("simulating %s on %s", name, hw.name)
+            per_config.append(simulate_layer(hw, layer, energy_table))
+        del layer  # before the next layer is read
+    return [
+        Report(
+            {
+                "schema_version": REPORT_SCHEMA_VERSION,
+                "sparsesim_version": __version__,
+                "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw)},
+                "trace": {
+                    "name": trace.name,
+                    "format_version": trace.format_version,
+                    "provenance": trace.provenance,
+                },
+                "layers": per_config,
+                "totals": Report.totals_of(per_config, hw.clock_hz),
+            }
+        )
+        for hw, per_config in zip(hws, results, strict=True)
+    ]

@@ -42,7 +42,7 @@ SHIPPED_HWCONFIGS = (
 def vgg16_trace():
     from sparsesim import load_trace
 
-    return load_trace(TRACE_DIR)
+    return load_trace(TRACE_DIR, keep_in_memory=True)
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def source_manifest_sha256(trace: Trace) -> str:
         names = [entry["name"] for entry in manifest["layers"]]
     except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
         raise TraceError(f"{manifest_path}: not a readable trace manifest: {exc}") from None
-    have = [layer.name for layer in trace.layers]
+    have = list(trace.layer_names)
     if manifest.get("name") != trace.name or names[: len(have)] != have:
         raise TraceError(
             f"{trace.path}: trace {trace.name!r} with layers {have} is not the first layers of the trace on "
@@ -109,7 +109,7 @@ def layers_to_rerun(
     and the chain a derived network re-runs: from the source's first layer to the last one asked for.
     :class:`TraceError` naming the trace on an unknown name or an empty selection."""
     source = trace if isinstance(trace, Trace) else load_trace(trace)
-    names = [layer.name for layer in source.layers]
+    names = list(source.layer_names)
     wanted = names if layers is None else list(dict.fromkeys([layers] if isinstance(layers, str) else layers))
     unknown = [n for n in wanted if n not in names]
     if unknown or not wanted:

@@ -122,7 +122,7 @@ def make_pan_frames(
     :func:`~sparsesim.workload.ops.layer_reference`, stored as float32. Same arguments, same files.
     """
     src = source if isinstance(source, Trace) else load_trace(source)
-    names = [layer.name for layer in src.layers]
+    names = list(src.layer_names)
     if last_layer not in names:
         raise TraceError(f"{src.path}: unknown layer {last_layer!r}; known layers: {', '.join(names)}")
     chain = src.layers[: names.index(last_layer) + 1]

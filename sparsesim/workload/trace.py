@@ -36,6 +36,8 @@ types and values, that the shapes agree with each other and with the conv arithm
 exists, is a readable zip of exactly the four arrays, with no object (pickled) arrays, the stored dtypes
 and shapes, only finite values, and both kinds of checksum. Every problem found is collected and reported
 in one :class:`~sparsesim.errors.TraceError` whose lines name the file and the array or manifest key.
+The loaded trace then reads each layer from disk again when it is used (:class:`LazyLayers`), so a run holds
+one layer in memory at a time.
 """
 
 from __future__ import annotations
@@ -46,18 +48,19 @@ import json
 import logging
 import os
 import re
+import weakref
 import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
 from sparsesim.errors import TraceError
 from sparsesim.files import write_atomic
 
-__all__ = ["TRACE_FORMAT_VERSION", "Layer", "Trace", "load_trace", "save_trace"]
+__all__ = ["TRACE_FORMAT_VERSION", "LazyLayers", "Layer", "Trace", "load_trace", "save_trace"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,26 +149,80 @@ class Layer:
         return float(np.count_nonzero(self.output)) / self.output.size
 
 
+class LazyLayers(Sequence[Layer]):
+    """A loaded trace's layers, read from disk when asked for, so that a run holds one layer at a time.
+
+    :func:`load_trace` has already validated every file; each access reads and validates the layer's file
+    again (it may have changed since) and raises :class:`TraceError` if it no longer is what the manifest
+    says. A layer stays in memory while anything holds it, and the most recently read one is kept, so that
+    repeated access to the same layer does not re-read it; ``keep=True`` keeps every layer once read.
+    """
+
+    def __init__(self, directory: str, entries: Sequence[tuple[dict, dict]], keep: bool = False) -> None:
+        self._directory = directory
+        self._entries = tuple(entries)
+        self.names: tuple[str, ...] = tuple(entry["name"] for entry, _ in self._entries)
+        self._live: weakref.WeakValueDictionary[str, Layer] = weakref.WeakValueDictionary()
+        self._kept: dict[str, Layer] = {}
+        self._keep = keep
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> Layer: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Layer, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Layer | tuple[Layer, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        entry, shapes = self._entries[index]
+        layer = self._live.get(entry["name"])
+        if layer is None:
+            problems, layer = _load_layer(self._directory, entry, shapes, validated=True)
+            if layer is None:
+                _raise(self._directory, problems)
+            self._live[entry["name"]] = layer
+        if not self._keep:
+            self._kept.clear()
+        self._kept[entry["name"]] = layer
+        return layer
+
+
 @dataclass(frozen=True, eq=False)
 class Trace:
-    """A loaded trace: its name, where it was loaded from, its provenance and its layers in network order."""
+    """A loaded trace: its name, where it was loaded from, its provenance and its layers in network order.
+
+    ``layers`` is a sequence of :class:`Layer`; :func:`load_trace` gives a :class:`LazyLayers`, which reads
+    each layer from disk when it is asked for. Use :attr:`layer_names` and :meth:`layer` to avoid reading
+    every layer.
+    """
 
     name: str
     path: str
     """The path as the caller gave it (not made absolute, so that reports do not depend on the machine)."""
     format_version: int
     provenance: dict
-    layers: tuple[Layer, ...]
+    layers: Sequence[Layer]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The layers' names in network order, without reading any layer."""
+        if isinstance(self.layers, LazyLayers):
+            return self.layers.names
+        return tuple(layer.name for layer in self.layers)
 
     def layer(self, name: str) -> Layer:
         """The layer called ``name``; :class:`TraceError` listing the known names if there is none."""
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        known = ", ".join(layer.name for layer in self.layers)
-        raise TraceError(
-            f"{self.path}: no layer named {name!r} in trace {self.name!r}; known layers: {known}"
-        )
+        names = self.layer_names
+        if name not in names:
+            known = ", ".join(names)
+            raise TraceError(
+                f"{self.path}: no layer named {name!r} in trace {self.name!r}; known layers: {known}"
+            )
+        return self.layers[names.index(name)]
 
 
 # --------------------------------------------------------------------------------------------- shapes
@@ -439,8 +496,15 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     return [], shapes
 
 
-def _load_layer(directory: str, entry: dict, shapes: dict) -> tuple[list[str], Layer | None]:
-    """Read and validate one layer's ``.npz``; return (problems, layer or None)."""
+def _load_layer(
+    directory: str, entry: dict, shapes: dict, validated: bool = False
+) -> tuple[list[str], Layer | None]:
+    """Read and validate one layer's ``.npz``; return (problems, layer or None).
+
+    ``validated``: the file was validated before. Its bytes are still checked against the manifest's
+    ``file_sha256`` (same bytes, same values), so the value checks (finiteness, per-array checksums) are
+    not repeated.
+    """
     file_path = os.path.join(directory, entry["file"])
     try:
         with open(file_path, "rb") as handle:
@@ -497,15 +561,16 @@ def _load_layer(directory: str, entry: dict, shapes: dict) -> tuple[list[str], L
                     f"got {list(array.shape)}"
                 )
                 continue
-            if not np.all(np.isfinite(array)):
-                bad = int(np.count_nonzero(~np.isfinite(array)))
-                problems.append(f"{file_path}: array {key!r}: {bad} NaN or infinite value(s)")
-            digest = _array_sha256(array)
-            if digest != entry["sha256"][key]:
-                problems.append(
-                    f"{file_path}: array {key!r}: checksum mismatch: manifest sha256.{key} "
-                    f"{entry['sha256'][key]}, array has {digest}"
-                )
+            if not validated:
+                if not np.all(np.isfinite(array)):
+                    bad = int(np.count_nonzero(~np.isfinite(array)))
+                    problems.append(f"{file_path}: array {key!r}: {bad} NaN or infinite value(s)")
+                digest = _array_sha256(array)
+                if digest != entry["sha256"][key]:
+                    problems.append(
+                        f"{file_path}: array {key!r}: checksum mismatch: manifest sha256.{key} "
+                        f"{entry['sha256'][key]}, array has {digest}"
+                    )
             in_memory = np.ascontiguousarray(array, dtype=np.float32)
             in_memory.setflags(write=False)
             arrays[key] = in_memory
@@ -531,13 +596,18 @@ def _raise(path: str, problems: list[str]) -> None:
     )
 
 
-def load_trace(path: str | os.PathLike, layers: Sequence[str] | None = None) -> Trace:
+def load_trace(
+    path: str | os.PathLike, layers: Sequence[str] | None = None, *, keep_in_memory: bool = False
+) -> Trace:
     """Load and validate the trace in directory ``path``.
 
-    ``layers=None`` loads every layer; otherwise only the named ones, returned in the manifest's (network)
-    order. The whole manifest is always validated; only the selected layers' files are read. Arrays are
-    returned as read-only float32. Raises :class:`TraceError` listing every problem found (each line names
-    the file and the array or manifest key), or naming unknown layers together with the known ones.
+    ``layers=None`` selects every layer; otherwise only the named ones, in the manifest's (network) order.
+    The whole manifest is always validated, and every selected layer's file is read and validated now, one
+    at a time; the returned trace's :class:`LazyLayers` read each layer again when it is used, so memory
+    holds one layer at a time however long the trace (``keep_in_memory=True`` keeps each layer once read:
+    faster repeated access, e.g. in tests). Arrays are returned as read-only float32. Raises
+    :class:`TraceError` listing every problem found (each line names the file and the array or manifest
+    key), or naming unknown layers together with the known ones.
     """
     where = os.fspath(path)
     if isinstance(layers, str):
@@ -598,22 +668,21 @@ def load_trace(path: str | os.PathLike, layers: Sequence[str] | None = None) -> 
                 f"known layers: {', '.join(names)}"
             )
 
-    loaded = []
+    selected = []
     problems = []
     for entry, (_, shapes) in zip(manifest["layers"], checked, strict=True):
         if entry["name"] not in wanted:
             continue
-        layer_problems, layer = _load_layer(where, entry, shapes)
+        layer_problems, _ = _load_layer(where, entry, shapes)  # validated now, read again when used
         problems += layer_problems
-        if layer is not None:
-            loaded.append(layer)
+        selected.append((entry, shapes))
     if problems:
         _raise(where, problems)
-    logger.info("loaded trace %r: %d layer(s) from %s", manifest["name"], len(loaded), where)
+    logger.info("validated trace %r: %d layer(s) in %s", manifest["name"], len(selected), where)
     return Trace(
         name=manifest["name"],
         path=where,
         format_version=manifest["format_version"],
         provenance=manifest["provenance"],
-        layers=tuple(loaded),
+        layers=LazyLayers(where, selected, keep=keep_in_memory),
     )

@@ -170,6 +170,41 @@ def test_load_selected_layers_does_not_read_other_files(synthetic_trace):
     assert load_trace(synthetic_trace, layers=["synthetic_fc"]).layer("synthetic_fc").op == "linear"
 
 
+def test_layers_are_read_when_used_and_freed_when_dropped(synthetic_trace):
+    import gc
+    import weakref
+
+    trace = load_trace(synthetic_trace)
+    assert trace.layer_names == ("synthetic_conv", "synthetic_fc")
+    conv = trace.layers[0]
+    assert trace.layer("synthetic_conv") is conv  # held by the caller: the same object, not re-read
+    conv_ref = weakref.ref(conv)
+    del conv
+    trace.layers[1]  # now the most recently read layer
+    gc.collect()
+    assert conv_ref() is None  # a run over a long trace holds one layer at a time
+    again = trace.layers[0]
+    np.testing.assert_array_equal(again.weights, synthetic_conv_layer().weights)
+    assert [layer.name for layer in trace.layers[0:2]] == ["synthetic_conv", "synthetic_fc"]
+
+
+def test_keep_in_memory_keeps_every_layer_once_read(synthetic_trace):
+    trace = load_trace(synthetic_trace, keep_in_memory=True)
+    first = [id(layer) for layer in trace.layers]
+    assert [id(layer) for layer in trace.layers] == first
+
+
+def test_a_layer_file_changed_after_loading_is_refused_when_used(synthetic_trace):
+    trace = load_trace(synthetic_trace)
+    arrays = stored_arrays(synthetic_conv_layer())
+    arrays["weights"][0, 0, 0, 0] += 1
+    np.savez(synthetic_trace / "synthetic_conv.npz", **arrays)
+    assert trace.layer_names == ("synthetic_conv", "synthetic_fc")  # names need no file
+    assert trace.layer("synthetic_fc").op == "linear"
+    with pytest.raises(TraceError, match=r"synthetic_conv\.npz: file checksum mismatch"):
+        trace.layer("synthetic_conv")
+
+
 # ------------------------------------------------------------------------------------- refusing to save
 
 
