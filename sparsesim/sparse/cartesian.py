@@ -148,7 +148,7 @@ def band_input_rows(shape: ConvShape, band_start: int, band_stop: int) -> tuple[
     """The input rows ``[start, stop)`` (inside the unpadded input) that output rows of the band need."""
     start = band_start * shape.stride - shape.padding
     stop = (band_stop - 1) * shape.stride - shape.padding + shape.kernel_r
-    return max(0, start), min(shape.height, stop)
+    return max(0, start), max(0, min(shape.height, stop))
 
 
 def _reach(first: int, last: int, kernel: int, shape: ConvShape) -> tuple[int, int]:

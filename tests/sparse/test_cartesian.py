@@ -237,6 +237,28 @@ def test_group_size_follows_the_largest_accumulator_region():
     assert int(band.halo_entries.min()) == 15 * 21 - 14 * 20  # a corner PE: halo on two sides only
 
 
+def test_a_band_whose_outputs_read_only_padding_holds_no_input_row():
+    # Synthetic: a 1x1 kernel of stride 4 with padding 2; output row 0 reads padded row 0, which is padding.
+    x = np.arange(1.0, 41.0).reshape(2, 4, 5)
+    w = np.ones((3, 2, 1, 1))
+    shape = ConvShape(4, 5, 1, 1, 4, 2)
+    assert band_input_rows(shape, 0, 1) == (0, 0)
+    fast, sums = fast_band(x, w, shape, PeGrid(2, 2, 2, 2, 4), (0, 1), 3, dense=False)
+    counts, reference = reference_band(
+        x.tolist(),
+        w.tolist(),
+        stride=4,
+        padding=2,
+        band=(0, 1),
+        grid=(2, 2, 2, 2, 4),
+        group_filters=3,
+        dense=False,
+    )
+    assert fast == counts
+    assert fast["products"] == fast["activation_reads"] == 0
+    np.testing.assert_array_equal(sums, reference_sums(reference, 3, (0, 1), shape.out_width))
+
+
 def test_mismatched_channels_are_refused():
     shape = ConvShape(4, 4, 3, 3, 1, 1)
     grid = PeGrid(1, 1, 2, 2, 4)
