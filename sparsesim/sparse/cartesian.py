@@ -54,14 +54,14 @@ the layer; its own tile plus a halo). ``Kc`` is the number of filters whose regi
 (:func:`output_channel_group`).
 
 What a group costs in time is left to the caller (the PE array): the PEs synchronise at the end of a group,
-then exchange halos. Everything is vectorised: blocks of product slots (activation slot x weight slot x
-step) are formed by broadcasting, a chunk of steps at a time (:func:`group_work`); the cycle-stepped
-reference in the tests walks the same rules one cycle at a time.
+then exchange halos. Everything is vectorised (:func:`group_work`): activations, and weights, that the rules
+cannot tell apart share a class, a table of classes gives each product's bank, and blocks of product slots
+(activation slot x weight slot x step) are formed by broadcasting, a chunk of steps at a time; the
+cycle-stepped reference in the tests walks the same rules one cycle at a time.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +69,7 @@ from numpy.typing import NDArray
 
 from sparsesim.sparse.activation_work import output_size
 
-#: Product slots handled at a time (a few temporaries of this many int32 / int64 / float64 each).
+#: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
 _CHUNK_SLOTS = 1 << 16
 #: How products that meet in an accumulator bank are arbitrated (see the module docstring).
 ARBITRATIONS = ("stall", "queue")
@@ -455,9 +455,94 @@ def _padded_by_channel(weights: IssuedWeights, table: np.ndarray, fill) -> np.nd
     return padded
 
 
-def _below(values: np.ndarray, limit) -> np.ndarray:
-    """``0 <= values < limit`` in one comparison (negative int32 values wrap to huge unsigned ones)."""
-    return values.view(np.uint32) < np.asarray(limit, dtype=np.uint32)
+def _destinations(band: PlanarBand, y, x, pe, k, r, s):
+    """Where the products of activations ``(y, x)`` held by PE ``pe`` and weights ``(k, r, s)`` go (the rules
+    of the module docstring; arrays broadcast): whether each is kept, whether it is kept on an output its PE
+    owns, and its bank."""
+    grid, shape = band.grid, band.shape
+    out_y = np.asarray(y, dtype=np.int64) + shape.padding - r
+    out_x = np.asarray(x, dtype=np.int64) + shape.padding - s
+    phase = (out_y % shape.stride == 0) & (out_x % shape.stride == 0)
+    out_y, out_x = out_y // shape.stride, out_x // shape.stride
+    kept = phase & (band.band_start <= out_y) & (out_y < band.band_stop) & (0 <= out_x)
+    kept &= out_x < shape.out_width
+    pe_row, pe_col = np.divmod(pe, grid.columns)
+    rows, cols = band.out_row_bounds, band.out_col_bounds
+    own = kept & (rows[pe_row] <= out_y) & (out_y < rows[pe_row + 1])
+    own &= (cols[pe_col] <= out_x) & (out_x < cols[pe_col + 1])
+    # In layer coordinates: the region's origin only adds a constant per PE, which rotates every bank of the
+    # PE alike and so changes no conflict.
+    f = grid.weights_per_vector
+    bank = (k + f * out_x + f * band.accumulator_cols[pe_col] * out_y) % grid.banks
+    return kept, own, bank
+
+
+def _compact(raw: NDArray[np.int64], size: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Number the distinct values of ``raw`` (in ``[0, size)``) ``0 .. n-1``: each item's number, and an
+    item of each number."""
+    if size > 4 * len(raw) + (1 << 16):  # a sparse range: sorting is cheaper than marking it
+        _, example, code = np.unique(raw, return_index=True, return_inverse=True)
+        return code.ravel(), example
+    seen = np.zeros(size, dtype=bool)
+    seen[raw] = True
+    number = np.cumsum(seen) - 1
+    code = number[raw]
+    example = np.empty(int(seen.sum()), dtype=np.int64)
+    example[code] = np.arange(len(raw))
+    return code, example
+
+
+def _activation_classes(band: PlanarBand, y, x, pe):
+    """Classes of activations that weights cannot tell apart; two codes per activation (flat arrays).
+
+    ``place``: which of its products are kept and in which banks, whatever the weight: its phase and its place
+    against the band's and the layer's edges (the kernel offsets that land inside), its accumulator address
+    ``F x' + W_r F y'`` modulo A and ``W_r F`` modulo A. ``reach``: which are kept and which of those on
+    outputs its PE owns: its phase and its place against the edges and its PE's own tile. Returns
+    ``(place, place examples, reach, reach examples)``.
+    """
+    grid, shape = band.grid, band.shape
+    stride = shape.stride
+    offsets_y, offsets_x = -(-shape.kernel_r // stride), -(-shape.kernel_s // stride)
+    qy, py = np.divmod(np.asarray(y, dtype=np.int64) + shape.padding, stride)
+    qx, px = np.divmod(np.asarray(x, dtype=np.int64) + shape.padding, stride)
+    phase = py * stride + px
+
+    def edge(q, lo, hi, n):
+        """Where ``q`` stands against ``[lo, hi)``: the kernel offsets ``o`` in ``[0, n)`` with
+        ``lo <= q - o < hi`` are those up to ``clip(q - lo)`` and above ``clip(q - hi)``; ``(n + 1) ** 2``
+        cases."""
+        return (np.clip(q - lo, -1, n - 1) + 1) * (n + 1) + np.clip(q - hi, -1, n - 1) + 1
+
+    edges_y, edges_x = (offsets_y + 1) ** 2, (offsets_x + 1) ** 2
+    inside = edge(qy, band.band_start, band.band_stop, offsets_y) * edges_x
+    inside += edge(qx, 0, shape.out_width, offsets_x)
+    pe_row, pe_col = np.divmod(pe, grid.columns)
+    rows, cols = band.out_row_bounds, band.out_col_bounds
+    owned = edge(qy, rows[pe_row], rows[pe_row + 1], offsets_y) * edges_x
+    owned += edge(qx, cols[pe_col], cols[pe_col + 1], offsets_x)
+    reach, reach_examples = _compact(
+        (inside * edges_y * edges_x + owned) * stride**2 + phase, (edges_y * edges_x) ** 2 * stride**2
+    )
+    f, banks = grid.weights_per_vector, grid.banks
+    pitches, pitch = np.unique(f * band.accumulator_cols % banks, return_inverse=True)
+    pitch = pitch.ravel()[pe_col]
+    address = (f * qx + f * band.accumulator_cols[pe_col] * qy) % banks
+    place, place_examples = _compact(
+        ((address * len(pitches) + pitch) * edges_y * edges_x + inside) * stride**2 + phase,
+        banks * len(pitches) * edges_y * edges_x * stride**2,
+    )
+    return place, place_examples, reach, reach_examples
+
+
+def _arrivals(bank_table: np.ndarray, index: np.ndarray, banks: int) -> NDArray[np.int64]:
+    """``(A, steps)``: the kept products each step sends each bank; ``index`` ``(slots, steps)`` into the
+    flat ``bank_table`` (``A`` for a product that is not kept)."""
+    n_steps = index.shape[1]
+    key = bank_table.take(index).astype(np.int32 if (banks + 1) * n_steps < 2**31 else np.int64)
+    key *= n_steps
+    key += np.arange(n_steps, dtype=key.dtype)
+    return np.bincount(key.ravel(), minlength=(banks + 1) * n_steps).reshape(banks + 1, n_steps)[:banks]
 
 
 def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarray, real: np.ndarray) -> None:
@@ -484,6 +569,57 @@ def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarr
     backlog[owners] = np.maximum(backlog[owners] + total.T, (total - lowest).T)
 
 
+def _kept_sums(
+    activations: IssuedActivations,
+    weights: IssuedWeights,
+    band: PlanarBand,
+    n_filters: int,
+    first_filter: int,
+) -> NDArray[np.float64]:
+    """``(Kc, band rows, out_width)``: per output of the band, the sum of its kept products.
+
+    A kept product is an issued activation times an issued weight of its channel whose output lies in the
+    band; per kernel position ``(r, s)`` those are the products of the weights at ``(r, s)`` with the issued
+    activations shifted onto their outputs. So the issued operands are laid back on the input plane (zero
+    where nothing is issued: its products would be exact zeros), every kernel position's products are formed
+    in one matrix product and each is added on its outputs. The sums are associated in another order than
+    the banks add them; float rounding aside, they are the same sums.
+    """
+    shape = band.shape
+    pad, stride = shape.padding, shape.stride
+    # The input rows the band's outputs read, padded: padded row t is input row t + top - pad.
+    top = band.band_start * stride
+    height = (band.band_stop - band.band_start - 1) * stride + shape.kernel_r
+    plane = np.zeros((activations.channels, height, shape.width + 2 * pad))
+    slot = np.arange(activations.y.shape[1]) < activations.size[:, None]
+    channel = np.broadcast_to(activations.channel[:, None], slot.shape)[slot]
+    plane[channel, activations.y[slot] + pad - top, activations.x[slot] + pad] = activations.value[slot]
+    issued = weights.r < _EMPTY_SLOT
+    per_vector = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
+    kernel = np.zeros((shape.kernel_r, shape.kernel_s, n_filters, activations.channels))
+    kernel[
+        weights.r[issued],
+        weights.s[issued],
+        weights.k[issued] - first_filter,
+        np.broadcast_to(per_vector[:, None], issued.shape)[issued],
+    ] = weights.value[issued]
+    # (R S Kc, C) @ (C, rows x padded width): every kernel position's products at every input position.
+    products = kernel.reshape(-1, activations.channels) @ plane.reshape(activations.channels, -1)
+    products = products.reshape(shape.kernel_r, shape.kernel_s, n_filters, height, -1)
+    rows = band.band_stop - band.band_start
+    sums = np.zeros((n_filters, rows, shape.out_width))
+    for r in range(shape.kernel_r):
+        for s in range(shape.kernel_s):
+            sums += products[
+                r,
+                s,
+                :,
+                r : r + (rows - 1) * stride + 1 : stride,
+                s : s + (shape.out_width - 1) * stride + 1 : stride,
+            ]
+    return sums
+
+
 def group_work(
     activations: IssuedActivations,
     weights: IssuedWeights,
@@ -496,14 +632,19 @@ def group_work(
     """The work of one group of ``n_filters`` filters (layer indices from ``first_filter``) on a band.
 
     ``activations`` from :func:`issue_activations` on the band, ``weights`` from :func:`issue_weights` on
-    the group. With ``with_sums`` also the kept products summed per output (the datapath's values).
-    ``arbitration``: one of ``ARBITRATIONS``.
+    the group. With ``with_sums`` also the kept products summed per output (the datapath's values,
+    :func:`_kept_sums`). ``arbitration``: one of ``ARBITRATIONS``.
 
-    How: the weight vectors are laid out per channel, padded to the channel with the most. A chunk of
-    activation vectors then forms an ``(I, F, steps)`` block of product slots (each activation vector
-    paired with every weight vector of its channel): coordinates, banks and ownership come from broadcasting
-    an ``(I, steps)`` activation part against an ``(F, steps)`` weight part, along the long steps axis.
-    Empty slots and padding vectors are never kept, and padding steps cost nothing.
+    How: activations that no weight can tell apart (same phase, same place against the band's edges, same
+    accumulator address modulo A: :func:`_activation_classes`) share a class, and so do weights of the same
+    ``(k mod A, r, s)``; a table of classes x classes, filled by the rules (:func:`_destinations`), gives each
+    product's bank, or none when it is not kept. The weight vectors are laid out per channel, padded to the
+    channel with the most; a chunk of activation vectors then forms an ``(I, F, steps)`` block of product
+    slots (each activation vector paired with every weight vector of its channel) whose banks are one table
+    look-up each. A step stalls only if two of its products meet in a bank: with one bit per bank, that is
+    when the sum of its products' bits differs from their union; only those steps' banks are counted. The
+    kept and halo products do not depend on the vectors: they are counted per channel, class and kernel
+    position. Empty slots and padding vectors are never kept, and padding steps cost nothing.
     """
     grid, shape = band.grid, band.shape
     banks, pes, f_width = grid.banks, grid.pes, grid.weights_per_vector
@@ -516,12 +657,7 @@ def group_work(
         raise ValueError("the activations and weights were issued for another PE grid")
     if arbitration not in ARBITRATIONS:
         raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
-    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
-    rows = band.band_stop - band.band_start
-    pad, stride = shape.padding, shape.stride
-    cycles = np.zeros(pes, dtype=np.int64)
-    sums = np.zeros(n_filters * rows * shape.out_width + 1) if with_sums else None
-    kept_total = own_total = 0
+    channels, positions = activations.channels, shape.kernel_r * shape.kernel_s
 
     # Each activation is read once per channel and group, each weight of its channel once per activation
     # vector, and every activation is multiplied by every weight of its channel.
@@ -529,81 +665,86 @@ def group_work(
     steps_per_vector = weights.vectors_per_channel[activations.channel]
     steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
 
-    # Per weight slot, laid out (F, C, widest): the output coordinate offsets and the filter.
-    by_channel = functools.partial(_padded_by_channel, weights)
-    offset_y = by_channel(pad - weights.r, pad - _EMPTY_SLOT)
-    offset_x = by_channel(pad - weights.s, pad - _EMPTY_SLOT)
-    filter_k = by_channel(weights.k, 0)
-    widest = offset_y.shape[2]
-    real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
-    if sums is not None:
-        # Flat index of output (k, y, x) in the group's sums: k part + (y - band_start) * W + x.
-        filter_base = ((filter_k - first_filter) * rows - band.band_start) * shape.out_width
-        weight_values = by_channel(weights.value, 0.0)
-    act_y, act_x, act_value = activations.y.T, activations.x.T, activations.value.T  # (I, V)
-    pe_row, pe_col = activations.pe // grid.columns, activations.pe % grid.columns
-    own_top = band.out_row_bounds[pe_row].astype(np.int32)
-    own_rows = (band.out_row_bounds[pe_row + 1] - own_top).astype(np.int32)
-    own_left = band.out_col_bounds[pe_col].astype(np.int32)
-    own_cols = (band.out_col_bounds[pe_col + 1] - own_left).astype(np.int32)
-    # Bank of (k, y, x): k + F x + F W_r y, in layer coordinates: the region's origin only adds a constant
-    # per PE, which rotates every bank of the PE alike and so changes no conflict.
-    row_pitch = (f_width * band.accumulator_cols[pe_col]).astype(np.int32)
+    slot_pe = np.repeat(activations.pe, i_width)
+    y, x = activations.y.ravel(), activations.x.ravel()
+    place, place_examples, reach, reach_examples = _activation_classes(band, y, x, slot_pe)
 
-    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * i_width * f_width))
+    # Weights: by (k mod A, r, s); empty slots (and the padding vectors) form one more class, the last item.
+    issued = weights.r < _EMPTY_SLOT
+    weight_raw = np.append(
+        np.where(issued, ((weights.k % banks) * shape.kernel_r + weights.r) * shape.kernel_s + weights.s, 0),
+        banks * positions,
+    )
+    weight_raw[:-1][~issued.ravel()] = banks * positions
+    weight_code, weight_examples = _compact(weight_raw, banks * positions + 1)
+    example_k, example_r, example_s = (
+        np.append(table.ravel(), empty)[weight_examples]
+        for table, empty in ((weights.k, 0), (weights.r, _EMPTY_SLOT), (weights.s, _EMPTY_SLOT))
+    )
+
+    # Kept and halo products: per channel, the activations of each reach class times the weights at each
+    # kernel position.
+    kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
+    at = (y[reach_examples, None], x[reach_examples, None], slot_pe[reach_examples, None])
+    kept_pairs, own_pairs, _ = _destinations(band, *at, 0, kernel_r, kernel_s)
+    slot_real = (np.arange(i_width) < activations.size[:, None]).ravel()
+    n_reach = len(reach_examples)
+    per_class = np.bincount(
+        np.repeat(activations.channel, i_width)[slot_real] * n_reach + reach[slot_real],
+        minlength=channels * n_reach,
+    ).reshape(channels, n_reach)
+    weight_channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
+    per_position = np.bincount(
+        (np.broadcast_to(weight_channel[:, None], issued.shape)[issued] * shape.kernel_r + weights.r[issued])
+        * shape.kernel_s
+        + weights.s[issued],
+        minlength=channels * positions,
+    ).reshape(channels, positions)
+    kept_total = int(((per_class @ kept_pairs.astype(np.int64)) * per_position).sum())
+    own_total = int(((per_class @ own_pairs.astype(np.int64)) * per_position).sum())
+
+    # Banks: a table of place classes x weight classes, A where the product is not kept.
+    at = (y[place_examples, None], x[place_examples, None], slot_pe[place_examples, None])
+    kept, _, bank = _destinations(band, *at, example_k, example_r, example_s)
+    bank_table = np.where(kept, bank, banks).astype(np.uint8 if banks < 255 else np.int64).ravel()
+    # One bit per bank: the sum of a step's bits equals their union unless two products meet in a bank. Exact
+    # while the sum of F x I bits fits 64 bits; otherwise the banks of every step are counted.
+    one_hot = None
+    if (i_width * f_width) << (banks - 1) < 2**64:
+        one_hot = np.where(kept, np.uint64(1) << bank.astype(np.uint64), np.uint64(0)).ravel()
+    n_weight_classes = len(weight_examples)
+    index_type = np.int32 if bank_table.size < 2**31 else np.int64
+    place_index = (place.astype(index_type) * n_weight_classes).reshape(-1, i_width).T  # (I, V)
+    weight_index = _padded_by_channel(
+        weights, weight_code[:-1].reshape(weights.k.shape).astype(index_type), weight_code[-1]
+    )  # (F, C, widest)
+    widest = weight_index.shape[2]
+    real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
+
+    cycles = steps.copy()  # stall mode: one cycle per step, plus the stalls
+    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
+    slots = i_width * f_width
+    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * slots))
     for v0 in range(0, activations.vectors if widest else 0, per_chunk):
         v1 = min(activations.vectors, v0 + per_chunk)
-        n_steps = (v1 - v0) * widest
         channel = activations.channel[v0:v1]
-
-        def act(table, v0=v0, v1=v1):  # (I, 1, steps): each activation vector once per weight vector
-            return np.repeat(table[:, v0:v1], widest, axis=1)[:, None, :]
-
-        def weight(table, channel=channel):  # (1, F, steps): the weight vectors of each activation's channel
-            return table[:, channel, :].reshape(table.shape[0], -1)[None, :, :]
-
-        def per_step(table, v0=v0, v1=v1):  # (1, 1, steps)
-            return np.repeat(table[v0:v1], widest)[None, None, :]
-
-        out_y = act(act_y) + weight(offset_y)
-        out_x = act(act_x) + weight(offset_x)
-        if stride > 1:
-            phase = (out_y % stride == 0) & (out_x % stride == 0)
-            out_y //= stride
-            out_x //= stride
-        kept = _below(out_y - band.band_start, rows)
-        kept &= _below(out_x, shape.out_width)
-        if stride > 1:
-            kept &= phase
-        kept_total += int(np.count_nonzero(kept))
-        # Own outputs lie inside the band and the layer, hence are kept (once in phase).
-        own = _below(out_y - per_step(own_top), per_step(own_rows))
-        own &= _below(out_x - per_step(own_left), per_step(own_cols))
-        if stride > 1:
-            own &= phase
-        own_total += int(np.count_nonzero(own))
-
-        bank = weight(filter_k) + f_width * out_x
-        bank += per_step(row_pitch) * out_y
-        bank = bank & (banks - 1) if banks & (banks - 1) == 0 else bank % banks
-        # Bank-major counters (bank * steps + step), so that the busiest bank is a reduction over rows.
-        counter = np.int32 if banks * n_steps < 2**31 else np.int64
-        key = np.where(kept, bank * counter(n_steps) + np.arange(n_steps, dtype=counter), banks * n_steps)
-        occupancy = np.bincount(key.ravel(), minlength=banks * n_steps + 1)[:-1]
-        occupancy = occupancy.reshape(banks, n_steps)
+        # (I, F, vectors, widest) -> (slots, steps): each activation vector times each weight vector of its
+        # channel.
+        index = (place_index[:, None, v0:v1, None] + weight_index[None, :, channel, :]).reshape(slots, -1)
         if arbitration == "queue":
-            _queue(backlog, occupancy, activations.pe[v0:v1], real_vector[channel].ravel())
+            arrivals = _arrivals(bank_table, index, banks)
+            _queue(backlog, arrivals, activations.pe[v0:v1], real_vector[channel].ravel())
+            continue
+        if one_hot is None:
+            clash = np.arange(index.shape[1])
         else:
-            step_cycles = np.maximum(occupancy.max(axis=0), 1).reshape(-1, widest)
-            step_cycles *= real_vector[channel]
-            cycles += np.bincount(
-                activations.pe[v0:v1], weights=step_cycles.sum(axis=1), minlength=pes
-            ).astype(np.int64)
-
-        if sums is not None:
-            index = np.where(kept, weight(filter_base) + out_y * shape.out_width + out_x, len(sums) - 1)
-            values = act(act_value) * weight(weight_values)
-            sums += np.bincount(index.ravel(), weights=values.ravel(), minlength=len(sums))
+            bits = one_hot.take(index)
+            clash = np.flatnonzero(np.add.reduce(bits, axis=0) != np.bitwise_or.reduce(bits, axis=0))
+        if len(clash):
+            # A step whose busiest bank gets n products stalls n - 1 cycles.
+            stalls = np.maximum(_arrivals(bank_table, index[:, clash], banks).max(axis=0) - 1, 0)
+            step_pe = activations.pe[v0:v1][clash // widest]
+            cycles += np.bincount(step_pe, weights=stalls, minlength=pes).astype(np.int64)
     if arbitration == "queue":  # one cycle per step, then the deepest queue drains
         cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
     return GroupWork(
@@ -614,5 +755,5 @@ def group_work(
         halo_products=kept_total - own_total,
         activation_reads=int(activations.size.sum()),
         weight_reads=int(weights_per_channel.sum()),
-        sums=None if sums is None else sums[:-1].reshape(n_filters, rows, shape.out_width),
+        sums=_kept_sums(activations, weights, band, n_filters, first_filter) if with_sums else None,
     )
