@@ -68,9 +68,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from sparsesim.sparse.activation_work import output_size
+from sparsesim.sparse.deltas import popcount
 
 #: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
 _CHUNK_SLOTS = 1 << 16
+#: Bytes of the table of activation classes x weight-vector classes x banks, at most.
+_TABLE_BYTES = 1 << 24
 #: How products that meet in an accumulator bank are arbitrated (see the module docstring).
 ARBITRATIONS = ("stall", "queue")
 
@@ -535,6 +538,30 @@ def _activation_classes(band: PlanarBand, y, x, pe):
     return place, place_examples, reach, reach_examples
 
 
+def _tallies(kept, bank, products_per_step: int, banks: int):
+    """Per product (tables of classes), a word that sums to a step's bank conflicts: bit ``bank`` plus, if
+    the product is kept, 1 in a count field from bit ``field`` up (0 if not kept). Summed over a step's
+    products, the count field holds its kept products and the bits below its banks; two products that meet
+    in a bank add a carry, so the bits below the field are fewer than the count exactly when products meet.
+    Returns ``(tallies, field)``, tallies ``None`` when a step's sum could overflow 64 bits."""
+    width = products_per_step.bit_length()
+    field = banks + width  # the sum of a step's bank bits stays below 2 ** field
+    if field + width > 64:
+        return None, field
+    words = (np.uint64(1) << bank.astype(np.uint64)) | np.uint64(1 << field)
+    return np.where(kept, words, np.uint64(0)), field
+
+
+def _row_classes(rows: NDArray[np.int64], base: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The distinct rows of ``rows`` (values in ``[0, base)``) and each row's number among them."""
+    if base ** rows.shape[1] < 2**62:  # one integer per row: sorting them is much cheaper than sorting rows
+        key = rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
+        _, first, code = np.unique(key, return_index=True, return_inverse=True)
+        return rows[first], code.ravel()
+    distinct, code = np.unique(rows, axis=0, return_inverse=True)
+    return distinct, code.ravel()
+
+
 def _arrivals(bank_table: np.ndarray, index: np.ndarray, banks: int) -> NDArray[np.int64]:
     """``(A, steps)``: the kept products each step sends each bank; ``index`` ``(slots, steps)`` into the
     flat ``bank_table`` (``A`` for a product that is not kept)."""
@@ -706,47 +733,82 @@ def group_work(
     # Banks: a table of place classes x weight classes, A where the product is not kept.
     at = (y[place_examples, None], x[place_examples, None], slot_pe[place_examples, None])
     kept, _, bank = _destinations(band, *at, example_k, example_r, example_s)
-    bank_table = np.where(kept, bank, banks).astype(np.uint8 if banks < 255 else np.int64).ravel()
-    # One bit per bank: the sum of a step's bits equals their union unless two products meet in a bank. Exact
-    # while the sum of F x I bits fits 64 bits; otherwise the banks of every step are counted.
-    one_hot = None
-    if (i_width * f_width) << (banks - 1) < 2**64:
-        one_hot = np.where(kept, np.uint64(1) << bank.astype(np.uint64), np.uint64(0)).ravel()
-    n_weight_classes = len(weight_examples)
-    index_type = np.int32 if bank_table.size < 2**31 else np.int64
-    place_index = (place.astype(index_type) * n_weight_classes).reshape(-1, i_width).T  # (I, V)
-    weight_index = _padded_by_channel(
-        weights, weight_code[:-1].reshape(weights.k.shape).astype(index_type), weight_code[-1]
-    )  # (F, C, widest)
-    widest = weight_index.shape[2]
-    real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
+    products_per_step = i_width * f_width
+    tally, field = _tallies(kept, bank, products_per_step, banks)
+    # Weight vectors whose slots hold the same weight classes meet an activation alike: when the tables stay
+    # small, a step is I look-ups (one per activation) instead of I x F (one per product).
+    vector_slots = np.vstack([weight_code[:-1].reshape(-1, f_width), np.full(f_width, weight_code[-1])])
+    vector_classes, vector_code = _row_classes(vector_slots, len(weight_examples))
+    counter = np.min_scalar_type(products_per_step)
+    if len(place_examples) * len(vector_classes) * banks * counter.itemsize <= _TABLE_BYTES:
+        # Per (place class, vector class): its products per bank, and the sum of their tallies.
+        per_bank = np.zeros((*kept.shape, banks + 1), dtype=counter)
+        np.put_along_axis(per_bank, np.where(kept, bank, banks)[..., None], 1, axis=2)
+        parts = vector_classes[None, :, :]  # (1, vector classes, F): the weight classes of each part
+        part_code = _padded_by_channel(weights, vector_code[:-1, None], vector_code[-1])  # (1, C, widest)
+    else:  # one part per weight slot
+        parts = np.arange(len(weight_examples))[None, :, None]
+        part_code = _padded_by_channel(weights, weight_code[:-1].reshape(weights.k.shape), weight_code[-1])
+        per_bank = None
+    place_code = place.reshape(-1, i_width).T  # (I, V)
+    widest = part_code.shape[2]
+    n_parts = parts.shape[1]
+    index_type = np.int32 if len(place_examples) * n_parts < 2**31 else np.int64
+    place_index = (place_code * n_parts).astype(index_type)
+    part_index = part_code.astype(index_type)
+    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * products_per_step))
+    n_vectors = activations.vectors if widest else 0  # no weight, no step
+    chunks = [(v0, min(n_vectors, v0 + per_chunk)) for v0 in range(0, n_vectors, per_chunk)]
 
-    cycles = steps.copy()  # stall mode: one cycle per step, plus the stalls
-    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
-    slots = i_width * f_width
-    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * slots))
-    for v0 in range(0, activations.vectors if widest else 0, per_chunk):
-        v1 = min(activations.vectors, v0 + per_chunk)
-        channel = activations.channel[v0:v1]
-        # (I, F, vectors, widest) -> (slots, steps): each activation vector times each weight vector of its
-        # channel.
-        index = (place_index[:, None, v0:v1, None] + weight_index[None, :, channel, :]).reshape(slots, -1)
-        if arbitration == "queue":
-            arrivals = _arrivals(bank_table, index, banks)
-            _queue(backlog, arrivals, activations.pe[v0:v1], real_vector[channel].ravel())
-            continue
-        if one_hot is None:
-            clash = np.arange(index.shape[1])
-        else:
-            bits = one_hot.take(index)
-            clash = np.flatnonzero(np.add.reduce(bits, axis=0) != np.bitwise_or.reduce(bits, axis=0))
-        if len(clash):
-            # A step whose busiest bank gets n products stalls n - 1 cycles.
-            stalls = np.maximum(_arrivals(bank_table, index[:, clash], banks).max(axis=0) - 1, 0)
-            step_pe = activations.pe[v0:v1][clash // widest]
-            cycles += np.bincount(step_pe, weights=stalls, minlength=pes).astype(np.int64)
-    if arbitration == "queue":  # one cycle per step, then the deepest queue drains
+    if per_bank is not None:
+        per_bank = per_bank[:, parts[0], :banks].sum(axis=2, dtype=counter).reshape(-1, banks)
+
+    if per_bank is None:
+        bank_table = np.where(kept, bank, banks).ravel()
+
+    def arrivals(vectors, rank):
+        """``(steps, A)``: the products each step (activation vector, weight-vector rank) sends each bank."""
+        index = place_index[:, None, vectors] + part_index[None, :, activations.channel[vectors], rank]
+        if per_bank is None:
+            return _arrivals(bank_table, index.reshape(products_per_step, -1), banks).T
+        rows = np.take(per_bank, index.reshape(-1, len(vectors)), axis=0)
+        return rows.sum(axis=0, dtype=counter)
+
+    if arbitration == "queue":
+        backlog = np.zeros((pes, banks), dtype=np.int64)  # each PE's bank queues
+        real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
+        for v0, v1 in chunks:
+            vectors, rank = np.divmod(np.arange(v0 * widest, v1 * widest), widest)
+            step_arrivals = arrivals(vectors, rank).T.astype(np.int64)
+            _queue(
+                backlog, step_arrivals, activations.pe[v0:v1], real_vector[activations.channel[v0:v1]].ravel()
+            )
+        # One cycle per step, then the deepest queue drains.
         cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
+    else:
+        # A step stalls only if two of its products meet in a bank (under a tenth of VGG16's steps): find
+        # those steps by their tallies (:func:`_tallies`), then count their products per bank.
+        clashes = []
+        if tally is None:  # too many banks for a tally: count every step
+            clashes = [np.arange(v0 * widest, v1 * widest) for v0, v1 in chunks]
+        else:
+            tally = tally[:, parts[0]].sum(axis=2, dtype=np.uint64).ravel()
+            low = np.uint64((1 << field) - 1)
+            for v0, v1 in chunks:
+                index = place_index[:, None, v0:v1, None] + part_index[None, :, activations.channel[v0:v1], :]
+                total = np.add.reduce(tally.take(index).reshape(-1, (v1 - v0) * widest), axis=0)
+                clash = np.flatnonzero(popcount(total & low) < (total >> np.uint64(field)))
+                clashes.append(clash + v0 * widest)
+        cycles = steps.copy()
+        clash = np.concatenate(clashes) if clashes else np.zeros(0, dtype=np.int64)
+        batch = max(1, _CHUNK_SLOTS // products_per_step)
+        for first in range(0, len(clash), batch):
+            vectors, rank = np.divmod(clash[first : first + batch], widest)
+            # A step whose busiest bank gets n products stalls n - 1 cycles.
+            # (numpy's reduction along a short last axis is slow: the banks go first.)
+            busiest = np.ascontiguousarray(arrivals(vectors, rank).T).max(axis=0)
+            stalls = np.maximum(busiest.astype(np.int64) - 1, 0)
+            cycles += np.bincount(activations.pe[vectors], weights=stalls, minlength=pes).astype(np.int64)
     return GroupWork(
         cycles=cycles,
         steps=steps,
