@@ -72,6 +72,8 @@ from sparsesim.sparse.deltas import popcount
 
 #: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
 _CHUNK_SLOTS = 1 << 16
+#: Float64 temporaries of :func:`kept_sums` (kernel positions x filters x band input), at most (32 MiB).
+_SUMS_VALUES = 1 << 22
 #: Bytes of the table of activation classes x weight-vector classes x banks, at most.
 _TABLE_BYTES = 1 << 24
 #: How products that meet in an accumulator bank are arbitrated (see the module docstring).
@@ -596,54 +598,59 @@ def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarr
     backlog[owners] = np.maximum(backlog[owners] + total.T, (total - lowest).T)
 
 
-def _kept_sums(
-    activations: IssuedActivations,
-    weights: IssuedWeights,
-    band: PlanarBand,
-    n_filters: int,
-    first_filter: int,
-) -> NDArray[np.float64]:
-    """``(Kc, band rows, out_width)``: per output of the band, the sum of its kept products.
+def lay_back(weights: IssuedWeights, kernel: np.ndarray, first_filter: int) -> None:
+    """Write the issued weights into ``kernel`` ``(filters, R, S, C)`` (in place), whose first filter is
+    layer filter ``first_filter``."""
+    issued = weights.r < _EMPTY_SLOT
+    per_vector = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
+    kernel[
+        weights.k[issued] - first_filter,
+        weights.r[issued],
+        weights.s[issued],
+        np.broadcast_to(per_vector[:, None], issued.shape)[issued],
+    ] = weights.value[issued]
+
+
+def kept_sums(activations: IssuedActivations, kernel: np.ndarray, band: PlanarBand) -> NDArray[np.float64]:
+    """``(filters, band rows, out_width)``: per output of the band, the sum of its kept products, for the
+    issued weights laid back on ``kernel`` ``(filters, R, S, C)`` (:func:`lay_back`, zero elsewhere).
 
     A kept product is an issued activation times an issued weight of its channel whose output lies in the
     band; per kernel position ``(r, s)`` those are the products of the weights at ``(r, s)`` with the issued
-    activations shifted onto their outputs. So the issued operands are laid back on the input plane (zero
+    activations shifted onto their outputs. So the issued activations are laid back on the input plane (zero
     where nothing is issued: its products would be exact zeros), every kernel position's products are formed
-    in one matrix product and each is added on its outputs. The sums are associated in another order than
-    the banks add them; float rounding aside, they are the same sums.
+    by matrix products (a few filters at a time, to bound the temporaries) and each is added on its outputs.
+    The sums are associated in another order than the banks add them; float rounding aside, they are the
+    same sums.
     """
     shape = band.shape
-    pad, stride = shape.padding, shape.stride
+    pad, stride, channels = shape.padding, shape.stride, activations.channels
+    n_filters = kernel.shape[0]
     # The input rows the band's outputs read, padded: padded row t is input row t + top - pad.
     top = band.band_start * stride
-    height = (band.band_stop - band.band_start - 1) * stride + shape.kernel_r
-    plane = np.zeros((activations.channels, height, shape.width + 2 * pad))
+    rows = band.band_stop - band.band_start
+    height = (rows - 1) * stride + shape.kernel_r
+    plane = np.zeros((channels, height, shape.width + 2 * pad))
     slot = np.arange(activations.y.shape[1]) < activations.size[:, None]
     channel = np.broadcast_to(activations.channel[:, None], slot.shape)[slot]
     plane[channel, activations.y[slot] + pad - top, activations.x[slot] + pad] = activations.value[slot]
-    issued = weights.r < _EMPTY_SLOT
-    per_vector = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
-    kernel = np.zeros((shape.kernel_r, shape.kernel_s, n_filters, activations.channels))
-    kernel[
-        weights.r[issued],
-        weights.s[issued],
-        weights.k[issued] - first_filter,
-        np.broadcast_to(per_vector[:, None], issued.shape)[issued],
-    ] = weights.value[issued]
-    # (R S Kc, C) @ (C, rows x padded width): every kernel position's products at every input position.
-    products = kernel.reshape(-1, activations.channels) @ plane.reshape(activations.channels, -1)
-    products = products.reshape(shape.kernel_r, shape.kernel_s, n_filters, height, -1)
-    rows = band.band_stop - band.band_start
     sums = np.zeros((n_filters, rows, shape.out_width))
-    for r in range(shape.kernel_r):
-        for s in range(shape.kernel_s):
-            sums += products[
-                r,
-                s,
-                :,
-                r : r + (rows - 1) * stride + 1 : stride,
-                s : s + (shape.out_width - 1) * stride + 1 : stride,
-            ]
+    per_filter = shape.kernel_r * shape.kernel_s * plane[0].size
+    step = max(1, _SUMS_VALUES // per_filter)
+    for first in range(0, n_filters, step):
+        filters = slice(first, min(n_filters, first + step))
+        # (Kc R S, C) @ (C, rows x padded width): every kernel position's products at every input position.
+        products = kernel[filters].reshape(-1, channels) @ plane.reshape(channels, -1)
+        products = products.reshape(-1, shape.kernel_r, shape.kernel_s, *plane.shape[1:])
+        for r in range(shape.kernel_r):
+            for s in range(shape.kernel_s):
+                sums[filters] += products[
+                    :,
+                    r,
+                    s,
+                    r : r + (rows - 1) * stride + 1 : stride,
+                    s : s + (shape.out_width - 1) * stride + 1 : stride,
+                ]
     return sums
 
 
@@ -660,7 +667,7 @@ def group_work(
 
     ``activations`` from :func:`issue_activations` on the band, ``weights`` from :func:`issue_weights` on
     the group. With ``with_sums`` also the kept products summed per output (the datapath's values,
-    :func:`_kept_sums`). ``arbitration``: one of ``ARBITRATIONS``.
+    :func:`kept_sums`). ``arbitration``: one of ``ARBITRATIONS``.
 
     How: activations that no weight can tell apart (same phase, same place against the band's edges, same
     accumulator address modulo A: :func:`_activation_classes`) share a class, and so do weights of the same
@@ -809,6 +816,9 @@ def group_work(
             busiest = np.ascontiguousarray(arrivals(vectors, rank).T).max(axis=0)
             stalls = np.maximum(busiest.astype(np.int64) - 1, 0)
             cycles += np.bincount(activations.pe[vectors], weights=stalls, minlength=pes).astype(np.int64)
+    if with_sums:
+        kernel = np.zeros((n_filters, shape.kernel_r, shape.kernel_s, channels))
+        lay_back(weights, kernel, first_filter)
     return GroupWork(
         cycles=cycles,
         steps=steps,
@@ -817,5 +827,5 @@ def group_work(
         halo_products=kept_total - own_total,
         activation_reads=int(activations.size.sum()),
         weight_reads=int(weights_per_channel.sum()),
-        sums=_kept_sums(activations, weights, band, n_filters, first_filter) if with_sums else None,
+        sums=kept_sums(activations, kernel, band) if with_sums else None,
     )
