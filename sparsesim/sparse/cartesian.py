@@ -71,7 +71,7 @@ from sparsesim.sparse.activation_work import output_size
 from sparsesim.sparse.deltas import popcount
 
 #: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
-_CHUNK_SLOTS = 1 << 16
+_CHUNK_SLOTS = 1 << 18
 #: Float64 temporaries of :func:`kept_sums` (kernel positions x filters x band input), at most (32 MiB).
 _SUMS_VALUES = 1 << 22
 #: Bytes of the table of activation classes x weight-vector classes x banks, at most.
@@ -292,7 +292,8 @@ class IssuedActivations:
 
     Vectors are numbered channel by channel, PE by PE. Per vector: ``channel``, ``pe``, ``size`` (``<= I``)
     and, per slot, ``y`` and ``x`` (layer coordinates) and ``value``, ``(V, I)`` arrays whose empty slots
-    hold ``_EMPTY_SLOT`` coordinates and value 0. ``channels``: C.
+    hold ``_EMPTY_SLOT`` coordinates and value 0. ``channels``: C. ``classes``: the slots sorted into the
+    classes the band's rules cannot tell apart, for :func:`group_work` (:func:`_activation_classes`).
     """
 
     channels: int
@@ -302,6 +303,7 @@ class IssuedActivations:
     y: NDArray[np.int32]
     x: NDArray[np.int32]
     value: NDArray[np.float64]
+    classes: ActivationClasses
 
     @property
     def vectors(self) -> int:
@@ -355,14 +357,18 @@ def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> I
     width = band.grid.activations_per_vector
     vector, slot, vector_group, size = _vector_slots(group, array.shape[0] * pes, width)
     n_vectors = len(size)
+    channel, pe = np.divmod(vector_group, pes)
+    y = _slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32)
+    x = _slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32)
     return IssuedActivations(
         channels=array.shape[0],
-        channel=vector_group // pes,
-        pe=vector_group % pes,
+        channel=channel,
+        pe=pe,
         size=size,
-        y=_slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32),
-        x=_slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32),
+        y=y,
+        x=x,
         value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
+        classes=_activation_classes(band, array.shape[0], channel, pe, size, y, x),
     )
 
 
@@ -497,20 +503,35 @@ def _compact(raw: NDArray[np.int64], size: int) -> tuple[NDArray[np.int64], NDAr
     return code, example
 
 
-def _activation_classes(band: PlanarBand, y, x, pe):
-    """Classes of activations that weights cannot tell apart; two codes per activation (flat arrays).
+@dataclass(frozen=True)
+class ActivationClasses:
+    """Issued activations sorted into classes that the rules cannot tell apart, whatever the weight.
 
-    ``place``: which of its products are kept and in which banks, whatever the weight: its phase and its place
-    against the band's and the layer's edges (the kernel offsets that land inside), its accumulator address
-    ``F x' + W_r F y'`` modulo A and ``W_r F`` modulo A. ``reach``: which are kept and which of those on
-    outputs its PE owns: its phase and its place against the edges and its PE's own tile. Returns
-    ``(place, place examples, reach, reach examples)``.
+    ``place``: per slot (``(V * I,)``, vector by vector), its class as to which of its products are kept and
+    in which banks: its phase, its place against the band's and the layer's edges (the kernel offsets that
+    land inside), its accumulator address ``F x' + W_r F y'`` modulo A and ``W_r F`` modulo A.
+    ``place_at``: ``(y, x, pe)`` of one slot of each place class. ``reach_at``: the same for the classes as
+    to which products are kept and which of those on outputs the slot's PE owns (its phase and its place
+    against the edges and its PE's own tile); ``per_reach``: ``(C, reach classes)`` issued activations of
+    each channel in each.
     """
+
+    place: NDArray[np.int64]
+    place_at: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+    reach_at: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+    per_reach: NDArray[np.int64]
+
+
+def _activation_classes(band: PlanarBand, channels: int, channel, pe, size, y, x) -> ActivationClasses:
+    """The classes of a band's issued activations (per vector ``channel``, ``pe``, ``size``; per slot ``y``,
+    ``x``, ``(V, I)``)."""
     grid, shape = band.grid, band.shape
     stride = shape.stride
     offsets_y, offsets_x = -(-shape.kernel_r // stride), -(-shape.kernel_s // stride)
-    qy, py = np.divmod(np.asarray(y, dtype=np.int64) + shape.padding, stride)
-    qx, px = np.divmod(np.asarray(x, dtype=np.int64) + shape.padding, stride)
+    y, x = y.astype(np.int64).ravel(), x.astype(np.int64).ravel()
+    slot_pe = np.repeat(pe, grid.activations_per_vector)
+    qy, py = np.divmod(y + shape.padding, stride)
+    qx, px = np.divmod(x + shape.padding, stride)
     phase = py * stride + px
 
     def edge(q, lo, hi, n):
@@ -522,7 +543,7 @@ def _activation_classes(band: PlanarBand, y, x, pe):
     edges_y, edges_x = (offsets_y + 1) ** 2, (offsets_x + 1) ** 2
     inside = edge(qy, band.band_start, band.band_stop, offsets_y) * edges_x
     inside += edge(qx, 0, shape.out_width, offsets_x)
-    pe_row, pe_col = np.divmod(pe, grid.columns)
+    pe_row, pe_col = np.divmod(slot_pe, grid.columns)
     rows, cols = band.out_row_bounds, band.out_col_bounds
     owned = edge(qy, rows[pe_row], rows[pe_row + 1], offsets_y) * edges_x
     owned += edge(qx, cols[pe_col], cols[pe_col + 1], offsets_x)
@@ -537,7 +558,18 @@ def _activation_classes(band: PlanarBand, y, x, pe):
         ((address * len(pitches) + pitch) * edges_y * edges_x + inside) * stride**2 + phase,
         banks * len(pitches) * edges_y * edges_x * stride**2,
     )
-    return place, place_examples, reach, reach_examples
+    real = (np.arange(grid.activations_per_vector) < size[:, None]).ravel()
+    n_reach = len(reach_examples)
+    per_reach = np.bincount(
+        np.repeat(channel, grid.activations_per_vector)[real] * n_reach + reach[real],
+        minlength=channels * n_reach,
+    ).reshape(channels, n_reach)
+    return ActivationClasses(
+        place=place,
+        place_at=(y[place_examples], x[place_examples], slot_pe[place_examples]),
+        reach_at=(y[reach_examples], x[reach_examples], slot_pe[reach_examples]),
+        per_reach=per_reach,
+    )
 
 
 def _tallies(kept, bank, products_per_step: int, banks: int):
@@ -699,9 +731,7 @@ def group_work(
     steps_per_vector = weights.vectors_per_channel[activations.channel]
     steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
 
-    slot_pe = np.repeat(activations.pe, i_width)
-    y, x = activations.y.ravel(), activations.x.ravel()
-    place, place_examples, reach, reach_examples = _activation_classes(band, y, x, slot_pe)
+    classes = activations.classes
 
     # Weights: by (k mod A, r, s); empty slots (and the padding vectors) form one more class, the last item.
     issued = weights.r < _EMPTY_SLOT
@@ -719,14 +749,8 @@ def group_work(
     # Kept and halo products: per channel, the activations of each reach class times the weights at each
     # kernel position.
     kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
-    at = (y[reach_examples, None], x[reach_examples, None], slot_pe[reach_examples, None])
+    at = tuple(coordinate[:, None] for coordinate in classes.reach_at)
     kept_pairs, own_pairs, _ = _destinations(band, *at, 0, kernel_r, kernel_s)
-    slot_real = (np.arange(i_width) < activations.size[:, None]).ravel()
-    n_reach = len(reach_examples)
-    per_class = np.bincount(
-        np.repeat(activations.channel, i_width)[slot_real] * n_reach + reach[slot_real],
-        minlength=channels * n_reach,
-    ).reshape(channels, n_reach)
     weight_channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
     per_position = np.bincount(
         (np.broadcast_to(weight_channel[:, None], issued.shape)[issued] * shape.kernel_r + weights.r[issued])
@@ -734,11 +758,11 @@ def group_work(
         + weights.s[issued],
         minlength=channels * positions,
     ).reshape(channels, positions)
-    kept_total = int(((per_class @ kept_pairs.astype(np.int64)) * per_position).sum())
-    own_total = int(((per_class @ own_pairs.astype(np.int64)) * per_position).sum())
+    kept_total = int(((classes.per_reach @ kept_pairs.astype(np.int64)) * per_position).sum())
+    own_total = int(((classes.per_reach @ own_pairs.astype(np.int64)) * per_position).sum())
 
     # Banks: a table of place classes x weight classes, A where the product is not kept.
-    at = (y[place_examples, None], x[place_examples, None], slot_pe[place_examples, None])
+    at = tuple(coordinate[:, None] for coordinate in classes.place_at)
     kept, _, bank = _destinations(band, *at, example_k, example_r, example_s)
     products_per_step = i_width * f_width
     tally, field = _tallies(kept, bank, products_per_step, banks)
@@ -747,7 +771,7 @@ def group_work(
     vector_slots = np.vstack([weight_code[:-1].reshape(-1, f_width), np.full(f_width, weight_code[-1])])
     vector_classes, vector_code = _row_classes(vector_slots, len(weight_examples))
     counter = np.min_scalar_type(products_per_step)
-    if len(place_examples) * len(vector_classes) * banks * counter.itemsize <= _TABLE_BYTES:
+    if len(kept) * len(vector_classes) * banks * counter.itemsize <= _TABLE_BYTES:
         # Per (place class, vector class): its products per bank, and the sum of their tallies.
         per_bank = np.zeros((*kept.shape, banks + 1), dtype=counter)
         np.put_along_axis(per_bank, np.where(kept, bank, banks)[..., None], 1, axis=2)
@@ -757,10 +781,10 @@ def group_work(
         parts = np.arange(len(weight_examples))[None, :, None]
         part_code = _padded_by_channel(weights, weight_code[:-1].reshape(weights.k.shape), weight_code[-1])
         per_bank = None
-    place_code = place.reshape(-1, i_width).T  # (I, V)
+    place_code = classes.place.reshape(-1, i_width).T  # (I, V)
     widest = part_code.shape[2]
     n_parts = parts.shape[1]
-    index_type = np.int32 if len(place_examples) * n_parts < 2**31 else np.int64
+    index_type = np.int32 if len(kept) * n_parts < 2**31 else np.int64
     place_index = (place_code * n_parts).astype(index_type)
     part_index = part_code.astype(index_type)
     per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * products_per_step))
