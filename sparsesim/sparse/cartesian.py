@@ -328,9 +328,9 @@ def _vector_slots(group: NDArray[np.int64], n_groups: int, width: int):
 
 
 def _slot_table(n_vectors: int, width: int, vector, slot, values, fill, dtype) -> np.ndarray:
-    table = np.full((n_vectors, width), fill, dtype=dtype)
-    table[vector, slot] = values
-    return table
+    table = np.full(n_vectors * width, fill, dtype=dtype)
+    table[vector * width + slot] = values
+    return table.reshape(n_vectors, width)
 
 
 def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> IssuedActivations:
@@ -399,12 +399,12 @@ def issue_weights(weights_kcrs: np.ndarray, first_filter: int, grid: PeGrid, den
     array = np.asarray(weights_kcrs)
     if array.ndim != 4:
         raise ValueError(f"weights_kcrs must be (K, C, R, S), got shape {array.shape}")
-    ordered = array.transpose(1, 2, 3, 0)  # (C, R, S, K): filters fastest
-    if dense:
-        channel, r, s, k = (axis.ravel() for axis in np.indices(ordered.shape, dtype=np.int64))
-    else:
-        channel, r, s, k = (axis.astype(np.int64) for axis in np.nonzero(ordered))
-    value = ordered[channel, r, s, k].astype(np.float64)
+    ordered = array.transpose(1, 2, 3, 0).ravel()  # (C, R, S, K): filters fastest
+    where = np.arange(ordered.size) if dense else np.flatnonzero(ordered)
+    value = ordered[where].astype(np.float64)
+    channel, r, s, k = np.unravel_index(
+        where, (array.shape[1], array.shape[2], array.shape[3], array.shape[0])
+    )
     if not np.isfinite(value).all():
         raise ValueError("weights_kcrs must be finite; it holds NaN or infinite values")
     width = grid.weights_per_vector
@@ -572,6 +572,121 @@ def _activation_classes(band: PlanarBand, channels: int, channel, pe, size, y, x
     )
 
 
+def _weight_classes(weights: IssuedWeights, shape: ConvShape, banks: int):
+    """Weights that meet every activation alike (the same ``k mod A``, ``r`` and ``s``) share a class; the
+    empty slots, and the padding vectors, form one more class. Returns each slot's class ``(NV, F)``, the
+    padding's class and ``(k, r, s)`` of one slot of each class."""
+    empty = banks * shape.kernel_r * shape.kernel_s
+    issued = weights.r < _EMPTY_SLOT
+    raw = ((weights.k % banks) * shape.kernel_r + weights.r) * shape.kernel_s + weights.s
+    code, examples = _compact(np.append(np.where(issued, raw, empty), empty), empty + 1)
+    at = tuple(
+        np.append(table.ravel(), fill)[examples]
+        for table, fill in ((weights.k, 0), (weights.r, _EMPTY_SLOT), (weights.s, _EMPTY_SLOT))
+    )
+    return code[:-1].reshape(raw.shape), code[-1], at
+
+
+def _kept_and_halo(classes: ActivationClasses, weights: IssuedWeights, band: PlanarBand) -> tuple[int, int]:
+    """The kept products, and those of them kept on outputs other PEs own. Neither depends on the vectors:
+    per channel, the activations of each reach class times the weights at each kernel position."""
+    shape = band.shape
+    positions, channels = shape.kernel_r * shape.kernel_s, len(weights.counts)
+    kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
+    kept, own, _ = _destinations(band, *(at[:, None] for at in classes.reach_at), 0, kernel_r, kernel_s)
+    issued = weights.r < _EMPTY_SLOT
+    channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
+    channel = np.broadcast_to(channel[:, None], issued.shape)[issued]
+    per_position = np.bincount(
+        channel * positions + weights.r[issued] * shape.kernel_s + weights.s[issued],
+        minlength=channels * positions,
+    ).reshape(channels, positions)
+    kept_total = int(((classes.per_reach @ kept.astype(np.int64)) * per_position).sum())
+    own_total = int(((classes.per_reach @ own.astype(np.int64)) * per_position).sum())
+    return kept_total, kept_total - own_total
+
+
+def _row_classes(rows: NDArray[np.int64], base: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The distinct rows of ``rows`` (values in ``[0, base)``) and each row's number among them."""
+    if base ** rows.shape[1] < 2**62:  # one integer per row: sorting them is much cheaper than sorting rows
+        key = rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
+        _, first, code = np.unique(key, return_index=True, return_inverse=True)
+        return rows[first], code.ravel()
+    distinct, code = np.unique(rows, axis=0, return_inverse=True)
+    return distinct, code.ravel()
+
+
+class _Steps:
+    """A group's steps (each activation vector times each weight vector of its channel, ``widest`` per
+    activation vector, padding included) and tables that give a step's bank conflicts from the place
+    classes of its activation slots and its weight vector.
+
+    A step is made of parts: the I activation slots times, when the tables stay small, the weight vector as a
+    whole (weight vectors whose slots hold the same weight classes meet an activation alike: on dense weights
+    a group has as many as vectors per channel), else each of its F weight slots. Per (place class, part
+    class) the tables hold the products per bank (or, for weight slots, the bank: A where not kept) and a
+    tally (:meth:`tallies`).
+    """
+
+    def __init__(self, activations: IssuedActivations, weights: IssuedWeights, band: PlanarBand):
+        grid, shape = band.grid, band.shape
+        self.activations, self.banks = activations, grid.banks
+        i_width, f_width = grid.activations_per_vector, grid.weights_per_vector
+        self.products_per_step = i_width * f_width
+        slot_code, padding_code, weight_at = _weight_classes(weights, shape, grid.banks)
+        n_weight_classes = len(weight_at[0])
+        place_at = tuple(at[:, None] for at in activations.classes.place_at)
+        kept, _, bank = _destinations(band, *place_at, *weight_at)  # (place classes, weight classes)
+        vector_slots = np.vstack([slot_code.reshape(-1, f_width), np.full(f_width, padding_code)])
+        vector_classes, vector_code = _row_classes(vector_slots, n_weight_classes)
+        self.counter = np.min_scalar_type(self.products_per_step)  # products of a step in one bank
+        self.per_bank = self.bank_table = None
+        if len(kept) * len(vector_classes) * grid.banks * self.counter.itemsize <= _TABLE_BYTES:
+            parts = vector_classes  # (part classes, F): the weight classes of each part
+            part_code = _padded_by_channel(weights, vector_code[:-1, None], vector_code[-1])
+            per_bank = np.zeros((*kept.shape, grid.banks + 1), dtype=self.counter)
+            np.put_along_axis(per_bank, np.where(kept, bank, grid.banks)[..., None], 1, axis=2)
+            per_bank = per_bank[:, parts, : grid.banks].sum(axis=2, dtype=self.counter)
+            self.per_bank = per_bank.reshape(-1, grid.banks)
+        else:
+            parts = np.arange(n_weight_classes)[:, None]
+            part_code = _padded_by_channel(weights, slot_code, padding_code)
+            self.bank_table = np.where(kept, bank, grid.banks).ravel()
+        index_type = np.int32 if len(kept) * len(parts) < 2**31 else np.int64
+        # (I, V) and (parts of a vector, C, widest): a step's look-ups are the sums of the two.
+        self.place_index = (activations.classes.place.reshape(-1, i_width).T * len(parts)).astype(index_type)
+        self.part_index = part_code.astype(index_type)
+        self.widest = part_code.shape[2]
+        self.tally, self.field = _tallies(kept, bank, self.products_per_step, grid.banks)
+        if self.tally is not None:
+            self.tally = self.tally[:, parts].sum(axis=2, dtype=np.uint64).ravel()
+        per_chunk = max(1, _CHUNK_SLOTS // max(1, self.widest * self.products_per_step))
+        n_vectors = activations.vectors if self.widest else 0  # no weight, no step
+        #: Runs of activation vectors whose steps are taken at a time.
+        self.chunks = [(v0, min(n_vectors, v0 + per_chunk)) for v0 in range(0, n_vectors, per_chunk)]
+
+    def clashes(self, v0: int, v1: int) -> NDArray[np.int64]:
+        """The steps (numbered ``vector * widest + rank``) of vectors ``[v0, v1)`` where products meet in a
+        bank, found by their tallies; every step if there is no tally."""
+        if self.tally is None:
+            return np.arange(v0 * self.widest, v1 * self.widest)
+        channel = self.activations.channel[v0:v1]
+        index = self.place_index[:, None, v0:v1, None] + self.part_index[None, :, channel, :]
+        total = np.add.reduce(self.tally.take(index).reshape(-1, (v1 - v0) * self.widest), axis=0)
+        below = popcount(total & np.uint64((1 << self.field) - 1))
+        return np.flatnonzero(below < (total >> np.uint64(self.field))) + v0 * self.widest
+
+    def arrivals(self, steps: NDArray[np.int64]) -> np.ndarray:
+        """``(steps, A)``: the products each step sends each bank."""
+        vectors, rank = np.divmod(steps, self.widest)
+        channel = self.activations.channel[vectors]
+        index = self.place_index[:, None, vectors] + self.part_index[None, :, channel, rank]
+        if self.per_bank is None:
+            return _arrivals(self.bank_table, index.reshape(self.products_per_step, -1), self.banks).T
+        rows = np.take(self.per_bank, index.reshape(-1, len(steps)), axis=0)
+        return rows.sum(axis=0, dtype=self.counter)
+
+
 def _tallies(kept, bank, products_per_step: int, banks: int):
     """Per product (tables of classes), a word that sums to a step's bank conflicts: bit ``bank`` plus, if
     the product is kept, 1 in a count field from bit ``field`` up (0 if not kept). Summed over a step's
@@ -584,16 +699,6 @@ def _tallies(kept, bank, products_per_step: int, banks: int):
         return None, field
     words = (np.uint64(1) << bank.astype(np.uint64)) | np.uint64(1 << field)
     return np.where(kept, words, np.uint64(0)), field
-
-
-def _row_classes(rows: NDArray[np.int64], base: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """The distinct rows of ``rows`` (values in ``[0, base)``) and each row's number among them."""
-    if base ** rows.shape[1] < 2**62:  # one integer per row: sorting them is much cheaper than sorting rows
-        key = rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
-        _, first, code = np.unique(key, return_index=True, return_inverse=True)
-        return rows[first], code.ravel()
-    distinct, code = np.unique(rows, axis=0, return_inverse=True)
-    return distinct, code.ravel()
 
 
 def _arrivals(bank_table: np.ndarray, index: np.ndarray, banks: int) -> NDArray[np.int64]:
@@ -634,13 +739,11 @@ def lay_back(weights: IssuedWeights, kernel: np.ndarray, first_filter: int) -> N
     """Write the issued weights into ``kernel`` ``(filters, R, S, C)`` (in place), whose first filter is
     layer filter ``first_filter``."""
     issued = weights.r < _EMPTY_SLOT
-    per_vector = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
-    kernel[
-        weights.k[issued] - first_filter,
-        weights.r[issued],
-        weights.s[issued],
-        np.broadcast_to(per_vector[:, None], issued.shape)[issued],
-    ] = weights.value[issued]
+    channel = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
+    channel = np.broadcast_to(channel[:, None], issued.shape)[issued]
+    _, kernel_r, kernel_s, channels = kernel.shape
+    where = ((weights.k[issued] - first_filter) * kernel_r + weights.r[issued]) * kernel_s + weights.s[issued]
+    np.put(kernel, where * channels + channel, weights.value[issued])
 
 
 def kept_sums(activations: IssuedActivations, kernel: np.ndarray, band: PlanarBand) -> NDArray[np.float64]:
@@ -701,155 +804,72 @@ def group_work(
     the group. With ``with_sums`` also the kept products summed per output (the datapath's values,
     :func:`kept_sums`). ``arbitration``: one of ``ARBITRATIONS``.
 
-    How: activations that no weight can tell apart (same phase, same place against the band's edges, same
-    accumulator address modulo A: :func:`_activation_classes`) share a class, and so do weights of the same
-    ``(k mod A, r, s)``; a table of classes x classes, filled by the rules (:func:`_destinations`), gives each
-    product's bank, or none when it is not kept. The weight vectors are laid out per channel, padded to the
-    channel with the most; a chunk of activation vectors then forms an ``(I, F, steps)`` block of product
-    slots (each activation vector paired with every weight vector of its channel) whose banks are one table
-    look-up each. A step stalls only if two of its products meet in a bank: with one bit per bank, that is
-    when the sum of its products' bits differs from their union; only those steps' banks are counted. The
-    kept and halo products do not depend on the vectors: they are counted per channel, class and kernel
-    position. Empty slots and padding vectors are never kept, and padding steps cost nothing.
+    How: activations that no weight can tell apart (the same phase, place against the band's edges and
+    accumulator address modulo A: :class:`ActivationClasses`) share a class, and so do weights of the same
+    ``(k mod A, r, s)``; tables of classes, filled by the rules (:func:`_destinations`), give each step's
+    products per bank with a few look-ups (:class:`_Steps`), a chunk of activation vectors at a time (each
+    activation vector with every weight vector of its channel, padded to the channel with the most). With
+    stalls, a step costs one cycle unless two of its products meet in a bank: those steps are found by
+    their tallies (:func:`_tallies`), then their busiest bank counted. With queues, every step's arrivals
+    advance the bank queues. The kept and halo products do not depend on the vectors: they are counted per
+    channel, class and kernel position (:func:`_kept_and_halo`). Empty slots and padding vectors are never
+    kept, and padding steps cost nothing.
     """
-    grid, shape = band.grid, band.shape
-    banks, pes, f_width = grid.banks, grid.pes, grid.weights_per_vector
-    i_width = grid.activations_per_vector
+    grid = band.grid
+    pes = grid.pes
     if len(weights.counts) != activations.channels:
         raise ValueError(
             f"the activations have {activations.channels} channels, the weights {len(weights.counts)}"
         )
-    if activations.y.shape[1] != i_width or weights.k.shape[1] != f_width:
+    if activations.y.shape[1] != grid.activations_per_vector or weights.k.shape[1] != grid.weights_per_vector:
         raise ValueError("the activations and weights were issued for another PE grid")
     if arbitration not in ARBITRATIONS:
         raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
-    channels, positions = activations.channels, shape.kernel_r * shape.kernel_s
 
     # Each activation is read once per channel and group, each weight of its channel once per activation
     # vector, and every activation is multiplied by every weight of its channel.
     weights_per_channel = weights.counts[activations.channel]
     steps_per_vector = weights.vectors_per_channel[activations.channel]
     steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
+    kept_products, halo_products = _kept_and_halo(activations.classes, weights, band)
 
-    classes = activations.classes
-
-    # Weights: by (k mod A, r, s); empty slots (and the padding vectors) form one more class, the last item.
-    issued = weights.r < _EMPTY_SLOT
-    weight_raw = np.append(
-        np.where(issued, ((weights.k % banks) * shape.kernel_r + weights.r) * shape.kernel_s + weights.s, 0),
-        banks * positions,
-    )
-    weight_raw[:-1][~issued.ravel()] = banks * positions
-    weight_code, weight_examples = _compact(weight_raw, banks * positions + 1)
-    example_k, example_r, example_s = (
-        np.append(table.ravel(), empty)[weight_examples]
-        for table, empty in ((weights.k, 0), (weights.r, _EMPTY_SLOT), (weights.s, _EMPTY_SLOT))
-    )
-
-    # Kept and halo products: per channel, the activations of each reach class times the weights at each
-    # kernel position.
-    kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
-    at = tuple(coordinate[:, None] for coordinate in classes.reach_at)
-    kept_pairs, own_pairs, _ = _destinations(band, *at, 0, kernel_r, kernel_s)
-    weight_channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
-    per_position = np.bincount(
-        (np.broadcast_to(weight_channel[:, None], issued.shape)[issued] * shape.kernel_r + weights.r[issued])
-        * shape.kernel_s
-        + weights.s[issued],
-        minlength=channels * positions,
-    ).reshape(channels, positions)
-    kept_total = int(((classes.per_reach @ kept_pairs.astype(np.int64)) * per_position).sum())
-    own_total = int(((classes.per_reach @ own_pairs.astype(np.int64)) * per_position).sum())
-
-    # Banks: a table of place classes x weight classes, A where the product is not kept.
-    at = tuple(coordinate[:, None] for coordinate in classes.place_at)
-    kept, _, bank = _destinations(band, *at, example_k, example_r, example_s)
-    products_per_step = i_width * f_width
-    tally, field = _tallies(kept, bank, products_per_step, banks)
-    # Weight vectors whose slots hold the same weight classes meet an activation alike: when the tables stay
-    # small, a step is I look-ups (one per activation) instead of I x F (one per product).
-    vector_slots = np.vstack([weight_code[:-1].reshape(-1, f_width), np.full(f_width, weight_code[-1])])
-    vector_classes, vector_code = _row_classes(vector_slots, len(weight_examples))
-    counter = np.min_scalar_type(products_per_step)
-    if len(kept) * len(vector_classes) * banks * counter.itemsize <= _TABLE_BYTES:
-        # Per (place class, vector class): its products per bank, and the sum of their tallies.
-        per_bank = np.zeros((*kept.shape, banks + 1), dtype=counter)
-        np.put_along_axis(per_bank, np.where(kept, bank, banks)[..., None], 1, axis=2)
-        parts = vector_classes[None, :, :]  # (1, vector classes, F): the weight classes of each part
-        part_code = _padded_by_channel(weights, vector_code[:-1, None], vector_code[-1])  # (1, C, widest)
-    else:  # one part per weight slot
-        parts = np.arange(len(weight_examples))[None, :, None]
-        part_code = _padded_by_channel(weights, weight_code[:-1].reshape(weights.k.shape), weight_code[-1])
-        per_bank = None
-    place_code = classes.place.reshape(-1, i_width).T  # (I, V)
-    widest = part_code.shape[2]
-    n_parts = parts.shape[1]
-    index_type = np.int32 if len(kept) * n_parts < 2**31 else np.int64
-    place_index = (place_code * n_parts).astype(index_type)
-    part_index = part_code.astype(index_type)
-    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * products_per_step))
-    n_vectors = activations.vectors if widest else 0  # no weight, no step
-    chunks = [(v0, min(n_vectors, v0 + per_chunk)) for v0 in range(0, n_vectors, per_chunk)]
-
-    if per_bank is not None:
-        per_bank = per_bank[:, parts[0], :banks].sum(axis=2, dtype=counter).reshape(-1, banks)
-
-    if per_bank is None:
-        bank_table = np.where(kept, bank, banks).ravel()
-
-    def arrivals(vectors, rank):
-        """``(steps, A)``: the products each step (activation vector, weight-vector rank) sends each bank."""
-        index = place_index[:, None, vectors] + part_index[None, :, activations.channel[vectors], rank]
-        if per_bank is None:
-            return _arrivals(bank_table, index.reshape(products_per_step, -1), banks).T
-        rows = np.take(per_bank, index.reshape(-1, len(vectors)), axis=0)
-        return rows.sum(axis=0, dtype=counter)
-
+    table = _Steps(activations, weights, band)
+    widest = table.widest
     if arbitration == "queue":
-        backlog = np.zeros((pes, banks), dtype=np.int64)  # each PE's bank queues
+        backlog = np.zeros((pes, grid.banks), dtype=np.int64)  # each PE's bank queues
         real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
-        for v0, v1 in chunks:
-            vectors, rank = np.divmod(np.arange(v0 * widest, v1 * widest), widest)
-            step_arrivals = arrivals(vectors, rank).T.astype(np.int64)
-            _queue(
-                backlog, step_arrivals, activations.pe[v0:v1], real_vector[activations.channel[v0:v1]].ravel()
-            )
+        for v0, v1 in table.chunks:
+            arrivals = table.arrivals(np.arange(v0 * widest, v1 * widest)).T.astype(np.int64)
+            real = real_vector[activations.channel[v0:v1]].ravel()
+            _queue(backlog, arrivals, activations.pe[v0:v1], real)
         # One cycle per step, then the deepest queue drains.
         cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
     else:
-        # A step stalls only if two of its products meet in a bank (under a tenth of VGG16's steps): find
-        # those steps by their tallies (:func:`_tallies`), then count their products per bank.
-        clashes = []
-        if tally is None:  # too many banks for a tally: count every step
-            clashes = [np.arange(v0 * widest, v1 * widest) for v0, v1 in chunks]
-        else:
-            tally = tally[:, parts[0]].sum(axis=2, dtype=np.uint64).ravel()
-            low = np.uint64((1 << field) - 1)
-            for v0, v1 in chunks:
-                index = place_index[:, None, v0:v1, None] + part_index[None, :, activations.channel[v0:v1], :]
-                total = np.add.reduce(tally.take(index).reshape(-1, (v1 - v0) * widest), axis=0)
-                clash = np.flatnonzero(popcount(total & low) < (total >> np.uint64(field)))
-                clashes.append(clash + v0 * widest)
+        # A step whose busiest bank gets n products stalls n - 1 cycles; under a tenth of VGG16's steps do.
         cycles = steps.copy()
+        clashes = [table.clashes(v0, v1) for v0, v1 in table.chunks]
         clash = np.concatenate(clashes) if clashes else np.zeros(0, dtype=np.int64)
-        batch = max(1, _CHUNK_SLOTS // products_per_step)
+        batch = max(1, _CHUNK_SLOTS // table.products_per_step)
         for first in range(0, len(clash), batch):
-            vectors, rank = np.divmod(clash[first : first + batch], widest)
-            # A step whose busiest bank gets n products stalls n - 1 cycles.
-            # (numpy's reduction along a short last axis is slow: the banks go first.)
-            busiest = np.ascontiguousarray(arrivals(vectors, rank).T).max(axis=0)
+            some = clash[first : first + batch]
+            # Banks first: numpy's reduction along a short last axis is slow.
+            busiest = np.ascontiguousarray(table.arrivals(some).T).max(axis=0)
             stalls = np.maximum(busiest.astype(np.int64) - 1, 0)
-            cycles += np.bincount(activations.pe[vectors], weights=stalls, minlength=pes).astype(np.int64)
+            cycles += np.bincount(activations.pe[some // widest], weights=stalls, minlength=pes).astype(
+                np.int64
+            )
+    sums = None
     if with_sums:
-        kernel = np.zeros((n_filters, shape.kernel_r, shape.kernel_s, channels))
+        kernel = np.zeros((n_filters, band.shape.kernel_r, band.shape.kernel_s, activations.channels))
         lay_back(weights, kernel, first_filter)
+        sums = kept_sums(activations, kernel, band)
     return GroupWork(
         cycles=cycles,
         steps=steps,
         products=int(activations.size @ weights_per_channel),
-        kept_products=kept_total,
-        halo_products=kept_total - own_total,
+        kept_products=kept_products,
+        halo_products=halo_products,
         activation_reads=int(activations.size.sum()),
         weight_reads=int(weights_per_channel.sum()),
-        sums=kept_sums(activations, kernel, band) if with_sums else None,
+        sums=sums,
     )
