@@ -40,8 +40,10 @@ weight and activation, so those groups are a dense ``(K, N)`` matrix and one mat
 counts, exact below 2**24). The groups of several positions are numbered ``g = 0 .. G-1`` (filter by
 filter) and a sparse ``(G, N)`` indicator matrix turns a chunk of windows into per-group sums (operands) or
 per-group counts of issued activations (the nonzero mask); per-filter totals come from a second sparse
-product with a ``(K, G)`` matrix: of ones for counts, of the group weights for outputs. Without skipping,
-the counts need only the number of groups per filter.
+product with a ``(filters, G)`` matrix: of ones for counts, of the group weights for outputs. Both are taken
+a run of filters at a time, so that the ``(groups, windows)`` temporary stays small while the windows are
+many (the dense product wants many). Without skipping, the counts need only the number of groups per
+filter.
 """
 
 from __future__ import annotations
@@ -150,12 +152,25 @@ class _Groups:
 
     singles: NDArray[np.float64]  # (K, N) the weight of each position alone in its group, 0 elsewhere
     indicator: scipy.sparse.csr_array  # (G, N) float64: 1 at (group of several positions, position)
-    products: scipy.sparse.csr_array  # (K, G) float64: the group's weight at (its filter, group)
-    counting: scipy.sparse.csr_array  # (K, G) float32: 1 at (its filter, group)
+    values: NDArray[np.float64]  # (G,) the weight of each group of several positions
+    filter_starts: NDArray[np.int64]  # (K + 1,) groups of filter k: [filter_starts[k], filter_starts[k+1])
 
-    def per_filter_counts(self, per_group: NDArray[np.float32]) -> NDArray[np.int64]:
-        """Sum (G, W) float32 integer counts over each filter's groups: (K, W), exact below 2**24."""
-        return np.asarray(self.counting @ per_group).astype(np.int64)
+    def blocks(self, max_groups: int):
+        """Runs of filters whose groups of several positions number at most ``max_groups`` (or one filter
+        with more): per run, its filters (a slice), its groups' indicator rows ``(g, N)`` and a ``(filters,
+        g)`` CSR matrix of the groups' weights, each at its filter."""
+        starts = self.filter_starts
+        first = 0
+        while first < len(starts) - 1:
+            stop = max(first + 1, int(np.searchsorted(starts, starts[first] + max_groups, side="right")) - 1)
+            groups = slice(int(starts[first]), int(starts[stop]))
+            per_filter = np.diff(starts[first : stop + 1])
+            weights = scipy.sparse.csr_array(
+                (self.values[groups], np.arange(per_filter.sum()), np.r_[0, np.cumsum(per_filter)]),
+                shape=(stop - first, int(per_filter.sum())),
+            )
+            yield slice(first, stop), self.indicator[groups], weights
+            first = stop
 
 
 def _operands_and_weights(
@@ -194,19 +209,16 @@ def _weight_groups(weights: NDArray[np.float64]) -> _Groups:
     filters, ranks = np.nonzero((values != 0) & ~alone)
     first = starts[filters, ranks]
     group = np.cumsum(first) - 1
-    n_groups = int(first.sum())
     indicator = scipy.sparse.csr_array(
-        (np.ones(len(group)), (group, order[filters, ranks])), shape=(n_groups, n_positions)
+        (np.ones(len(group)), (group, order[filters, ranks])), shape=(int(first.sum()), n_positions)
     )
     indicator.sort_indices()
-    filter_of_group = (filters[first], np.arange(n_groups))
-    products = scipy.sparse.csr_array(
-        (values[filters[first], ranks[first]], filter_of_group), shape=(n_filters, n_groups)
+    return _Groups(
+        singles=singles,
+        indicator=indicator,
+        values=values[filters[first], ranks[first]],
+        filter_starts=np.searchsorted(filters[first], np.arange(n_filters + 1)).astype(np.int64),
     )
-    counting = scipy.sparse.csr_array(
-        (np.ones(n_groups, dtype=np.float32), filter_of_group), shape=(n_filters, n_groups)
-    )
-    return _Groups(singles=singles, indicator=indicator, products=products, counting=counting)
 
 
 def _window_chunks(n_windows: int, per_window: int) -> list[slice]:
@@ -230,18 +242,22 @@ def repetition_work(
     if skip_zero_activations:
         groups = _weight_groups(weights)
         # Counts < 2**24 are exact in float32.
-        indicator = groups.indicator.astype(np.float32)
         nonzero_weights = (weights != 0).astype(np.float32)
         singles = (groups.singles != 0).astype(np.float32)
         issued = np.empty((weights.shape[0], n_windows), dtype=np.int64)
         multiplies = np.empty_like(issued)
-        for rows in _window_chunks(n_windows, sum(indicator.shape) + weights.shape[0]):
+        for rows in _window_chunks(n_windows, sum(weights.shape)):
             nonzero = np.ascontiguousarray((operands[rows] != 0).T, dtype=np.float32)  # (N, W)
             issued[:, rows] = nonzero_weights @ nonzero
             # A group is multiplied if one of its activations is issued; a group of one position if its is.
-            counts = np.asarray(indicator @ nonzero)  # (G, W): issued activations per group
-            multiplies[:, rows] = groups.per_filter_counts((counts > 0).astype(np.float32))
-            multiplies[:, rows] += (singles @ nonzero).astype(np.int64)
+            multiplies[:, rows] = (singles @ nonzero).astype(np.int64)
+            for filters, indicator, group_weights in groups.blocks(_CHUNK_ELEMENTS // nonzero.shape[1]):
+                issued_in_group = ((indicator @ nonzero) > 0).astype(np.float32)  # (groups, W)
+                ones = np.ones(len(group_weights.data), dtype=np.float32)  # 1 at (filter, each of its groups)
+                members = scipy.sparse.csr_array(
+                    (ones, group_weights.indices, group_weights.indptr), shape=group_weights.shape
+                )
+                multiplies[filters, rows] += (members @ issued_in_group).astype(np.int64)
     else:
         per_filter_issued = np.count_nonzero(weights, axis=1).astype(np.int64)
         issued = np.repeat(per_filter_issued[:, None], n_windows, axis=1)
@@ -273,10 +289,11 @@ def factorised_output(
         raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
     groups = _weight_groups(weights)
     out = np.empty((weights.shape[0], operands.shape[0]), dtype=np.float64)
-    for rows in _window_chunks(operands.shape[0], sum(groups.indicator.shape) + weights.shape[0]):
+    for rows in _window_chunks(operands.shape[0], sum(weights.shape)):
         window_operands = np.ascontiguousarray(operands[rows].T)  # (N, W)
-        group_sums = np.asarray(groups.indicator @ window_operands)  # (G, W)
-        out[:, rows] = np.asarray(groups.products @ group_sums)  # one multiply per group, accumulated
-        out[:, rows] += groups.singles @ window_operands  # groups of one position: plain products
+        out[:, rows] = groups.singles @ window_operands  # groups of one position: plain products
+        for filters, indicator, group_weights in groups.blocks(_CHUNK_ELEMENTS // window_operands.shape[1]):
+            group_sums = indicator @ window_operands  # (groups, W): activations summed per group
+            out[filters, rows] += group_weights @ group_sums  # one multiply per group, accumulated
         out[:, rows] += bias[:, None]
     return out
