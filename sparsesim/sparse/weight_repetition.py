@@ -145,32 +145,24 @@ class RepetitionWork:
 
 
 @dataclass(frozen=True)
+class _GroupBlock:
+    """A run of filters and their groups of several positions (``g`` of them, numbered filter by filter)."""
+
+    filters: slice
+    indicator: scipy.sparse.csr_array  # (g, N) float64: 1 at (group, each of its positions)
+    weights: scipy.sparse.csr_array  # (filters, g) float64: the group's weight at (its filter, group)
+    members: scipy.sparse.csr_array  # (filters, g) float32: 1 at (its filter, group)
+
+
+@dataclass(frozen=True)
 class _Groups:
     """The indirection tables of all filters, the groups of one position apart: a group of one position sums
     one activation (no addition), so its multiply is the plain product of its weight and activation and all
-    of those are one dense matrix product; the groups of several positions are numbered filter by filter."""
+    of those are one dense matrix product. The groups of several positions come in runs of filters, so that
+    a chunk of windows' temporaries stay small."""
 
     singles: NDArray[np.float64]  # (K, N) the weight of each position alone in its group, 0 elsewhere
-    indicator: scipy.sparse.csr_array  # (G, N) float64: 1 at (group of several positions, position)
-    values: NDArray[np.float64]  # (G,) the weight of each group of several positions
-    filter_starts: NDArray[np.int64]  # (K + 1,) groups of filter k: [filter_starts[k], filter_starts[k+1])
-
-    def blocks(self, max_groups: int):
-        """Runs of filters whose groups of several positions number at most ``max_groups`` (or one filter
-        with more): per run, its filters (a slice), its groups' indicator rows ``(g, N)`` and a ``(filters,
-        g)`` CSR matrix of the groups' weights, each at its filter."""
-        starts = self.filter_starts
-        first = 0
-        while first < len(starts) - 1:
-            stop = max(first + 1, int(np.searchsorted(starts, starts[first] + max_groups, side="right")) - 1)
-            groups = slice(int(starts[first]), int(starts[stop]))
-            per_filter = np.diff(starts[first : stop + 1])
-            weights = scipy.sparse.csr_array(
-                (self.values[groups], np.arange(per_filter.sum()), np.r_[0, np.cumsum(per_filter)]),
-                shape=(stop - first, int(per_filter.sum())),
-            )
-            yield slice(first, stop), self.indicator[groups], weights
-            first = stop
+    blocks: list[_GroupBlock]
 
 
 def _operands_and_weights(
@@ -193,7 +185,9 @@ def _group_starts(values: NDArray[np.float64]) -> NDArray[np.bool_]:
     return starts
 
 
-def _weight_groups(weights: NDArray[np.float64]) -> _Groups:
+def _weight_groups(weights: NDArray[np.float64], max_groups: int) -> _Groups:
+    """The groups of ``weights`` ``(K, N)``, those of several positions in runs of filters that hold at most
+    ``max_groups`` of them (or one filter with more)."""
     n_filters, n_positions = weights.shape
     # Each filter's positions by weight value; the order of the positions of one group does not matter (the
     # indicator's rows are sorted by position).
@@ -205,25 +199,49 @@ def _weight_groups(weights: NDArray[np.float64]) -> _Groups:
     alone = starts & ends
     singles = np.zeros_like(weights)
     np.put_along_axis(singles, order, np.where(alone, values, 0.0), axis=1)
-    # The groups of several positions, numbered filter by filter in increasing value.
+    # The groups of several positions, numbered filter by filter in increasing value; their entries in order.
     filters, ranks = np.nonzero((values != 0) & ~alone)
     first = starts[filters, ranks]
     group = np.cumsum(first) - 1
-    indicator = scipy.sparse.csr_array(
-        (np.ones(len(group)), (group, order[filters, ranks])), shape=(int(first.sum()), n_positions)
-    )
-    indicator.sort_indices()
-    return _Groups(
-        singles=singles,
-        indicator=indicator,
-        values=values[filters[first], ranks[first]],
-        filter_starts=np.searchsorted(filters[first], np.arange(n_filters + 1)).astype(np.int64),
-    )
+    positions = order[filters, ranks]
+    group_filter, group_value = filters[first], values[filters[first], ranks[first]]
+    filter_starts = np.searchsorted(group_filter, np.arange(n_filters + 1))
+    entry_starts = np.searchsorted(group, np.arange(len(group_filter) + 1))
+    blocks = []
+    f0 = 0
+    while f0 < n_filters:
+        f1 = max(
+            f0 + 1, int(np.searchsorted(filter_starts, filter_starts[f0] + max_groups, side="right")) - 1
+        )
+        g0, g1 = int(filter_starts[f0]), int(filter_starts[f1])
+        e0, e1 = int(entry_starts[g0]), int(entry_starts[g1])
+        indicator = scipy.sparse.csr_array(
+            (np.ones(e1 - e0), (group[e0:e1] - g0, positions[e0:e1])), shape=(g1 - g0, n_positions)
+        )
+        indicator.sort_indices()
+        of_filter = (group_filter[g0:g1] - f0, np.arange(g1 - g0))
+        blocks.append(
+            _GroupBlock(
+                filters=slice(f0, f1),
+                indicator=indicator,
+                weights=scipy.sparse.csr_array((group_value[g0:g1], of_filter), shape=(f1 - f0, g1 - g0)),
+                members=scipy.sparse.csr_array(
+                    (np.ones(g1 - g0, dtype=np.float32), of_filter), shape=(f1 - f0, g1 - g0)
+                ),
+            )
+        )
+        f0 = f1
+    return _Groups(singles=singles, blocks=blocks)
 
 
-def _window_chunks(n_windows: int, per_window: int) -> list[slice]:
-    """Runs of windows whose temporaries (``per_window`` values each) stay near ``_CHUNK_ELEMENTS``."""
-    step = max(1, _CHUNK_ELEMENTS // max(per_window, 1))
+def _windows_per_chunk(weights: NDArray[np.float64]) -> int:
+    """Windows taken at a time: their ``(N, W)`` operands and ``(K, W)`` outputs stay near
+    ``_CHUNK_ELEMENTS`` values, and so do their groups' sums (runs of at most ``_CHUNK_ELEMENTS / W``
+    groups)."""
+    return max(1, _CHUNK_ELEMENTS // sum(weights.shape))
+
+
+def _window_chunks(n_windows: int, step: int) -> list[slice]:
     return [slice(start, min(n_windows, start + step)) for start in range(0, n_windows, step)]
 
 
@@ -240,24 +258,21 @@ def repetition_work(
     operands, weights = _operands_and_weights(operands_pn, weights_kn)
     n_windows = operands.shape[0]
     if skip_zero_activations:
-        groups = _weight_groups(weights)
+        step = _windows_per_chunk(weights)
+        groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
         # Counts < 2**24 are exact in float32.
         nonzero_weights = (weights != 0).astype(np.float32)
         singles = (groups.singles != 0).astype(np.float32)
         issued = np.empty((weights.shape[0], n_windows), dtype=np.int64)
         multiplies = np.empty_like(issued)
-        for rows in _window_chunks(n_windows, sum(weights.shape)):
+        for rows in _window_chunks(n_windows, step):
             nonzero = np.ascontiguousarray((operands[rows] != 0).T, dtype=np.float32)  # (N, W)
             issued[:, rows] = nonzero_weights @ nonzero
             # A group is multiplied if one of its activations is issued; a group of one position if its is.
             multiplies[:, rows] = (singles @ nonzero).astype(np.int64)
-            for filters, indicator, group_weights in groups.blocks(_CHUNK_ELEMENTS // nonzero.shape[1]):
-                issued_in_group = ((indicator @ nonzero) > 0).astype(np.float32)  # (groups, W)
-                ones = np.ones(len(group_weights.data), dtype=np.float32)  # 1 at (filter, each of its groups)
-                members = scipy.sparse.csr_array(
-                    (ones, group_weights.indices, group_weights.indptr), shape=group_weights.shape
-                )
-                multiplies[filters, rows] += (members @ issued_in_group).astype(np.int64)
+            for block in groups.blocks:
+                issued_in_group = ((block.indicator @ nonzero) > 0).astype(np.float32)  # (groups, W)
+                multiplies[block.filters, rows] += (block.members @ issued_in_group).astype(np.int64)
     else:
         per_filter_issued = np.count_nonzero(weights, axis=1).astype(np.int64)
         issued = np.repeat(per_filter_issued[:, None], n_windows, axis=1)
@@ -287,13 +302,14 @@ def factorised_output(
     bias = finite_matrix(bias_k, "bias_k", 1)
     if bias.shape[0] != weights.shape[0]:
         raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
-    groups = _weight_groups(weights)
+    step = _windows_per_chunk(weights)
+    groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
     out = np.empty((weights.shape[0], operands.shape[0]), dtype=np.float64)
-    for rows in _window_chunks(operands.shape[0], sum(weights.shape)):
+    for rows in _window_chunks(operands.shape[0], step):
         window_operands = np.ascontiguousarray(operands[rows].T)  # (N, W)
         out[:, rows] = groups.singles @ window_operands  # groups of one position: plain products
-        for filters, indicator, group_weights in groups.blocks(_CHUNK_ELEMENTS // window_operands.shape[1]):
-            group_sums = indicator @ window_operands  # (groups, W): activations summed per group
-            out[filters, rows] += group_weights @ group_sums  # one multiply per group, accumulated
+        for block in groups.blocks:
+            group_sums = block.indicator @ window_operands  # (groups, W): activations summed per group
+            out[block.filters, rows] += block.weights @ group_sums  # one multiply per group, accumulated
         out[:, rows] += bias[:, None]
     return out
