@@ -72,8 +72,9 @@ from sparsesim.sparse.deltas import popcount
 
 #: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
 _CHUNK_SLOTS = 1 << 18
-#: Float64 temporaries of :func:`kept_sums` (kernel positions x filters x band input), at most (32 MiB).
-_SUMS_VALUES = 1 << 22
+#: Float64 temporaries of :func:`kept_sums` (kernel positions x filters x band input), at most (2 MiB: no
+#: slower than larger ones, and the working set stays near the layer's operands).
+_SUMS_VALUES = 1 << 18
 #: Bytes of the table of activation classes x weight-vector classes x banks, at most.
 _TABLE_BYTES = 1 << 24
 #: How products that meet in an accumulator bank are arbitrated (see the module docstring).
