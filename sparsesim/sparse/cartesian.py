@@ -626,7 +626,7 @@ class _Steps:
     whole (weight vectors whose slots hold the same weight classes meet an activation alike: on dense weights
     a group has as many as vectors per channel), else each of its F weight slots. Per (place class, part
     class) the tables hold the products per bank (or, for weight slots, the bank: A where not kept) and a
-    tally (:meth:`tallies`).
+    tally (:func:`_tallies`).
     """
 
     def __init__(self, activations: IssuedActivations, weights: IssuedWeights, band: PlanarBand):
