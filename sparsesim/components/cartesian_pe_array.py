@@ -65,6 +65,8 @@ from sparsesim.sparse.cartesian import (
     group_work,
     issue_activations,
     issue_weights,
+    kept_sums,
+    lay_back,
     output_channel_group,
     plan_band,
 )
@@ -216,16 +218,17 @@ class CartesianPeArray(Component):
         compute = []  # C_g: the slowest PE's cycles in each group
         exchange = []  # H_g: the busiest PE's halo words after each group
         activation_reads = weight_reads = 0
+        # The issued weights, laid back for the tile's sums.
+        kernel = np.zeros(
+            (tile.filter_stop - tile.filter_start, geometry.kernel_r, geometry.kernel_s, activations.channels)
+        )
         for first in range(tile.filter_start, tile.filter_stop, group):
             n_filters = min(tile.filter_stop, first + group) - first
             weights = issue_weights(
                 weights_kcrs[first : first + n_filters, channels], first, self.grid, self.dense
             )
-            work = group_work(
-                activations, weights, band, n_filters, first, with_sums=True, arbitration=self.arbitration
-            )
-            if work.sums is not None:  # always, as asked for
-                self.sums[first : first + n_filters, band.band_start : band.band_stop] += work.sums
+            lay_back(weights, kernel, tile.filter_start)
+            work = group_work(activations, weights, band, n_filters, first, arbitration=self.arbitration)
             slowest = int(work.cycles.max())
             compute.append(slowest)
             exchange.append(halo_per_filter * n_filters)
@@ -239,6 +242,8 @@ class CartesianPeArray(Component):
             counters["conflict_stall_cycles"] += int(work.conflict_stall_cycles.sum())
             counters["pe_busy_cycles"] += int(work.cycles.sum())
             counters["barrier_idle_cycles"] += int((slowest - work.cycles).sum())
+        filters = slice(tile.filter_start, tile.filter_stop)
+        self.sums[filters, band.band_start : band.band_stop] += kept_sums(activations, kernel, band)
         # Each group waits for the previous group's halo exchange; the tile ends with the last exchange.
         cycles = sum(max(c, h) for c, h in zip(compute, [0, *exchange[:-1]], strict=True))
         cycles += exchange[-1] if exchange else 0

@@ -54,23 +54,29 @@ the layer; its own tile plus a halo). ``Kc`` is the number of filters whose regi
 (:func:`output_channel_group`).
 
 What a group costs in time is left to the caller (the PE array): the PEs synchronise at the end of a group,
-then exchange halos. Everything is vectorised: blocks of product slots (activation slot x weight slot x
-step) are formed by broadcasting, a chunk of steps at a time (:func:`group_work`); the cycle-stepped
-reference in the tests walks the same rules one cycle at a time.
+then exchange halos. Everything is vectorised (:func:`group_work`): activations, and weights, that the rules
+cannot tell apart share a class, a table of classes gives each product's bank, and blocks of product slots
+(activation slot x weight slot x step) are formed by broadcasting, a chunk of steps at a time; the
+cycle-stepped reference in the tests walks the same rules one cycle at a time.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from sparsesim.sparse.activation_work import output_size
+from sparsesim.sparse.deltas import popcount
 
-#: Product slots handled at a time (a few temporaries of this many int32 / int64 / float64 each).
-_CHUNK_SLOTS = 1 << 16
+#: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
+_CHUNK_SLOTS = 1 << 18
+#: Float64 temporaries of :func:`kept_sums` (kernel positions x filters x band input), at most (2 MiB: no
+#: slower than larger ones, and the working set stays near the layer's operands).
+_SUMS_VALUES = 1 << 18
+#: Bytes of the table of activation classes x weight-vector classes x banks, at most.
+_TABLE_BYTES = 1 << 24
 #: How products that meet in an accumulator bank are arbitrated (see the module docstring).
 ARBITRATIONS = ("stall", "queue")
 
@@ -148,7 +154,7 @@ def band_input_rows(shape: ConvShape, band_start: int, band_stop: int) -> tuple[
     """The input rows ``[start, stop)`` (inside the unpadded input) that output rows of the band need."""
     start = band_start * shape.stride - shape.padding
     stop = (band_stop - 1) * shape.stride - shape.padding + shape.kernel_r
-    return max(0, start), min(shape.height, stop)
+    return max(0, start), max(0, min(shape.height, stop))
 
 
 def _reach(first: int, last: int, kernel: int, shape: ConvShape) -> tuple[int, int]:
@@ -287,7 +293,8 @@ class IssuedActivations:
 
     Vectors are numbered channel by channel, PE by PE. Per vector: ``channel``, ``pe``, ``size`` (``<= I``)
     and, per slot, ``y`` and ``x`` (layer coordinates) and ``value``, ``(V, I)`` arrays whose empty slots
-    hold ``_EMPTY_SLOT`` coordinates and value 0. ``channels``: C.
+    hold ``_EMPTY_SLOT`` coordinates and value 0. ``channels``: C. ``classes``: the slots sorted into the
+    classes the band's rules cannot tell apart, for :func:`group_work` (:func:`_activation_classes`).
     """
 
     channels: int
@@ -297,6 +304,7 @@ class IssuedActivations:
     y: NDArray[np.int32]
     x: NDArray[np.int32]
     value: NDArray[np.float64]
+    classes: ActivationClasses
 
     @property
     def vectors(self) -> int:
@@ -321,9 +329,9 @@ def _vector_slots(group: NDArray[np.int64], n_groups: int, width: int):
 
 
 def _slot_table(n_vectors: int, width: int, vector, slot, values, fill, dtype) -> np.ndarray:
-    table = np.full((n_vectors, width), fill, dtype=dtype)
-    table[vector, slot] = values
-    return table
+    table = np.full(n_vectors * width, fill, dtype=dtype)
+    table[vector * width + slot] = values
+    return table.reshape(n_vectors, width)
 
 
 def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> IssuedActivations:
@@ -350,14 +358,18 @@ def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> I
     width = band.grid.activations_per_vector
     vector, slot, vector_group, size = _vector_slots(group, array.shape[0] * pes, width)
     n_vectors = len(size)
+    channel, pe = np.divmod(vector_group, pes)
+    y = _slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32)
+    x = _slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32)
     return IssuedActivations(
         channels=array.shape[0],
-        channel=vector_group // pes,
-        pe=vector_group % pes,
+        channel=channel,
+        pe=pe,
         size=size,
-        y=_slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32),
-        x=_slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32),
+        y=y,
+        x=x,
         value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
+        classes=_activation_classes(band, array.shape[0], channel, pe, size, y, x),
     )
 
 
@@ -388,12 +400,12 @@ def issue_weights(weights_kcrs: np.ndarray, first_filter: int, grid: PeGrid, den
     array = np.asarray(weights_kcrs)
     if array.ndim != 4:
         raise ValueError(f"weights_kcrs must be (K, C, R, S), got shape {array.shape}")
-    ordered = array.transpose(1, 2, 3, 0)  # (C, R, S, K): filters fastest
-    if dense:
-        channel, r, s, k = (axis.ravel() for axis in np.indices(ordered.shape, dtype=np.int64))
-    else:
-        channel, r, s, k = (axis.astype(np.int64) for axis in np.nonzero(ordered))
-    value = ordered[channel, r, s, k].astype(np.float64)
+    ordered = array.transpose(1, 2, 3, 0).ravel()  # (C, R, S, K): filters fastest
+    where = np.arange(ordered.size) if dense else np.flatnonzero(ordered)
+    value = ordered[where].astype(np.float64)
+    channel, r, s, k = np.unravel_index(
+        where, (array.shape[1], array.shape[2], array.shape[3], array.shape[0])
+    )
     if not np.isfinite(value).all():
         raise ValueError("weights_kcrs must be finite; it holds NaN or infinite values")
     width = grid.weights_per_vector
@@ -455,9 +467,249 @@ def _padded_by_channel(weights: IssuedWeights, table: np.ndarray, fill) -> np.nd
     return padded
 
 
-def _below(values: np.ndarray, limit) -> np.ndarray:
-    """``0 <= values < limit`` in one comparison (negative int32 values wrap to huge unsigned ones)."""
-    return values.view(np.uint32) < np.asarray(limit, dtype=np.uint32)
+def _destinations(band: PlanarBand, y, x, pe, k, r, s):
+    """Where the products of activations ``(y, x)`` held by PE ``pe`` and weights ``(k, r, s)`` go (the rules
+    of the module docstring; arrays broadcast): whether each is kept, whether it is kept on an output its PE
+    owns, and its bank."""
+    grid, shape = band.grid, band.shape
+    out_y = np.asarray(y, dtype=np.int64) + shape.padding - r
+    out_x = np.asarray(x, dtype=np.int64) + shape.padding - s
+    phase = (out_y % shape.stride == 0) & (out_x % shape.stride == 0)
+    out_y, out_x = out_y // shape.stride, out_x // shape.stride
+    kept = phase & (band.band_start <= out_y) & (out_y < band.band_stop) & (0 <= out_x)
+    kept &= out_x < shape.out_width
+    pe_row, pe_col = np.divmod(pe, grid.columns)
+    rows, cols = band.out_row_bounds, band.out_col_bounds
+    own = kept & (rows[pe_row] <= out_y) & (out_y < rows[pe_row + 1])
+    own &= (cols[pe_col] <= out_x) & (out_x < cols[pe_col + 1])
+    # In layer coordinates: the region's origin only adds a constant per PE, which rotates every bank of the
+    # PE alike and so changes no conflict.
+    f = grid.weights_per_vector
+    bank = (k + f * out_x + f * band.accumulator_cols[pe_col] * out_y) % grid.banks
+    return kept, own, bank
+
+
+def _compact(raw: NDArray[np.int64], size: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Number the distinct values of ``raw`` (in ``[0, size)``) ``0 .. n-1``: each item's number, and an
+    item of each number."""
+    if size > 4 * len(raw) + (1 << 16):  # a sparse range: sorting is cheaper than marking it
+        _, example, code = np.unique(raw, return_index=True, return_inverse=True)
+        return code.ravel(), example
+    seen = np.zeros(size, dtype=bool)
+    seen[raw] = True
+    number = np.cumsum(seen) - 1
+    code = number[raw]
+    example = np.empty(int(seen.sum()), dtype=np.int64)
+    example[code] = np.arange(len(raw))
+    return code, example
+
+
+@dataclass(frozen=True)
+class ActivationClasses:
+    """Issued activations sorted into classes that the rules cannot tell apart, whatever the weight.
+
+    ``place``: per slot (``(V * I,)``, vector by vector), its class as to which of its products are kept and
+    in which banks: its phase, its place against the band's and the layer's edges (the kernel offsets that
+    land inside), its accumulator address ``F x' + W_r F y'`` modulo A and ``W_r F`` modulo A.
+    ``place_at``: ``(y, x, pe)`` of one slot of each place class. ``reach_at``: the same for the classes as
+    to which products are kept and which of those on outputs the slot's PE owns (its phase and its place
+    against the edges and its PE's own tile); ``per_reach``: ``(C, reach classes)`` issued activations of
+    each channel in each.
+    """
+
+    place: NDArray[np.int64]
+    place_at: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+    reach_at: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
+    per_reach: NDArray[np.int64]
+
+
+def _activation_classes(band: PlanarBand, channels: int, channel, pe, size, y, x) -> ActivationClasses:
+    """The classes of a band's issued activations (per vector ``channel``, ``pe``, ``size``; per slot ``y``,
+    ``x``, ``(V, I)``)."""
+    grid, shape = band.grid, band.shape
+    stride = shape.stride
+    offsets_y, offsets_x = -(-shape.kernel_r // stride), -(-shape.kernel_s // stride)
+    y, x = y.astype(np.int64).ravel(), x.astype(np.int64).ravel()
+    slot_pe = np.repeat(pe, grid.activations_per_vector)
+    qy, py = np.divmod(y + shape.padding, stride)
+    qx, px = np.divmod(x + shape.padding, stride)
+    phase = py * stride + px
+
+    def edge(q, lo, hi, n):
+        """Where ``q`` stands against ``[lo, hi)``: the kernel offsets ``o`` in ``[0, n)`` with
+        ``lo <= q - o < hi`` are those up to ``clip(q - lo)`` and above ``clip(q - hi)``; ``(n + 1) ** 2``
+        cases."""
+        return (np.clip(q - lo, -1, n - 1) + 1) * (n + 1) + np.clip(q - hi, -1, n - 1) + 1
+
+    edges_y, edges_x = (offsets_y + 1) ** 2, (offsets_x + 1) ** 2
+    inside = edge(qy, band.band_start, band.band_stop, offsets_y) * edges_x
+    inside += edge(qx, 0, shape.out_width, offsets_x)
+    pe_row, pe_col = np.divmod(slot_pe, grid.columns)
+    rows, cols = band.out_row_bounds, band.out_col_bounds
+    owned = edge(qy, rows[pe_row], rows[pe_row + 1], offsets_y) * edges_x
+    owned += edge(qx, cols[pe_col], cols[pe_col + 1], offsets_x)
+    reach, reach_examples = _compact(
+        (inside * edges_y * edges_x + owned) * stride**2 + phase, (edges_y * edges_x) ** 2 * stride**2
+    )
+    f, banks = grid.weights_per_vector, grid.banks
+    pitches, pitch = np.unique(f * band.accumulator_cols % banks, return_inverse=True)
+    pitch = pitch.ravel()[pe_col]
+    address = (f * qx + f * band.accumulator_cols[pe_col] * qy) % banks
+    place, place_examples = _compact(
+        ((address * len(pitches) + pitch) * edges_y * edges_x + inside) * stride**2 + phase,
+        banks * len(pitches) * edges_y * edges_x * stride**2,
+    )
+    real = (np.arange(grid.activations_per_vector) < size[:, None]).ravel()
+    n_reach = len(reach_examples)
+    per_reach = np.bincount(
+        np.repeat(channel, grid.activations_per_vector)[real] * n_reach + reach[real],
+        minlength=channels * n_reach,
+    ).reshape(channels, n_reach)
+    return ActivationClasses(
+        place=place,
+        place_at=(y[place_examples], x[place_examples], slot_pe[place_examples]),
+        reach_at=(y[reach_examples], x[reach_examples], slot_pe[reach_examples]),
+        per_reach=per_reach,
+    )
+
+
+def _weight_classes(weights: IssuedWeights, shape: ConvShape, banks: int):
+    """Weights that meet every activation alike (the same ``k mod A``, ``r`` and ``s``) share a class; the
+    empty slots, and the padding vectors, form one more class. Returns each slot's class ``(NV, F)``, the
+    padding's class and ``(k, r, s)`` of one slot of each class."""
+    empty = banks * shape.kernel_r * shape.kernel_s
+    issued = weights.r < _EMPTY_SLOT
+    raw = ((weights.k % banks) * shape.kernel_r + weights.r) * shape.kernel_s + weights.s
+    code, examples = _compact(np.append(np.where(issued, raw, empty), empty), empty + 1)
+    at = tuple(
+        np.append(table.ravel(), fill)[examples]
+        for table, fill in ((weights.k, 0), (weights.r, _EMPTY_SLOT), (weights.s, _EMPTY_SLOT))
+    )
+    return code[:-1].reshape(raw.shape), code[-1], at
+
+
+def _kept_and_halo(classes: ActivationClasses, weights: IssuedWeights, band: PlanarBand) -> tuple[int, int]:
+    """The kept products, and those of them kept on outputs other PEs own. Neither depends on the vectors:
+    per channel, the activations of each reach class times the weights at each kernel position."""
+    shape = band.shape
+    positions, channels = shape.kernel_r * shape.kernel_s, len(weights.counts)
+    kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
+    kept, own, _ = _destinations(band, *(at[:, None] for at in classes.reach_at), 0, kernel_r, kernel_s)
+    issued = weights.r < _EMPTY_SLOT
+    channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
+    channel = np.broadcast_to(channel[:, None], issued.shape)[issued]
+    per_position = np.bincount(
+        channel * positions + weights.r[issued] * shape.kernel_s + weights.s[issued],
+        minlength=channels * positions,
+    ).reshape(channels, positions)
+    kept_total = int(((classes.per_reach @ kept.astype(np.int64)) * per_position).sum())
+    own_total = int(((classes.per_reach @ own.astype(np.int64)) * per_position).sum())
+    return kept_total, kept_total - own_total
+
+
+def _row_classes(rows: NDArray[np.int64], base: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The distinct rows of ``rows`` (values in ``[0, base)``) and each row's number among them."""
+    if base ** rows.shape[1] < 2**62:  # one integer per row: sorting them is much cheaper than sorting rows
+        key = rows @ (base ** np.arange(rows.shape[1], dtype=np.int64))
+        _, first, code = np.unique(key, return_index=True, return_inverse=True)
+        return rows[first], code.ravel()
+    distinct, code = np.unique(rows, axis=0, return_inverse=True)
+    return distinct, code.ravel()
+
+
+class _Steps:
+    """A group's steps (each activation vector times each weight vector of its channel, ``widest`` per
+    activation vector, padding included) and tables that give a step's bank conflicts from the place
+    classes of its activation slots and its weight vector.
+
+    A step is made of parts: the I activation slots times, when the tables stay small, the weight vector as a
+    whole (weight vectors whose slots hold the same weight classes meet an activation alike: on dense weights
+    a group has as many as vectors per channel), else each of its F weight slots. Per (place class, part
+    class) the tables hold the products per bank (or, for weight slots, the bank: A where not kept) and a
+    tally (:func:`_tallies`).
+    """
+
+    def __init__(self, activations: IssuedActivations, weights: IssuedWeights, band: PlanarBand):
+        grid, shape = band.grid, band.shape
+        self.activations, self.banks = activations, grid.banks
+        i_width, f_width = grid.activations_per_vector, grid.weights_per_vector
+        self.products_per_step = i_width * f_width
+        slot_code, padding_code, weight_at = _weight_classes(weights, shape, grid.banks)
+        n_weight_classes = len(weight_at[0])
+        place_at = tuple(at[:, None] for at in activations.classes.place_at)
+        kept, _, bank = _destinations(band, *place_at, *weight_at)  # (place classes, weight classes)
+        vector_slots = np.vstack([slot_code.reshape(-1, f_width), np.full(f_width, padding_code)])
+        vector_classes, vector_code = _row_classes(vector_slots, n_weight_classes)
+        self.counter = np.min_scalar_type(self.products_per_step)  # products of a step in one bank
+        self.per_bank = self.bank_table = None
+        if len(kept) * len(vector_classes) * grid.banks * self.counter.itemsize <= _TABLE_BYTES:
+            parts = vector_classes  # (part classes, F): the weight classes of each part
+            part_code = _padded_by_channel(weights, vector_code[:-1, None], vector_code[-1])
+            per_bank = np.zeros((*kept.shape, grid.banks + 1), dtype=self.counter)
+            np.put_along_axis(per_bank, np.where(kept, bank, grid.banks)[..., None], 1, axis=2)
+            per_bank = per_bank[:, parts, : grid.banks].sum(axis=2, dtype=self.counter)
+            self.per_bank = per_bank.reshape(-1, grid.banks)
+        else:
+            parts = np.arange(n_weight_classes)[:, None]
+            part_code = _padded_by_channel(weights, slot_code, padding_code)
+            self.bank_table = np.where(kept, bank, grid.banks).ravel()
+        index_type = np.int32 if len(kept) * len(parts) < 2**31 else np.int64
+        # (I, V) and (parts of a vector, C, widest): a step's look-ups are the sums of the two.
+        self.place_index = (activations.classes.place.reshape(-1, i_width).T * len(parts)).astype(index_type)
+        self.part_index = part_code.astype(index_type)
+        self.widest = part_code.shape[2]
+        self.tally, self.field = _tallies(kept, bank, self.products_per_step, grid.banks)
+        if self.tally is not None:
+            self.tally = self.tally[:, parts].sum(axis=2, dtype=np.uint64).ravel()
+        per_chunk = max(1, _CHUNK_SLOTS // max(1, self.widest * self.products_per_step))
+        n_vectors = activations.vectors if self.widest else 0  # no weight, no step
+        #: Runs of activation vectors whose steps are taken at a time.
+        self.chunks = [(v0, min(n_vectors, v0 + per_chunk)) for v0 in range(0, n_vectors, per_chunk)]
+
+    def clashes(self, v0: int, v1: int) -> NDArray[np.int64]:
+        """The steps (numbered ``vector * widest + rank``) of vectors ``[v0, v1)`` where products meet in a
+        bank, found by their tallies; every step if there is no tally."""
+        if self.tally is None:
+            return np.arange(v0 * self.widest, v1 * self.widest)
+        channel = self.activations.channel[v0:v1]
+        index = self.place_index[:, None, v0:v1, None] + self.part_index[None, :, channel, :]
+        total = np.add.reduce(self.tally.take(index).reshape(-1, (v1 - v0) * self.widest), axis=0)
+        below = popcount(total & np.uint64((1 << self.field) - 1))
+        return np.flatnonzero(below < (total >> np.uint64(self.field))) + v0 * self.widest
+
+    def arrivals(self, steps: NDArray[np.int64]) -> np.ndarray:
+        """``(steps, A)``: the products each step sends each bank."""
+        vectors, rank = np.divmod(steps, self.widest)
+        channel = self.activations.channel[vectors]
+        index = self.place_index[:, None, vectors] + self.part_index[None, :, channel, rank]
+        if self.per_bank is None:
+            return _arrivals(self.bank_table, index.reshape(self.products_per_step, -1), self.banks).T
+        rows = np.take(self.per_bank, index.reshape(-1, len(steps)), axis=0)
+        return rows.sum(axis=0, dtype=self.counter)
+
+
+def _tallies(kept, bank, products_per_step: int, banks: int):
+    """Per product (tables of classes), a word that sums to a step's bank conflicts: bit ``bank`` plus, if
+    the product is kept, 1 in a count field from bit ``field`` up (0 if not kept). Summed over a step's
+    products, the count field holds its kept products and the bits below its banks; two products that meet
+    in a bank add a carry, so the bits below the field are fewer than the count exactly when products meet.
+    Returns ``(tallies, field)``, tallies ``None`` when a step's sum could overflow 64 bits."""
+    width = products_per_step.bit_length()
+    field = banks + width  # the sum of a step's bank bits stays below 2 ** field
+    if field + width > 64:
+        return None, field
+    words = (np.uint64(1) << bank.astype(np.uint64)) | np.uint64(1 << field)
+    return np.where(kept, words, np.uint64(0)), field
+
+
+def _arrivals(bank_table: np.ndarray, index: np.ndarray, banks: int) -> NDArray[np.int64]:
+    """``(A, steps)``: the kept products each step sends each bank; ``index`` ``(slots, steps)`` into the
+    flat ``bank_table`` (``A`` for a product that is not kept)."""
+    n_steps = index.shape[1]
+    key = bank_table.take(index).astype(np.int32 if (banks + 1) * n_steps < 2**31 else np.int64)
+    key *= n_steps
+    key += np.arange(n_steps, dtype=key.dtype)
+    return np.bincount(key.ravel(), minlength=(banks + 1) * n_steps).reshape(banks + 1, n_steps)[:banks]
 
 
 def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarray, real: np.ndarray) -> None:
@@ -484,6 +736,60 @@ def _queue(backlog: NDArray[np.int64], arrivals: np.ndarray, vector_pe: np.ndarr
     backlog[owners] = np.maximum(backlog[owners] + total.T, (total - lowest).T)
 
 
+def lay_back(weights: IssuedWeights, kernel: np.ndarray, first_filter: int) -> None:
+    """Write the issued weights into ``kernel`` ``(filters, R, S, C)`` (in place), whose first filter is
+    layer filter ``first_filter``."""
+    issued = weights.r < _EMPTY_SLOT
+    channel = np.repeat(np.arange(len(weights.counts)), weights.vectors_per_channel)
+    channel = np.broadcast_to(channel[:, None], issued.shape)[issued]
+    _, kernel_r, kernel_s, channels = kernel.shape
+    where = ((weights.k[issued] - first_filter) * kernel_r + weights.r[issued]) * kernel_s + weights.s[issued]
+    np.put(kernel, where * channels + channel, weights.value[issued])
+
+
+def kept_sums(activations: IssuedActivations, kernel: np.ndarray, band: PlanarBand) -> NDArray[np.float64]:
+    """``(filters, band rows, out_width)``: per output of the band, the sum of its kept products, for the
+    issued weights laid back on ``kernel`` ``(filters, R, S, C)`` (:func:`lay_back`, zero elsewhere).
+
+    A kept product is an issued activation times an issued weight of its channel whose output lies in the
+    band; per kernel position ``(r, s)`` those are the products of the weights at ``(r, s)`` with the issued
+    activations shifted onto their outputs. So the issued activations are laid back on the input plane (zero
+    where nothing is issued: its products would be exact zeros), every kernel position's products are formed
+    by matrix products (a few filters at a time, to bound the temporaries) and each is added on its outputs.
+    The sums are associated in another order than the banks add them; float rounding aside, they are the
+    same sums.
+    """
+    shape = band.shape
+    pad, stride, channels = shape.padding, shape.stride, activations.channels
+    n_filters = kernel.shape[0]
+    # The input rows the band's outputs read, padded: padded row t is input row t + top - pad.
+    top = band.band_start * stride
+    rows = band.band_stop - band.band_start
+    height = (rows - 1) * stride + shape.kernel_r
+    plane = np.zeros((channels, height, shape.width + 2 * pad))
+    slot = np.arange(activations.y.shape[1]) < activations.size[:, None]
+    channel = np.broadcast_to(activations.channel[:, None], slot.shape)[slot]
+    plane[channel, activations.y[slot] + pad - top, activations.x[slot] + pad] = activations.value[slot]
+    sums = np.zeros((n_filters, rows, shape.out_width))
+    per_filter = shape.kernel_r * shape.kernel_s * plane[0].size
+    step = max(1, _SUMS_VALUES // per_filter)
+    for first in range(0, n_filters, step):
+        filters = slice(first, min(n_filters, first + step))
+        # (Kc R S, C) @ (C, rows x padded width): every kernel position's products at every input position.
+        products = kernel[filters].reshape(-1, channels) @ plane.reshape(channels, -1)
+        products = products.reshape(-1, shape.kernel_r, shape.kernel_s, *plane.shape[1:])
+        for r in range(shape.kernel_r):
+            for s in range(shape.kernel_s):
+                sums[filters] += products[
+                    :,
+                    r,
+                    s,
+                    r : r + (rows - 1) * stride + 1 : stride,
+                    s : s + (shape.out_width - 1) * stride + 1 : stride,
+                ]
+    return sums
+
+
 def group_work(
     activations: IssuedActivations,
     weights: IssuedWeights,
@@ -496,123 +802,75 @@ def group_work(
     """The work of one group of ``n_filters`` filters (layer indices from ``first_filter``) on a band.
 
     ``activations`` from :func:`issue_activations` on the band, ``weights`` from :func:`issue_weights` on
-    the group. With ``with_sums`` also the kept products summed per output (the datapath's values).
-    ``arbitration``: one of ``ARBITRATIONS``.
+    the group. With ``with_sums`` also the kept products summed per output (the datapath's values,
+    :func:`kept_sums`). ``arbitration``: one of ``ARBITRATIONS``.
 
-    How: the weight vectors are laid out per channel, padded to the channel with the most. A chunk of
-    activation vectors then forms an ``(I, F, steps)`` block of product slots (each activation vector
-    paired with every weight vector of its channel): coordinates, banks and ownership come from broadcasting
-    an ``(I, steps)`` activation part against an ``(F, steps)`` weight part, along the long steps axis.
-    Empty slots and padding vectors are never kept, and padding steps cost nothing.
+    How: activations that no weight can tell apart (the same phase, place against the band's edges and
+    accumulator address modulo A: :class:`ActivationClasses`) share a class, and so do weights of the same
+    ``(k mod A, r, s)``; tables of classes, filled by the rules (:func:`_destinations`), give each step's
+    products per bank with a few look-ups (:class:`_Steps`), a chunk of activation vectors at a time (each
+    activation vector with every weight vector of its channel, padded to the channel with the most). With
+    stalls, a step costs one cycle unless two of its products meet in a bank: those steps are found by
+    their tallies (:func:`_tallies`), then their busiest bank counted. With queues, every step's arrivals
+    advance the bank queues. The kept and halo products do not depend on the vectors: they are counted per
+    channel, class and kernel position (:func:`_kept_and_halo`). Empty slots and padding vectors are never
+    kept, and padding steps cost nothing.
     """
-    grid, shape = band.grid, band.shape
-    banks, pes, f_width = grid.banks, grid.pes, grid.weights_per_vector
-    i_width = grid.activations_per_vector
+    grid = band.grid
+    pes = grid.pes
     if len(weights.counts) != activations.channels:
         raise ValueError(
             f"the activations have {activations.channels} channels, the weights {len(weights.counts)}"
         )
-    if activations.y.shape[1] != i_width or weights.k.shape[1] != f_width:
+    if activations.y.shape[1] != grid.activations_per_vector or weights.k.shape[1] != grid.weights_per_vector:
         raise ValueError("the activations and weights were issued for another PE grid")
     if arbitration not in ARBITRATIONS:
         raise ValueError(f"arbitration must be one of {', '.join(ARBITRATIONS)}, got {arbitration!r}")
-    backlog = np.zeros((pes, banks), dtype=np.int64)  # queue mode: each PE's bank queues
-    rows = band.band_stop - band.band_start
-    pad, stride = shape.padding, shape.stride
-    cycles = np.zeros(pes, dtype=np.int64)
-    sums = np.zeros(n_filters * rows * shape.out_width + 1) if with_sums else None
-    kept_total = own_total = 0
 
     # Each activation is read once per channel and group, each weight of its channel once per activation
     # vector, and every activation is multiplied by every weight of its channel.
     weights_per_channel = weights.counts[activations.channel]
     steps_per_vector = weights.vectors_per_channel[activations.channel]
     steps = np.bincount(activations.pe, weights=steps_per_vector, minlength=pes).astype(np.int64)
+    kept_products, halo_products = _kept_and_halo(activations.classes, weights, band)
 
-    # Per weight slot, laid out (F, C, widest): the output coordinate offsets and the filter.
-    by_channel = functools.partial(_padded_by_channel, weights)
-    offset_y = by_channel(pad - weights.r, pad - _EMPTY_SLOT)
-    offset_x = by_channel(pad - weights.s, pad - _EMPTY_SLOT)
-    filter_k = by_channel(weights.k, 0)
-    widest = offset_y.shape[2]
-    real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
-    if sums is not None:
-        # Flat index of output (k, y, x) in the group's sums: k part + (y - band_start) * W + x.
-        filter_base = ((filter_k - first_filter) * rows - band.band_start) * shape.out_width
-        weight_values = by_channel(weights.value, 0.0)
-    act_y, act_x, act_value = activations.y.T, activations.x.T, activations.value.T  # (I, V)
-    pe_row, pe_col = activations.pe // grid.columns, activations.pe % grid.columns
-    own_top = band.out_row_bounds[pe_row].astype(np.int32)
-    own_rows = (band.out_row_bounds[pe_row + 1] - own_top).astype(np.int32)
-    own_left = band.out_col_bounds[pe_col].astype(np.int32)
-    own_cols = (band.out_col_bounds[pe_col + 1] - own_left).astype(np.int32)
-    # Bank of (k, y, x): k + F x + F W_r y, in layer coordinates: the region's origin only adds a constant
-    # per PE, which rotates every bank of the PE alike and so changes no conflict.
-    row_pitch = (f_width * band.accumulator_cols[pe_col]).astype(np.int32)
-
-    per_chunk = max(1, _CHUNK_SLOTS // max(1, widest * i_width * f_width))
-    for v0 in range(0, activations.vectors if widest else 0, per_chunk):
-        v1 = min(activations.vectors, v0 + per_chunk)
-        n_steps = (v1 - v0) * widest
-        channel = activations.channel[v0:v1]
-
-        def act(table, v0=v0, v1=v1):  # (I, 1, steps): each activation vector once per weight vector
-            return np.repeat(table[:, v0:v1], widest, axis=1)[:, None, :]
-
-        def weight(table, channel=channel):  # (1, F, steps): the weight vectors of each activation's channel
-            return table[:, channel, :].reshape(table.shape[0], -1)[None, :, :]
-
-        def per_step(table, v0=v0, v1=v1):  # (1, 1, steps)
-            return np.repeat(table[v0:v1], widest)[None, None, :]
-
-        out_y = act(act_y) + weight(offset_y)
-        out_x = act(act_x) + weight(offset_x)
-        if stride > 1:
-            phase = (out_y % stride == 0) & (out_x % stride == 0)
-            out_y //= stride
-            out_x //= stride
-        kept = _below(out_y - band.band_start, rows)
-        kept &= _below(out_x, shape.out_width)
-        if stride > 1:
-            kept &= phase
-        kept_total += int(np.count_nonzero(kept))
-        # Own outputs lie inside the band and the layer, hence are kept (once in phase).
-        own = _below(out_y - per_step(own_top), per_step(own_rows))
-        own &= _below(out_x - per_step(own_left), per_step(own_cols))
-        if stride > 1:
-            own &= phase
-        own_total += int(np.count_nonzero(own))
-
-        bank = weight(filter_k) + f_width * out_x
-        bank += per_step(row_pitch) * out_y
-        bank = bank & (banks - 1) if banks & (banks - 1) == 0 else bank % banks
-        # Bank-major counters (bank * steps + step), so that the busiest bank is a reduction over rows.
-        counter = np.int32 if banks * n_steps < 2**31 else np.int64
-        key = np.where(kept, bank * counter(n_steps) + np.arange(n_steps, dtype=counter), banks * n_steps)
-        occupancy = np.bincount(key.ravel(), minlength=banks * n_steps + 1)[:-1]
-        occupancy = occupancy.reshape(banks, n_steps)
-        if arbitration == "queue":
-            _queue(backlog, occupancy, activations.pe[v0:v1], real_vector[channel].ravel())
-        else:
-            step_cycles = np.maximum(occupancy.max(axis=0), 1).reshape(-1, widest)
-            step_cycles *= real_vector[channel]
-            cycles += np.bincount(
-                activations.pe[v0:v1], weights=step_cycles.sum(axis=1), minlength=pes
-            ).astype(np.int64)
-
-        if sums is not None:
-            index = np.where(kept, weight(filter_base) + out_y * shape.out_width + out_x, len(sums) - 1)
-            values = act(act_value) * weight(weight_values)
-            sums += np.bincount(index.ravel(), weights=values.ravel(), minlength=len(sums))
-    if arbitration == "queue":  # one cycle per step, then the deepest queue drains
+    table = _Steps(activations, weights, band)
+    widest = table.widest
+    if arbitration == "queue":
+        backlog = np.zeros((pes, grid.banks), dtype=np.int64)  # each PE's bank queues
+        real_vector = np.arange(widest)[None, :] < weights.vectors_per_channel[:, None]  # (C, widest)
+        for v0, v1 in table.chunks:
+            arrivals = table.arrivals(np.arange(v0 * widest, v1 * widest)).T.astype(np.int64)
+            real = real_vector[activations.channel[v0:v1]].ravel()
+            _queue(backlog, arrivals, activations.pe[v0:v1], real)
+        # One cycle per step, then the deepest queue drains.
         cycles = np.where(steps > 0, steps + backlog.max(axis=1), 0)
+    else:
+        # A step whose busiest bank gets n products stalls n - 1 cycles; under a tenth of VGG16's steps do.
+        cycles = steps.copy()
+        clashes = [table.clashes(v0, v1) for v0, v1 in table.chunks]
+        clash = np.concatenate(clashes) if clashes else np.zeros(0, dtype=np.int64)
+        batch = max(1, _CHUNK_SLOTS // table.products_per_step)
+        for first in range(0, len(clash), batch):
+            some = clash[first : first + batch]
+            # Banks first: numpy's reduction along a short last axis is slow.
+            busiest = np.ascontiguousarray(table.arrivals(some).T).max(axis=0)
+            stalls = np.maximum(busiest.astype(np.int64) - 1, 0)
+            cycles += np.bincount(activations.pe[some // widest], weights=stalls, minlength=pes).astype(
+                np.int64
+            )
+    sums = None
+    if with_sums:
+        kernel = np.zeros((n_filters, band.shape.kernel_r, band.shape.kernel_s, activations.channels))
+        lay_back(weights, kernel, first_filter)
+        sums = kept_sums(activations, kernel, band)
     return GroupWork(
         cycles=cycles,
         steps=steps,
         products=int(activations.size @ weights_per_channel),
-        kept_products=kept_total,
-        halo_products=kept_total - own_total,
+        kept_products=kept_products,
+        halo_products=halo_products,
         activation_reads=int(activations.size.sum()),
         weight_reads=int(weights_per_channel.sum()),
-        sums=None if sums is None else sums[:-1].reshape(n_filters, rows, shape.out_width),
+        sums=sums,
     )

@@ -86,7 +86,7 @@ def _popcount_swar(values: NDArray[np.uint64]) -> NDArray[np.int64]:
     return counts
 
 
-def _popcount(values: NDArray[np.uint64]) -> NDArray[np.int64]:
+def popcount(values: NDArray[np.uint64]) -> NDArray[np.int64]:
     """Set bits of each uint64: numpy's ``bitwise_count`` (numpy >= 2.0, 7x faster), else SWAR."""
     bitwise_count = getattr(np, "bitwise_count", None)
     if bitwise_count is None:
@@ -174,8 +174,8 @@ def effectual_terms(ints: np.ndarray, encoding: str = "csd") -> NDArray[np.int64
         return (values != 0).astype(np.int64)
     magnitude = np.abs(values).astype(np.uint64)
     if encoding == "positional":
-        return _popcount(magnitude)
-    return _popcount(magnitude ^ (magnitude * np.uint64(3)))
+        return popcount(magnitude)
+    return popcount(magnitude ^ (magnitude * np.uint64(3)))
 
 
 def spatial_deltas(ints_chw: np.ndarray, axis: int = 2) -> NDArray[np.int64]:

@@ -34,11 +34,16 @@ cycles. Ignored: the indirection table's storage and reads, and the sort done of
 Real weights are continuous: repetition has to be exposed by quantisation (:func:`quantize_weights`), which
 is lossy; the caller records it in the trace's provenance and reports the output error.
 
-How it is computed fast: all the groups of all filters are numbered ``g = 0 .. G-1`` (filter by filter) and a
-sparse ``(G, N)`` indicator matrix (one 1 per nonzero weight) turns a chunk of windows into per-group sums
-(operands) or per-group counts of issued activations (the nonzero mask): one sparse x dense product costs as
-much as one pass of a dense convolution, whatever the number of groups. Per-filter totals come from a second
-sparse product with a ``(K, G)`` matrix: of ones for counts, of the group weights for outputs.
+How it is computed fast: each filter's weights are sorted by value (a group is a run of equal nonzero values).
+A group of one position sums one activation, with no addition: its multiply is the plain product of its
+weight and activation, so those groups are a dense ``(K, N)`` matrix and one matrix product (float32 for
+counts, exact below 2**24). The groups of several positions are numbered ``g = 0 .. G-1`` (filter by
+filter) and a sparse ``(G, N)`` indicator matrix turns a chunk of windows into per-group sums (operands) or
+per-group counts of issued activations (the nonzero mask); per-filter totals come from a second sparse
+product with a ``(filters, G)`` matrix: of ones for counts, of the group weights for outputs. Both are taken
+a run of filters at a time, so that the ``(groups, windows)`` temporary stays small while the windows are
+many (the dense product wants many). Without skipping, the counts need only the number of groups per
+filter.
 """
 
 from __future__ import annotations
@@ -55,7 +60,6 @@ QUANTIZATION_METHODS = ("uniform_symmetric",)
 
 #: Largest number of (group, window) entries of a chunk's temporaries (16 MiB of float64).
 _CHUNK_ELEMENTS = 1 << 21
-#: Rows of an input checked at a time (finite), to bound the temporaries.
 
 
 def quantize_weights(
@@ -141,18 +145,24 @@ class RepetitionWork:
 
 
 @dataclass(frozen=True)
+class _GroupBlock:
+    """A run of filters and their groups of several positions (``g`` of them, numbered filter by filter)."""
+
+    filters: slice
+    indicator: scipy.sparse.csr_array  # (g, N) float64: 1 at (group, each of its positions)
+    weights: scipy.sparse.csr_array  # (filters, g) float64: the group's weight at (its filter, group)
+    members: scipy.sparse.csr_array  # (filters, g) float32: 1 at (its filter, group)
+
+
+@dataclass(frozen=True)
 class _Groups:
-    """The indirection tables of all filters: groups numbered filter by filter, increasing value inside."""
+    """The indirection tables of all filters, the groups of one position apart: a group of one position sums
+    one activation (no addition), so its multiply is the plain product of its weight and activation and all
+    of those are one dense matrix product. The groups of several positions come in runs of filters, so that
+    a chunk of windows' temporaries stay small."""
 
-    values: NDArray[np.float64]  # (G,) the weight value of each group
-    filter_starts: NDArray[np.int64]  # (K+1,) groups of filter k: [filter_starts[k], filter_starts[k+1])
-    indicator: scipy.sparse.csr_array  # (G, N) float64: 1 at (group, position), indices sorted
-    products: scipy.sparse.csr_array  # (K, G) float64: the group's weight at (its filter, group)
-    counting: scipy.sparse.csr_array  # (K, G) float32: 1 at (its filter, group)
-
-    def per_filter_counts(self, per_group: NDArray[np.float32]) -> NDArray[np.int64]:
-        """Sum (G, W) float32 integer counts over each filter's groups: (K, W), exact below 2**24."""
-        return np.asarray(self.counting @ per_group).astype(np.int64)
+    singles: NDArray[np.float64]  # (K, N) the weight of each position alone in its group, 0 elsewhere
+    blocks: list[_GroupBlock]
 
 
 def _operands_and_weights(
@@ -167,37 +177,71 @@ def _operands_and_weights(
     return operands, weights
 
 
-def _weight_groups(weights: NDArray[np.float64]) -> _Groups:
+def _group_starts(values: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """In each filter's weights sorted by value (rows of ``values``): where a group starts, a nonzero value
+    unlike the one before it."""
+    starts = values != 0
+    starts[:, 1:] &= values[:, 1:] != values[:, :-1]
+    return starts
+
+
+def _weight_groups(weights: NDArray[np.float64], max_groups: int) -> _Groups:
+    """The groups of ``weights`` ``(K, N)``, those of several positions in runs of filters that hold at most
+    ``max_groups`` of them (or one filter with more)."""
     n_filters, n_positions = weights.shape
-    filters, positions = np.nonzero(weights)  # row-major: by filter, then position
-    values = weights[filters, positions]
-    order = np.lexsort((positions, values, filters))
-    filters, positions, values = filters[order], positions[order], values[order]
-    starts_group = np.ones(filters.size, dtype=bool)
-    starts_group[1:] = (filters[1:] != filters[:-1]) | (values[1:] != values[:-1])
-    group = np.cumsum(starts_group) - 1
-    n_groups = int(starts_group.sum())
-    group_filters = filters[starts_group]
-    indicator = scipy.sparse.csr_array(
-        (np.ones(filters.size), (group, positions)), shape=(n_groups, n_positions)
-    )
-    indicator.sort_indices()
-    filter_of_group = (group_filters, np.arange(n_groups))
-    products = scipy.sparse.csr_array((values[starts_group], filter_of_group), shape=(n_filters, n_groups))
-    counting = scipy.sparse.csr_array(
-        (np.ones(n_groups, dtype=np.float32), filter_of_group), shape=(n_filters, n_groups)
-    )
-    return _Groups(
-        values=values[starts_group],
-        filter_starts=np.searchsorted(group_filters, np.arange(n_filters + 1)).astype(np.int64),
-        indicator=indicator,
-        products=products,
-        counting=counting,
-    )
+    # Each filter's positions by weight value; the order of the positions of one group does not matter (the
+    # indicator's rows are sorted by position).
+    order = np.argsort(weights, axis=1)
+    values = np.take_along_axis(weights, order, axis=1)
+    starts = _group_starts(values)
+    ends = values != 0
+    ends[:, :-1] &= values[:, 1:] != values[:, :-1]
+    alone = starts & ends
+    singles = np.zeros_like(weights)
+    np.put_along_axis(singles, order, np.where(alone, values, 0.0), axis=1)
+    # The groups of several positions, numbered filter by filter in increasing value; their entries in order.
+    filters, ranks = np.nonzero((values != 0) & ~alone)
+    first = starts[filters, ranks]
+    group = np.cumsum(first) - 1
+    positions = order[filters, ranks]
+    group_filter, group_value = filters[first], values[filters[first], ranks[first]]
+    filter_starts = np.searchsorted(group_filter, np.arange(n_filters + 1))
+    entry_starts = np.searchsorted(group, np.arange(len(group_filter) + 1))
+    blocks = []
+    f0 = 0
+    while f0 < n_filters:
+        f1 = max(
+            f0 + 1, int(np.searchsorted(filter_starts, filter_starts[f0] + max_groups, side="right")) - 1
+        )
+        g0, g1 = int(filter_starts[f0]), int(filter_starts[f1])
+        e0, e1 = int(entry_starts[g0]), int(entry_starts[g1])
+        indicator = scipy.sparse.csr_array(
+            (np.ones(e1 - e0), (group[e0:e1] - g0, positions[e0:e1])), shape=(g1 - g0, n_positions)
+        )
+        indicator.sort_indices()
+        of_filter = (group_filter[g0:g1] - f0, np.arange(g1 - g0))
+        blocks.append(
+            _GroupBlock(
+                filters=slice(f0, f1),
+                indicator=indicator,
+                weights=scipy.sparse.csr_array((group_value[g0:g1], of_filter), shape=(f1 - f0, g1 - g0)),
+                members=scipy.sparse.csr_array(
+                    (np.ones(g1 - g0, dtype=np.float32), of_filter), shape=(f1 - f0, g1 - g0)
+                ),
+            )
+        )
+        f0 = f1
+    return _Groups(singles=singles, blocks=blocks)
 
 
-def _window_chunks(n_windows: int, n_groups: int) -> list[slice]:
-    step = max(1, _CHUNK_ELEMENTS // max(n_groups, 1))
+def _windows_per_chunk(weights: NDArray[np.float64]) -> int:
+    """Windows taken at a time: their ``(N, W)`` operands and ``(K, W)`` outputs stay near
+    ``_CHUNK_ELEMENTS`` values, and so do their groups' sums (runs of at most ``_CHUNK_ELEMENTS / W``
+    groups)."""
+    return max(1, _CHUNK_ELEMENTS // sum(weights.shape))
+
+
+def _window_chunks(n_windows: int, step: int) -> list[slice]:
     return [slice(start, min(n_windows, start + step)) for start in range(0, n_windows, step)]
 
 
@@ -212,21 +256,28 @@ def repetition_work(
     ``skip_zero_activations``: zero activations are not issued (no read, no add, no cycle).
     """
     operands, weights = _operands_and_weights(operands_pn, weights_kn)
-    groups = _weight_groups(weights)
     n_windows = operands.shape[0]
     if skip_zero_activations:
-        indicator = groups.indicator.astype(np.float32)  # counts < 2**24 are exact in float32
+        step = _windows_per_chunk(weights)
+        groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
+        # Counts < 2**24 are exact in float32.
+        nonzero_weights = (weights != 0).astype(np.float32)
+        singles = (groups.singles != 0).astype(np.float32)
         issued = np.empty((weights.shape[0], n_windows), dtype=np.int64)
         multiplies = np.empty_like(issued)
-        for rows in _window_chunks(n_windows, groups.values.size):
+        for rows in _window_chunks(n_windows, step):
             nonzero = np.ascontiguousarray((operands[rows] != 0).T, dtype=np.float32)  # (N, W)
-            counts = np.asarray(indicator @ nonzero)  # (G, W): issued activations per group
-            issued[:, rows] = groups.per_filter_counts(counts)
-            multiplies[:, rows] = groups.per_filter_counts((counts > 0).astype(np.float32))
+            issued[:, rows] = nonzero_weights @ nonzero
+            # A group is multiplied if one of its activations is issued; a group of one position if its is.
+            multiplies[:, rows] = (singles @ nonzero).astype(np.int64)
+            for block in groups.blocks:
+                issued_in_group = ((block.indicator @ nonzero) > 0).astype(np.float32)  # (groups, W)
+                multiplies[block.filters, rows] += (block.members @ issued_in_group).astype(np.int64)
     else:
         per_filter_issued = np.count_nonzero(weights, axis=1).astype(np.int64)
         issued = np.repeat(per_filter_issued[:, None], n_windows, axis=1)
-        multiplies = np.repeat(np.diff(groups.filter_starts)[:, None], n_windows, axis=1)
+        per_filter_groups = np.count_nonzero(_group_starts(np.sort(weights, axis=1)), axis=1).astype(np.int64)
+        multiplies = np.repeat(per_filter_groups[:, None], n_windows, axis=1)
     return RepetitionWork(
         issued=issued,
         multiplies=multiplies,
@@ -251,10 +302,14 @@ def factorised_output(
     bias = finite_matrix(bias_k, "bias_k", 1)
     if bias.shape[0] != weights.shape[0]:
         raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
-    groups = _weight_groups(weights)
+    step = _windows_per_chunk(weights)
+    groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
     out = np.empty((weights.shape[0], operands.shape[0]), dtype=np.float64)
-    for rows in _window_chunks(operands.shape[0], groups.values.size):
-        group_sums = np.asarray(groups.indicator @ np.ascontiguousarray(operands[rows].T))  # (G, W)
-        out[:, rows] = np.asarray(groups.products @ group_sums)  # one multiply per group, accumulated
+    for rows in _window_chunks(operands.shape[0], step):
+        window_operands = np.ascontiguousarray(operands[rows].T)  # (N, W)
+        out[:, rows] = groups.singles @ window_operands  # groups of one position: plain products
+        for block in groups.blocks:
+            group_sums = block.indicator @ window_operands  # (groups, W): activations summed per group
+            out[block.filters, rows] += block.weights @ group_sums  # one multiply per group, accumulated
         out[:, rows] += bias[:, None]
     return out

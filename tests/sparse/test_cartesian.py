@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from sparsesim.sparse import cartesian
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.sparse.cartesian import (
     ARBITRATIONS,
@@ -237,6 +238,28 @@ def test_group_size_follows_the_largest_accumulator_region():
     assert int(band.halo_entries.min()) == 15 * 21 - 14 * 20  # a corner PE: halo on two sides only
 
 
+def test_a_band_whose_outputs_read_only_padding_holds_no_input_row():
+    # Synthetic: a 1x1 kernel of stride 4 with padding 2; output row 0 reads padded row 0, which is padding.
+    x = np.arange(1.0, 41.0).reshape(2, 4, 5)
+    w = np.ones((3, 2, 1, 1))
+    shape = ConvShape(4, 5, 1, 1, 4, 2)
+    assert band_input_rows(shape, 0, 1) == (0, 0)
+    fast, sums = fast_band(x, w, shape, PeGrid(2, 2, 2, 2, 4), (0, 1), 3, dense=False)
+    counts, reference = reference_band(
+        x.tolist(),
+        w.tolist(),
+        stride=4,
+        padding=2,
+        band=(0, 1),
+        grid=(2, 2, 2, 2, 4),
+        group_filters=3,
+        dense=False,
+    )
+    assert fast == counts
+    assert fast["products"] == fast["activation_reads"] == 0
+    np.testing.assert_array_equal(sums, reference_sums(reference, 3, (0, 1), shape.out_width))
+
+
 def test_mismatched_channels_are_refused():
     shape = ConvShape(4, 4, 3, 3, 1, 1)
     grid = PeGrid(1, 1, 2, 2, 4)
@@ -284,3 +307,40 @@ def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense, ar
         np.testing.assert_allclose(
             sums, reference_sums(reference, filters, band_rows, shape.out_width), rtol=1e-12, atol=1e-9
         )
+
+
+@pytest.mark.parametrize("arbitration", ARBITRATIONS)
+@pytest.mark.parametrize("banks", [32, 64], ids=["tallied", "too_many_banks_to_tally"])
+@pytest.mark.parametrize("table_bytes", [cartesian._TABLE_BYTES, 0], ids=["vector_tables", "slot_tables"])
+def test_every_way_of_looking_up_banks_equals_the_reference(
+    vgg16_trace, monkeypatch, table_bytes, banks, arbitration
+):
+    """A step's banks are looked up per weight vector while the tables stay small, else per weight slot
+    (pruned weights: vectors differ from channel to channel); stalling steps are found by their tallies,
+    unless the banks are too many for a 64-bit tally (every step is then counted). Each way gives the
+    reference's counts."""
+    monkeypatch.setattr(cartesian, "_TABLE_BYTES", table_bytes)
+    name, channels, rows, cols, filters = REAL_CUTS[0]
+    layer = vgg16_trace.layer(name)
+    x = layer.input[channels, rows, cols].astype(np.float64)
+    w = layer.weights[:filters, channels].astype(np.float64)
+    shape = ConvShape(x.shape[1], x.shape[2], 3, 3, 1, 1)
+    grid = PeGrid(3, 2, 4, 4, banks)
+    band_rows = (0, shape.out_height)
+    fast, sums = fast_band(x, w, shape, grid, band_rows, 3, False, arbitration)
+    counts, reference = reference_band(
+        x.tolist(),
+        w.tolist(),
+        stride=1,
+        padding=1,
+        band=band_rows,
+        grid=(3, 2, 4, 4, banks),
+        group_filters=3,
+        dense=False,
+        arbitration=arbitration,
+    )
+    assert fast == counts
+    assert sum(counts["pe_cycles"]) > counts["steps"]  # products do meet in banks
+    np.testing.assert_allclose(
+        sums, reference_sums(reference, filters, band_rows, shape.out_width), rtol=1e-12, atol=1e-9
+    )
