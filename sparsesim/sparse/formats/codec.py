@@ -270,16 +270,22 @@ class _Analysis:
     payload: np.ndarray | None  # uint16 bit patterns in storage order
 
 
+def _nonempty_at(values: np.ndarray, i: int, cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Whether each coordinate of rank ``i`` holds a nonzero below it (computed once per rank, in ``cache``).
+
+    A module function rather than a closure inside :func:`_analyse`: a recursive closure refers to itself,
+    and that reference cycle would keep the masks and the values alive until the garbage collector runs.
+    """
+    if i not in cache:
+        below = values != 0 if i == values.ndim - 1 else _nonempty_at(values, i + 1, cache).any(axis=-1)
+        cache[i] = np.asarray(below)
+    return cache[i]
+
+
 def _analyse(values: np.ndarray, fmt: TensorFormat, want_fields: bool) -> _Analysis:
     shape = values.shape
     depth = len(shape)
     nonempty: dict[int, np.ndarray] = {}
-
-    def nonempty_at(i: int) -> np.ndarray:
-        """Whether each coordinate of rank ``i`` holds a nonzero below it (computed once, when needed)."""
-        if i not in nonempty:
-            nonempty[i] = values != 0 if i == depth - 1 else np.asarray(nonempty_at(i + 1).any(axis=-1))
-        return nonempty[i]
 
     fibers: np.ndarray | None = None  # flat ids of the current rank's fibers; None: all of them
     ranks: list[_Rank] = []
@@ -292,7 +298,7 @@ def _analyse(values: np.ndarray, fmt: TensorFormat, want_fields: bool) -> _Analy
             # Their size follows from the shape (see _analyse_rank): no need to find the nonzeros.
             nz = np.broadcast_to(np.False_, (n_fibers, extent))
         else:
-            grid = nonempty_at(i).reshape(above, extent)
+            grid = _nonempty_at(values, i, nonempty).reshape(above, extent)
             nz = grid if fibers is None else grid[fibers]
         has_count = i == 0 or fmt.ranks[i - 1].kind != "UOP"
         uop_bound = math.prod(shape[: i + 2])

@@ -4,6 +4,7 @@ check of CSR/CSC, property tests over generated formats and tensors, corrupt and
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import numpy as np
 import pytest
@@ -226,6 +227,24 @@ def test_every_preset_round_trips_special_synthetic_tensors(vector, data):
             p = preset(name, role, **overrides)
             check_consistent(e, p.view(tensor), p.format)
             assert np.array_equal(decode_tensor(e, role, name, tensor.shape, **overrides), tensor)
+
+
+@pytest.mark.parametrize("role", ["activations", "weights"])
+def test_sizing_and_encoding_leave_nothing_for_the_garbage_collector(role):
+    """No reference cycle: a sized slice's masks and float16 copy are freed as soon as the call returns
+    (the tiling sizes hundreds of slices per layer; a cycle kept them all until a collection ran)."""
+    shape = (6, 5, 9) if role == "activations" else (4, 6, 3, 3)
+    tensor = SYNTHETIC_4X4.ravel()[np.arange(np.prod(shape)) % 16].reshape(shape)
+    gc.collect()
+    gc.disable()
+    try:
+        for name in preset_names(role):
+            tensor_size_bits(tensor, role, name)
+            encode_tensor(tensor, role, name)
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable == 0
 
 
 # ------------------------------------------------------------------------------ corrupt streams
