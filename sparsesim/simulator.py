@@ -109,7 +109,6 @@ def _datapath_output(hw, layer, run, compacted):
             geometry,
             hw.pe_array.pe.sparsity,
             ran.activation,
-            rows_per_chunk=run.tiling.out_rows_per_block,
         )
         mispredicted = None
     else:

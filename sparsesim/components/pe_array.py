@@ -121,9 +121,10 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
 SKIPPING_MODES = ("zero_skip_activations",)
-# Operand values (float64) one BLAS call of the functional check's datapath takes at most (32 MB), unless
-# one band of output rows is already larger.
-DATAPATH_CHUNK_VALUES = 4 * 1024 * 1024
+# Operand values (float64) of one band of the datapath's column matrix: 1 Mi values, 8 MiB. Bands of this
+# size run the BLAS product as fast as one whole-layer product (cache-friendlier, even) with a bounded
+# working set; a band is never smaller than the weight matrix, which each band reads again.
+DATAPATH_BAND_VALUES = 1024 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
@@ -614,22 +615,44 @@ def _nonzero_products(
     return np.repeat(per_filter[:, None], operands_pn.shape[0], axis=1)
 
 
+def _band_windows(
+    input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
+) -> np.ndarray:
+    """The receptive fields of output rows ``[start, stop)``: a ``(C, rows, Wout, R, S)`` float64 view of
+    the band of input rows they read, zero-padded (only the band is padded and converted)."""
+    p = geometry.padding
+    first = out_row_start * geometry.stride - p  # in unpadded rows; may be negative
+    last = (out_row_stop - 1) * geometry.stride + geometry.kernel_r - p
+    band = np.zeros((geometry.channels, last - first, geometry.width + 2 * p), dtype=np.float64)
+    top, bottom = max(first, 0), min(last, geometry.height)
+    band[:, top - first : bottom - first, p : p + geometry.width] = input_chw[:, top:bottom]
+    views = np.lib.stride_tricks.sliding_window_view(
+        band, (geometry.kernel_r, geometry.kernel_s), axis=(1, 2)
+    )
+    return views[:, :: geometry.stride, :: geometry.stride][:, :, : geometry.out_width]
+
+
 def im2col(
     input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
 ) -> np.ndarray:
     """The operands of output rows ``[start, stop)``: a ``(windows, C*R*S)`` float64 matrix."""
-    p = geometry.padding
-    padded = np.pad(input_chw.astype(np.float64), ((0, 0), (p, p), (p, p)))
-    first = out_row_start * geometry.stride
-    last = (out_row_stop - 1) * geometry.stride + geometry.kernel_r
-    band = padded[:, first:last]
-    views = np.lib.stride_tricks.sliding_window_view(
-        band, (geometry.kernel_r, geometry.kernel_s), axis=(1, 2)
-    )
-    views = views[:, :: geometry.stride, :: geometry.stride][:, :, : geometry.out_width]
+    views = _band_windows(input_chw, geometry, out_row_start, out_row_stop)
     # (C, rows, Wout, R, S) -> (rows, Wout, C, R, S)
     return np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(
         -1, geometry.channels * geometry.kernel_positions
+    )
+
+
+def window_columns(
+    input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
+) -> np.ndarray:
+    """The operands of output rows ``[start, stop)`` as columns: a ``(C*R*S, windows)`` float64 matrix,
+    :func:`im2col` transposed. Built with the output row as the inner dimension of the copy, and
+    ``weights (K, C*R*S) @ columns`` gives the outputs in ``(K, Hout, Wout)`` order."""
+    views = _band_windows(input_chw, geometry, out_row_start, out_row_stop)
+    # (C, rows, Wout, R, S) -> (C, R, S, rows, Wout)
+    return np.ascontiguousarray(views.transpose(0, 3, 4, 1, 2)).reshape(
+        geometry.channels * geometry.kernel_positions, -1
     )
 
 
@@ -640,10 +663,11 @@ def datapath_output(
     geometry: ConvGeometry,
     sparsity: str,
     activation: str,
-    rows_per_chunk: int,
+    rows_per_band: int | None = None,
 ) -> np.ndarray:
-    """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64, computed in bands of at least
-    ``rows_per_chunk`` output rows.
+    """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64, computed in bands of
+    ``rows_per_band`` output rows (by default as many as keep the band's operands near
+    ``DATAPATH_BAND_VALUES`` values).
 
     Modes whose products differ from a plain dot product have their own datapath here (UCNN's factorised
     sums, Diffy's deltas; SnaPEA, MSB-first and mixtures of experts are computed by their mechanisms). The
@@ -667,17 +691,17 @@ def datapath_output(
         out = delta_outputs(ints, weights_kcrs, geometry.stride, geometry.padding, frac_bits)
         out = out + bias.astype(np.float64)[:, None, None]
         return np.maximum(out, 0.0) if activation == "relu" else out
-    weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64).T  # (CRS, K)
-    out = np.empty((geometry.out_height * geometry.out_width, geometry.filters), dtype=np.float64)
-    # Whole bands of output rows per BLAS call, as many as keep the operand matrix near
-    # DATAPATH_CHUNK_VALUES float64s: a few large products run several times faster than one per tile band.
-    row_values = geometry.out_width * weight_matrix.shape[0]
-    rows = max(rows_per_chunk, DATAPATH_CHUNK_VALUES // max(1, row_values))
-    for start in range(0, geometry.out_height, rows):
-        stop = min(geometry.out_height, start + rows)
-        partial = im2col(input_chw, geometry, start, stop) @ weight_matrix
-        out[start * geometry.out_width : stop * geometry.out_width] = partial
-    out += bias.astype(np.float64)[None, :]
+    weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)  # (K, CRS)
+    width = geometry.out_width
+    out = np.empty((geometry.filters, geometry.out_height * width), dtype=np.float64)
+    if rows_per_band is None:
+        band_values = max(DATAPATH_BAND_VALUES, weight_matrix.size)
+        rows_per_band = max(1, band_values // (width * weight_matrix.shape[1]))
+    for start in range(0, geometry.out_height, rows_per_band):
+        stop = min(geometry.out_height, start + rows_per_band)
+        columns = window_columns(input_chw, geometry, start, stop)
+        out[:, start * width : stop * width] = weight_matrix @ columns
+    out += bias.astype(np.float64)[:, None]
     if activation == "relu":
         np.maximum(out, 0.0, out=out)
-    return out.T.reshape(geometry.filters, geometry.out_height, geometry.out_width)
+    return out.reshape(geometry.filters, geometry.out_height, width)

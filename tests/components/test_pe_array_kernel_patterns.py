@@ -71,7 +71,7 @@ def run_against_reference(x, w, b, rows, lanes, library_size=8):
     numpy_reference = np.maximum(
         im2col(x, geometry, 0, geometry.out_height) @ w.reshape(w.shape[0], -1).T.astype(np.float64) + b, 0.0
     ).T.reshape(stepped.shape)
-    datapath = datapath_output(x, w, b, geometry, "kernel_patterns", "relu", rows_per_chunk=3)
+    datapath = datapath_output(x, w, b, geometry, "kernel_patterns", "relu", rows_per_band=3)
     np.testing.assert_allclose(stepped, numpy_reference, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(datapath, numpy_reference, rtol=1e-12, atol=1e-9)
     return pe

@@ -116,7 +116,7 @@ def test_fast_pe_cycles_and_actions_equal_the_cycle_stepped_reference(
     for (k, y, xx), value in psums.items():
         reference[k, y, xx] = value
     reference = np.maximum(reference + b[:, None, None], 0.0)
-    datapath = datapath_output(x, w, b, geometry, mode, "relu", rows_per_chunk=2)
+    datapath = datapath_output(x, w, b, geometry, mode, "relu", rows_per_band=2)
     np.testing.assert_allclose(datapath, reference, rtol=1e-12, atol=1e-9)
 
 

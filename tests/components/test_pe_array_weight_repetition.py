@@ -52,7 +52,7 @@ def test_repetition_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, ro
             ("input_spad_read", "issued"),
         ):
             assert work.actions[action] == sum(counts[name][k][p] for k in filters for p in windows), action
-    datapath = datapath_output(x, w, b, geometry, "weight_repetition", "relu", rows_per_chunk=2)
+    datapath = datapath_output(x, w, b, geometry, "weight_repetition", "relu", rows_per_band=2)
     expected = np.maximum(np.array(outputs), 0.0).reshape(datapath.shape)
     np.testing.assert_allclose(datapath, expected, rtol=1e-12, atol=1e-9)
 

@@ -72,5 +72,5 @@ def test_output_sequential_tiles_equal_the_cycle_stepped_reference(vgg16_trace, 
     reference = np.maximum(
         np.asarray(operands) @ w.reshape(w.shape[0], -1).T.astype(np.float64) + b, 0.0
     ).T.reshape(geometry.filters, geometry.out_height, geometry.out_width)
-    datapath = datapath_output(x, w, b, geometry, mode, "relu", rows_per_chunk=3)
+    datapath = datapath_output(x, w, b, geometry, mode, "relu", rows_per_band=3)
     np.testing.assert_allclose(datapath, reference, rtol=1e-12, atol=1e-9)
