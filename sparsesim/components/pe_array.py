@@ -243,7 +243,7 @@ class PeArray(Component):
                 self._block_cycles[start] = window_cycles(
                     block, self.activation_lanes, geometry.kernel_positions, mode
                 )
-            self._block_nonzeros[start] = block.sum(axis=0)
+            self._block_nonzeros[start] = block.sum(axis=0, dtype=np.int64)
 
     def _prepare_terms(self, input_chw, geometry: ConvGeometry, tiling: LayerTiling) -> None:
         """Per channel block: each window's cycles (the busiest lane's effectual terms) and its nonzero

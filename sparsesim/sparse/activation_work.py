@@ -33,26 +33,23 @@ def window_nonzero_counts(
 ) -> np.ndarray:
     """Nonzero input activations of each channel inside each output window.
 
-    Returns an int64 array ``(C, Hout, Wout)``: entry ``[c, y, x]`` counts the nonzero values of channel ``c``
-    in the ``R x S`` receptive field of output ``(y, x)`` (padding counts as zero). Computed with a
-    summed-area table, so the cost is a few passes over the input whatever the kernel size.
+    Returns ``(C, Hout, Wout)`` counts in the smallest unsigned integer type that holds ``R * S`` (uint8 for
+    kernels up to 15x15): entry ``[c, y, x]`` counts the nonzero values of channel ``c`` in the ``R x S``
+    receptive field of output ``(y, x)`` (padding counts as zero). Computed as separable box sums, ``R``
+    strided row additions then ``S`` column additions, in that narrow type: a few passes over a byte mask.
     """
     channels, height, width = input_chw.shape
-    nonzero = np.pad(input_chw != 0, ((0, 0), (padding, padding), (padding, padding)))
-    # Summed-area table with a leading row and column of zeros: box sums become four lookups.
-    table = np.zeros((channels, nonzero.shape[1] + 1, nonzero.shape[2] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(nonzero, axis=1, dtype=np.int64), axis=2, out=table[:, 1:, 1:])
+    nonzero = np.pad(input_chw != 0, ((0, 0), (padding, padding), (padding, padding))).view(np.uint8)
     out_h = output_size(height, kernel_r, stride, padding)
     out_w = output_size(width, kernel_s, stride, padding)
-    top = np.arange(out_h) * stride
-    left = np.arange(out_w) * stride
-    bottom, right = top + kernel_r, left + kernel_s
-    return (
-        table[:, bottom[:, None], right[None, :]]
-        - table[:, top[:, None], right[None, :]]
-        - table[:, bottom[:, None], left[None, :]]
-        + table[:, top[:, None], left[None, :]]
-    )
+    count_type = np.min_scalar_type(kernel_r * kernel_s)
+    rows = np.zeros((channels, out_h, nonzero.shape[2]), dtype=count_type)
+    for r in range(kernel_r):
+        rows += nonzero[:, r : r + stride * (out_h - 1) + 1 : stride]
+    counts = np.zeros((channels, out_h, out_w), dtype=count_type)
+    for s in range(kernel_s):
+        counts += rows[:, :, s : s + stride * (out_w - 1) + 1 : stride]
+    return counts
 
 
 def lane_boundaries(n_channels: int, lanes: int) -> np.ndarray:
@@ -61,12 +58,15 @@ def lane_boundaries(n_channels: int, lanes: int) -> np.ndarray:
 
 
 def lane_operand_counts(block_counts: np.ndarray, lanes: int) -> np.ndarray:
-    """Sum per-channel counts ``(n, ...)`` of a channel block into per-lane counts ``(lanes, ...)``."""
+    """Sum per-channel counts ``(n, ...)`` of a channel block into per-lane counts ``(lanes, ...)``, int64."""
     bounds = lane_boundaries(block_counts.shape[0], lanes)
-    cumulative = np.concatenate(
-        [np.zeros((1, *block_counts.shape[1:]), dtype=np.int64), np.cumsum(block_counts, axis=0)]
+    # One sum per lane: no int64 copy of the whole block (a lane with no channel sums to 0).
+    return np.stack(
+        [
+            block_counts[lo:hi].sum(axis=0, dtype=np.int64)
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+        ]
     )
-    return cumulative[bounds[1:]] - cumulative[bounds[:-1]]
 
 
 def window_cycles(
@@ -111,7 +111,7 @@ def effectual_macs(input_chw: np.ndarray, weights_kcrs: np.ndarray, stride: int,
     _, kernel_r, kernel_s = weights_kcrs.shape[1:]
     _, height, width = input_chw.shape
     nonzero_weights = np.count_nonzero(weights_kcrs, axis=0).astype(np.int64)  # (C, R, S)
-    mask = np.pad(input_chw != 0, ((0, 0), (padding, padding), (padding, padding))).astype(np.int64)
+    mask = np.pad(input_chw != 0, ((0, 0), (padding, padding), (padding, padding))).view(np.uint8)
     out_h = output_size(height, kernel_r, stride, padding)
     out_w = output_size(width, kernel_s, stride, padding)
     total = 0
@@ -120,5 +120,5 @@ def effectual_macs(input_chw: np.ndarray, weights_kcrs: np.ndarray, stride: int,
             shifted = mask[
                 :, r : r + stride * (out_h - 1) + 1 : stride, s : s + stride * (out_w - 1) + 1 : stride
             ]
-            total += int(np.tensordot(nonzero_weights[:, r, s], shifted.sum(axis=(1, 2)), axes=1))
+            total += int(np.dot(nonzero_weights[:, r, s], shifted.sum(axis=(1, 2), dtype=np.int64)))
     return total
