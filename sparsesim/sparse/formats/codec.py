@@ -62,6 +62,13 @@ class EncodedTensor:
 # --------------------------------------------------------------------------------------------- helpers
 
 
+def _not_finite(half: np.ndarray) -> np.ndarray:
+    """Where a float16 array holds an infinity or a NaN (all exponent bits set): an integer test on the bit
+    patterns, an order of magnitude faster than ``np.isfinite`` on float16 (the tiling sizes hundreds of
+    slices per layer)."""
+    return (half.view(np.uint16) & _EXPONENT_MASK) == _EXPONENT_MASK
+
+
 def _validated(array: np.ndarray, fmt: TensorFormat) -> np.ndarray:
     """The array as float16, after checking rank count, emptiness and exact float16 representability."""
     if not isinstance(fmt, TensorFormat):
@@ -80,13 +87,13 @@ def _validated(array: np.ndarray, fmt: TensorFormat) -> np.ndarray:
         raise ValueError(f"array dtype must be numeric, got {a.dtype}")
     if a.dtype == np.float16:
         h = a
-        bad = ~np.isfinite(h)
+        bad = _not_finite(h)
     else:
         with np.errstate(over="ignore", invalid="ignore"):
             h = a.astype(np.float16)
             back = h.astype(a.dtype) if a.dtype.kind == "f" else h.astype(np.float64)
             orig = a if a.dtype.kind == "f" else a.astype(np.float64)
-            bad = ~((back == orig) & np.isfinite(h))
+            bad = (back != orig) | _not_finite(h)
     if bad.any():
         index = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
