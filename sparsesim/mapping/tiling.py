@@ -134,8 +134,15 @@ def dense_footprint_words(
 
 
 def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
-    """The largest ``n`` in ``[1, limit]`` with ``fits(n)``, or 0; bisection, so ``fits`` must be monotone."""
-    low, high = 0, limit
+    """The largest ``n`` in ``[1, limit]`` with ``fits(n)``, or 0; bisection, so ``fits`` must be monotone.
+
+    ``limit`` itself is tried first: buffers are often sized to hold whole layers (DaDianNao, Cnvlutin),
+    and then one evaluation replaces the ~log2(limit) of the bisection (each sizes the whole layer's
+    tensors in their storage formats when they are compressed).
+    """
+    if limit >= 1 and fits(limit):
+        return limit
+    low, high = 0, limit - 1
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):
