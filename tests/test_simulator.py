@@ -1,0 +1,63 @@
+"""simulate_layer's working set on real layers: bounded by the layer's own operands, freed on return.
+
+Measured with tracemalloc (every numpy allocation, byte-exact and deterministic), never with timings or the
+process's resident memory, so these tests pass or fail on the code alone.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+
+from sparsesim.components.pe_array import DATAPATH_BAND_VALUES
+from sparsesim.simulator import simulate_layer
+
+# Working set allowed on top of one band of the datapath's column matrix, in multiples of the layer's
+# operand bytes (input, weights and reference output as held in memory). Today's largest is 1.4x
+# (conv4_2: a float64 copy of its weights); the layer-sized temporaries this guards against (a whole-layer
+# im2col, int64 window counts, a float64 copy of the reference) each cost 2x to 9x.
+OPERAND_MULTIPLE = 3
+
+
+def _operand_bytes(layer) -> int:
+    return layer.input.nbytes + layer.weights.nbytes + layer.output.nbytes
+
+
+@pytest.mark.parametrize("hw_name", ["cnvlutin", "dadiannao"])
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_simulate_layer_peak_memory_is_a_few_times_the_layers_operands(
+    hw_name, layer_name, hwconfigs, vgg16_trace
+):
+    layer = vgg16_trace.layer(layer_name)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start_bytes = tracemalloc.get_traced_memory()[0]
+        simulate_layer(hwconfigs[hw_name], layer)
+        peak_bytes = tracemalloc.get_traced_memory()[1] - start_bytes
+    finally:
+        tracemalloc.stop()
+    bound_bytes = OPERAND_MULTIPLE * _operand_bytes(layer) + 8 * DATAPATH_BAND_VALUES
+    assert peak_bytes <= bound_bytes, f"{layer_name} on {hw_name}: peak {peak_bytes / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("hw_name", ["cnvlutin", "dadiannao"])
+def test_simulate_layer_leaves_no_array_for_the_garbage_collector(hw_name, hwconfigs, vgg16_trace):
+    """A reference cycle around a big array would keep it alive after the layer until a collection runs,
+    and several layers' worth could pile up."""
+    layer = vgg16_trace.layer("conv1_2")
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        simulate_layer(hwconfigs[hw_name], layer)
+        before_collection_bytes = tracemalloc.get_traced_memory()[0]
+        gc.collect()
+        freed_by_collection_bytes = before_collection_bytes - tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    # What is left is simpy's own cycle (an Environment and its events), a few kB.
+    assert freed_by_collection_bytes < 100_000
