@@ -125,7 +125,7 @@ SKIPPING_MODES = ("zero_skip_activations",)
 # machine 1 Mi-value bands already run the BLAS product as fast as one whole-layer product; on a busy one
 # each BLAS call also waits for its threads to be scheduled, and fewer, larger calls keep that wait near
 # numpy's own (measured on the VGG16 trace with both cores loaded: 1.5x numpy's time at 1 Mi values, 1.05x
-# at 2 Mi, 0.86x at 4 Mi). A band is never smaller than the weight matrix, which each band reads again.
+# at 2 Mi, 0.86x at 4 Mi).
 DATAPATH_BAND_VALUES = 2 * 1024 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
@@ -669,7 +669,7 @@ def datapath_output(
 ) -> np.ndarray:
     """The layer's output as the PEs compute it: ``(K, Hout, Wout)`` float64, computed in bands of
     ``rows_per_band`` output rows (by default as many as keep the band's operands near
-    ``DATAPATH_BAND_VALUES`` values).
+    ``DATAPATH_BAND_VALUES`` values) and blocks of filters of about as many weights.
 
     Modes whose products differ from a plain dot product have their own datapath here (UCNN's factorised
     sums, Diffy's deltas; SnaPEA, MSB-first and mixtures of experts are computed by their mechanisms). The
@@ -693,21 +693,25 @@ def datapath_output(
         out = delta_outputs(ints, weights_kcrs, geometry.stride, geometry.padding, frac_bits)
         out = out + bias.astype(np.float64)[:, None, None]
         return np.maximum(out, 0.0) if activation == "relu" else out
-    weight_matrix = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)  # (K, CRS)
+    weights_kn = weights_kcrs.reshape(geometry.filters, -1)
     width = geometry.out_width
     out = np.empty((geometry.filters, geometry.out_height * width), dtype=np.float64)
     if rows_per_band is None:
-        band_values = max(DATAPATH_BAND_VALUES, weight_matrix.size)
-        rows_per_band = max(1, band_values // (width * weight_matrix.shape[1]))
+        rows_per_band = max(1, DATAPATH_BAND_VALUES // (width * weights_kn.shape[1]))
+    # Equal blocks of filters whose float64 weights hold at most about as many values as a band: the weights
+    # of the large layers (VGG16's conv4 and conv5: 2.4 Mi values) are converted a block at a time.
+    blocks = -(-weights_kn.size // DATAPATH_BAND_VALUES)
+    filters_per_block = -(-geometry.filters // blocks)
     for start in range(0, geometry.out_height, rows_per_band):
         stop = min(geometry.out_height, start + rows_per_band)
-        # One expression: no name keeps a band's columns alive while the next band's are built; the
-        # product is written in place (a slice of rows of ``out`` is a valid BLAS output).
-        np.matmul(
-            weight_matrix,
-            window_columns(input_chw, geometry, start, stop),
-            out=out[:, start * width : stop * width],
-        )
+        columns = window_columns(input_chw, geometry, start, stop)
+        for first in range(0, geometry.filters, filters_per_block):
+            block = slice(first, first + filters_per_block)
+            # Written in place: a block of rows of ``out`` is a valid BLAS output.
+            np.matmul(
+                weights_kn[block].astype(np.float64), columns, out=out[block, start * width : stop * width]
+            )
+        del columns  # before the next band's are built
     out += bias.astype(np.float64)[:, None]
     if activation == "relu":
         np.maximum(out, 0.0, out=out)
