@@ -15,9 +15,9 @@ from sparsesim.components.pe_array import DATAPATH_BAND_VALUES
 from sparsesim.simulator import simulate_layer
 
 # Working set allowed on top of one band of the datapath's column matrix, in multiples of the layer's
-# operand bytes (input, weights and reference output as held in memory). Today's largest is 1.4x
-# (conv4_2: a float64 copy of its weights); the layer-sized temporaries this guards against (a whole-layer
-# im2col, int64 window counts, a float64 copy of the reference) each cost 2x to 9x.
+# operand bytes (input, weights and reference output as held in memory). Today's largest is 1.7x (conv2_1,
+# mostly its float64 output); the layer-sized temporaries this guards against (a whole-layer im2col, int64
+# window counts, a float64 copy of the reference or of the weights) each cost 2x to 9x.
 OPERAND_MULTIPLE = 3
 
 
