@@ -121,11 +121,11 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
 
 SKIPPING_MODES = ("zero_skip_activations",)
-# Operand values (float64) of one band of the datapath's column matrix: 2 Mi values, 16 MiB. On an idle
-# machine 1 Mi-value bands already run the BLAS product as fast as one whole-layer product; on a busy one
-# each BLAS call also waits for its threads to be scheduled, and fewer, larger calls keep that wait near
-# numpy's own (measured on the VGG16 trace with both cores loaded: 1.5x numpy's time at 1 Mi values, 1.05x
-# at 2 Mi, 0.86x at 4 Mi).
+# Operand values (float64) of one band of the datapath's column matrix: 2 Mi values, 16 MiB. With one BLAS
+# thread, or on an idle machine, 1 Mi-value bands already run as fast as one whole-layer product; with
+# multi-threaded BLAS (numpy's default, so the CLI's) on a busy machine each call also waits for its threads
+# to be scheduled, and fewer, larger calls keep that wait near numpy's own (the VGG16 convolutions with both
+# cores loaded: 1.5x numpy's time at 1 Mi values, 1.05x at 2 Mi, 0.86x at 4 Mi, for 8 MiB more per doubling).
 DATAPATH_BAND_VALUES = 2 * 1024 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
