@@ -93,6 +93,7 @@ operand reads are counted with the others);
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -283,14 +284,17 @@ class PeArray(Component):
         )
 
     def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
-        """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays."""
-        operands = im2col(input_chw, geometry, 0, geometry.out_height)  # (P, C*R*S)
+        """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays.
+
+        Only the mechanisms that walk each window's operands one by one get the whole layer's im2col matrix.
+        """
+        n_windows = geometry.out_height * geometry.out_width
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
         self._block_items = {}
         self._repetition = None
         self._macs_per_metadata_read = 1
         if self.sparsity == "kernel_patterns":
-            self._prepare_patterns(weights_kcrs, operands.shape[0], geometry, tiling)
+            self._prepare_patterns(weights_kcrs, n_windows, geometry, tiling)
             return
         if self.sparsity == "weight_repetition":
             if tiling.n_channel_blocks != 1:
@@ -299,7 +303,7 @@ class PeArray(Component):
                     f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
                     "pe_array.pe.weight_spad_bytes"
                 )
-            self._repetition = repetition_work(operands, weights)
+            self._repetition = repetition_work(im2col(input_chw, geometry, 0, geometry.out_height), weights)
             self._block_items[0] = self._repetition.issued
             return
         if self.early_termination in MSB_FIRST_MODES:
@@ -333,7 +337,7 @@ class PeArray(Component):
                     "pe_array.pe.weight_spad_bytes"
                 )
             self.termination = early_termination(
-                operands,
+                im2col(input_chw, geometry, 0, geometry.out_height),
                 weights,
                 bias.astype(np.float64),
                 mode=self.early_termination,
@@ -345,7 +349,7 @@ class PeArray(Component):
             # MACs each output would perform without termination: its nonzero weights (times nonzero
             # activations when zeros are skipped).
             self._unterminated_items = {
-                0: _nonzero_products(operands, weights, self.sparsity in SKIPPING_MODES)
+                0: _nonzero_products(input_chw, geometry, weights, self.sparsity in SKIPPING_MODES)
             }
             return
         positions = geometry.kernel_positions
@@ -355,11 +359,13 @@ class PeArray(Component):
                 vectors = _nonzero_weight_vectors(weights_kcrs[:, start:stop], self.activation_lanes)
                 # A vector is one cycle of all lanes: its MACs are lanes-wide, zero weights included.
                 items = vectors * self.activation_lanes
-                self._block_items[start] = np.repeat(items[:, None], operands.shape[0], axis=1)
+                self._block_items[start] = np.repeat(items[:, None], n_windows, axis=1)
                 continue
-            columns = slice(start * positions, stop * positions)
             self._block_items[start] = _nonzero_products(
-                operands[:, columns], weights[:, columns], self.sparsity == "zero_skip_both"
+                input_chw[start:stop],
+                dataclasses.replace(geometry, channels=stop - start),
+                weights[:, start * positions : stop * positions],
+                self.sparsity == "zero_skip_both",
             )
 
     def _msb_first_work(self, tile: Tile, result: MsbFirstResult) -> TileWork:
@@ -606,15 +612,27 @@ def _nonzero_weight_vectors(weights_kcrs: np.ndarray, width: int) -> np.ndarray:
 
 
 def _nonzero_products(
-    operands_pn: np.ndarray, weights_kn: np.ndarray, skip_zero_activations: bool
+    input_chw: np.ndarray, geometry: ConvGeometry, weights_kn: np.ndarray, skip_zero_activations: bool
 ) -> np.ndarray:
-    """``(K, P)``: per output, its nonzero weights, or its pairs of nonzero weight and nonzero activation."""
+    """``(K, P)``: per output, its nonzero weights, or its pairs of nonzero weight and nonzero activation.
+
+    ``weights_kn``: the filters' weights over the channels of ``input_chw``, in ``(c, r, s)`` order. The pairs
+    are counted a band of output rows at a time, from each band's :func:`window_columns`.
+    """
+    n_windows = geometry.out_height * geometry.out_width
+    if not skip_zero_activations:
+        per_filter = np.count_nonzero(weights_kn, axis=1).astype(np.int64)
+        return np.repeat(per_filter[:, None], n_windows, axis=1)
     nonzero_weights = (weights_kn != 0).astype(np.float32)
-    if skip_zero_activations:
+    width = geometry.out_width
+    pairs = np.empty((weights_kn.shape[0], n_windows), dtype=np.int64)
+    rows_per_band = max(1, DATAPATH_BAND_VALUES // (width * weights_kn.shape[1]))
+    for start in range(0, geometry.out_height, rows_per_band):
+        stop = min(geometry.out_height, start + rows_per_band)
+        nonzero_operands = (window_columns(input_chw, geometry, start, stop) != 0).astype(np.float32)
         # Exact: float32 holds integers up to 2**24, far above C*R*S.
-        return np.rint(nonzero_weights @ (operands_pn != 0).astype(np.float32).T).astype(np.int64)
-    per_filter = np.count_nonzero(weights_kn, axis=1).astype(np.int64)
-    return np.repeat(per_filter[:, None], operands_pn.shape[0], axis=1)
+        pairs[:, start * width : stop * width] = np.rint(nonzero_weights @ nonzero_operands)
+    return pairs
 
 
 def _band_windows(
