@@ -119,7 +119,9 @@ from sparsesim.sparse.patterns import (
     pattern_metadata_bits,
 )
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
-from sparsesim.sparse.weight_repetition import factorised_output, repetition_work
+
+# UCNN's mechanism (sparsesim.sparse.weight_repetition) is imported where UCNN runs, not here: it imports
+# scipy.sparse, which adds ~20 MB to the resident memory of every run, and only UCNN needs it.
 
 SKIPPING_MODES = ("zero_skip_activations",)
 # Operand values (float64) of one band of the datapath's column matrix: 2 Mi values, 16 MiB. With one BLAS
@@ -303,6 +305,8 @@ class PeArray(Component):
                     f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
                     "pe_array.pe.weight_spad_bytes"
                 )
+            from sparsesim.sparse.weight_repetition import repetition_work  # see the note after the imports
+
             self._repetition = repetition_work(im2col(input_chw, geometry, 0, geometry.out_height), weights)
             self._block_items[0] = self._repetition.issued
             return
@@ -700,6 +704,8 @@ def datapath_output(
     """
     if sparsity == "weight_repetition":
         # UCNN's datapath: per output, activations summed per unique weight, one multiply per group.
+        from sparsesim.sparse.weight_repetition import factorised_output  # see the note after the imports
+
         operands = im2col(input_chw, geometry, 0, geometry.out_height)
         out = factorised_output(operands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
             geometry.filters, geometry.out_height, geometry.out_width
