@@ -68,10 +68,15 @@ class ConvGeometry:
         return self.filters * self.channels * self.kernel_positions * self.out_height * self.out_width
 
     def input_rows(self, out_row_start: int, out_row_stop: int) -> tuple[int, int]:
-        """The input rows ``[start, stop)`` (inside the unpadded image) that output rows need."""
+        """The input rows ``[start, stop)`` (inside the unpadded image) that output rows need.
+
+        Empty (``start == stop``) when those outputs read only padding rows, as they can when the padding is
+        at least the kernel's height.
+        """
         start = out_row_start * self.stride - self.padding
         stop = (out_row_stop - 1) * self.stride - self.padding + self.kernel_r
-        return max(0, start), min(self.height, stop)
+        start = min(max(0, start), self.height)
+        return start, max(start, min(self.height, stop))
 
 
 @dataclass(frozen=True)

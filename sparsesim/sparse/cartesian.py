@@ -154,7 +154,8 @@ def band_input_rows(shape: ConvShape, band_start: int, band_stop: int) -> tuple[
     """The input rows ``[start, stop)`` (inside the unpadded input) that output rows of the band need."""
     start = band_start * shape.stride - shape.padding
     stop = (band_stop - 1) * shape.stride - shape.padding + shape.kernel_r
-    return max(0, start), max(0, min(shape.height, stop))
+    start = min(max(0, start), shape.height)
+    return start, max(start, min(shape.height, stop))  # empty where the band reads only padding
 
 
 def _reach(first: int, last: int, kernel: int, shape: ConvShape) -> tuple[int, int]:

@@ -148,3 +148,31 @@ def test_a_buffer_too_small_for_one_band_row_is_a_clear_error():
     geometry = ConvGeometry(64, 20, 20, 64, 3, 3, 1, 1)
     with pytest.raises(SimulationError, match="no band fits the global buffer"):
         tile_layer_planar(geometry, global_buffer_bytes=4096, word_bytes=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    height=st.integers(1, 12),
+    kernel=st.integers(1, 5),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 7),
+    data=st.data(),
+)
+def test_input_rows_span_the_unpadded_rows_the_output_rows_read(height, kernel, stride, padding, data):
+    geometry = ConvGeometry(1, height, 1, 1, kernel, 1, stride, padding)
+    if geometry.out_height < 1:
+        return
+    first = data.draw(st.integers(0, geometry.out_height - 1))
+    stop = data.draw(st.integers(first + 1, geometry.out_height))
+    read = {
+        y * stride - padding + r
+        for y in range(first, stop)
+        for r in range(kernel)
+        if 0 <= y * stride - padding + r < height
+    }
+    start_row, stop_row = geometry.input_rows(first, stop)
+    assert 0 <= start_row <= stop_row <= height  # never a negative count, even where only padding is read
+    # The block a tile fetches: the image rows between its first and last padded row read (a stride longer
+    # than the kernel skips rows inside it).
+    spanned = range(first * stride - padding, (stop - 1) * stride - padding + kernel)
+    assert set(range(start_row, stop_row)) == {row for row in spanned if 0 <= row < height} >= read
