@@ -92,6 +92,29 @@ def test_same_inputs_give_byte_identical_json_and_csv(vgg16_trace, hwconfigs, re
     assert again.to_csv() == reports["cnvlutin"].to_csv()
 
 
+def test_several_configs_over_one_read_of_each_layer_give_the_same_reports(hwconfigs, reports):
+    from sparsesim import load_trace
+    from sparsesim.simulator import simulate_configs
+    from tests.conftest import TRACE_DIR
+
+    names = ["cnvlutin", "dadiannao"]
+    lazy = load_trace(TRACE_DIR, layers=LAYERS)  # layers read from disk when used, once for both configs
+    together = simulate_configs([hwconfigs[name] for name in names], lazy)
+    assert [report.to_json() for report in together] == [reports[name].to_json() for name in names]
+
+
+def test_an_unknown_layer_fails_before_any_simulation(vgg16_trace, hwconfigs, monkeypatch):
+    import sparsesim.simulator
+    from sparsesim.errors import TraceError
+
+    def never(*args, **kwargs):
+        raise AssertionError("simulated a layer before checking every name")
+
+    monkeypatch.setattr(sparsesim.simulator, "simulate_layer", never)
+    with pytest.raises(TraceError, match=r"no layer named 'conv9'.*known layers: conv1_1"):
+        simulate(hwconfigs["cnvlutin"], vgg16_trace, layers=["conv5_3", "conv9"])
+
+
 def test_json_and_csv_renderings_are_complete(reports, tmp_path):
     report = reports["cnvlutin"]
     data = json.loads(report.to_json())
