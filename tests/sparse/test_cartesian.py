@@ -284,29 +284,37 @@ REAL_CUTS = [  # (layer, channels, rows, columns, filters)
 @pytest.mark.parametrize("dense", [False, True], ids=["sparse", "dense"])
 @pytest.mark.parametrize("cut", REAL_CUTS, ids=[c[0] for c in REAL_CUTS])
 def test_fast_band_equals_the_reference_on_real_cuts(vgg16_trace, cut, dense, arbitration):
+    for band_rows, group in (((0, None), 2), ((2, 5), 4)):  # None: to the last output row
+        assert_band_equals_the_reference(vgg16_trace, cut, 32, band_rows, group, dense, arbitration)
+
+
+def assert_band_equals_the_reference(vgg16_trace, cut, banks, band_rows, group, dense, arbitration) -> dict:
+    """Run one band of a real cut (3x3 kernels, stride 1, padding 1) through the fast model and the
+    cycle-stepped reference on a 3 x 2 grid of 4 x 4 multipliers; assert equal counts and sums.
+    ``band_rows``: ``(first, stop)`` output rows, ``stop`` None for the last."""
     name, channels, rows, cols, filters = cut
     layer = vgg16_trace.layer(name)
     x = layer.input[channels, rows, cols].astype(np.float64)
     w = layer.weights[:filters, channels].astype(np.float64)
     shape = ConvShape(x.shape[1], x.shape[2], 3, 3, 1, 1)
-    grid = PeGrid(3, 2, 4, 4, 32)
-    for band_rows, group in (((0, shape.out_height), 2), ((2, 5), 4)):
-        fast, sums = fast_band(x, w, shape, grid, band_rows, group, dense, arbitration)
-        counts, reference = reference_band(
-            x.tolist(),
-            w.tolist(),
-            stride=1,
-            padding=1,
-            band=band_rows,
-            grid=(3, 2, 4, 4, 32),
-            group_filters=group,
-            dense=dense,
-            arbitration=arbitration,
-        )
-        assert fast == counts
-        np.testing.assert_allclose(
-            sums, reference_sums(reference, filters, band_rows, shape.out_width), rtol=1e-12, atol=1e-9
-        )
+    band_rows = (band_rows[0], shape.out_height if band_rows[1] is None else band_rows[1])
+    fast, sums = fast_band(x, w, shape, PeGrid(3, 2, 4, 4, banks), band_rows, group, dense, arbitration)
+    counts, reference = reference_band(
+        x.tolist(),
+        w.tolist(),
+        stride=1,
+        padding=1,
+        band=band_rows,
+        grid=(3, 2, 4, 4, banks),
+        group_filters=group,
+        dense=dense,
+        arbitration=arbitration,
+    )
+    assert fast == counts
+    np.testing.assert_allclose(
+        sums, reference_sums(reference, filters, band_rows, shape.out_width), rtol=1e-12, atol=1e-9
+    )
+    return counts
 
 
 @pytest.mark.parametrize("arbitration", ARBITRATIONS)
@@ -320,27 +328,7 @@ def test_every_way_of_looking_up_banks_equals_the_reference(
     unless the banks are too many for a 64-bit tally (every step is then counted). Each way gives the
     reference's counts."""
     monkeypatch.setattr(cartesian, "_TABLE_BYTES", table_bytes)
-    name, channels, rows, cols, filters = REAL_CUTS[0]
-    layer = vgg16_trace.layer(name)
-    x = layer.input[channels, rows, cols].astype(np.float64)
-    w = layer.weights[:filters, channels].astype(np.float64)
-    shape = ConvShape(x.shape[1], x.shape[2], 3, 3, 1, 1)
-    grid = PeGrid(3, 2, 4, 4, banks)
-    band_rows = (0, shape.out_height)
-    fast, sums = fast_band(x, w, shape, grid, band_rows, 3, False, arbitration)
-    counts, reference = reference_band(
-        x.tolist(),
-        w.tolist(),
-        stride=1,
-        padding=1,
-        band=band_rows,
-        grid=(3, 2, 4, 4, banks),
-        group_filters=3,
-        dense=False,
-        arbitration=arbitration,
+    counts = assert_band_equals_the_reference(
+        vgg16_trace, REAL_CUTS[0], banks, (0, None), 3, False, arbitration
     )
-    assert fast == counts
     assert sum(counts["pe_cycles"]) > counts["steps"]  # products do meet in banks
-    np.testing.assert_allclose(
-        sums, reference_sums(reference, filters, band_rows, shape.out_width), rtol=1e-12, atol=1e-9
-    )
