@@ -13,6 +13,7 @@ import pytest
 
 from sparsesim.components.pe_array import DATAPATH_BAND_VALUES
 from sparsesim.simulator import simulate_layer
+from sparsesim.sparse.early_termination import FILTER_BLOCK_WEIGHTS
 
 # Working set allowed on top of one band of the datapath's column matrix, in multiples of the layer's
 # operand bytes (input, weights and reference output as held in memory). Today's largest is 1.7x (conv2_1,
@@ -25,21 +26,52 @@ def _operand_bytes(layer) -> int:
     return layer.input.nbytes + layer.weights.nbytes + layer.output.nbytes
 
 
+# Mechanisms that walk outputs one by one keep per-output (K, P) results: int64 MAC counts (performed and
+# unterminated), float64 outputs, flags; in multiples of the reference output's (float32) bytes.
+RESULT_MULTIPLE = 6
+# Early termination's issue plans, a block of filters at a time: positions in issue order, phase masks, phase
+# weights (float64, up to 4 columns a filter) and the negative phase's order: up to 64 bytes a weight.
+PLAN_BYTES_PER_WEIGHT = 64
+
+
+def _peak_bytes(hw, layer) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start_bytes = tracemalloc.get_traced_memory()[0]
+        simulate_layer(hw, layer)
+        return tracemalloc.get_traced_memory()[1] - start_bytes
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("hw_name", ["cnvlutin", "dadiannao"])
 @pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
 def test_simulate_layer_peak_memory_is_a_few_times_the_layers_operands(
     hw_name, layer_name, hwconfigs, vgg16_trace
 ):
     layer = vgg16_trace.layer(layer_name)
-    gc.collect()
-    tracemalloc.start()
-    try:
-        start_bytes = tracemalloc.get_traced_memory()[0]
-        simulate_layer(hwconfigs[hw_name], layer)
-        peak_bytes = tracemalloc.get_traced_memory()[1] - start_bytes
-    finally:
-        tracemalloc.stop()
+    peak_bytes = _peak_bytes(hwconfigs[hw_name], layer)
     bound_bytes = OPERAND_MULTIPLE * _operand_bytes(layer) + 8 * DATAPATH_BAND_VALUES
+    assert peak_bytes <= bound_bytes, f"{layer_name} on {hw_name}: peak {peak_bytes / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("hw_name", ["snapea_exact", "snapea_predictive"])
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_early_termination_peak_memory_is_its_results_a_band_and_a_block_of_plans(
+    hw_name, layer_name, hwconfigs, vgg16_trace
+):
+    """SnaPEA gets the layer's operands a band of output rows at a time (a whole-layer im2col would cost
+    82 MB more on conv1_2) and plans a block of filters at a time (all of conv4_2's at once: over 100 MB
+    more)."""
+    layer = vgg16_trace.layer(layer_name)
+    peak_bytes = _peak_bytes(hwconfigs[hw_name], layer)
+    bound_bytes = (
+        OPERAND_MULTIPLE * _operand_bytes(layer)
+        + RESULT_MULTIPLE * layer.output.nbytes
+        + 8 * DATAPATH_BAND_VALUES
+        + PLAN_BYTES_PER_WEIGHT * FILTER_BLOCK_WEIGHTS
+    )
     assert peak_bytes <= bound_bytes, f"{layer_name} on {hw_name}: peak {peak_bytes / 1e6:.1f} MB"
 
 

@@ -94,6 +94,7 @@ operand reads are counted with the others);
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -341,7 +342,7 @@ class PeArray(Component):
                     "pe_array.pe.weight_spad_bytes"
                 )
             self.termination = early_termination(
-                im2col(input_chw, geometry, 0, geometry.out_height),
+                lambda: im2col_bands(input_chw, geometry),
                 weights,
                 bias.astype(np.float64),
                 mode=self.early_termination,
@@ -665,6 +666,16 @@ def im2col(
     return np.ascontiguousarray(views.transpose(1, 2, 0, 3, 4)).reshape(
         -1, geometry.channels * geometry.kernel_positions
     )
+
+
+def im2col_bands(input_chw: np.ndarray, geometry: ConvGeometry) -> Iterator[np.ndarray]:
+    """The layer's :func:`im2col` matrix in bands of whole output rows, each of about
+    ``DATAPATH_BAND_VALUES`` values (at least one row)."""
+    rows_per_band = max(
+        1, DATAPATH_BAND_VALUES // (geometry.out_width * geometry.channels * geometry.kernel_positions)
+    )
+    for start in range(0, geometry.out_height, rows_per_band):
+        yield im2col(input_chw, geometry, start, min(geometry.out_height, start + rows_per_band))
 
 
 def window_columns(

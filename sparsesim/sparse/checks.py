@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -18,3 +20,40 @@ def finite_matrix(values: object, name: str, ndim: int) -> NDArray[np.float64]:
         if not np.isfinite(array[start : start + CHECK_ROWS]).all():
             raise ValueError(f"{name} must be finite; it holds NaN or infinite values")
     return array
+
+
+#: A layer's operand matrix given as its bands: a callable returning (P_i, N) matrices of consecutive rows
+#: (windows) whose concatenation is the (P, N) matrix; each call starts over from the first window.
+OperandBands = Callable[[], Iterable[np.ndarray]]
+
+
+def operand_bands(
+    operands: np.ndarray | OperandBands, name: str, weights_shape: tuple[int, ...]
+) -> tuple[Callable[[], Iterator[NDArray[np.float64]]], int, int, bool]:
+    """One checking pass over a (P, N) operand matrix or its :data:`OperandBands`.
+
+    Returns a callable yielding the bands as C-contiguous float64 matrices (a matrix is its own single band),
+    then P, N (a layer with no band: the weights' N) and whether every operand is >= 0. Each band must be
+    finite and have N columns.
+    """
+    if not callable(operands):
+        matrix = finite_matrix(operands, name, 2)
+        sound = not any((matrix[i : i + CHECK_ROWS] < 0).any() for i in range(0, len(matrix), CHECK_ROWS))
+        return lambda: iter((matrix,)), matrix.shape[0], matrix.shape[1], sound
+    n_windows, n_positions, sound = 0, None, True
+    for band in operands():
+        band = finite_matrix(band, name, 2)
+        if n_positions is not None and band.shape[1] != n_positions:
+            raise ValueError(f"{name}'s bands must all have {n_positions} columns, got {band.shape[1]}")
+        n_positions = band.shape[1]
+        n_windows += band.shape[0]
+        sound = sound and not any(
+            (band[i : i + CHECK_ROWS] < 0).any() for i in range(0, len(band), CHECK_ROWS)
+        )
+    if n_positions is None:
+        n_positions = weights_shape[1] if len(weights_shape) == 2 else 0
+
+    def bands() -> Iterator[NDArray[np.float64]]:
+        return (np.ascontiguousarray(band, dtype=np.float64) for band in operands())
+
+    return bands, n_windows, n_positions, sound
