@@ -26,9 +26,9 @@ def _operand_bytes(layer) -> int:
     return layer.input.nbytes + layer.weights.nbytes + layer.output.nbytes
 
 
-# Mechanisms that walk outputs one by one keep per-output (K, P) results: int64 MAC counts (performed and
-# unterminated), float64 outputs, flags; in multiples of the reference output's (float32) bytes.
-RESULT_MULTIPLE = 6
+# Mechanisms that walk outputs one by one keep per-output (K, P) results: three int64 or float64 arrays (MAC
+# counts, outputs) and two flags, 6.5x the reference output's (float32) bytes.
+RESULT_MULTIPLE = 7
 # Early termination's issue plans, a block of filters at a time: positions in issue order, phase masks, phase
 # weights (float64, up to 4 columns a filter) and the negative phase's order: up to 64 bytes a weight.
 PLAN_BYTES_PER_WEIGHT = 64
@@ -93,3 +93,19 @@ def test_simulate_layer_leaves_no_array_for_the_garbage_collector(hw_name, hwcon
         gc.enable()
     # What is left is simpy's own cycle (an Environment and its events), a few kB.
     assert freed_by_collection_bytes < 100_000
+
+
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_msb_first_peak_memory_is_its_results_a_band_and_its_weights(layer_name, hwconfigs, vgg16_trace):
+    """PredictiveNet gets the layer's operands a band of output rows at a time (a whole-layer im2col, and
+    its int64 copy, would cost 160 MB more on conv1_2); its weights are held as float64, with their
+    magnitudes (float64) and nonzero mask (float32): 5x their float32 bytes, 4x beyond the operands."""
+    layer = vgg16_trace.layer(layer_name)
+    peak_bytes = _peak_bytes(hwconfigs["predictivenet"], layer)
+    bound_bytes = (
+        OPERAND_MULTIPLE * _operand_bytes(layer)
+        + RESULT_MULTIPLE * layer.output.nbytes
+        + 4 * layer.weights.nbytes
+        + 8 * DATAPATH_BAND_VALUES
+    )
+    assert peak_bytes <= bound_bytes, f"{layer_name} on predictivenet: peak {peak_bytes / 1e6:.1f} MB"

@@ -131,6 +131,9 @@ SKIPPING_MODES = ("zero_skip_activations",)
 # to be scheduled, and fewer, larger calls keep that wait near numpy's own (the VGG16 convolutions with both
 # cores loaded: 1.5x numpy's time at 1 Mi values, 1.05x at 2 Mi, 0.86x at 4 Mi, for 8 MiB more per doubling).
 DATAPATH_BAND_VALUES = 2 * 1024 * 1024
+# Operand values (float64) of one band of im2col_bands: the mechanisms that take them work through a band a
+# chunk of windows at a time, so a band need not be large, and each converts it (4 MiB) again.
+MECHANISM_BAND_VALUES = 512 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
@@ -322,7 +325,7 @@ class PeArray(Component):
             # recovers the same integers and scale).
             ints, frac_bits = to_fixed_point(input_chw, bits=MSB_FIRST_WORD_BITS)
             self.termination = msb_first(
-                im2col(ints, geometry, 0, geometry.out_height),
+                lambda: im2col_bands(ints, geometry),
                 weights,
                 bias.astype(np.float64),
                 frac_bits=frac_bits,
@@ -670,9 +673,9 @@ def im2col(
 
 def im2col_bands(input_chw: np.ndarray, geometry: ConvGeometry) -> Iterator[np.ndarray]:
     """The layer's :func:`im2col` matrix in bands of whole output rows, each of about
-    ``DATAPATH_BAND_VALUES`` values (at least one row)."""
+    ``MECHANISM_BAND_VALUES`` values (at least one row)."""
     rows_per_band = max(
-        1, DATAPATH_BAND_VALUES // (geometry.out_width * geometry.channels * geometry.kernel_positions)
+        1, MECHANISM_BAND_VALUES // (geometry.out_width * geometry.channels * geometry.kernel_positions)
     )
     for start in range(0, geometry.out_height, rows_per_band):
         yield im2col(input_chw, geometry, start, min(geometry.out_height, start + rows_per_band))

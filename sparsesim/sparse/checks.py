@@ -28,32 +28,29 @@ OperandBands = Callable[[], Iterable[np.ndarray]]
 
 
 def operand_bands(
-    operands: np.ndarray | OperandBands, name: str, weights_shape: tuple[int, ...]
-) -> tuple[Callable[[], Iterator[NDArray[np.float64]]], int, int, bool]:
+    operands: np.ndarray | OperandBands, convert: Callable[[object], np.ndarray], weights_kn: object
+) -> tuple[Callable[[], Iterator[np.ndarray]], int, int, bool]:
     """One checking pass over a (P, N) operand matrix or its :data:`OperandBands`.
 
-    Returns a callable yielding the bands as C-contiguous float64 matrices (a matrix is its own single band),
-    then P, N (a layer with no band: the weights' N) and whether every operand is >= 0. Each band must be
-    finite and have N columns.
+    ``convert`` checks one band (raising ``ValueError``) and returns it as the mechanism computes with it.
+    Returns a callable yielding the converted bands (a matrix is its own single band), then P, N (with no
+    band: the N of ``weights_kn``, if it is (K, N)) and whether every operand is >= 0.
     """
     if not callable(operands):
-        matrix = finite_matrix(operands, name, 2)
-        sound = not any((matrix[i : i + CHECK_ROWS] < 0).any() for i in range(0, len(matrix), CHECK_ROWS))
-        return lambda: iter((matrix,)), matrix.shape[0], matrix.shape[1], sound
-    n_windows, n_positions, sound = 0, None, True
+        matrix = convert(operands)
+        return lambda: iter((matrix,)), matrix.shape[0], matrix.shape[1], _nonnegative(matrix)
+    n_windows, n_positions, nonnegative = 0, None, True
     for band in operands():
-        band = finite_matrix(band, name, 2)
+        band = convert(band)
         if n_positions is not None and band.shape[1] != n_positions:
-            raise ValueError(f"{name}'s bands must all have {n_positions} columns, got {band.shape[1]}")
+            raise ValueError(f"operand bands must all have {n_positions} columns, got {band.shape[1]}")
         n_positions = band.shape[1]
         n_windows += band.shape[0]
-        sound = sound and not any(
-            (band[i : i + CHECK_ROWS] < 0).any() for i in range(0, len(band), CHECK_ROWS)
-        )
+        nonnegative = nonnegative and _nonnegative(band)
     if n_positions is None:
-        n_positions = weights_shape[1] if len(weights_shape) == 2 else 0
+        n_positions = np.shape(weights_kn)[1] if np.ndim(weights_kn) == 2 else 0
+    return lambda: (convert(band) for band in operands()), n_windows, n_positions, nonnegative
 
-    def bands() -> Iterator[NDArray[np.float64]]:
-        return (np.ascontiguousarray(band, dtype=np.float64) for band in operands())
 
-    return bands, n_windows, n_positions, sound
+def _nonnegative(matrix: np.ndarray) -> bool:
+    return not any((matrix[i : i + CHECK_ROWS] < 0).any() for i in range(0, len(matrix), CHECK_ROWS))

@@ -278,7 +278,9 @@ def early_termination(
     ``FILTER_BLOCK_WEIGHTS`` weights at a time, each block passing over all the windows.
     """
     _check_mode(mode, n_speculative)
-    bands, n_windows, n_positions, sound = operand_bands(operands_pn, "operands_pn", np.shape(weights_kn))
+    bands, n_windows, n_positions, sound = operand_bands(
+        operands_pn, lambda band: finite_matrix(band, "operands_pn", 2), weights_kn
+    )
     weights, bias, threshold = check_layer_inputs(n_positions, weights_kn, bias_k, threshold, chunk_windows)
     n_filters = weights.shape[0]
     # (K, P) results, filled through (P_chunk, K_block) views.
