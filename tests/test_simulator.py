@@ -109,3 +109,23 @@ def test_msb_first_peak_memory_is_its_results_a_band_and_its_weights(layer_name,
         + 8 * DATAPATH_BAND_VALUES
     )
     assert peak_bytes <= bound_bytes, f"{layer_name} on predictivenet: peak {peak_bytes / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_weight_repetition_peak_memory_is_its_results_a_band_and_its_groups(
+    layer_name, hwconfigs, vgg16_trace
+):
+    """UCNN gets the layer's operands a band of output rows at a time (a whole-layer im2col would cost 82 MB
+    more on conv1_2, twice: counts and datapath) and finds its weight groups a block of filters at a time (all
+    of conv4_2's at once: 80 MB more). Its weights are held as float64, with each position alone in its
+    group (float64) and the sparse tables of the other groups: up to 6x their float32 bytes beyond the
+    operands."""
+    layer = vgg16_trace.layer(layer_name)
+    peak_bytes = _peak_bytes(hwconfigs["ucnn"], layer)
+    bound_bytes = (
+        OPERAND_MULTIPLE * _operand_bytes(layer)
+        + RESULT_MULTIPLE * layer.output.nbytes
+        + 6 * layer.weights.nbytes
+        + 8 * DATAPATH_BAND_VALUES
+    )
+    assert peak_bytes <= bound_bytes, f"{layer_name} on ucnn: peak {peak_bytes / 1e6:.1f} MB"

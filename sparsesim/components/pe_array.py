@@ -292,7 +292,7 @@ class PeArray(Component):
     def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
         """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays.
 
-        Only the mechanisms that walk each window's operands one by one get the whole layer's im2col matrix.
+        The mechanisms that walk each window's operands one by one get the layer's im2col matrix in bands.
         """
         n_windows = geometry.out_height * geometry.out_width
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
@@ -311,7 +311,7 @@ class PeArray(Component):
                 )
             from sparsesim.sparse.weight_repetition import repetition_work  # see the note after the imports
 
-            self._repetition = repetition_work(im2col(input_chw, geometry, 0, geometry.out_height), weights)
+            self._repetition = repetition_work(lambda: im2col_bands(input_chw, geometry), weights)
             self._block_items[0] = self._repetition.issued
             return
         if self.early_termination in MSB_FIRST_MODES:
@@ -478,9 +478,9 @@ class PeArray(Component):
             actions.update(
                 compute=multiplies,
                 skipped_compute=algorithmic - multiplies,
-                weight_spad_read=int(work.weight_reads[filters, windows].sum()),
-                psum_spad_update=int(work.product_adds[filters, windows].sum()),
-                activation_add=int(work.activation_adds[filters, windows].sum()),
+                weight_spad_read=multiplies,  # one per group, as is the accumulation of its product
+                psum_spad_update=multiplies,
+                activation_add=macs - multiplies,  # the issued activations are the items
             )
         if self.termination is not None:
             self.early_terminated_macs += int(self._unterminated_items[0][filters, windows].sum()) - macs
@@ -720,8 +720,8 @@ def datapath_output(
         # UCNN's datapath: per output, activations summed per unique weight, one multiply per group.
         from sparsesim.sparse.weight_repetition import factorised_output  # see the note after the imports
 
-        operands = im2col(input_chw, geometry, 0, geometry.out_height)
-        out = factorised_output(operands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
+        bands = lambda: im2col_bands(input_chw, geometry)  # noqa: E731
+        out = factorised_output(bands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
             geometry.filters, geometry.out_height, geometry.out_width
         )
         return np.maximum(out, 0.0) if activation == "relu" else out
