@@ -129,3 +129,18 @@ def test_weight_repetition_peak_memory_is_its_results_a_band_and_its_groups(
         + 8 * DATAPATH_BAND_VALUES
     )
     assert peak_bytes <= bound_bytes, f"{layer_name} on ucnn: peak {peak_bytes / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_mixture_of_experts_peak_memory_is_a_few_times_the_layers_operands(
+    layer_name, hwconfigs, vgg16_trace
+):
+    """The router and the routed outputs get the layer's operands a band of output rows at a time (a
+    whole-layer im2col would cost 82 MB more on conv1_2). The experts are clustered on float64 copies of the
+    weights: up to 4x their float32 bytes beyond the operands."""
+    layer = vgg16_trace.layer(layer_name)
+    peak_bytes = _peak_bytes(hwconfigs["moe"], layer)
+    bound_bytes = (
+        OPERAND_MULTIPLE * _operand_bytes(layer) + 4 * layer.weights.nbytes + 8 * DATAPATH_BAND_VALUES
+    )
+    assert peak_bytes <= bound_bytes, f"{layer_name} on moe: peak {peak_bytes / 1e6:.1f} MB"

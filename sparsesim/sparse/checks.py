@@ -28,7 +28,7 @@ OperandBands = Callable[[], Iterable[np.ndarray]]
 
 
 def operand_bands(
-    operands: np.ndarray | OperandBands, convert: Callable[[object], np.ndarray], weights_kn: object
+    operands: np.ndarray | OperandBands, convert: Callable[[object], np.ndarray], weights_kn: np.ndarray
 ) -> tuple[Callable[[], Iterator[np.ndarray]], int, int, bool]:
     """One checking pass over a (P, N) operand matrix or its :data:`OperandBands`.
 
