@@ -144,3 +144,14 @@ def test_mixture_of_experts_peak_memory_is_a_few_times_the_layers_operands(
         OPERAND_MULTIPLE * _operand_bytes(layer) + 4 * layer.weights.nbytes + 8 * DATAPATH_BAND_VALUES
     )
     assert peak_bytes <= bound_bytes, f"{layer_name} on moe: peak {peak_bytes / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+def test_delta_datapath_peak_memory_is_a_few_times_the_layers_operands(layer_name, hwconfigs, vgg16_trace):
+    """Diffy's datapath converts its operands and their differences to float64 a band of rows at a time
+    (the whole layer's at once cost 20 MB more on conv1_2); its per-channel-lane term counts hold up to 6x
+    the input's bytes (int64 copies, padded)."""
+    layer = vgg16_trace.layer(layer_name)
+    peak_bytes = _peak_bytes(hwconfigs["diffy"], layer)
+    bound_bytes = OPERAND_MULTIPLE * _operand_bytes(layer) + 6 * layer.input.nbytes + 8 * DATAPATH_BAND_VALUES
+    assert peak_bytes <= bound_bytes, f"{layer_name} on diffy: peak {peak_bytes / 1e6:.1f} MB"
