@@ -24,7 +24,7 @@ import simpy
 
 from sparsesim.components import CartesianPeArray, Dram, GlobalBuffer, Noc, PeArray, build_pe_array
 from sparsesim.components.decoder import Decoder
-from sparsesim.components.pe_array import MSB_FIRST_WORD_BITS, TERM_MODES, im2col
+from sparsesim.components.pe_array import MSB_FIRST_WORD_BITS, TERM_MODES, im2col_bands
 from sparsesim.config import MSB_FIRST_MODES
 from sparsesim.core import transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling, tile_layer, tile_layer_planar
@@ -237,7 +237,7 @@ def _map_experts(hw, layer, activations: np.ndarray, geometry: ConvGeometry) -> 
     """The layer's experts, router and routing on the operands the machine uses (see mapping.experts)."""
     pe = hw.pe_array.pe
     return map_experts(
-        im2col(activations, geometry, 0, geometry.out_height),
+        lambda: im2col_bands(activations, geometry),
         weights_kcrs(layer).reshape(geometry.filters, -1),
         layer.bias,
         experts=pe.moe_experts,

@@ -16,7 +16,7 @@ import numpy as np
 from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
 from sparsesim.components import CartesianPeArray, PeArray
-from sparsesim.components.pe_array import datapath_output, im2col
+from sparsesim.components.pe_array import datapath_output, im2col_bands
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
@@ -112,9 +112,13 @@ def _datapath_output(hw, layer, run, compacted):
     if run.experts is not None:
         # The routed outputs, computed whole (every MAC of their window); the others never are.
         routed = run.experts.routed()
-        operands = im2col(operand_input(hw, ran), geometry, 0, geometry.out_height)
+        activations = operand_input(hw, ran)
         output = moe_output(
-            operands, ran.weights.reshape(geometry.filters, -1), ran.bias, routed, ran.activation == "relu"
+            lambda: im2col_bands(activations, geometry),
+            ran.weights.reshape(geometry.filters, -1),
+            ran.bias,
+            routed,
+            ran.activation == "relu",
         ).reshape(shape)
         mispredicted = ~routed.reshape(shape)
     elif isinstance(run.pe_array, CartesianPeArray):

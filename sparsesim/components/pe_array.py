@@ -94,6 +94,7 @@ operand reads are counted with the others);
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,9 @@ SKIPPING_MODES = ("zero_skip_activations",)
 # to be scheduled, and fewer, larger calls keep that wait near numpy's own (the VGG16 convolutions with both
 # cores loaded: 1.5x numpy's time at 1 Mi values, 1.05x at 2 Mi, 0.86x at 4 Mi, for 8 MiB more per doubling).
 DATAPATH_BAND_VALUES = 2 * 1024 * 1024
+# Operand values (float64) of one band of im2col_bands: the mechanisms that take them work through a band a
+# chunk of windows at a time, so a band need not be large, and each converts it (4 MiB) again.
+MECHANISM_BAND_VALUES = 512 * 1024
 # Bit-serial modes: an activation lane spends one cycle per effectual term (nonzero signed digit).
 TERM_MODES = ("effectual_terms", "effectual_terms_deltas")
 # Modes where each MAC lane walks whole outputs on its own instead of sharing broadcast activations.
@@ -288,7 +292,7 @@ class PeArray(Component):
     def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
         """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays.
 
-        Only the mechanisms that walk each window's operands one by one get the whole layer's im2col matrix.
+        The mechanisms that walk each window's operands one by one get the layer's im2col matrix in bands.
         """
         n_windows = geometry.out_height * geometry.out_width
         weights = weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
@@ -307,7 +311,7 @@ class PeArray(Component):
                 )
             from sparsesim.sparse.weight_repetition import repetition_work  # see the note after the imports
 
-            self._repetition = repetition_work(im2col(input_chw, geometry, 0, geometry.out_height), weights)
+            self._repetition = repetition_work(lambda: im2col_bands(input_chw, geometry), weights)
             self._block_items[0] = self._repetition.issued
             return
         if self.early_termination in MSB_FIRST_MODES:
@@ -321,7 +325,7 @@ class PeArray(Component):
             # recovers the same integers and scale).
             ints, frac_bits = to_fixed_point(input_chw, bits=MSB_FIRST_WORD_BITS)
             self.termination = msb_first(
-                im2col(ints, geometry, 0, geometry.out_height),
+                lambda: im2col_bands(ints, geometry),
                 weights,
                 bias.astype(np.float64),
                 frac_bits=frac_bits,
@@ -341,7 +345,7 @@ class PeArray(Component):
                     "pe_array.pe.weight_spad_bytes"
                 )
             self.termination = early_termination(
-                im2col(input_chw, geometry, 0, geometry.out_height),
+                lambda: im2col_bands(input_chw, geometry),
                 weights,
                 bias.astype(np.float64),
                 mode=self.early_termination,
@@ -474,9 +478,9 @@ class PeArray(Component):
             actions.update(
                 compute=multiplies,
                 skipped_compute=algorithmic - multiplies,
-                weight_spad_read=int(work.weight_reads[filters, windows].sum()),
-                psum_spad_update=int(work.product_adds[filters, windows].sum()),
-                activation_add=int(work.activation_adds[filters, windows].sum()),
+                weight_spad_read=multiplies,  # one per group, as is the accumulation of its product
+                psum_spad_update=multiplies,
+                activation_add=macs - multiplies,  # the issued activations are the items
             )
         if self.termination is not None:
             self.early_terminated_macs += int(self._unterminated_items[0][filters, windows].sum()) - macs
@@ -667,6 +671,16 @@ def im2col(
     )
 
 
+def im2col_bands(input_chw: np.ndarray, geometry: ConvGeometry) -> Iterator[np.ndarray]:
+    """The layer's :func:`im2col` matrix in bands of whole output rows, each of about
+    ``MECHANISM_BAND_VALUES`` values (at least one row)."""
+    rows_per_band = max(
+        1, MECHANISM_BAND_VALUES // (geometry.out_width * geometry.channels * geometry.kernel_positions)
+    )
+    for start in range(0, geometry.out_height, rows_per_band):
+        yield im2col(input_chw, geometry, start, min(geometry.out_height, start + rows_per_band))
+
+
 def window_columns(
     input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
 ) -> np.ndarray:
@@ -706,8 +720,8 @@ def datapath_output(
         # UCNN's datapath: per output, activations summed per unique weight, one multiply per group.
         from sparsesim.sparse.weight_repetition import factorised_output  # see the note after the imports
 
-        operands = im2col(input_chw, geometry, 0, geometry.out_height)
-        out = factorised_output(operands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
+        bands = lambda: im2col_bands(input_chw, geometry)  # noqa: E731
+        out = factorised_output(bands, weights_kcrs.reshape(geometry.filters, -1), bias).reshape(
             geometry.filters, geometry.out_height, geometry.out_width
         )
         return np.maximum(out, 0.0) if activation == "relu" else out

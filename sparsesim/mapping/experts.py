@@ -28,6 +28,7 @@ import numpy as np
 
 from sparsesim.errors import SimulationError
 from sparsesim.mapping.tiling import LayerTiling
+from sparsesim.sparse.checks import OperandBands
 from sparsesim.sparse.moe import (
     balanced_kmeans_partition,
     experts_needed,
@@ -86,7 +87,7 @@ class ExpertMapping:
 
 
 def map_experts(
-    operands_pn: np.ndarray,
+    operands_pn: np.ndarray | OperandBands,
     weights_kn: np.ndarray,
     bias_k: np.ndarray,
     *,
@@ -96,6 +97,9 @@ def map_experts(
     layer_name: str = "layer",
 ) -> ExpertMapping:
     """Split the layer's filters into experts, build the router, route every pixel (see the module doc).
+
+    ``operands_pn``: the layer's (P, N) im2col operands, or their bands (as
+    :func:`~sparsesim.sparse.moe.router_scores` takes them).
 
     :class:`SimulationError` if the filters cannot be split into ``experts`` equal experts or ``top_k``
     exceeds ``experts``.

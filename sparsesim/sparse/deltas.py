@@ -206,6 +206,10 @@ def _box_sums(
     )
 
 
+#: Operand values of the band of input rows :func:`delta_outputs` converts to float64 at a time (4 MiB).
+DELTA_BAND_VALUES = 1 << 19
+
+
 def _row_differences(padded: NDArray[np.int64], stride: int) -> NDArray[np.int64]:
     """``padded[..., j] - padded[..., j - stride]`` where ``j >= stride``; the first ``stride`` columns: 0."""
     differences = np.zeros_like(padded)
@@ -271,18 +275,26 @@ def delta_outputs(
     out_h = output_size(height, kernel_r, stride, padding)
     out_w = output_size(width, kernel_s, stride, padding)
     padded = np.pad(values, ((0, 0), (padding, padding), (padding, padding)))
-    raw = np.ldexp(padded.astype(np.float64), -int(frac_bits))
-    deltas = np.ldexp(_row_differences(padded, stride).astype(np.float64), -int(frac_bits))
-    increments = np.zeros((n_filters, out_h, out_w), dtype=np.float64)
-    first_column = np.zeros((n_filters, out_h), dtype=np.float64)
-    rows_end = stride * (out_h - 1) + 1
+    out = np.zeros((n_filters, out_h, out_w), dtype=np.float64)
     columns_end = stride * (out_w - 1) + 1
-    for r in range(kernel_r):
-        for s in range(kernel_s):
-            w = weights[:, :, r, s]
-            increments += np.tensordot(
-                w, deltas[:, r : r + rows_end : stride, s : s + columns_end : stride], 1
-            )
-            first_column += w @ raw[:, r : r + rows_end : stride, s]
-    increments[:, :, 0] = first_column
-    return np.cumsum(increments, axis=2)
+    # A band of output rows at a time (each row reads only its own input rows): the float64 copies of the
+    # operands and their differences are the band's.
+    rows_per_band = max(1, DELTA_BAND_VALUES // (channels * padded.shape[2] * stride))
+    for first in range(0, out_h, rows_per_band):
+        last = min(out_h, first + rows_per_band)
+        band = padded[:, first * stride : (last - 1) * stride + kernel_r]
+        raw = np.ldexp(band.astype(np.float64), -int(frac_bits))
+        deltas = np.ldexp(_row_differences(band, stride).astype(np.float64), -int(frac_bits))
+        increments = out[:, first:last]
+        first_column = np.zeros((n_filters, last - first), dtype=np.float64)
+        rows_end = stride * (last - first - 1) + 1
+        for r in range(kernel_r):
+            for s in range(kernel_s):
+                w = weights[:, :, r, s]
+                increments += np.tensordot(
+                    w, deltas[:, r : r + rows_end : stride, s : s + columns_end : stride], 1
+                )
+                first_column += w @ raw[:, r : r + rows_end : stride, s]
+        increments[:, :, 0] = first_column
+        np.cumsum(increments, axis=2, out=increments)
+    return out

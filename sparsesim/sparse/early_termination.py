@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsesim.sparse.checks import CHECK_ROWS, finite_matrix
+from sparsesim.sparse.checks import OperandBands, finite_matrix, operand_bands
 
 TERMINATION_MODES = ("exact", "predictive")
 
@@ -57,7 +57,9 @@ _LARGEST_BLOCK_MACS = 1024
 _BLOCK_ELEMENTS = 1 << 18
 #: Operand bytes of the windows walked together (fits a core's L2 cache).
 _WALK_GROUP_BYTES = 1 << 19
-#: Rows of an input checked at a time (finite, negative), to bound the temporaries.
+#: Weights whose issue plan is built at once: its temporaries are a few times this many int64 or float64
+#: values, and the phase weights (N, 2 or 4 x filters) float64.
+FILTER_BLOCK_WEIGHTS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,13 @@ def _issue_plan(weights: NDArray[np.float64], mode: str, n_speculative: int) -> 
     # Phase of each position: 0 speculative, 1 positive, 2 negative, 3 never issued. Within the speculative
     # and negative phases by decreasing magnitude; lexsort is stable, so ties (and the positive phase) keep
     # index order.
-    phase = np.where(speculative, 0, np.where(positive, 1, np.where(negative, 2, 3)))
-    within = np.where(speculative | negative, -magnitude, 0.0)
-    order = np.lexsort((within, phase), axis=-1).astype(np.int64)
+    phase = np.full(weights.shape, 3, dtype=np.int8)
+    phase[negative] = 2
+    phase[positive] = 1
+    phase[speculative] = 0
+    within = np.negative(magnitude, out=magnitude)  # magnitude is not used after this
+    within[~(speculative | negative)] = 0.0
+    order = np.lexsort((within, phase), axis=-1).astype(np.int64, copy=False)
     n_nonzero = np.count_nonzero(nonzero, axis=1).astype(np.int64)
     order[np.arange(n_positions)[None, :] >= n_nonzero[:, None]] = -1
     n_speculative_k = np.count_nonzero(speculative, axis=1).astype(np.int64)
@@ -249,7 +255,7 @@ def _walk_negative_phase(
 
 
 def early_termination(
-    operands_pn: np.ndarray,
+    operands_pn: np.ndarray | OperandBands,
     weights_kn: np.ndarray,
     bias_k: np.ndarray,
     *,
@@ -262,56 +268,76 @@ def early_termination(
     """Run every output of a layer through SnaPEA early termination (rules in the module docstring).
 
     ``operands_pn``: (P, N) the operands of each window (im2col: row ``p`` = window ``p``'s ``C*R*S``
-    activations, padding as zeros). ``weights_kn``: (K, N). ``bias_k``: (K,). ``mode``: ``exact`` or
+    activations, padding as zeros), or a callable returning its bands of consecutive windows (see
+    :func:`~sparsesim.sparse.checks.operand_bands`; called once per pass over the windows, so that a caller
+    can build them a band at a time). ``weights_kn``: (K, N). ``bias_k``: (K,). ``mode``: ``exact`` or
     ``predictive`` (``n_speculative``, ``threshold`` are used only by ``predictive``).
     ``skip_zero_activations``: zero activations take no cycle. ``chunk_windows``: windows processed together;
     the temporaries of a chunk are a few (chunk_windows, K) float64 arrays and, with skipping, one
-    (chunk_windows, N) float32 array.
+    (chunk_windows, N) float32 array. The filters' issue plans are built a block of about
+    ``FILTER_BLOCK_WEIGHTS`` weights at a time, each block passing over all the windows.
     """
     _check_mode(mode, n_speculative)
-    operands = finite_matrix(operands_pn, "operands_pn", 2)
-    n_windows, n_positions = operands.shape
+    bands, n_windows, n_positions, sound = operand_bands(
+        operands_pn, lambda band: finite_matrix(band, "operands_pn", 2), weights_kn
+    )
     weights, bias, threshold = check_layer_inputs(n_positions, weights_kn, bias_k, threshold, chunk_windows)
     n_filters = weights.shape[0]
-
-    plan = _issue_plan(weights, mode, int(n_speculative))
-    sound = not any((operands[i : i + CHECK_ROWS] < 0).any() for i in range(0, n_windows, CHECK_ROWS))
-    macs = np.empty((n_windows, n_filters), dtype=np.int64)
-    terminated = np.zeros((n_windows, n_filters), dtype=bool)
-    output = np.empty((n_windows, n_filters), dtype=np.float64)
-    mispredicted = np.zeros((n_windows, n_filters), dtype=bool)
-
-    # Phase weights as (N, K) columns: positive, negative, then (if any) speculative and |speculative|.
-    phases = [plan.positive_mask, plan.negative_mask]
-    if plan.speculative.any():
-        phases.append(plan.speculative_mask)
-    phase_weights = np.concatenate([np.where(mask, weights, 0.0).T for mask in phases], axis=1)
-    if plan.speculative.any():
-        phase_weights = np.concatenate([phase_weights, np.abs(phase_weights[:, -n_filters:])], axis=1)
-    phase_masks = np.concatenate([mask.T for mask in phases], axis=1).astype(np.float32)
-    negative_order, negative_weights = _negative_phase(plan, weights)
-    for start in range(0, n_windows, int(chunk_windows)):
-        rows = slice(start, min(n_windows, start + int(chunk_windows)))
-        _chunk(
-            operands[rows],
-            weights,
-            bias,
-            plan,
-            threshold,
-            skip_zero_activations,
-            sound,
-            phase_weights,
-            phase_masks,
-            negative_order,
-            negative_weights,
-            (macs[rows], terminated[rows], output[rows], mispredicted[rows]),
+    # (K, P) results, filled through (P_chunk, K_block) views.
+    macs = np.empty((n_filters, n_windows), dtype=np.int64)
+    terminated = np.zeros((n_filters, n_windows), dtype=bool)
+    output = np.empty((n_filters, n_windows), dtype=np.float64)
+    mispredicted = np.zeros((n_filters, n_windows), dtype=bool)
+    filters_per_block = max(1, FILTER_BLOCK_WEIGHTS // max(n_positions, 1))
+    for first in range(0, n_filters, filters_per_block):
+        block = slice(first, first + filters_per_block)
+        block_weights, block_bias = weights[block], bias[block]
+        plan = _issue_plan(block_weights, mode, int(n_speculative))
+        # Phase weights as (N, K) columns: positive, negative, then (if any) speculative and |speculative|.
+        phases = [plan.positive_mask, plan.negative_mask]
+        if plan.speculative.any():
+            phases.append(plan.speculative_mask)
+        n_block = block_weights.shape[0]
+        columns = n_block * (len(phases) + (len(phases) == 3))
+        phase_weights = np.zeros((n_positions, columns))
+        # Only skipping PEs count their nonzero activations per phase.
+        phase_masks = np.zeros(
+            (n_positions, len(phases) * n_block if skip_zero_activations else 0), np.float32
         )
+        for i, mask in enumerate(phases):
+            np.copyto(phase_weights[:, i * n_block : (i + 1) * n_block], block_weights.T, where=mask.T)
+            if skip_zero_activations:
+                phase_masks[:, i * n_block : (i + 1) * n_block] = mask.T
+        if len(phases) == 3:
+            np.abs(phase_weights[:, 2 * n_block : 3 * n_block], out=phase_weights[:, 3 * n_block :])
+        negative_order, negative_weights = _negative_phase(plan, block_weights)
+        start = 0
+        for band in bands():
+            for low in range(0, band.shape[0], int(chunk_windows)):
+                chunk = band[low : low + int(chunk_windows)]
+                rows = slice(start + low, start + low + chunk.shape[0])
+                _chunk(
+                    chunk,
+                    block_weights,
+                    block_bias,
+                    plan,
+                    threshold,
+                    skip_zero_activations,
+                    sound,
+                    phase_weights,
+                    phase_masks,
+                    negative_order,
+                    negative_weights,
+                    (
+                        macs[block, rows].T,
+                        terminated[block, rows].T,
+                        output[block, rows].T,
+                        mispredicted[block, rows].T,
+                    ),
+                )
+            start += band.shape[0]
     return TerminationResult(
-        macs_performed=np.ascontiguousarray(macs.T),
-        terminated=np.ascontiguousarray(terminated.T),
-        output=np.ascontiguousarray(output.T),
-        mispredicted=np.ascontiguousarray(mispredicted.T),
-        sound=sound,
+        macs_performed=macs, terminated=terminated, output=output, mispredicted=mispredicted, sound=sound
     )
 
 

@@ -33,6 +33,7 @@ activation the routing keeps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,9 +152,11 @@ def mean_filter_router(
 def router_scores(
     operands_pn: object, router_en: NDArray[np.float64], router_bias_e: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """``(P, E)``: each window's score for each expert (float64)."""
-    operands = finite_matrix(operands_pn, "operands_pn", 2)
-    return operands @ np.asarray(router_en, dtype=np.float64).T + np.asarray(router_bias_e)[None, :]
+    """``(P, E)``: each window's score for each expert (float64). ``operands_pn``: the (P, N) operands or
+    their bands (:data:`~sparsesim.sparse.checks.OperandBands`)."""
+    router = np.asarray(router_en, dtype=np.float64)
+    scores = np.concatenate([band @ router.T for band in _operand_bands(operands_pn)])
+    return scores + np.asarray(router_bias_e)[None, :]
 
 
 def top_k_experts(scores_pe: object, top_k: int) -> NDArray[np.bool_]:
@@ -180,14 +183,26 @@ def moe_output(
     """``(K, P)``: the layer's output when only routed outputs are computed; the others are 0.
 
     A routed output is the dense one (its filter's MACs over its whole window, plus bias, then ReLU); an
-    unrouted output is never computed, so it is 0 (not ``relu(bias)``).
+    unrouted output is never computed, so it is 0 (not ``relu(bias)``). ``operands_pn``: the (P, N)
+    operands or their bands (:data:`~sparsesim.sparse.checks.OperandBands`).
     """
-    operands = finite_matrix(operands_pn, "operands_pn", 2)
     weights = finite_matrix(weights_kn, "weights_kn", 2)
-    dense = weights @ operands.T + finite_matrix(bias_k, "bias_k", 1)[:, None]
+    out = np.empty(np.shape(routed_kp))
+    start = 0
+    for band in _operand_bands(operands_pn):
+        out[:, start : start + band.shape[0]] = weights @ band.T
+        start += band.shape[0]
+    out += finite_matrix(bias_k, "bias_k", 1)[:, None]
     if relu:
-        np.maximum(dense, 0.0, out=dense)
-    return np.where(routed_kp, dense, 0.0)
+        np.maximum(out, 0.0, out=out)
+    np.copyto(out, 0.0, where=~np.asarray(routed_kp, dtype=bool))
+    return out
+
+
+def _operand_bands(operands_pn: object) -> Iterator[NDArray[np.float64]]:
+    """The (P, N) operands as one band, or the bands a callable returns (one pass: P is known)."""
+    bands = operands_pn() if callable(operands_pn) else (operands_pn,)
+    return (finite_matrix(band, "operands_pn", 2) for band in bands)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsesim.sparse.checks import finite_matrix
+from sparsesim.sparse.checks import OperandBands, finite_matrix, operand_bands
 from sparsesim.sparse.early_termination import check_layer_inputs
 
 MSB_FIRST_DECISIONS = ("predictive", "exact")
@@ -62,6 +62,8 @@ EXACT_GUARD = 1e-9
 #: Decision values within this fraction of ``S`` of 0 are replayed sequentially (matrix products and
 #: sequential sums of <= 2**16 terms differ by far less).
 _RELATIVE_TOLERANCE = 1e-10
+#: Operands of the windows processed together by default.
+CHUNK_OPERANDS = 1 << 17
 #: Fixed-point word lengths accepted.
 _SMALLEST_BITS, _LARGEST_BITS = 2, 32
 
@@ -138,10 +140,9 @@ def lsb_bound(weights_kn: np.ndarray, lsb_bits: int, frac_bits: int) -> NDArray[
     """``(K,)``: the largest value the LSB pass can add to an output, ``(2**L - 1) * 2**-f * sum_{w>0} w``
     (positive weights summed in index order, as the exact rule and its reference do)."""
     weights = finite_matrix(weights_kn, "weights_kn", 2)
+    positive = np.where(weights > 0, weights, 0.0)
     positive_sums = (
-        np.cumsum(np.where(weights > 0, weights, 0.0), axis=1)[:, -1]
-        if weights.shape[1]
-        else (np.zeros(weights.shape[0]))
+        np.cumsum(positive, axis=1, out=positive)[:, -1] if weights.shape[1] else np.zeros(weights.shape[0])
     )
     return float((2**lsb_bits - 1) * 2.0 ** -int(frac_bits)) * positive_sums
 
@@ -177,7 +178,7 @@ def _replay(
 
 
 def msb_first(
-    operands_pn: np.ndarray,
+    operands_pn: np.ndarray | OperandBands,
     weights_kn: np.ndarray,
     bias_k: np.ndarray,
     *,
@@ -187,22 +188,28 @@ def msb_first(
     decision: str = "predictive",
     threshold: float = 0.0,
     skip_zero_activations: bool = False,
-    chunk_windows: int = 1024,
+    chunk_windows: int | None = None,
 ) -> MsbFirstResult:
     """Run every output of a layer through MSB-first prediction (rules in the module docstring).
 
     ``operands_pn``: (P, N) the fixed-point activation integers of each window (im2col layout, padding as
-    0), integer or integral float dtype. ``weights_kn``: (K, N). ``bias_k``: (K,). ``frac_bits``: the
-    activations' scale (``a = x * 2**-frac_bits``). ``decision``: ``predictive`` (``threshold`` used) or
-    ``exact``. ``chunk_windows``: windows processed together (bounds the (chunk, N) temporaries).
+    0), integer or integral float dtype, or a callable returning its bands of consecutive windows (see
+    :func:`~sparsesim.sparse.checks.operand_bands`; called twice, so that a caller can build them a band at a
+    time). ``weights_kn``: (K, N). ``bias_k``: (K,). ``frac_bits``: the activations' scale
+    (``a = x * 2**-frac_bits``). ``decision``: ``predictive`` (``threshold`` used) or ``exact``.
+    ``chunk_windows``: windows processed together (bounds the (chunk, N) temporaries, about ten int64 or
+    float64 arrays); by default as many as hold about ``CHUNK_OPERANDS`` operands.
     """
     if decision not in MSB_FIRST_DECISIONS:
         raise ValueError(f"unknown MSB-first decision {decision!r}; known: {', '.join(MSB_FIRST_DECISIONS)}")
     _check_bits(bits, msb_bits)
     if isinstance(frac_bits, bool) or not isinstance(frac_bits, int | np.integer):
         raise ValueError(f"frac_bits must be an int, got {type(frac_bits).__name__}")
-    ints = _fixed_point_operands(operands_pn, "operands_pn", bits)
-    n_windows, n_positions = ints.shape
+    bands, n_windows, n_positions, _ = operand_bands(
+        operands_pn, lambda band: _fixed_point_operands(band, "operands_pn", bits), weights_kn
+    )
+    if chunk_windows is None:
+        chunk_windows = max(1, CHUNK_OPERANDS // max(n_positions, 1))
     weights, bias, threshold = check_layer_inputs(n_positions, weights_kn, bias_k, threshold, chunk_windows)
     n_filters = weights.shape[0]
 
@@ -210,50 +217,55 @@ def msb_first(
     scale = 2.0 ** -int(frac_bits)
     bound = lsb_bound(weights, lsb_bits, int(frac_bits))
     nonzero_weights = weights != 0
-    weights_t = np.ascontiguousarray(weights.T)
-    magnitudes_t = np.abs(weights_t)
-    msb_macs = np.empty((n_windows, n_filters), dtype=np.int64)
-    skipped = np.empty((n_windows, n_filters), dtype=bool)
-    mispredicted = np.empty((n_windows, n_filters), dtype=bool)
-    output = np.empty((n_windows, n_filters), dtype=np.float64)
+    # Transposed views: BLAS reads them as they are.
+    weights_t = weights.T
+    magnitudes_t = np.abs(weights).T
+    # (K, P) results, filled a chunk of windows (columns) at a time.
+    msb_macs = np.empty((n_filters, n_windows), dtype=np.int64)
+    skipped = np.empty((n_filters, n_windows), dtype=bool)
+    mispredicted = np.empty((n_filters, n_windows), dtype=bool)
+    output = np.empty((n_filters, n_windows), dtype=np.float64)
     if not skip_zero_activations:
-        msb_macs[:] = np.count_nonzero(nonzero_weights, axis=1)[None, :]
+        msb_macs[:] = np.count_nonzero(nonzero_weights, axis=1)[:, None]
     nonzero_weights_t = nonzero_weights.T.astype(np.float32)
-    for start in range(0, n_windows, int(chunk_windows)):
-        rows = slice(start, min(n_windows, start + int(chunk_windows)))
-        msb, lsb = split_msb_lsb(ints[rows], msb_bits, bits)
-        msb_f, lsb_f = msb.astype(np.float64), lsb.astype(np.float64)
-        y_msb = bias + (msb_f @ weights_t) * scale
-        y = y_msb + (lsb_f @ weights_t) * scale
-        magnitude = np.abs(bias) + ((np.abs(msb_f) + lsb_f) @ magnitudes_t) * scale + bound
-        tolerance = _RELATIVE_TOLERANCE * magnitude
-        if decision == "predictive":
-            margin = y_msb - threshold
-        else:
-            margin = y_msb + bound + EXACT_GUARD * magnitude
-        skip = margin <= 0
-        unclear = np.abs(margin) <= tolerance
-        unclear |= skip & (np.abs(y) <= tolerance)  # is it a misprediction?
-        wrong = skip & (y > 0)
-        windows, filters = np.nonzero(unclear)
-        if windows.size:
-            replayed_skip, replayed_wrong, replayed_y = _replay(
-                msb_f, lsb_f, weights, bias, bound, scale, decision, threshold, windows, filters
-            )
-            skip[windows, filters] = replayed_skip
-            wrong[windows, filters] = replayed_wrong
-            y[windows, filters] = replayed_y
-        skipped[rows], mispredicted[rows] = skip, wrong
-        output[rows] = np.where(skip, 0.0, np.maximum(y, 0.0))
-        if skip_zero_activations:
-            # Exact: float32 holds integers up to 2**24, far above C*R*S.
-            nonzero = (ints[rows] != 0).astype(np.float32)
-            msb_macs[rows] = np.rint(nonzero @ nonzero_weights_t).astype(np.int64)
-    lsb_macs = np.where(skipped, 0, msb_macs)
+    start = 0
+    for band in bands():
+        for low in range(0, band.shape[0], int(chunk_windows)):
+            ints = band[low : low + int(chunk_windows)]
+            rows = slice(start + low, start + low + ints.shape[0])
+            msb, lsb = split_msb_lsb(ints, msb_bits, bits)
+            msb_f, lsb_f = msb.astype(np.float64), lsb.astype(np.float64)
+            y_msb = bias + (msb_f @ weights_t) * scale
+            y = y_msb + (lsb_f @ weights_t) * scale
+            magnitude = np.abs(bias) + ((np.abs(msb_f) + lsb_f) @ magnitudes_t) * scale + bound
+            tolerance = _RELATIVE_TOLERANCE * magnitude
+            if decision == "predictive":
+                margin = y_msb - threshold
+            else:
+                margin = y_msb + bound + EXACT_GUARD * magnitude
+            skip = margin <= 0
+            unclear = np.abs(margin) <= tolerance
+            unclear |= skip & (np.abs(y) <= tolerance)  # is it a misprediction?
+            wrong = skip & (y > 0)
+            windows, filters = np.nonzero(unclear)
+            if windows.size:
+                replayed_skip, replayed_wrong, replayed_y = _replay(
+                    msb_f, lsb_f, weights, bias, bound, scale, decision, threshold, windows, filters
+                )
+                skip[windows, filters] = replayed_skip
+                wrong[windows, filters] = replayed_wrong
+                y[windows, filters] = replayed_y
+            skipped[:, rows], mispredicted[:, rows] = skip.T, wrong.T
+            output[:, rows] = np.where(skip, 0.0, np.maximum(y, 0.0)).T
+            if skip_zero_activations:
+                # Exact: float32 holds integers up to 2**24, far above C*R*S.
+                nonzero = (ints != 0).astype(np.float32)
+                msb_macs[:, rows] = np.rint(nonzero @ nonzero_weights_t).T
+        start += band.shape[0]
     return MsbFirstResult(
-        msb_macs=np.ascontiguousarray(msb_macs.T),
-        lsb_macs=np.ascontiguousarray(lsb_macs.T),
-        terminated=np.ascontiguousarray(skipped.T),
-        output=np.ascontiguousarray(output.T),
-        mispredicted=np.ascontiguousarray(mispredicted.T),
+        msb_macs=msb_macs,
+        lsb_macs=np.where(skipped, 0, msb_macs),
+        terminated=skipped,
+        output=output,
+        mispredicted=mispredicted,
     )

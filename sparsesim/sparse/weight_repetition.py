@@ -48,18 +48,22 @@ filter.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 
-from sparsesim.sparse.checks import finite_matrix
+from sparsesim.sparse.checks import OperandBands, finite_matrix, operand_bands
 
 QUANTIZATION_METHODS = ("uniform_symmetric",)
 
 #: Largest number of (group, window) entries of a chunk's temporaries (16 MiB of float64).
 _CHUNK_ELEMENTS = 1 << 21
+#: Weights whose groups are found at a time.
+_GROUPING_WEIGHTS = 1 << 18
 
 
 def quantize_weights(
@@ -112,16 +116,32 @@ class RepetitionWork:
     """The work of every output ``(filter k, window p)`` of a layer on a UCNN lane; each (K, P) int64.
 
     ``issued``: activations read and walked (one cycle each). ``multiplies``: one per non-empty group of
-    equal weights. ``activation_adds``: ``issued - multiplies``. ``product_adds``: ``multiplies``.
-    ``weight_reads``: ``multiplies``. ``cycles``: ``max(1, issued)``. Rules in the module docstring.
+    equal weights. The other counts follow from these two (computed when asked for, so that a layer holds
+    two (K, P) arrays). Rules in the module docstring.
     """
 
     issued: NDArray[np.int64]
     multiplies: NDArray[np.int64]
-    activation_adds: NDArray[np.int64]
-    product_adds: NDArray[np.int64]
-    weight_reads: NDArray[np.int64]
-    cycles: NDArray[np.int64]
+
+    @property
+    def activation_adds(self) -> NDArray[np.int64]:
+        """Additions of two activations of a group: ``issued - multiplies``."""
+        return self.issued - self.multiplies
+
+    @property
+    def product_adds(self) -> NDArray[np.int64]:
+        """Accumulations of a group's product: ``multiplies``."""
+        return self.multiplies
+
+    @property
+    def weight_reads(self) -> NDArray[np.int64]:
+        """One per group: ``multiplies``."""
+        return self.multiplies
+
+    @property
+    def cycles(self) -> NDArray[np.int64]:
+        """``max(1, issued)``: an output with nothing issued still takes the cycle that hands on its bias."""
+        return np.maximum(self.issued, 1)
 
     @property
     def activation_reads(self) -> NDArray[np.int64]:
@@ -165,16 +185,19 @@ class _Groups:
     blocks: list[_GroupBlock]
 
 
-def _operands_and_weights(
-    operands_pn: np.ndarray, weights_kn: np.ndarray
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    operands = finite_matrix(operands_pn, "operands_pn", 2)
+def _operand_bands_and_weights(
+    operands_pn: np.ndarray | OperandBands, weights_kn: np.ndarray
+) -> tuple[Callable[[], Iterator[np.ndarray]], int, NDArray[np.float64]]:
+    """The operands' bands (see :func:`~sparsesim.sparse.checks.operand_bands`), P and the checked weights."""
+    bands, n_windows, n_positions, _ = operand_bands(
+        operands_pn, lambda band: finite_matrix(band, "operands_pn", 2), weights_kn
+    )
     weights = finite_matrix(weights_kn, "weights_kn", 2)
-    if weights.shape[1] != operands.shape[1]:
+    if weights.shape[1] != n_positions:
         raise ValueError(
-            f"operands_pn has {operands.shape[1]} positions per window but weights_kn has {weights.shape[1]}"
+            f"operands_pn has {n_positions} positions per window but weights_kn has {weights.shape[1]}"
         )
-    return operands, weights
+    return bands, n_windows, weights
 
 
 def _group_starts(values: NDArray[np.float64]) -> NDArray[np.bool_]:
@@ -187,7 +210,23 @@ def _group_starts(values: NDArray[np.float64]) -> NDArray[np.bool_]:
 
 def _weight_groups(weights: NDArray[np.float64], max_groups: int) -> _Groups:
     """The groups of ``weights`` ``(K, N)``, those of several positions in runs of filters that hold at most
-    ``max_groups`` of them (or one filter with more)."""
+    ``max_groups`` of them (or one filter with more). Found ``_GROUPING_WEIGHTS`` weights at a time (the
+    search's temporaries are several (filters, N) arrays); a run never spans two of those blocks, and each
+    filter's groups are the same whatever its run."""
+    singles = np.empty_like(weights)
+    blocks: list[_GroupBlock] = []
+    step = max(1, _GROUPING_WEIGHTS // max(weights.shape[1], 1))
+    for first in range(0, weights.shape[0], step):
+        part = _block_weight_groups(weights[first : first + step], max_groups)
+        singles[first : first + step] = part.singles
+        for block in part.blocks:
+            filters = slice(block.filters.start + first, block.filters.stop + first)
+            blocks.append(dataclasses.replace(block, filters=filters))
+    return _Groups(singles=singles, blocks=blocks)
+
+
+def _block_weight_groups(weights: NDArray[np.float64], max_groups: int) -> _Groups:
+    """:func:`_weight_groups` of one block of filters."""
     n_filters, n_positions = weights.shape
     # Each filter's positions by weight value; the order of the positions of one group does not matter (the
     # indicator's rows are sorted by position).
@@ -241,22 +280,31 @@ def _windows_per_chunk(weights: NDArray[np.float64]) -> int:
     return max(1, _CHUNK_ELEMENTS // sum(weights.shape))
 
 
-def _window_chunks(n_windows: int, step: int) -> list[slice]:
-    return [slice(start, min(n_windows, start + step)) for start in range(0, n_windows, step)]
+def _window_chunks(
+    bands: Callable[[], Iterator[np.ndarray]], step: int
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Chunks of at most ``step`` windows of each band: (their windows in the layer, their operands)."""
+    start = 0
+    for band in bands():
+        for low in range(0, band.shape[0], step):
+            chunk = band[low : low + step]
+            yield slice(start + low, start + low + chunk.shape[0]), chunk
+        start += band.shape[0]
 
 
 def repetition_work(
-    operands_pn: np.ndarray, weights_kn: np.ndarray, *, skip_zero_activations: bool = False
+    operands_pn: np.ndarray | OperandBands, weights_kn: np.ndarray, *, skip_zero_activations: bool = False
 ) -> RepetitionWork:
     """Count the work of every output of a layer on a UCNN lane (rules in the module docstring).
 
     ``operands_pn``: (P, N) the operands of each window (im2col: row ``p`` = window ``p``'s ``C*R*S``
-    activations, padding as zeros). ``weights_kn``: (K, N), usually from :func:`quantize_weights` (with
-    continuous weights nearly every group has one position and nothing is saved).
+    activations, padding as zeros), or a callable returning its bands of consecutive windows (see
+    :func:`~sparsesim.sparse.checks.operand_bands`). ``weights_kn``: (K, N), usually from
+    :func:`quantize_weights` (with continuous weights nearly every group has one position and nothing is
+    saved).
     ``skip_zero_activations``: zero activations are not issued (no read, no add, no cycle).
     """
-    operands, weights = _operands_and_weights(operands_pn, weights_kn)
-    n_windows = operands.shape[0]
+    bands, n_windows, weights = _operand_bands_and_weights(operands_pn, weights_kn)
     if skip_zero_activations:
         step = _windows_per_chunk(weights)
         groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
@@ -265,8 +313,8 @@ def repetition_work(
         singles = (groups.singles != 0).astype(np.float32)
         issued = np.empty((weights.shape[0], n_windows), dtype=np.int64)
         multiplies = np.empty_like(issued)
-        for rows in _window_chunks(n_windows, step):
-            nonzero = np.ascontiguousarray((operands[rows] != 0).T, dtype=np.float32)  # (N, W)
+        for rows, operands in _window_chunks(bands, step):
+            nonzero = np.ascontiguousarray((operands != 0).T, dtype=np.float32)  # (N, W)
             issued[:, rows] = nonzero_weights @ nonzero
             # A group is multiplied if one of its activations is issued; a group of one position if its is.
             multiplies[:, rows] = (singles @ nonzero).astype(np.int64)
@@ -278,35 +326,29 @@ def repetition_work(
         issued = np.repeat(per_filter_issued[:, None], n_windows, axis=1)
         per_filter_groups = np.count_nonzero(_group_starts(np.sort(weights, axis=1)), axis=1).astype(np.int64)
         multiplies = np.repeat(per_filter_groups[:, None], n_windows, axis=1)
-    return RepetitionWork(
-        issued=issued,
-        multiplies=multiplies,
-        activation_adds=issued - multiplies,
-        product_adds=multiplies.copy(),
-        weight_reads=multiplies.copy(),
-        cycles=np.maximum(issued, 1),
-    )
+    return RepetitionWork(issued=issued, multiplies=multiplies)
 
 
 def factorised_output(
-    operands_pn: np.ndarray, weights_kn: np.ndarray, bias_k: np.ndarray
+    operands_pn: np.ndarray | OperandBands, weights_kn: np.ndarray, bias_k: np.ndarray
 ) -> NDArray[np.float64]:
     """Every output computed the UCNN way: per group, sum the activations, multiply once by the weight.
 
     Returns (K, P) float64 ``bias_k[k] + sum_g w_g * (sum of the activations of group g)``, groups of filter
-    ``k`` in increasing weight value, activations of a group in position order; ReLU is NOT applied. Equal to
+    ``k`` in increasing weight value, activations of a group in position order; ReLU is NOT applied.
+    ``operands_pn`` as for :func:`repetition_work`. Equal to
     ``operands_pn @ weights_kn.T + bias_k`` up to floating-point rounding (the sums are associated
     differently). Skipping zero activations does not change it: a zero adds nothing.
     """
-    operands, weights = _operands_and_weights(operands_pn, weights_kn)
+    bands, n_windows, weights = _operand_bands_and_weights(operands_pn, weights_kn)
     bias = finite_matrix(bias_k, "bias_k", 1)
     if bias.shape[0] != weights.shape[0]:
         raise ValueError(f"bias_k has {bias.shape[0]} entries for {weights.shape[0]} filters")
     step = _windows_per_chunk(weights)
     groups = _weight_groups(weights, _CHUNK_ELEMENTS // step)
-    out = np.empty((weights.shape[0], operands.shape[0]), dtype=np.float64)
-    for rows in _window_chunks(operands.shape[0], step):
-        window_operands = np.ascontiguousarray(operands[rows].T)  # (N, W)
+    out = np.empty((weights.shape[0], n_windows), dtype=np.float64)
+    for rows, operands in _window_chunks(bands, step):
+        window_operands = np.ascontiguousarray(operands.T)  # (N, W)
         out[:, rows] = groups.singles @ window_operands  # groups of one position: plain products
         for block in groups.blocks:
             group_sums = block.indicator @ window_operands  # (groups, W): activations summed per group

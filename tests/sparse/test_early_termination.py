@@ -15,6 +15,7 @@ from hypothesis.extra.numpy import arrays
 
 from sparsesim.components.pe_array import im2col
 from sparsesim.mapping import ConvGeometry
+from sparsesim.sparse import early_termination as early_termination_module
 from sparsesim.sparse.early_termination import TerminationResult, early_termination, mac_order
 from tests.reference.early_termination_reference import issue_order, reference_layer
 
@@ -280,6 +281,37 @@ def test_fast_model_equals_reference_on_synthetic_matrices(layer, setting, skip,
         skip_zero_activations=skip,
         chunk_windows=chunk_windows,
     )
+    assert_equals_reference(result, operands, weights, bias, mode, n_spec % 7, threshold, skip)
+
+
+@settings(**settings_kwargs)
+@given(
+    st.one_of(synthetic_layers(), synthetic_integer_layers),
+    st.sampled_from(SETTINGS),
+    st.booleans(),
+    st.integers(1, 4),
+    st.integers(1, 20),
+)
+def test_operand_bands_and_filter_blocks_give_the_reference_results_on_synthetic_matrices(
+    layer, setting, skip, band_windows, block_weights
+):
+    """Operands given a band of windows at a time, issue plans built a few filters at a time."""
+    operands, weights, bias = layer
+    mode, n_spec, threshold = setting
+    whole_blocks = early_termination_module.FILTER_BLOCK_WEIGHTS
+    early_termination_module.FILTER_BLOCK_WEIGHTS = block_weights
+    try:
+        result = early_termination(
+            lambda: (operands[i : i + band_windows] for i in range(0, len(operands), band_windows)),
+            weights,
+            bias,
+            mode=mode,
+            n_speculative=n_spec % 7,
+            threshold=threshold,
+            skip_zero_activations=skip,
+        )
+    finally:
+        early_termination_module.FILTER_BLOCK_WEIGHTS = whole_blocks
     assert_equals_reference(result, operands, weights, bias, mode, n_spec % 7, threshold, skip)
 
 

@@ -85,6 +85,28 @@ def test_synthetic_routing_selects_k_per_pixel_and_counts_add_up(layer, data):
 
 
 @settings(max_examples=100, deadline=None)
+@given(synthetic_layers(), st.integers(1, 4))
+def test_synthetic_operand_bands_give_the_scores_and_outputs_of_the_whole_matrix(layer, band_windows):
+    weights, bias, operands, experts = layer
+    labels = balanced_kmeans_partition(weights, experts)
+    router, router_bias = mean_filter_router(weights, bias, labels)
+
+    def bands():
+        return (operands[i : i + band_windows] for i in range(0, len(operands), band_windows))
+
+    # Equal up to the rounding of matrix products of other shapes (a band of one window is a vector).
+    scores = router_scores(operands, router, router_bias)
+    np.testing.assert_allclose(router_scores(bands, router, router_bias), scores, rtol=1e-12, atol=1e-12)
+    routed = routed_outputs(top_k_experts(scores, 1), labels)
+    np.testing.assert_allclose(
+        moe_output(bands, weights, bias, routed),
+        moe_output(operands, weights, bias, routed),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+@settings(max_examples=100, deadline=None)
 @given(synthetic_layers())
 def test_synthetic_selecting_every_expert_reproduces_the_dense_layer_exactly(layer):
     weights, bias, operands, experts = layer

@@ -74,6 +74,31 @@ def test_fast_model_equals_the_cycle_stepped_reference_on_real_cuts(vgg16_trace,
     np.testing.assert_allclose(result.output, np.array(output), rtol=0, atol=1e-9)
 
 
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
+def test_operand_bands_equal_the_cycle_stepped_reference_on_real_cuts(vgg16_trace, cut, skip):
+    """The operands given a band of 4 windows at a time, worked through 3 windows at a time."""
+    operands, weights, bias, frac_bits = real_fixed_point_cut(vgg16_trace, *cut)
+    result = msb_first(
+        lambda: (operands[i : i + 4] for i in range(0, len(operands), 4)),
+        weights,
+        bias,
+        frac_bits=frac_bits,
+        msb_bits=6,
+        threshold=0.0,
+        skip_zero_activations=skip,
+        chunk_windows=3,
+    )
+    msb, lsb, terminated, output, mispredicted = reference_layer(
+        operands, weights, bias, frac_bits, 6, 16, "predictive", 0.0, skip
+    )
+    np.testing.assert_array_equal(result.msb_macs, np.array(msb))
+    np.testing.assert_array_equal(result.lsb_macs, np.array(lsb))
+    np.testing.assert_array_equal(result.terminated, np.array(terminated))
+    np.testing.assert_array_equal(result.mispredicted, np.array(mispredicted))
+    np.testing.assert_allclose(result.output, np.array(output), rtol=0, atol=1e-9)
+
+
 def test_real_cuts_exercise_both_outcomes(vgg16_trace):
     """The cuts are not trivial: some outputs skip their LSB pass, some do not, and 4 MSB bits mispredict."""
     operands, weights, bias, frac_bits = real_fixed_point_cut(vgg16_trace, *CUTS[1])

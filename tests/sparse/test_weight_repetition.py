@@ -16,6 +16,7 @@ from hypothesis.extra.numpy import arrays
 
 from sparsesim.components.pe_array import im2col
 from sparsesim.mapping import ConvGeometry
+from sparsesim.sparse import weight_repetition
 from sparsesim.sparse.weight_repetition import (
     RepetitionWork,
     factorised_output,
@@ -306,6 +307,27 @@ def test_fast_model_equals_reference_on_synthetic_matrices(layer, skip):
     operands, weights, bias, _ = layer
     work = repetition_work(operands, weights, skip_zero_activations=skip)
     assert_equals_reference(work, factorised_output(operands, weights, bias), operands, weights, bias, skip)
+
+
+@settings(**settings_kwargs)
+@given(synthetic_layers(), st.booleans(), st.integers(1, 4), st.integers(1, 40))
+def test_operand_bands_and_filter_blocks_give_the_reference_results_on_synthetic_matrices(
+    layer, skip, band_windows, grouping_weights
+):
+    """Operands given a band of windows at a time, groups found a few filters at a time."""
+    operands, weights, bias, _ = layer
+
+    def bands():
+        return (operands[i : i + band_windows] for i in range(0, len(operands), band_windows))
+
+    whole_blocks = weight_repetition._GROUPING_WEIGHTS
+    weight_repetition._GROUPING_WEIGHTS = grouping_weights
+    try:
+        work = repetition_work(bands, weights, skip_zero_activations=skip)
+        output = factorised_output(bands, weights, bias)
+    finally:
+        weight_repetition._GROUPING_WEIGHTS = whole_blocks
+    assert_equals_reference(work, output, operands, weights, bias, skip)
 
 
 @settings(**settings_kwargs)
