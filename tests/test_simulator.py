@@ -45,32 +45,41 @@ def _peak_bytes(hw, layer) -> int:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("hw_name", ["cnvlutin", "dadiannao"])
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_simulate_layer_peak_memory_is_a_few_times_the_layers_operands(
-    hw_name, layer_name, hwconfigs, vgg16_trace
-):
-    layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs[hw_name], layer)
-    bound_bytes = OPERAND_MULTIPLE * _operand_bytes(layer) + 8 * DATAPATH_BAND_VALUES
-    assert peak_bytes <= bound_bytes, f"{layer_name} on {hw_name}: peak {peak_bytes / 1e6:.1f} MB"
+# Beyond OPERAND_MULTIPLE x the layer's operands and one band of operands (float64), what each machine may
+# hold for the whole layer, and why. The bounds guard against a whole-layer im2col (82 MB on conv1_2) or a
+# whole layer's issue plans or weight groups (over 80 MB on conv4_2).
+MECHANISM_BYTES = {
+    # The datapath's column bands and nothing else.
+    "cnvlutin": lambda layer: 0,
+    "dadiannao": lambda layer: 0,
+    # Per-output results and the issue plans of one block of filters.
+    "snapea_exact": lambda layer: (
+        RESULT_MULTIPLE * layer.output.nbytes + PLAN_BYTES_PER_WEIGHT * FILTER_BLOCK_WEIGHTS
+    ),
+    "snapea_predictive": lambda layer: (
+        RESULT_MULTIPLE * layer.output.nbytes + PLAN_BYTES_PER_WEIGHT * FILTER_BLOCK_WEIGHTS
+    ),
+    # Per-output results; weights as float64 with their magnitudes (float64) and nonzero mask (float32).
+    "predictivenet": lambda layer: RESULT_MULTIPLE * layer.output.nbytes + 4 * layer.weights.nbytes,
+    # Per-output results; weights as float64, each position alone in its group (float64) and the sparse tables
+    # of the other groups.
+    "ucnn": lambda layer: RESULT_MULTIPLE * layer.output.nbytes + 6 * layer.weights.nbytes,
+    # The experts are clustered on float64 copies of the weights.
+    "moe": lambda layer: 4 * layer.weights.nbytes,
+    # Per-channel-lane term counts (int64 copies of the input, padded).
+    "diffy": lambda layer: 6 * layer.input.nbytes,
+}
 
 
-@pytest.mark.parametrize("hw_name", ["snapea_exact", "snapea_predictive"])
+@pytest.mark.parametrize("hw_name", sorted(MECHANISM_BYTES))
 @pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_early_termination_peak_memory_is_its_results_a_band_and_a_block_of_plans(
+def test_simulate_layer_peak_memory_is_bounded_by_the_layers_own_sizes(
     hw_name, layer_name, hwconfigs, vgg16_trace
 ):
-    """SnaPEA gets the layer's operands a band of output rows at a time (a whole-layer im2col would cost
-    82 MB more on conv1_2) and plans a block of filters at a time (all of conv4_2's at once: over 100 MB
-    more)."""
     layer = vgg16_trace.layer(layer_name)
     peak_bytes = _peak_bytes(hwconfigs[hw_name], layer)
     bound_bytes = (
-        OPERAND_MULTIPLE * _operand_bytes(layer)
-        + RESULT_MULTIPLE * layer.output.nbytes
-        + 8 * DATAPATH_BAND_VALUES
-        + PLAN_BYTES_PER_WEIGHT * FILTER_BLOCK_WEIGHTS
+        OPERAND_MULTIPLE * _operand_bytes(layer) + 8 * DATAPATH_BAND_VALUES + MECHANISM_BYTES[hw_name](layer)
     )
     assert peak_bytes <= bound_bytes, f"{layer_name} on {hw_name}: peak {peak_bytes / 1e6:.1f} MB"
 
@@ -93,65 +102,3 @@ def test_simulate_layer_leaves_no_array_for_the_garbage_collector(hw_name, hwcon
         gc.enable()
     # What is left is simpy's own cycle (an Environment and its events), a few kB.
     assert freed_by_collection_bytes < 100_000
-
-
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_msb_first_peak_memory_is_its_results_a_band_and_its_weights(layer_name, hwconfigs, vgg16_trace):
-    """PredictiveNet gets the layer's operands a band of output rows at a time (a whole-layer im2col, and
-    its int64 copy, would cost 160 MB more on conv1_2); its weights are held as float64, with their
-    magnitudes (float64) and nonzero mask (float32): 5x their float32 bytes, 4x beyond the operands."""
-    layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs["predictivenet"], layer)
-    bound_bytes = (
-        OPERAND_MULTIPLE * _operand_bytes(layer)
-        + RESULT_MULTIPLE * layer.output.nbytes
-        + 4 * layer.weights.nbytes
-        + 8 * DATAPATH_BAND_VALUES
-    )
-    assert peak_bytes <= bound_bytes, f"{layer_name} on predictivenet: peak {peak_bytes / 1e6:.1f} MB"
-
-
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_weight_repetition_peak_memory_is_its_results_a_band_and_its_groups(
-    layer_name, hwconfigs, vgg16_trace
-):
-    """UCNN gets the layer's operands a band of output rows at a time (a whole-layer im2col would cost 82 MB
-    more on conv1_2, twice: counts and datapath) and finds its weight groups a block of filters at a time (all
-    of conv4_2's at once: 80 MB more). Its weights are held as float64, with each position alone in its
-    group (float64) and the sparse tables of the other groups: up to 6x their float32 bytes beyond the
-    operands."""
-    layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs["ucnn"], layer)
-    bound_bytes = (
-        OPERAND_MULTIPLE * _operand_bytes(layer)
-        + RESULT_MULTIPLE * layer.output.nbytes
-        + 6 * layer.weights.nbytes
-        + 8 * DATAPATH_BAND_VALUES
-    )
-    assert peak_bytes <= bound_bytes, f"{layer_name} on ucnn: peak {peak_bytes / 1e6:.1f} MB"
-
-
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_mixture_of_experts_peak_memory_is_a_few_times_the_layers_operands(
-    layer_name, hwconfigs, vgg16_trace
-):
-    """The router and the routed outputs get the layer's operands a band of output rows at a time (a
-    whole-layer im2col would cost 82 MB more on conv1_2). The experts are clustered on float64 copies of the
-    weights: up to 4x their float32 bytes beyond the operands."""
-    layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs["moe"], layer)
-    bound_bytes = (
-        OPERAND_MULTIPLE * _operand_bytes(layer) + 4 * layer.weights.nbytes + 8 * DATAPATH_BAND_VALUES
-    )
-    assert peak_bytes <= bound_bytes, f"{layer_name} on moe: peak {peak_bytes / 1e6:.1f} MB"
-
-
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
-def test_delta_datapath_peak_memory_is_a_few_times_the_layers_operands(layer_name, hwconfigs, vgg16_trace):
-    """Diffy's datapath converts its operands and their differences to float64 a band of rows at a time
-    (the whole layer's at once cost 20 MB more on conv1_2); its per-channel-lane term counts hold up to 6x
-    the input's bytes (int64 copies, padded)."""
-    layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs["diffy"], layer)
-    bound_bytes = OPERAND_MULTIPLE * _operand_bytes(layer) + 6 * layer.input.nbytes + 8 * DATAPATH_BAND_VALUES
-    assert peak_bytes <= bound_bytes, f"{layer_name} on diffy: peak {peak_bytes / 1e6:.1f} MB"
