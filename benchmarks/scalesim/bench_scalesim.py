@@ -25,7 +25,6 @@ Options: ``--dataflow ws`` (repeatable), ``--layers N`` (first N layers only, fo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scalesim_reports import read_layers  # this script's folder
 
 from sparsesim.systolic import SCALESIM_COUNTS
 
@@ -72,28 +73,7 @@ def make_scalesim_venv(where: Path) -> str:
 
 
 def read_scalesim(report_dir: Path) -> list[dict[str, int]]:
-    def rows(name):
-        with open(report_dir / name) as handle:
-            table = list(csv.reader(handle))
-        header = [cell.strip() for cell in table[0]]
-        return [dict(zip(header, (cell.strip() for cell in row), strict=False)) for row in table[1:] if row]
-
-    layers = []
-    for comp, det in zip(rows("COMPUTE_REPORT.csv"), rows("DETAILED_ACCESS_REPORT.csv"), strict=True):
-        total, stall = int(comp["Total Cycles"]), int(comp["Stall Cycles"])
-        layers.append(
-            {
-                "compute_cycles": total - stall,
-                "stall_cycles": stall,
-                "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
-                "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
-                "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
-                "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
-                "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
-                "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
-            }
-        )
-    return layers
+    return [{name: layer[name] for name in SCALESIM_COUNTS} for layer in read_layers(report_dir)]
 
 
 def main() -> int:

@@ -14,12 +14,13 @@ SCALE-Sim writes its COMPUTE_REPORT.csv and DETAILED_ACCESS_REPORT.csv, whose co
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import os
 import sys
 import tempfile
+
+from scalesim_reports import read_layers  # this script's folder
 
 # name, ifmap h, ifmap w, filter h, filter w, channels, filters, stride
 LAYERS = [
@@ -96,13 +97,6 @@ TOPOLOGY_HEADER = (
 )
 
 
-def read_report(path: str) -> list[dict[str, str]]:
-    with open(path) as handle:
-        rows = list(csv.reader(handle))
-    header = [cell.strip() for cell in rows[0] if cell.strip()]
-    return [dict(zip(header, [cell.strip() for cell in row], strict=False)) for row in rows[1:] if row]
-
-
 def run_case(work, topology, layout, names, array, dataflow, gemm, topology_key):
     """Run SCALE-Sim on one topology with one array and dataflow; return the case's JSON entry."""
     from scalesim.scale_sim import scalesim
@@ -132,26 +126,10 @@ def run_case(work, topology, layout, names, array, dataflow, gemm, topology_key)
             input_type_gemm=gemm,
         )
         sim.run_scale(top_path=work)
-    compute = read_report(os.path.join(work, run_name, "COMPUTE_REPORT.csv"))
-    detail = read_report(os.path.join(work, run_name, "DETAILED_ACCESS_REPORT.csv"))
-    layers = []
-    for name, comp, det in zip(names, compute, detail, strict=True):
-        total = int(comp["Total Cycles"])
-        stall = int(comp["Stall Cycles"])
-        layers.append(
-            {
-                "layer": name,
-                "total_cycles": total,
-                "stall_cycles": stall,
-                "compute_cycles": total - stall,
-                "ifmap_sram_reads": int(float(det["SRAM IFMAP Reads"])),
-                "filter_sram_reads": int(float(det["SRAM Filter Reads"])),
-                "ofmap_sram_writes": int(float(det["SRAM OFMAP Writes"])),
-                "ifmap_dram_reads": int(float(det["DRAM IFMAP Reads"])),
-                "filter_dram_reads": int(float(det["DRAM Filter Reads"])),
-                "ofmap_dram_writes": int(float(det["DRAM OFMAP Writes"])),
-            }
-        )
+    layers = [
+        {"layer": name, **counts}
+        for name, counts in zip(names, read_layers(os.path.join(work, run_name)), strict=True)
+    ]
     print(run_name, "done", file=sys.stderr)
     return {
         "format": "gemm" if gemm else "conv",
