@@ -213,7 +213,8 @@ def write_atomic_all(outputs: Mapping[str | os.PathLike, str | bytes]) -> None:
             try:
                 os.replace(tmp, target)
             except OSError as error:
-                raise OutputFileError(f"{target}: cannot write the result: {error.strerror or error}") from None
+                reason = error.strerror or error
+                raise OutputFileError(f"{target}: cannot write the result: {reason}") from None
     finally:
         for fd, tmp, _ in staged:
             os.close(fd)  # releases the lock
