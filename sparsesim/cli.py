@@ -28,6 +28,26 @@ def _user_errors(command):
     return wrapper
 
 
+def _check_outputs(*paths: str | None) -> None:
+    """Refuse unwritable output paths before any simulation (a long run must not end in a lost result)."""
+    from sparsesim.files import check_writable
+
+    for path in paths:
+        if path:
+            check_writable(path)
+
+
+def _write_outputs(*outputs) -> None:
+    """Write the results asked for, ``(path or None, function giving the text)`` each, all or none."""
+    from sparsesim.files import write_atomic_all
+
+    write_atomic_all({path: render() for path, render in outputs if path})
+
+
+def _json_text(data) -> str:
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
 def _json_option(help_text: str):
     return click.option(
         "--json", "json_path", type=click.Path(dir_okay=False), metavar="FILE", help=help_text
@@ -83,10 +103,10 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
     """
     from sparsesim import load_hwconfig, load_trace
-    from sparsesim.files import write_atomic
     from sparsesim.report import compare_reports
     from sparsesim.simulator import simulate_configs
 
+    _check_outputs(json_path, csv_path)
     hw = load_hwconfig(hwconfig)
     base_hw = load_hwconfig(baseline) if baseline else None
     loaded = load_trace(trace, layers=list(layers) or None)
@@ -95,10 +115,7 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     if base_report is not None:
         report.data["comparison"] = compare_reports(report, base_report)
     click.echo(report.render(base_report), nl=False)
-    if json_path:
-        write_atomic(json_path, report.to_json())
-    if csv_path:
-        write_atomic(csv_path, report.to_csv())
+    _write_outputs((json_path, report.to_json), (csv_path, report.to_csv))
     if not report.totals["functional_check_passed"]:
         click.echo("error: the functional check failed (see the 'check' column)", err=True)
         sys.exit(1)
@@ -126,10 +143,10 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
         sparsesim compare traces/vgg16_china hwconfigs/dadiannao.yaml hwconfigs/cnvlutin.yaml
     """
     from sparsesim import load_hwconfig, load_trace
-    from sparsesim.files import write_atomic
     from sparsesim.report.comparison import comparison_csv, comparison_data, render_comparison
     from sparsesim.simulator import simulate_configs
 
+    _check_outputs(json_path, csv_path)
     loaded = load_trace(trace, layers=list(layers) or None)
     configs = [load_hwconfig(path) for path in hwconfigs]
     if baseline:
@@ -138,10 +155,7 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
     base = reports.pop() if baseline else reports[0]
     data = comparison_data(reports, base)
     click.echo(render_comparison(data), nl=False)
-    if json_path:
-        write_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
-    if csv_path:
-        write_atomic(csv_path, comparison_csv(data))
+    _write_outputs((json_path, lambda: _json_text(data)), (csv_path, lambda: comparison_csv(data)))
     if not all(config["totals"]["functional_check_passed"] for config in data["configs"]):
         click.echo("error: the functional check failed for some config", err=True)
         sys.exit(1)
@@ -168,24 +182,22 @@ def sweep(hwconfig, trace, setting, layers, json_path):
         sparsesim sweep hwconfigs/cnvlutin.yaml traces/vgg16_china \
             --set pe_array.pe.activation_threshold=0,1,2,4
     """
-    import yaml
-
     from sparsesim import load_hwconfig, load_trace
-    from sparsesim.files import write_atomic
+    from sparsesim.config.hwconfig import parse_yaml_value
     from sparsesim.report.sweep import render_sweep, sweep_data, with_parameter
     from sparsesim.simulator import simulate_configs
 
+    _check_outputs(json_path)
     path, sep, listed = setting.partition("=")
     if not sep or not listed:
         raise click.BadParameter("expected PATH=V1,V2,...", param_hint="--set")
-    values = [yaml.safe_load(item) for item in listed.split(",")]
+    values = [parse_yaml_value(item, f"--set {path}") for item in listed.split(",")]
     hw = load_hwconfig(hwconfig)
     configs = [with_parameter(hw, path, value) for value in values]
     loaded = load_trace(trace, layers=list(layers) or None)
     data = sweep_data(path, values, simulate_configs(configs, loaded))
     click.echo(render_sweep(data), nl=False)
-    if json_path:
-        write_atomic(json_path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    _write_outputs((json_path, lambda: _json_text(data)))
 
 
 @main.command()
@@ -254,7 +266,7 @@ def formats(trace, layers):
 
     from sparsesim import load_trace
     from sparsesim.report.report import render_table
-    from sparsesim.sparse.formats import compare_formats
+    from sparsesim.sparse.formats import compare_formats, stored_words
 
     loaded = load_trace(trace, layers=list(layers) or None)
     click.echo(f"storage formats of {loaded.name}: bits = payload + metadata; ratio = U bits / bits\n")
@@ -262,7 +274,8 @@ def formats(trace, layers):
         tensors = (
             ("input", layer.input, "activations"),
             ("weights", layer.weights, "weights"),
-            ("output", layer.output, "activations"),
+            # Computed in float32; stored as the 16-bit words the machine writes back (rounded, saturated).
+            ("output", stored_words(layer.output), "activations"),
         )
         for label, tensor, role in tensors:
             if layer.op == "linear":
@@ -297,7 +310,7 @@ def validate(hwconfig, explain):
     if hwconfig:
         hw = load_hwconfig(hwconfig)
         click.echo(f"{hwconfig}: valid hardware config {hw.name!r}")
-        click.echo(json.dumps(hwconfig_to_dict(hw), indent=2))
+        click.echo(json.dumps(hwconfig_to_dict(hw, fill_derived=True), indent=2))
     elif not explain:
         raise click.UsageError("give a HWCONFIG to check, or --explain")
 
@@ -321,10 +334,10 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
         sparsesim systolic hwconfigs/systolic_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
     """
     from sparsesim.errors import TraceError
-    from sparsesim.files import write_atomic
     from sparsesim.systolic import load_scalesim_config, simulate_systolic
     from sparsesim.workload.topology import load_topology
 
+    _check_outputs(json_path, csv_path)
     hw = load_scalesim_config(config)
     shapes = load_topology(topology, gemm=gemm)
     if layers:
@@ -334,10 +347,7 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
         shapes = [shape for shape in shapes if shape.name in layers]
     report = simulate_systolic(hw, shapes)
     click.echo(report.render(), nl=False)
-    if json_path:
-        write_atomic(json_path, report.to_json())
-    if csv_path:
-        write_atomic(csv_path, report.to_csv())
+    _write_outputs((json_path, report.to_json), (csv_path, report.to_csv))
 
 
 @main.group("make-trace")
@@ -541,10 +551,10 @@ def frames(hwconfig, frames_dir, target, interval, interpolation, json_path):
     import dataclasses
 
     from sparsesim import load_hwconfig
-    from sparsesim.files import write_atomic
     from sparsesim.temporal import simulate_frames
     from sparsesim.workload.pan import load_frames
 
+    _check_outputs(json_path)
     hw = load_hwconfig(hwconfig)
     overrides = {
         key: value
@@ -559,8 +569,7 @@ def frames(hwconfig, frames_dir, target, interval, interpolation, json_path):
         hw = dataclasses.replace(hw, temporal=dataclasses.replace(hw.temporal, **overrides))
     report = simulate_frames(hw, load_frames(frames_dir))
     click.echo(report.render(), nl=False)
-    if json_path:
-        write_atomic(json_path, report.to_json())
+    _write_outputs((json_path, report.to_json))
     if not report.totals["functional_check_passed"]:
         click.echo("error: the functional check failed", err=True)
         sys.exit(1)

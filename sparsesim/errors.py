@@ -14,14 +14,20 @@ class SparsesimError(Exception):
 class ConfigError(SparsesimError):
     """A hardware config is malformed: YAML syntax, unknown keys, wrong types or impossible values.
 
-    ``problems`` holds every ``(dotted_path, message)`` found, so that one run reports them all.
+    ``problems`` holds every ``(dotted_path, message)`` found, so that one run reports them all; the message
+    shows the first ``SHOWN_PROBLEMS`` of them.
     """
+
+    SHOWN_PROBLEMS = 50
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = list(problems)
+        shown = self.problems[: self.SHOWN_PROBLEMS]
         lines = [f"{source}: {len(self.problems)} problem(s) in the hardware config:"]
-        lines += [f"  {path or '<top level>'}: {message}" for path, message in self.problems]
+        lines += [f"  {path or '<top level>'}: {message}" for path, message in shown]
+        if len(self.problems) > len(shown):
+            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
         super().__init__("\n".join(lines))
 
 

@@ -422,7 +422,7 @@ def simulate_configs(hws: Sequence, trace, layers: Sequence[str] | None = None) 
             {
                 "schema_version": REPORT_SCHEMA_VERSION,
                 "sparsesim_version": __version__,
-                "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw)},
+                "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw, fill_derived=True)},
                 "trace": {
                     "name": trace.name,
                     "format_version": trace.format_version,

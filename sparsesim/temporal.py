@@ -304,7 +304,7 @@ def _report_data(hw, sequence, geometry, frames_out) -> dict:
     return {
         "schema_version": FRAMES_REPORT_SCHEMA_VERSION,
         "sparsesim_version": __version__,
-        "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw)},
+        "hwconfig": {"name": hw.name, "config": hwconfig_to_dict(hw, fill_derived=True)},
         "sequence": {
             "name": sequence.name,
             "frames": len(sequence.frames),

@@ -89,3 +89,56 @@ def test_compare_tables_every_config_against_the_baseline(tmp_path):
     assert by_name["dadiannao"]["totals"]["speedup"] == 1.0
     assert by_name["cnvlutin"]["totals"]["speedup"] > 1.0
     assert by_name["cnvlutin"]["layers"][0]["energy_saving"] > 0
+
+
+# --- output paths (issue 9, item 7) ---------------------------------------------------------------------
+
+
+def test_an_unwritable_output_is_refused_before_any_simulation(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(
+        main, ["run", DADIANNAO, str(TRACE_DIR), "--layer", "conv5_3", "--json", str(blocker / "r.json")]
+    )
+    assert result.exit_code == 2
+    assert "cannot write the result" in result.output and "is not a directory" in result.output
+    assert "conv5_3" not in result.output  # refused before the run, not after it
+
+
+def test_an_output_that_is_a_directory_is_refused_before_any_simulation(tmp_path):
+    result = CliRunner().invoke(main, ["run", DADIANNAO, str(TRACE_DIR), "--csv", str(tmp_path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_two_outputs_are_written_all_or_none(tmp_path, monkeypatch):
+    from sparsesim import files
+
+    good, bad = tmp_path / "r.json", tmp_path / "r.csv"
+    real_write = files._write_temporary
+
+    def failing_write(target, payload):  # the disk fills up while the second result is written
+        if target.name == "r.csv":
+            raise OSError(28, "No space left on device")
+        return real_write(target, payload)
+
+    monkeypatch.setattr(files, "_write_temporary", failing_write)
+    result = invoke("run", DADIANNAO, TRACE_DIR, "--layer", "conv5_3", "--json", good, "--csv", bad)
+    assert result.exit_code == 2 and "No space left on device" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither written, no temporary left
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    import fcntl
+
+    from sparsesim.files import write_atomic
+
+    target = tmp_path / "r.json"
+    abandoned = tmp_path / ".r.json.k1ll3d00.tmp"
+    abandoned.write_text('{"half": ')
+    live = tmp_path / ".r.json.writing0.tmp"
+    live.write_text("being written")
+    with open(live) as handle:  # another writer at work holds its lock: its file must stay
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        write_atomic(target, "{}\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.writing0.tmp", "r.json"]
+    assert target.read_text() == "{}\n"

@@ -47,3 +47,20 @@ def test_formats_command_matches_a_hand_calculation(tmp_path):
     # Elias-gamma of run + 1: gamma(2) is 3 bits, gamma(7) 5 bits, twice.
     assert sizes["RLE_gamma"] == (3 * 16, 3 + 5 + 5, 61)
     assert "best: RLE_gamma" in result.output
+
+
+def test_formats_sizes_the_float32_outputs_of_a_real_layer_as_the_words_the_machine_stores():
+    from tests.conftest import TRACE_DIR
+
+    result = CliRunner().invoke(main, ["formats", str(TRACE_DIR), "--layer", "conv5_3"])
+    assert result.exit_code == 0, result.output
+    assert "conv5_3 output 512x7x10, density 0.270" in result.output
+
+
+def test_stored_words_round_saturate_and_keep_zeros():
+    from sparsesim.sparse.formats import stored_words
+
+    values = np.array([0.0, 29.916996, -1e6, 1e30, 1e-9, -0.0], dtype=np.float32)
+    words = stored_words(values)
+    assert words.dtype == np.float16
+    assert words.tolist() == [0.0, float(np.float16(29.916996)), -65504.0, 65504.0, 0.0, -0.0]

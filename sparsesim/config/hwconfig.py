@@ -42,10 +42,10 @@ energy problem"): a 16-bit integer multiply is about 0.8 pJ, plus the add. Hence
 - ``noc.transfer`` 2.0 per word injected (a multicast word counts once).
 - ``global_buffer.read`` / ``write`` 6.0 per word.
 - ``dram.read`` / ``write`` per burst: 200 pJ per word, times the words in a burst. This default depends on
-  two other parameters, so it is derived when the config is built (parsed or constructed) and not given:
-  ``200 * dram.burst_bytes / word_bytes`` (6400.0 pJ with the defaults). Give ``energy_pj.dram.read`` /
-  ``write`` explicitly to override it. A sweep that changes ``burst_bytes`` or ``word_bytes`` of a built
-  config must reset ``energy_pj.dram`` to derive it again (see :class:`HwConfig`).
+  two other parameters, so a config leaves it ``None`` and :meth:`HwConfig.energy_table` derives it each
+  time: ``200 * dram.burst_bytes / word_bytes`` (6400.0 pJ with the defaults). A sweep that changes
+  ``burst_bytes`` or ``word_bytes`` therefore changes the DRAM energy with it. Give ``energy_pj.dram.read``
+  / ``write`` explicitly to override it.
 
 The ratios were measured for 16-bit words: with another ``word_bytes`` the defaults still charge them per
 word, so set the table explicitly for a machine with wider or narrower words.
@@ -67,6 +67,7 @@ from typing import Any, TypeVar
 import yaml
 
 from sparsesim.errors import ConfigError
+from sparsesim.files import InputFileError, read_input_text
 from sparsesim.sparse.motion import INTERPOLATIONS
 from sparsesim.sparse.structured import parse_n_m
 
@@ -101,6 +102,7 @@ __all__ = [
     "hwconfig_to_dict",
     "load_hwconfig",
     "parse_hwconfig",
+    "parse_yaml_value",
 ]
 
 #: The interconnects a ``noc.kind`` may name.
@@ -136,6 +138,20 @@ DECODER_PLACEMENTS: tuple[str, ...] = ("none", "global_buffer_input", "global_bu
 #: DRAM energy per 16-bit word relative to one MAC (Eyeriss, ISCA 2016), times 1.0 pJ per MAC.
 DRAM_PJ_PER_WORD = 200.0
 
+# Upper (and some lower) bounds shared by many parameters. Generous for any machine that has been built or
+# proposed, and tight enough that a value passing validation can neither make the simulator allocate
+# memory in proportion to it nor overflow a float in a report (an energy or a time of inf).
+#: Rates (bytes, elements or bits per cycle): 1/1024 to 2**30 per cycle.
+MIN_RATE_PER_CYCLE = 1 / 1024
+MAX_RATE_PER_CYCLE = float(2**30)
+#: Latencies: up to a billion cycles.
+MAX_LATENCY_CYCLES = 10**9
+#: Energies: up to 1e9 pJ (a millijoule) per action, a million times a DRAM burst.
+MAX_PJ_PER_ACTION = 1e9
+#: The PE array: at most 1024 rows, 1024 columns and 65,536 PEs in all (a TPU-sized 256 x 256 array).
+MAX_PE_ROWS = MAX_PE_COLUMNS = 1024
+MAX_PES = 65536
+
 _T = TypeVar("_T")
 
 
@@ -145,15 +161,18 @@ def _param(
     *,
     ge: float | None = None,
     gt: float | None = None,
+    le: float | None = None,
     choices: tuple[str, ...] | None = None,
     derived: str | None = None,
 ) -> _T:
     """Declare one parameter: default, one-line description and allowed values, in one place.
 
-    ``ge`` / ``gt`` are inclusive / exclusive lower bounds; ``choices`` the allowed strings; ``derived``
-    describes how a ``None`` default is computed from other parameters when the config is built.
+    ``ge`` / ``gt`` are inclusive / exclusive lower bounds and ``le`` an inclusive upper bound (every size,
+    count, rate and energy has one, so that no value that passes validation can exhaust memory or overflow
+    a float later); ``choices`` the allowed strings; ``derived`` describes how a ``None`` default is
+    computed from other parameters when the config is built.
     """
-    metadata = {"doc": doc, "ge": ge, "gt": gt, "choices": choices, "derived": derived}
+    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "choices": choices, "derived": derived}
     field: _T = dataclasses.field(default=default, metadata=metadata)
     return field
 
@@ -162,6 +181,21 @@ def _block(cls: Callable[[], _T], doc: str) -> _T:
     """Declare a nested hardware block, defaulting to all of its own defaults."""
     field: _T = dataclasses.field(default_factory=cls, metadata={"doc": doc})
     return field
+
+
+def _rate(default: float, doc: str) -> float:
+    """A transfer or processing rate per cycle, from ``MIN_RATE_PER_CYCLE`` to ``MAX_RATE_PER_CYCLE``."""
+    return _param(default, doc, ge=MIN_RATE_PER_CYCLE, le=MAX_RATE_PER_CYCLE)
+
+
+def _latency(default: int, doc: str) -> int:
+    """A latency in cycles, from 0 to ``MAX_LATENCY_CYCLES``."""
+    return _param(default, doc, ge=0, le=MAX_LATENCY_CYCLES)
+
+
+def _energy(default: float | None, doc: str, derived: str | None = None) -> Any:
+    """An energy per action in pJ, from 0 to ``MAX_PJ_PER_ACTION``."""
+    return _param(default, doc, ge=0, le=MAX_PJ_PER_ACTION, derived=derived)
 
 
 class _Block:
@@ -194,16 +228,17 @@ class _Block:
 class DramConfig(_Block):
     """Off-chip DRAM: one channel with a peak bandwidth, a latency per transaction and a burst size."""
 
-    bandwidth_bytes_per_cycle: float = _param(
-        16.0, "Peak off-chip transfer rate, in bytes per accelerator clock cycle.", gt=0
+    bandwidth_bytes_per_cycle: float = _rate(
+        16.0, "Peak off-chip transfer rate, in bytes per accelerator clock cycle."
     )
-    latency_cycles: int = _param(
-        100, "Access latency, paid once per transaction (a transaction is one or more bursts).", ge=0
+    latency_cycles: int = _latency(
+        100, "Access latency, paid once per transaction (a transaction is one or more bursts)."
     )
     burst_bytes: int = _param(
         64,
         "Transfer granularity: transfers are rounded up to whole bursts; one read/write action = one burst.",
         ge=1,
+        le=2**20,
     )
 
 
@@ -211,12 +246,15 @@ class DramConfig(_Block):
 class GlobalBufferConfig(_Block):
     """On-chip global buffer (SRAM or eDRAM) between DRAM and the NoC."""
 
-    capacity_bytes: int = _param(131072, "Storage capacity of the global buffer.", ge=1)
+    capacity_bytes: int = _param(131072, "Storage capacity of the global buffer.", ge=1, le=2**40)
     banks: int = _param(
-        1, "1 = a single port shared by reads and writes; >= 2 = separate read and write ports.", ge=1
+        1,
+        "1 = a single port shared by reads and writes; >= 2 = separate read and write ports.",
+        ge=1,
+        le=1024,
     )
-    read_bandwidth_bytes_per_cycle: float = _param(32.0, "Peak read rate of the global buffer.", gt=0)
-    write_bandwidth_bytes_per_cycle: float = _param(32.0, "Peak write rate of the global buffer.", gt=0)
+    read_bandwidth_bytes_per_cycle: float = _rate(32.0, "Peak read rate of the global buffer.")
+    write_bandwidth_bytes_per_cycle: float = _rate(32.0, "Peak write rate of the global buffer.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,8 +266,8 @@ class NocConfig(_Block):
         "Interconnect model; on a multicast bus a word sent to many PEs is sent once.",
         choices=NOC_KINDS,
     )
-    bandwidth_bytes_per_cycle: float = _param(32.0, "Peak injection rate into the NoC.", gt=0)
-    latency_cycles: int = _param(2, "Cycles from injection to delivery at a PE.", ge=0)
+    bandwidth_bytes_per_cycle: float = _rate(32.0, "Peak injection rate into the NoC.")
+    latency_cycles: int = _latency(2, "Cycles from injection to delivery at a PE.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,16 +278,20 @@ class PeConfig(_Block):
         16,
         "Input activations consumed per cycle per PE, each lane from its own slice of the input channels.",
         ge=1,
+        le=1024,
     )
     filter_lanes: int = _param(
         16,
         "Filters each activation is multiplied with per cycle "
         "(MACs per cycle per PE = activation_lanes * filter_lanes).",
         ge=1,
+        le=1024,
     )
-    input_spad_bytes: int = _param(512, "Input activation scratchpad (register file) of one PE.", ge=1)
-    weight_spad_bytes: int = _param(8192, "Weight scratchpad of one PE.", ge=1)
-    psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1)
+    input_spad_bytes: int = _param(
+        512, "Input activation scratchpad (register file) of one PE.", ge=1, le=2**30
+    )
+    weight_spad_bytes: int = _param(8192, "Weight scratchpad of one PE.", ge=1, le=2**30)
+    psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1, le=2**30)
     sparsity: str = _param(
         "none",
         "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
@@ -283,12 +325,14 @@ class PeConfig(_Block):
         "For kernel_patterns: MACs issued per connected kernel (positions of every pattern; PatDNN keeps 4 "
         "of 3x3).",
         ge=1,
+        le=1024,
     )
     kernel_pattern_library_size: int = _param(
         8,
         "For kernel_patterns: patterns the PE's table holds (pattern id = ceil(log2) bits); a layer needing "
         "more, or with a kernel of more nonzero weights than the entries, runs dense.",
         ge=1,
+        le=2**16,
     )
     early_termination: str = _param(
         "none",
@@ -300,7 +344,10 @@ class PeConfig(_Block):
         choices=EARLY_TERMINATION_MODES,
     )
     speculative_macs: int = _param(
-        16, "Predictive early termination: MACs of the largest-magnitude weights done first.", ge=0
+        16,
+        "Predictive early termination: MACs of the largest-magnitude weights done first.",
+        ge=0,
+        le=2**20,
     )
     speculation_threshold: float = _param(
         0.0, "Predictive early termination: predict a negative output if the partial sum is <= this."
@@ -310,16 +357,23 @@ class PeConfig(_Block):
         "For mixture_of_experts: experts per layer, equal-size groups of filters found by balanced k-means "
         "on the normalised filters (the layer's filter count must be a multiple).",
         ge=1,
+        le=4096,
     )
     moe_top_k: int = _param(
-        2, "For mixture_of_experts: experts each output pixel uses (the router's top k scores).", ge=1
+        2,
+        "For mixture_of_experts: experts each output pixel uses (the router's top k scores).",
+        ge=1,
+        le=4096,
     )
-    moe_seed: int = _param(0, "For mixture_of_experts: seed of the k-means++ initialisation.", ge=0)
+    moe_seed: int = _param(
+        0, "For mixture_of_experts: seed of the k-means++ initialisation.", ge=0, le=2**32 - 1
+    )
     msb_bits: int = _param(
         8,
         "MSB-first modes: top bits of each 16-bit fixed-point activation (sign bit included) in the first "
-        "pass; the other 16 - msb_bits in the second. At most 15.",
+        "pass; the other 16 - msb_bits in the second (one bit at least for the LSB pass).",
         ge=1,
+        le=15,
     )
     msb_threshold: float = _param(
         0.0, "msb_first: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= this."
@@ -329,18 +383,21 @@ class PeConfig(_Block):
         "Cartesian-product PEs (SCNN): accumulator banks the F x I products of a cycle are scattered to "
         "through a crossbar; products meeting in one bank in one cycle take one cycle each.",
         ge=1,
+        le=4096,
     )
     accumulator_bank_entries: int = _param(
         32,
         "Cartesian-product PEs: partial sums per accumulator bank (per buffer; the banks are double-"
         "buffered); banks x entries bound the output-channel group.",
         ge=1,
+        le=2**20,
     )
     output_channel_group: int = _param(
         0,
         "Cartesian-product PEs: Kc, the filters whose weights are broadcast together (the PEs synchronise "
         "after each group); 0 = as many as the accumulator banks hold with each PE's halo.",
         ge=0,
+        le=2**20,
     )
     accumulator_arbitration: str = _param(
         "stall",
@@ -355,8 +412,13 @@ class PeConfig(_Block):
 class PeArrayConfig(_Block):
     """A 2-D array of identical PEs fed by the NoC."""
 
-    rows: int = _param(1, "PE rows: each row works on a different output position, in lockstep.", ge=1)
-    columns: int = _param(16, "PE columns: each column works on different filters.", ge=1)
+    rows: int = _param(
+        1,
+        "PE rows: each row works on a different output position, in lockstep (rows x columns <= 65536).",
+        ge=1,
+        le=MAX_PE_ROWS,
+    )
+    columns: int = _param(16, "PE columns: each column works on different filters.", ge=1, le=MAX_PE_COLUMNS)
     pe: PeConfig = _block(PeConfig, "One processing element.")
 
 
@@ -420,9 +482,9 @@ class DecoderConfig(_Block):
         "NoC carries the PE format), pe_input (NoC -> PEs, so the NoC carries the buffer format), or none.",
         choices=DECODER_PLACEMENTS,
     )
-    elements_per_cycle: float = _param(16.0, "Stored elements (values) parsed per cycle.", gt=0)
-    metadata_bits_per_cycle: float = _param(64.0, "Metadata bits parsed per cycle.", gt=0)
-    latency_cycles: int = _param(2, "Pipeline latency, paid once per transaction.", ge=0)
+    elements_per_cycle: float = _rate(16.0, "Stored elements (values) parsed per cycle.")
+    metadata_bits_per_cycle: float = _rate(64.0, "Metadata bits parsed per cycle.")
+    latency_cycles: int = _latency(2, "Pipeline latency, paid once per transaction.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -435,7 +497,10 @@ class TemporalConfig(_Block):
     """
 
     key_frame_interval: int = _param(
-        1, "Every this many frames is a key frame (1 = every frame: no temporal reuse).", ge=1
+        1,
+        "Every this many frames is a key frame (1 = every frame: no temporal reuse).",
+        ge=1,
+        le=10**6,
     )
     target_layer: str = _param(
         "",
@@ -449,7 +514,10 @@ class TemporalConfig(_Block):
         ge=0,
     )
     search_radius_pixels: int = _param(
-        8, "Motion search: every whole-pixel vector with |dy|, |dx| <= this is tried.", ge=0
+        8,
+        "Motion search: every whole-pixel vector with |dy|, |dx| <= this is tried ((2r+1)^2 vectors).",
+        ge=0,
+        le=64,
     )
     interpolation: str = _param(
         "bilinear",
@@ -457,12 +525,18 @@ class TemporalConfig(_Block):
         choices=INTERPOLATIONS,
     )
     difference_lanes: int = _param(
-        64, "Motion unit: absolute pixel differences per cycle (tile SADs, the diff-tile producer).", ge=1
+        64,
+        "Motion unit: absolute pixel differences per cycle (tile SADs, the diff-tile producer).",
+        ge=1,
+        le=2**20,
     )
     accumulate_lanes: int = _param(
-        16, "Motion unit: tile SADs added into receptive-field costs per cycle (the consumer).", ge=1
+        16,
+        "Motion unit: tile SADs added into receptive-field costs per cycle (the consumer).",
+        ge=1,
+        le=2**20,
     )
-    warp_lanes: int = _param(4, "Motion unit: warped activations produced per cycle.", ge=1)
+    warp_lanes: int = _param(4, "Motion unit: warped activations produced per cycle.", ge=1, le=2**20)
 
 
 _DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_bytes, i.e. 200 pJ per word"
@@ -472,75 +546,67 @@ _DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_byt
 class DramEnergyConfig(_Block):
     """Energy of the DRAM's actions, pJ per burst."""
 
-    read: float | None = _param(None, "pJ per burst read.", ge=0, derived=_DRAM_DERIVED)
-    write: float | None = _param(None, "pJ per burst written.", ge=0, derived=_DRAM_DERIVED)
+    read: float | None = _energy(None, "pJ per burst read.", derived=_DRAM_DERIVED)
+    write: float | None = _energy(None, "pJ per burst written.", derived=_DRAM_DERIVED)
 
 
 @dataclass(frozen=True, kw_only=True)
 class GlobalBufferEnergyConfig(_Block):
     """Energy of the global buffer's actions, pJ per word."""
 
-    read: float = _param(6.0, "pJ per word read (Eyeriss: 6x a MAC).", ge=0)
-    write: float = _param(6.0, "pJ per word written (Eyeriss: 6x a MAC).", ge=0)
+    read: float = _energy(6.0, "pJ per word read (Eyeriss: 6x a MAC).")
+    write: float = _energy(6.0, "pJ per word written (Eyeriss: 6x a MAC).")
 
 
 @dataclass(frozen=True, kw_only=True)
 class NocEnergyConfig(_Block):
     """Energy of the NoC's actions, pJ per word."""
 
-    transfer: float = _param(
-        2.0, "pJ per word injected; a multicast word counts once (Eyeriss: 2x a MAC).", ge=0
-    )
+    transfer: float = _energy(2.0, "pJ per word injected; a multicast word counts once (Eyeriss: 2x a MAC).")
 
 
 @dataclass(frozen=True, kw_only=True)
 class PeArrayEnergyConfig(_Block):
     """Energy of a PE's actions, pJ per MAC or per word; the same table for every PE of the array."""
 
-    compute: float = _param(1.0, "pJ per MAC performed (16-bit MAC at 45 nm, after Horowitz 2014).", ge=0)
-    gated_compute: float = _param(
-        0.1, "pJ per gated MAC (assumed: the clock and the zero detection still toggle).", ge=0
+    compute: float = _energy(1.0, "pJ per MAC performed (16-bit MAC at 45 nm, after Horowitz 2014).")
+    gated_compute: float = _energy(
+        0.1, "pJ per gated MAC (assumed: the clock and the zero detection still toggle)."
     )
-    skipped_compute: float = _param(0.0, "pJ per skipped MAC (no cycle, no MAC energy).", ge=0)
-    input_spad_read: float = _param(1.0, "pJ per input activation word read (Eyeriss: 1x a MAC).", ge=0)
-    input_spad_metadata_read: float = _param(
-        0.25, "pJ per activation offset read (a 4-bit offset vs a 16-bit word).", ge=0
+    skipped_compute: float = _energy(0.0, "pJ per skipped MAC (no cycle, no MAC energy).")
+    input_spad_read: float = _energy(1.0, "pJ per input activation word read (Eyeriss: 1x a MAC).")
+    input_spad_metadata_read: float = _energy(
+        0.25, "pJ per activation offset read (a 4-bit offset vs a 16-bit word)."
     )
-    weight_spad_read: float = _param(1.0, "pJ per weight word read (Eyeriss: 1x a MAC).", ge=0)
-    psum_spad_update: float = _param(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).", ge=0)
-    activation_add: float = _param(
-        0.05, "pJ per addition of two activations (UCNN's weight groups; 16-bit add, Horowitz 2014).", ge=0
+    weight_spad_read: float = _energy(1.0, "pJ per weight word read (Eyeriss: 1x a MAC).")
+    psum_spad_update: float = _energy(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).")
+    activation_add: float = _energy(
+        0.05, "pJ per addition of two activations (UCNN's weight groups; 16-bit add, Horowitz 2014)."
     )
-    router_compute: float = _param(
-        1.0, "pJ per MAC of a mixture-of-experts router (the same 16-bit MAC as compute).", ge=0
+    router_compute: float = _energy(
+        1.0, "pJ per MAC of a mixture-of-experts router (the same 16-bit MAC as compute)."
     )
-    msb_compute: float = _param(
+    msb_compute: float = _energy(
         0.55,
         "pJ per MSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: an 8 x 16-bit multiply, "
         "about half of a 16 x 16 one (energy scales with the product of the widths), plus a full-width add).",
-        ge=0,
     )
-    lsb_compute: float = _param(
-        0.55,
-        "pJ per LSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: as msb_compute).",
-        ge=0,
+    lsb_compute: float = _energy(
+        0.55, "pJ per LSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: as msb_compute)."
     )
-    wasted_compute: float = _param(
-        1.0,
-        "pJ per multiply whose product is dropped (SCNN: beyond the layer's edges); assumed as a MAC.",
-        ge=0,
+    wasted_compute: float = _energy(
+        1.0, "pJ per multiply whose product is dropped (SCNN: beyond the layer's edges); assumed as a MAC."
     )
-    weight_spad_metadata_read: float = _param(
-        0.25, "pJ per weight index read (a 4-bit index vs a 16-bit word, as for activations).", ge=0
+    weight_spad_metadata_read: float = _energy(
+        0.25, "pJ per weight index read (a 4-bit index vs a 16-bit word, as for activations)."
     )
-    crossbar_transfer: float = _param(
+    crossbar_transfer: float = _energy(
         0.25,
         "pJ per product sent through a PE's crossbar to an accumulator bank (assumed: an eighth of an "
         "inter-PE NoC word).",
-        ge=0,
     )
-    halo_transfer: float = _param(
-        2.0, "pJ per partial sum sent to a neighbouring PE (SCNN's halos; assumed as a NoC word).", ge=0
+    halo_transfer: float = _energy(
+        2.0, "pJ per partial sum sent to a neighbouring PE (SCNN's halos; assumed as a NoC word)."
     )
 
 
@@ -548,29 +614,27 @@ class PeArrayEnergyConfig(_Block):
 class DecoderEnergyConfig(_Block):
     """Energy of the decoder's actions."""
 
-    decode: float = _param(
-        0.5, "pJ per stored element decoded (assumed: about half a scratchpad access).", ge=0
-    )
-    metadata_read: float = _param(1.0, "pJ per word of metadata read (as a scratchpad read).", ge=0)
+    decode: float = _energy(0.5, "pJ per stored element decoded (assumed: about half a scratchpad access).")
+    metadata_read: float = _energy(1.0, "pJ per word of metadata read (as a scratchpad read).")
 
 
 @dataclass(frozen=True, kw_only=True)
 class MotionUnitEnergyConfig(_Block):
     """Energy of the motion unit's actions (EVA²); assumed values, not the paper's (see eva2.yaml)."""
 
-    absolute_difference: float = _param(
-        0.1, "pJ per |pixel difference| accumulated (assumed: an 8-bit subtract and a 16-bit add).", ge=0
+    absolute_difference: float = _energy(
+        0.1, "pJ per |pixel difference| accumulated (assumed: an 8-bit subtract and a 16-bit add)."
     )
-    tile_accumulate: float = _param(0.1, "pJ per tile SAD added to a receptive-field cost (assumed).", ge=0)
-    compare: float = _param(0.1, "pJ per candidate cost compared with the best (assumed).", ge=0)
-    interpolate: float = _param(
-        4.0, "pJ per bilinear output: four 16-bit multiply-adds (assumed, 1 pJ per MAC).", ge=0
+    tile_accumulate: float = _energy(0.1, "pJ per tile SAD added to a receptive-field cost (assumed).")
+    compare: float = _energy(0.1, "pJ per candidate cost compared with the best (assumed).")
+    interpolate: float = _energy(
+        4.0, "pJ per bilinear output: four 16-bit multiply-adds (assumed, 1 pJ per MAC)."
     )
-    copy: float = _param(0.0, "pJ per output copied (a whole vector); its read is charged apart.", ge=0)
-    pixel_buffer_read: float = _param(3.0, "pJ per 8-bit pixel read (half a 16-bit SRAM word).", ge=0)
-    pixel_buffer_write: float = _param(3.0, "pJ per 8-bit pixel written (key frames).", ge=0)
-    activation_buffer_read: float = _param(6.0, "pJ per stored activation word read (as the buffer).", ge=0)
-    activation_buffer_write: float = _param(6.0, "pJ per activation word written (as the buffer).", ge=0)
+    copy: float = _energy(0.0, "pJ per output copied (a whole vector); its read is charged apart.")
+    pixel_buffer_read: float = _energy(3.0, "pJ per 8-bit pixel read (half a 16-bit SRAM word).")
+    pixel_buffer_write: float = _energy(3.0, "pJ per 8-bit pixel written (key frames).")
+    activation_buffer_read: float = _energy(6.0, "pJ per stored activation word read (as the buffer).")
+    activation_buffer_write: float = _energy(6.0, "pJ per activation word written (as the buffer).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -591,22 +655,20 @@ class EnergyConfig(_Block):
 class HwConfig(_Block):
     """A whole accelerator: DRAM → global buffer → NoC → PE array, plus its energy table.
 
-    Construction validates the whole tree and raises :class:`ConfigError` listing every problem, and
-    fills in the derived defaults: ``energy_pj.dram.read`` / ``write`` given as ``None`` become
-    ``200 * dram.burst_bytes / word_bytes``, so they are never ``None`` on a constructed ``HwConfig``.
+    Construction validates the whole tree and raises :class:`ConfigError` listing every problem.
 
-    Because they are derived once, a ``dataclasses.replace`` that changes ``dram.burst_bytes`` or
-    ``word_bytes`` keeps the old DRAM energies: pass ``energy_pj=dataclasses.replace(cfg.energy_pj,
-    dram=DramEnergyConfig())`` as well to derive them again (the same holds for a dict from
-    :func:`hwconfig_to_dict`: set ``energy_pj.dram`` to ``{}``).
+    A config holds what was given: derived defaults (``energy_pj.dram.read`` / ``write``) stay ``None``
+    and are derived from the parameters they depend on whenever they are used (:meth:`energy_table`), so
+    a ``dataclasses.replace`` or a sweep that changes ``dram.burst_bytes`` or ``word_bytes`` changes them
+    too.
     """
 
     name: str = dataclasses.field(
         metadata={"doc": "Short identifier of the machine, used in reports.", "required": True}
     )
     description: str = _param("", "Free text: what this machine is and where its numbers come from.")
-    clock_hz: float = _param(1.0e9, "Clock frequency; turns cycles into seconds.", gt=0)
-    word_bytes: int = _param(2, "Bytes per data word (activation, weight, partial sum).", ge=1)
+    clock_hz: float = _param(1.0e9, "Clock frequency; turns cycles into seconds.", ge=1e3, le=1e12)
+    word_bytes: int = _param(2, "Bytes per data word (activation, weight, partial sum).", ge=1, le=16)
     dram: DramConfig = _block(DramConfig, "Off-chip DRAM.")
     global_buffer: GlobalBufferConfig = _block(GlobalBufferConfig, "On-chip global buffer.")
     noc: NocConfig = _block(NocConfig, "Network from the global buffer to the PEs.")
@@ -619,36 +681,20 @@ class HwConfig(_Block):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._derive_dram_energy()
         problems, bad_paths = _tree_problems(self)
         problems += _cross_field_problems(_flatten(self), bad_paths)
         if problems:
             raise ConfigError(f"<HwConfig {self.name!r}>", problems)
 
-    def _derive_dram_energy(self) -> None:
-        """Fill in ``energy_pj.dram.read`` / ``write`` left at ``None``: 200 pJ per word of a burst."""
-        energy, dram, word_bytes = self.energy_pj, self.dram, self.word_bytes
-        if not (isinstance(energy, EnergyConfig) and isinstance(energy.dram, DramEnergyConfig)):
-            return  # reported by the validation
-        if energy.dram.read is not None and energy.dram.write is not None:
-            return
-        burst_bytes = getattr(dram, "burst_bytes", None)
-        if not (_is_int(burst_bytes) and _is_int(word_bytes)):
-            return  # invalid inputs, reported by the validation; the energies stay None
-        burst_bytes, word_bytes = int(typing.cast(int, burst_bytes)), int(word_bytes)
-        if burst_bytes < 1 or word_bytes < 1:
-            return
-        burst_pj = DRAM_PJ_PER_WORD * burst_bytes / word_bytes
-        read = burst_pj if energy.dram.read is None else energy.dram.read
-        write = burst_pj if energy.dram.write is None else energy.dram.write
-        dram_energy = dataclasses.replace(energy.dram, read=read, write=write)
-        object.__setattr__(self, "energy_pj", dataclasses.replace(energy, dram=dram_energy))
-
     def energy_table(self) -> dict[str, dict[str, float]]:
-        """The energy table, ``{component: {action: pJ per action}}``, as in ``hwconfig_to_dict``."""
+        """The energy table the machine uses, ``{component: {action: pJ per action}}``, derived defaults
+        filled in: a DRAM energy left ``None`` is ``200 pJ * dram.burst_bytes / word_bytes`` per burst."""
+        burst_pj = DRAM_PJ_PER_WORD * self.dram.burst_bytes / self.word_bytes
+        table = dataclasses.asdict(self.energy_pj)
+        table["dram"] = {action: burst_pj if pj is None else pj for action, pj in table["dram"].items()}
         return {
             component: {action: float(pj) for action, pj in actions.items()}
-            for component, actions in dataclasses.asdict(self.energy_pj).items()
+            for component, actions in table.items()
         }
 
 
@@ -782,11 +828,30 @@ def _value_problems(f: dataclasses.Field[Any], kind: str, value: object) -> list
         return [f"must be >= {_number_text(meta['ge'])}, got {value}"]
     if meta.get("gt") is not None and not number > meta["gt"]:
         return [f"must be > {_number_text(meta['gt'])}, got {value}"]
+    if meta.get("le") is not None and not number <= meta["le"]:
+        return [f"must be <= {_number_text(meta['le'])}, got {_value_text(value)}"]
     return []
 
 
+def _value_text(value: object) -> str:
+    """A value as a message shows it: a huge integer by its size, not by its thousands of digits."""
+    if _is_int(value) and abs(typing.cast(int, value)) >= 10**30:
+        return f"an integer of {len(str(abs(typing.cast(int, value))))} digits"
+    return str(value)
+
+
 def _number_text(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() else str(bound)
+    if float(bound).is_integer():
+        whole = int(bound)
+        exponent = whole.bit_length() - 1
+        if whole >= 2**16 and whole == 2**exponent:
+            return f"2**{exponent}"
+        if whole >= 10**6 and str(whole).rstrip("0") == "1":
+            return f"1e{len(str(whole)) - 1}"
+        return str(whole)
+    if 0 < bound < 1 and (1 / bound).is_integer():
+        return f"1/{int(1 / bound)}"
+    return str(bound)
 
 
 def _tree_problems(obj: object, prefix: str = "") -> tuple[list[tuple[str, str]], set[str]]:
@@ -932,18 +997,14 @@ def _moe_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[
     return []
 
 
-def _msb_bits_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
-    """The MSB part must leave at least one bit of the 16-bit fixed-point activation to the LSB pass."""
-    path = "pe_array.pe.msb_bits"
-    if path in bad_paths or values[path] <= 15:
+def _pe_count_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """At most ``MAX_PES`` PEs: the PE models hold a few values per PE and output position."""
+    if {"pe_array.rows", "pe_array.columns"} & bad_paths:
         return []
-    return [
-        (
-            path,
-            f"must be <= 15 (16-bit fixed-point activations: one bit at least for the LSB pass), "
-            f"got {values[path]}",
-        )
-    ]
+    rows, columns = values["pe_array.rows"], values["pe_array.columns"]
+    if rows * columns <= MAX_PES:
+        return []
+    return [("pe_array.rows", f"rows * columns must be <= {MAX_PES}, got {rows} * {columns}")]
 
 
 def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
@@ -973,7 +1034,7 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
     problems = (
         _format_boundary_problems(values, bad_paths)
         + _early_termination_problems(values, bad_paths)
-        + _msb_bits_problems(values, bad_paths)
+        + _pe_count_problems(values, bad_paths)
         + _pattern_problems(values, bad_paths)
         + _moe_problems(values, bad_paths)
         + _temporal_problems(values, bad_paths)
@@ -1014,7 +1075,8 @@ def _read_block(
             continue
         path = prefix + key
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
+            # Hints only for the first problems: no one reads a thousand, and each costs a string match.
+            close = difflib.get_close_matches(key, list(fields), n=1) if len(problems) < 100 else []
             hint = f"did you mean {close[0]!r}? " if close else ""
             problems.append((path, f"unknown key; {hint}allowed keys here: {', '.join(fields)}"))
             continue
@@ -1076,8 +1138,33 @@ def parse_hwconfig(data: object, source: str = "<dict>") -> HwConfig:
         raise ConfigError(source, error.problems) from None
 
 
+#: A hardware config file larger than this is refused before it is parsed (the shipped ones are ~6 KB;
+#: PyYAML parses about 100 KB a second, so the limit also bounds the time spent on a hostile file).
+MAX_HWCONFIG_BYTES = 256 * 1024
+#: Mappings and lists nested deeper than this are refused (a config is 3 blocks deep; PyYAML composes
+#: nodes recursively, so a file of a thousand nested ``[`` would otherwise end in a RecursionError).
+MAX_HWCONFIG_DEPTH = 32
+
+
 class _HwConfigLoader(yaml.SafeLoader):
-    """``SafeLoader`` that reads ``1e9`` / ``606e6`` as floats and rejects keys repeated in a mapping."""
+    """``SafeLoader`` that reads ``1e9`` / ``606e6`` as floats, rejects keys repeated in a mapping and
+    refuses nodes nested deeper than ``MAX_HWCONFIG_DEPTH``."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_HWCONFIG_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested deeper than {MAX_HWCONFIG_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
@@ -1125,6 +1212,21 @@ _HwConfigLoader.add_constructor(
 )
 
 
+def _construct_int(loader: _HwConfigLoader, node: yaml.ScalarNode) -> int:
+    """YAML's integers, but one too long for Python's ``int()`` (over 4300 digits) is a YAML error, not a
+    ``ValueError`` from deep inside PyYAML."""
+    try:
+        return typing.cast(int, loader.construct_yaml_int(node))
+    except ValueError:
+        digits = len(str(node.value))
+        raise yaml.constructor.ConstructorError(
+            None, None, f"an integer of {digits} digits is too long", node.start_mark
+        ) from None
+
+
+_HwConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def _yaml_error_message(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     problem = getattr(error, "problem", None) or str(error)
@@ -1133,21 +1235,30 @@ def _yaml_error_message(error: yaml.YAMLError) -> str:
     return f"invalid YAML{where}: {problem}" + (f" ({context})" if context else "")
 
 
+def parse_yaml_value(text: str, source: str) -> Any:
+    """One value written in YAML (a ``--set`` on the command line), read as a config file's values are;
+    :class:`ConfigError` naming ``source`` if it is not valid YAML."""
+    if len(text) > MAX_HWCONFIG_BYTES:
+        raise ConfigError(source, [("", f"the value is longer than {MAX_HWCONFIG_BYTES:,} characters")])
+    try:
+        return yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [("", _yaml_error_message(error))]) from None
+
+
 def load_hwconfig(path: str | os.PathLike[str]) -> HwConfig:
     """Read a hardware config from a YAML file, validate it and build its :class:`HwConfig`.
 
-    Raises :class:`ConfigError` whose ``source`` is ``path`` as given, for an unreadable file, invalid
-    YAML (with its line and column), an empty file, a top level that is not a mapping, and every problem
-    :func:`parse_hwconfig` finds.
+    Raises :class:`ConfigError` whose ``source`` is ``path`` as given, for an unreadable file, one that is
+    not a regular file (a FIFO, a device) or is larger than ``MAX_HWCONFIG_BYTES``, invalid YAML (with its
+    line and column; nesting deeper than ``MAX_HWCONFIG_DEPTH``), an empty file, a top level that is not a
+    mapping, and every problem :func:`parse_hwconfig` finds.
     """
     source = os.fsdecode(path)
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
-    except OSError as error:
-        raise ConfigError(source, [("", f"cannot read the file: {error.strerror or error}")]) from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(source, [("", f"not a UTF-8 text file: {error.reason}")]) from None
+        text = read_input_text(path, MAX_HWCONFIG_BYTES, "hardware config")
+    except InputFileError as error:
+        raise ConfigError(source, [("", error.reason)]) from None
     try:
         data = yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as error:
@@ -1162,25 +1273,32 @@ def load_hwconfig(path: str | os.PathLike[str]) -> HwConfig:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def hwconfig_to_dict(cfg: HwConfig) -> dict[str, Any]:
+def hwconfig_to_dict(cfg: HwConfig, *, fill_derived: bool = False) -> dict[str, Any]:
     """Every parameter of ``cfg``, defaults filled in, as plain JSON-able data.
 
-    Keys follow the declaration order, so the same config always gives the same dict, and
-    ``parse_hwconfig(hwconfig_to_dict(cfg)) == cfg``. Derived defaults appear with their values, so
-    ``dict["energy_pj"]`` is the complete energy table, ``{component: {action: pJ}}``.
+    Keys follow the declaration order, so the same config always gives the same dict. By default derived
+    defaults stay ``None`` (as given), so ``parse_hwconfig(hwconfig_to_dict(cfg)) == cfg`` and a changed
+    parameter derives them again; ``fill_derived=True`` gives the values the machine uses instead (what a
+    report shows), so that ``dict["energy_pj"]`` is the complete energy table.
     """
-    return dataclasses.asdict(cfg)
+    data = dataclasses.asdict(cfg)
+    if fill_derived:
+        data["energy_pj"] = cfg.energy_table()
+    return data
 
 
 def _allowed_text(f: dataclasses.Field[Any]) -> str:
     meta = f.metadata
     if meta.get("choices") is not None:
         return "one of: " + " | ".join(meta["choices"])
+    bounds = []
     if meta.get("ge") is not None:
-        return f">= {_number_text(meta['ge'])}"
+        bounds.append(f">= {_number_text(meta['ge'])}")
     if meta.get("gt") is not None:
-        return f"> {_number_text(meta['gt'])}"
-    return ""
+        bounds.append(f"> {_number_text(meta['gt'])}")
+    if meta.get("le") is not None:
+        bounds.append(f"<= {_number_text(meta['le'])}")
+    return ", ".join(bounds)
 
 
 def explain_hwconfig() -> str:
@@ -1212,6 +1330,7 @@ def explain_hwconfig() -> str:
         lines.append(f"{indent}    {f.metadata['doc']}")
     lines += ["", "Rules across parameters:"]
     lines += [f"  {rule.path} >= {rule.expression()}  ({rule.why})" for rule in _CROSS_FIELD_RULES]
+    lines.append(f"  pe_array.rows * pe_array.columns <= {MAX_PES}  (the PE models keep a few values per PE)")
     lines += ["", "Default energy table (energy_pj):", _energy_source_text()]
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim.mapping.tiling import ConvGeometry, LayerTiling
-from sparsesim.sparse.formats import tensor_size_bits
+from sparsesim.sparse.formats import stored_words, tensor_size_bits
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class SliceSizer:
         analysis skips its own conversion and representability check (most of a sizing's cost)."""
         if which not in self._float16:
             tensor = self._tensors[which]
-            self._float16[which] = tensor.astype(np.float16) if which == "o" else _float16_if_exact(tensor)
+            self._float16[which] = stored_words(tensor) if which == "o" else _float16_if_exact(tensor)
         return self._float16[which]
 
     def _size(self, which: str, fmt: str, window: tuple[slice, slice], role: str) -> Bits:

@@ -123,30 +123,40 @@ def test_missing_keys_take_their_declared_defaults():
 
 def test_dram_energy_default_is_200_pj_per_word_of_a_burst():
     cfg = parse_hwconfig({"name": "x", "word_bytes": 1, "dram": {"burst_bytes": 32}})
-    assert cfg.energy_pj.dram.read == cfg.energy_pj.dram.write == 200.0 * 32 / 1
-    assert parse_hwconfig({"name": "x"}).energy_pj.dram.read == 6400.0
+    assert cfg.energy_table()["dram"] == {"read": 200.0 * 32 / 1, "write": 200.0 * 32 / 1}
+    assert parse_hwconfig({"name": "x"}).energy_table()["dram"]["read"] == 6400.0
 
 
 def test_dram_energy_given_explicitly_is_kept():
     cfg = parse_hwconfig({"name": "x", "energy_pj": {"dram": {"read": 1000, "write": None}}})
-    assert cfg.energy_pj.dram.read == 1000.0
-    assert cfg.energy_pj.dram.write == 6400.0
+    assert cfg.energy_table()["dram"] == {"read": 1000.0, "write": 6400.0}
 
 
-def test_dram_energy_is_derived_again_when_reset_in_a_sweep():
+def test_a_derived_dram_energy_follows_the_parameters_it_is_derived_from():
     cfg = parse_hwconfig({"name": "x"})
-    wider = dataclasses.replace(
-        cfg,
-        dram=dataclasses.replace(cfg.dram, burst_bytes=128),
-        energy_pj=dataclasses.replace(cfg.energy_pj, dram=DramEnergyConfig()),
-    )
-    assert wider.energy_pj.dram.read == 12800.0
+    assert cfg.energy_pj.dram == DramEnergyConfig()  # what was given: nothing, derived when used
+    wider = dataclasses.replace(cfg, dram=dataclasses.replace(cfg.dram, burst_bytes=128))
+    assert wider.energy_table()["dram"]["read"] == 12800.0
+    narrower_words = dataclasses.replace(cfg, word_bytes=4)
+    assert narrower_words.energy_table()["dram"]["write"] == 3200.0
+
+
+def test_a_sweep_of_burst_bytes_changes_the_dram_energy_and_keeps_an_explicit_one():
+    from sparsesim.report.sweep import with_parameter
+
+    cfg = load_hwconfig(HWCONFIG_DIR / "dadiannao.yaml")
+    swept = with_parameter(cfg, "dram.burst_bytes", 2 * cfg.dram.burst_bytes)
+    assert swept.energy_table()["dram"]["read"] == 2 * cfg.energy_table()["dram"]["read"]
+    explicit = parse_hwconfig({"name": "x", "energy_pj": {"dram": {"read": 1000.0, "write": 2000.0}}})
+    kept = with_parameter(explicit, "dram.burst_bytes", 128)
+    assert kept.energy_table()["dram"] == {"read": 1000.0, "write": 2000.0}
 
 
 def test_energy_table_is_the_dicts_energy_section():
     cfg = load_hwconfig(HWCONFIG_DIR / "eyeriss_v1.yaml")
     table = cfg.energy_table()
-    assert table == hwconfig_to_dict(cfg)["energy_pj"]
+    assert table == hwconfig_to_dict(cfg, fill_derived=True)["energy_pj"]
+    assert hwconfig_to_dict(cfg)["energy_pj"]["dram"] == {"read": None, "write": None}
     assert table["pe_array"]["skipped_compute"] == 0.0
     assert table["noc"]["transfer"] == 2.0
     assert table["global_buffer"]["read"] == 6.0
@@ -190,7 +200,7 @@ def test_constructing_in_python_validates_too():
     with pytest.raises(ConfigError, match=r"pe_array\.rows: must be >= 1, got 0"):
         dataclasses.replace(cfg, pe_array=dataclasses.replace(cfg.pe_array, rows=0))
     with pytest.raises(ConfigError, match=r"pe_array\.pe\.psum_spad_bytes: must be >= "):
-        dataclasses.replace(cfg, word_bytes=64)
+        dataclasses.replace(cfg, word_bytes=16)
 
 
 def test_a_mixture_of_experts_selects_at_most_all_of_its_experts():
@@ -220,7 +230,9 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
         "effectual_terms_deltas | weight_repetition | mixture_of_experts | kernel_patterns | "
         "cartesian_product | cartesian_product_dense)" in text
     )
-    assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, > 0)" in text
+    assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, >= 1/1024, <= 2**30)" in text
+    assert "pe_array.rows  (int, default: 1, >= 1, <= 1024)" in text
+    assert "pe_array.rows * pe_array.columns <= 65536" in text
     assert "pe_array.pe.weight_spad_bytes >= pe_array.pe.filter_lanes * word_bytes" in text
     for source in ("Eyeriss", "ISCA 2016", "Horowitz", "ISSCC 2014", "200 * dram.burst_bytes / word_bytes"):
         assert source in text
@@ -273,7 +285,7 @@ def test_unknown_top_level_key_lists_the_allowed_keys():
 
 def test_zero_bandwidth_is_rejected():
     [(path, message)] = problems_of({"name": "x", "dram": {"bandwidth_bytes_per_cycle": 0}})
-    assert (path, message) == ("dram.bandwidth_bytes_per_cycle", "must be > 0, got 0")
+    assert (path, message) == ("dram.bandwidth_bytes_per_cycle", "must be >= 1/1024, got 0")
 
 
 def test_a_boolean_is_not_an_integer():
@@ -395,7 +407,7 @@ def test_an_empty_file_is_rejected(tmp_path):
 
 
 def test_name_is_required_and_not_empty():
-    assert problems_of({"clock_hz": 1}) == [("name", "missing required key")]
+    assert problems_of({"clock_hz": 1e9}) == [("name", "missing required key")]
     assert problems_of({"name": "  "}) == [("name", "must not be empty")]
 
 
@@ -423,7 +435,7 @@ def test_the_error_source_is_the_path_as_given(tmp_path):
 
 
 def test_a_missing_file_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="cannot read the file"):
+    with pytest.raises(ConfigError, match="cannot read the hardware config: No such file"):
         load_hwconfig(tmp_path / "absent.yaml")
 
 
@@ -441,6 +453,8 @@ CROSS_FIELD_SAFE_RANGES = {
     "pe_array.pe.weight_spad_bytes": (128, 2**26),
     "pe_array.pe.psum_spad_bytes": (128, 2**26),
     "pe_array.pe.msb_bits": (1, 15),
+    "pe_array.rows": (1, 256),  # rows * columns <= 65536
+    "pe_array.columns": (1, 256),
 }
 
 
@@ -460,17 +474,18 @@ def value_strategy(path: str, f: dataclasses.Field[Any], hint: Any, text: st.Sea
     low = meta.get("ge") if meta.get("ge") is not None else meta.get("gt")
     if low is None:  # an unbounded parameter
         return st.floats(min_value=-1e15, max_value=1e15, allow_nan=False, allow_infinity=False)
+    high = meta["le"] if meta.get("le") is not None else 1e15  # sizes, counts, rates, energies have one
     if hint is int:
-        low_int, high_int = CROSS_FIELD_SAFE_RANGES.get(path, (int(low), int(low) + 10**9))
+        low_int, high_int = CROSS_FIELD_SAFE_RANGES.get(path, (int(low), int(high)))
         return st.integers(low_int, high_int)
     floats = st.floats(
         min_value=low,
-        max_value=1e15,
+        max_value=high,
         exclude_min=meta.get("gt") is not None,
         allow_nan=False,
         allow_infinity=False,
     )
-    numbers = st.one_of(floats, st.integers(max(1, int(low)), 10**9))
+    numbers = st.one_of(floats, st.integers(max(1, math.ceil(low)), int(high)))
     return st.one_of(st.none(), numbers) if hint == (float | None) else numbers
 
 
@@ -532,9 +547,12 @@ def test_parse_to_dict_parse_is_the_identity(data):
     assert parse_hwconfig(as_dict) == cfg
     assert parse_hwconfig(json.loads(json.dumps(as_dict))) == cfg
     assert hwconfig_to_dict(parse_hwconfig(as_dict)) == as_dict
-    for path, _, _ in leaf_paths():
+    for path, _, hint in leaf_paths():
         value = lookup(as_dict, path)
-        assert value is not None and (not isinstance(value, float) or math.isfinite(value))
+        assert (value is not None or hint == (float | None)) and (
+            not isinstance(value, float) or math.isfinite(value)
+        )
+    assert all(math.isfinite(pj) for actions in cfg.energy_table().values() for pj in actions.values())
 
 
 @settings(max_examples=50, deadline=None)

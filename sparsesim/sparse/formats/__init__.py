@@ -2,7 +2,8 @@
 streams and decoded bit-exactly; pure numpy, no timing.
 
 - :mod:`~sparsesim.sparse.formats.tensor_format`: :class:`RankFormat`, :class:`TensorFormat` (the rules).
-- :mod:`~sparsesim.sparse.formats.codec`: :func:`encode`, :func:`decode`, :func:`size_bits`.
+- :mod:`~sparsesim.sparse.formats.codec`: :func:`encode`, :func:`decode`, :func:`size_bits`,
+  :func:`stored_words` (computed values as the 16-bit words a machine stores).
 - :mod:`~sparsesim.sparse.formats.presets`: named formats of published accelerators with their views
   (U, B, RLE, RLE_gamma, CP, CSR, CSC, BB, ZFB), :func:`tensor_size_bits`, :func:`compare_formats`.
 - :mod:`~sparsesim.sparse.formats.bitstream`: :class:`BitWriter`, :class:`BitReader`,
@@ -11,7 +12,7 @@ streams and decoded bit-exactly; pure numpy, no timing.
 """
 
 from sparsesim.sparse.formats.bitstream import BitReader, BitWriter, FormatDecodeError
-from sparsesim.sparse.formats.codec import EncodedTensor, decode, encode, size_bits
+from sparsesim.sparse.formats.codec import EncodedTensor, decode, encode, size_bits, stored_words
 from sparsesim.sparse.formats.prefix_code import (
     elias_gamma_codeword,
     elias_gamma_decode,
@@ -61,5 +62,6 @@ __all__ = [
     "preset",
     "preset_names",
     "size_bits",
+    "stored_words",
     "tensor_size_bits",
 ]

@@ -69,6 +69,25 @@ def _not_finite(half: np.ndarray) -> np.ndarray:
     return (half.view(np.uint16) & _EXPONENT_MASK) == _EXPONENT_MASK
 
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def stored_words(values: np.ndarray) -> np.ndarray:
+    """The float16 words a machine of 16-bit words stores for computed ``values`` (outputs leaving the PEs):
+    each rounded to the nearest float16 and saturated at +-65504, the largest finite one, as saturating
+    hardware does (a value beyond the range keeps its sign and stays nonzero, so formats size it as a
+    nonzero). Values that are already float16 are returned as they are.
+
+    Raises ``ValueError`` on a NaN, which no word represents.
+    """
+    array = np.asarray(values)
+    if array.dtype == np.float16:
+        return array
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        raise ValueError("NaN values cannot be stored as 16-bit words")
+    return np.clip(array, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+
+
 def _validated(array: np.ndarray, fmt: TensorFormat) -> np.ndarray:
     """The array as float16, after checking rank count, emptiness and exact float16 representability."""
     if not isinstance(fmt, TensorFormat):
