@@ -1,0 +1,59 @@
+"""The fuzz tier's shared inputs: a small trace cut from the shipped real one, and the outcome tally."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from sparsesim.workload.ops import conv2d_reference
+from sparsesim.workload.trace import Layer, save_trace
+
+#: (family, outcome) -> inputs tried; printed at the end of the run (`pytest tests/fuzz -s` shows it).
+TALLY: collections.Counter[tuple[str, str]] = collections.Counter()
+
+
+def crop(layer, channels: int, height: int, width: int, filters: int, name: str) -> Layer:
+    """A corner of a real layer: its first ``channels`` input channels over ``height x width`` pixels and its
+    first ``filters`` filters, with the output recomputed as the trace format defines it (float64 conv +
+    bias + activation of the stored operands, rounded to float32)."""
+    x = np.ascontiguousarray(layer.input[:channels, :height, :width])
+    w = np.ascontiguousarray(layer.weights[:filters, :channels])
+    b = np.ascontiguousarray(layer.bias[:filters])
+    out = conv2d_reference(x, w, b, layer.stride, layer.padding)
+    if layer.activation == "relu":
+        out = np.maximum(out, 0.0)
+    return Layer(
+        name, "conv2d", x, w, b, out.astype(np.float32), layer.stride, layer.padding, layer.activation
+    )
+
+
+@pytest.fixture(scope="session")
+def crop_trace(vgg16_trace, tmp_path_factory):
+    """Two corners of the shipped VGG16 trace: conv1_1 on real pixels (dense input) and conv2_2 on its real
+    ReLU activations (sparse input), small enough that a simulation takes a few milliseconds."""
+    path = tmp_path_factory.mktemp("fuzz") / "vgg16_china_crop"
+    layers = [
+        crop(vgg16_trace.layer("conv1_1"), 3, 10, 12, 16, "conv1_1"),
+        crop(vgg16_trace.layer("conv2_2"), 32, 8, 10, 16, "conv2_2"),
+    ]
+    provenance = {
+        "derived_from": "traces/vgg16_china (real HED/VGG16 weights on china.jpg, CC BY 2.0)",
+        "transform": "corners of conv1_1 and conv2_2 (first channels, rows, columns and filters); "
+        "outputs recomputed from the cropped operands; for the fuzz tests",
+    }
+    save_trace(path, "vgg16_china_crop", provenance, layers)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not TALLY:
+        return
+    terminalreporter.section("fuzz tier: inputs per family and outcome")
+    families = sorted({family for family, _ in TALLY})
+    outcomes = sorted({outcome for _, outcome in TALLY})
+    terminalreporter.write_line("family".ljust(12) + "".join(o.rjust(16) for o in outcomes))
+    for family in families:
+        counts = "".join(str(TALLY[family, o]).rjust(16) for o in outcomes)
+        terminalreporter.write_line(family.ljust(12) + counts)
