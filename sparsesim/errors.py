@@ -15,7 +15,7 @@ class ConfigError(SparsesimError):
     """A hardware config is malformed: YAML syntax, unknown keys, wrong types or impossible values.
 
     ``problems`` holds every ``(dotted_path, message)`` found, so that one run reports them all; the message
-    shows the first ``SHOWN_PROBLEMS`` of them.
+    is one line for one problem, and otherwise lists the first ``SHOWN_PROBLEMS`` of them.
     """
 
     SHOWN_PROBLEMS = 50
@@ -23,6 +23,10 @@ class ConfigError(SparsesimError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line: the file, where in it, what is wrong
+            [(path, message)] = self.problems
+            super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
+            return
         shown = self.problems[: self.SHOWN_PROBLEMS]
         lines = [f"{source}: {len(self.problems)} problem(s) in the hardware config:"]
         lines += [f"  {path or '<top level>'}: {message}" for path, message in shown]

@@ -8,7 +8,8 @@ forked child bounded in time and memory (:mod:`tests.fuzz.harness`). Every outco
 - exit 2 with a message on stderr — ours (``error: ...``) or click's usage error — and no traceback.
 
 A traceback, a signal, a timeout or a memory limit hit fails the test. The examples are fixed in CI (the
-suite's ``deterministic`` profile); ``pytest tests/fuzz --hypothesis-profile=explore`` draws fresh ones.
+suite's ``deterministic`` profile); ``pytest tests/fuzz --hypothesis-profile=explore`` draws fresh ones, and
+``SPARSESIM_FUZZ_EXAMPLES=1000`` tries that many inputs per family instead of 40.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import copy
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
@@ -41,7 +43,7 @@ TIMEOUT_S = 30
 MEMORY_MIB = 1536
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=int(os.environ.get("SPARSESIM_FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
