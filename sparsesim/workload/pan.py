@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 FRAMES_FORMAT = "sparsesim-frames"
 FRAMES_FORMAT_VERSION = 1
 SEQUENCE_NAME = "sequence.json"
-_FRAME_DIR = re.compile(r"^frame_\d{3,}$")
+_FRAME_DIR = re.compile(r"frame_[0-9]{3,9}")  # fullmatch: `$` would accept a final newline
 
 
 class PanError(SparsesimError, ValueError):
@@ -240,7 +240,7 @@ def load_frames(path: str | os.PathLike, layers: Sequence[str] | None = None) ->
             isinstance(entry, dict)
             and set(entry) == {"trace", "top", "left"}
             and isinstance(entry["trace"], str)
-            and _FRAME_DIR.match(entry["trace"])
+            and _FRAME_DIR.fullmatch(entry["trace"])
             and all(type(entry[k]) is int for k in ("top", "left"))
         )
         if not ok:

@@ -90,8 +90,16 @@ _LAYER_KEYS = {
     "sha256": dict,
     "file_sha256": str,
 }
-_LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MAX_LAYER_NAME_CHARS = 128
+"""Longest layer name accepted: the name is also the stem of the layer's file, which must fit a file name."""
+# Every pattern below is applied with fullmatch: ``$`` would also match before a final newline, letting
+# ``"conv1_1\n"`` through into file names, tables and CSV.
+_LAYER_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_LAYER_NAME_CHARS - 1}}}")
+_LAYER_NAME_RULE = (
+    f"1 to {MAX_LAYER_NAME_CHARS} letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+_LAYER_FILE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_LAYER_NAME_CHARS - 1}}}\.npz")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 # Fixed zip metadata, so that an .npz depends on nothing but the arrays (not on the clock, the OS or umask).
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP_CREATE_SYSTEM = 3  # Unix
@@ -271,8 +279,8 @@ def _layer_problems(layer: Layer) -> list[str]:
     if layer.op not in OPS:
         return [f"op must be one of {list(OPS)}, got {layer.op!r}"]
     problems = []
-    if not isinstance(layer.name, str) or not _LAYER_NAME.match(layer.name):
-        problems.append(f"name must match {_LAYER_NAME.pattern}, got {layer.name!r}")
+    if not isinstance(layer.name, str) or not _LAYER_NAME.fullmatch(layer.name):
+        problems.append(f"name must be {_LAYER_NAME_RULE}, got {_brief(layer.name)}")
     if layer.activation not in ACTIVATIONS:
         problems.append(f"activation must be one of {list(ACTIVATIONS)}, got {layer.activation!r}")
     for key in ("stride", "padding"):
@@ -304,6 +312,13 @@ def _layer_problems(layer: Layer) -> list[str]:
                     "(the reference output must be computed from the operands as stored)"
                 )
     return problems
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: messages quote what a file holds, which may be
+    huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _is_int(value: Any) -> bool:
@@ -441,26 +456,25 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     where = f"layers[{index}]"
     if not isinstance(entry, dict):
         return [f"{where}: expected an object, got {type(entry).__name__}"], {}
-    if isinstance(entry.get("name"), str):
-        where = f"layers[{index}] ({entry['name']})"
+    name = entry.get("name")
+    if isinstance(name, str):  # a bad name is quoted, so that it cannot break the message's lines
+        where = f"layers[{index}] ({name if _LAYER_NAME.fullmatch(name) else _brief(name, 40)})"
     problems = _check_keys(entry, _LAYER_KEYS, where)
     if problems:
         return problems, {}
-    if not _LAYER_NAME.match(entry["name"]):
-        problems.append(f"{where}.name: must match {_LAYER_NAME.pattern}, got {entry['name']!r}")
+    if not _LAYER_NAME.fullmatch(entry["name"]):
+        problems.append(f"{where}.name: must be {_LAYER_NAME_RULE}, got {_brief(entry['name'])}")
     if entry["op"] not in OPS:
         problems.append(f"{where}.op: expected one of {list(OPS)}, got {entry['op']!r}")
     if entry["activation"] not in ACTIVATIONS:
         problems.append(
             f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {entry['activation']!r}"
         )
-    file_name = entry["file"]
-    if (
-        not file_name.endswith(".npz")
-        or os.path.basename(file_name) != file_name
-        or file_name.startswith(".")
-    ):
-        problems.append(f"{where}.file: expected a bare file name ending in .npz, got {file_name!r}")
+    if not _LAYER_FILE.fullmatch(entry["file"]):
+        problems.append(
+            f"{where}.file: expected a bare file name in the trace directory, {_LAYER_NAME_RULE}, then "
+            f"'.npz'; got {_brief(entry['file'])}"
+        )
     for key in ("input_shape", "weight_shape", "output_shape"):
         if not all(_is_int(d) and d >= 1 for d in entry[key]):
             problems.append(f"{where}.{key}: expected a list of positive integers, got {entry[key]!r}")
@@ -468,11 +482,13 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
         problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {entry['dtypes']!r}")
     digests = entry["sha256"]
     if set(digests) != set(ARRAY_NAMES) or not all(
-        isinstance(d, str) and _HEX_DIGEST.match(d) for d in digests.values()
+        isinstance(d, str) and _HEX_DIGEST.fullmatch(d) for d in digests.values()
     ):
         problems.append(f"{where}.sha256: expected a hex sha256 digest for each of {list(ARRAY_NAMES)}")
-    if not _HEX_DIGEST.match(entry["file_sha256"]):
-        problems.append(f"{where}.file_sha256: expected a hex sha256 digest, got {entry['file_sha256']!r}")
+    if not _HEX_DIGEST.fullmatch(entry["file_sha256"]):
+        problems.append(
+            f"{where}.file_sha256: expected a hex sha256 digest, got {_brief(entry['file_sha256'])}"
+        )
     if problems:
         return problems, {}
     shape_problems, expected = _expected_shapes(
