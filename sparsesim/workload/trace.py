@@ -51,6 +51,7 @@ import re
 import weakref
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -58,7 +59,7 @@ from typing import Any, overload
 import numpy as np
 
 from sparsesim.errors import TraceError
-from sparsesim.files import write_atomic
+from sparsesim.files import InputFileError, read_input_text, write_atomic
 
 __all__ = ["TRACE_FORMAT_VERSION", "LazyLayers", "Layer", "Trace", "load_trace", "save_trace"]
 
@@ -74,6 +75,24 @@ ACTIVATIONS = ("relu", "none")
 ARRAY_NAMES = ("input", "weights", "bias", "output")
 STORED_DTYPES = {"input": "float16", "weights": "float16", "bias": "float32", "output": "float32"}
 """Dtype (little-endian) in which each array is stored on disk; all are float32 in memory."""
+
+# Bounds on what a trace may claim, checked before anything is allocated from the claim (see the module
+# docstring). Each is far above what the traces sparsesim makes need.
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""A manifest (or a frame sequence's ``sequence.json``) larger than this is refused before it is parsed.
+The shipped manifest is 15 KB, about 1.2 KB a layer: 4096 layers take 5 MB."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted in a manifest, checked before parsing (Python's
+parser recurses once per level). A layer entry's ``sha256`` object is at depth 4; the provenance object
+and what it holds may take 31 levels (the shipped one takes 2; each pruning of a pruned trace adds 2)."""
+MAX_JSON_INT_DIGITS = 100
+"""Longest integer literal accepted in a manifest (Python refuses to convert more than 4300 digits, and
+converting is quadratic below that); 100 digits hold any 256-bit seed."""
+MAX_LAYERS = 4096
+"""Most layers a trace may list (VGG16 has 13 conv layers, a 96-block transformer about 600 matmuls)."""
+MAX_TRACE_NAME_CHARS = 256
+"""Longest trace name accepted; the name must also be printable (no newline, control or format
+characters): it is a one-line label in tables, reports and file names of goldens."""
 
 _TOP_LEVEL_KEYS = {"format": str, "format_version": int, "name": str, "provenance": dict, "layers": list}
 _LAYER_KEYS = {
@@ -321,6 +340,17 @@ def _brief(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
+def _trace_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a trace, or ``None``."""
+    if not isinstance(name, str) or not name:
+        return f"must be a non-empty string, got {_brief(name)}"
+    if len(name) > MAX_TRACE_NAME_CHARS:
+        return f"is {len(name):,} characters long; at most {MAX_TRACE_NAME_CHARS} are accepted"
+    if not name.isprintable():
+        return f"must be printable on one line (no newline, control or format characters), got {_brief(name)}"
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -372,8 +402,9 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
     """
     where = os.fspath(path)
     problems: list[str] = []
-    if not isinstance(name, str) or not name:
-        problems.append(f"name must be a non-empty string, got {name!r}")
+    name_problem = _trace_name_problem(name)
+    if name_problem:
+        problems.append(f"name {name_problem}")
     if not isinstance(provenance, dict):
         problems.append(f"provenance must be a dict, got {type(provenance).__name__}")
     else:
@@ -427,6 +458,135 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
     }
     write_atomic(os.path.join(where, MANIFEST_NAME), _manifest_text(manifest).encode("utf-8"))
     logger.info("saved trace %r (%d layers) to %s", name, len(entries), where)
+
+
+# --------------------------------------------------------------------------------------------- reading JSON
+
+
+class _JsonBoundError(ValueError):
+    """A JSON document goes past a bound of this module (raised from the json module's hooks)."""
+
+
+# A JSON string, or an unterminated one up to the end: matched possessively and never failing, so the scan
+# stays linear whatever the text (a failing pattern would be retried at every later quote).
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_DEPTH_CHUNK_BYTES = 2**20
+
+
+def _json_depth(text: str, limit: int) -> int:
+    """The deepest nesting of arrays and objects in the JSON ``text``, counted without parsing it (Python's
+    parser recurses once per level, and fails with RecursionError near 1000); the count stops once it
+    passes ``limit``. Brackets inside strings do not count; for invalid JSON, the count matches the parser's
+    nesting up to where the parser stops."""
+    structure = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    depth = peak = 0
+    for start in range(0, structure.size, _DEPTH_CHUNK_BYTES):
+        chunk = structure[start : start + _DEPTH_CHUNK_BYTES]
+        opens = (chunk == ord("[")) | (chunk == ord("{"))
+        closes = (chunk == ord("]")) | (chunk == ord("}"))
+        running = np.cumsum(opens.astype(np.int32) - closes) + depth
+        peak, depth = max(peak, int(running.max())), int(running[-1])
+        if peak > limit:
+            break
+    return peak
+
+
+def _json_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_JSON_INT_DIGITS:
+        raise _JsonBoundError(
+            f"an integer of {digits:,} digits ({text[:12]}...); at most {MAX_JSON_INT_DIGITS} digits are "
+            "accepted"
+        )
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise _JsonBoundError(f"the number {_brief(text, 40)} is out of a float's range")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise _JsonBoundError(f"{name} is not a JSON number (traces are written without NaN or infinities)")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _JsonBoundError(
+                    f"duplicate key {_brief(key)} in one object (JSON readers would keep the last one "
+                    "silently; a trace file must say each thing once)"
+                )
+            seen.add(key)
+    return obj
+
+
+def _lone_surrogate_at(document: Any) -> str | None:
+    """Where ``document`` holds a string with a lone UTF-16 surrogate (from a ``\\udXXX`` escape), which no
+    UTF-8 file, terminal or report can hold; ``None`` if it holds none."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return where or "the top level"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                path = f"{where}.{key}" if where else str(key)
+                if _LONE_SURROGATE.search(key):
+                    return f"the key {_brief(path)}"
+                stack.append((value, path))
+        elif isinstance(item, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
+    return None
+
+
+def read_json_file(path: str, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
+    """The JSON document in file ``path`` (a trace's manifest, a frame sequence's ``sequence.json``),
+    refused with a :class:`TraceError` naming the file and ``what`` is wrong unless it is safe to use.
+
+    Checked, in this order, so that no file can hang the reader, flood memory or crash it: the file is a
+    regular file (a FIFO or a device such as ``/dev/zero`` is refused, see :mod:`sparsesim.files`; symbolic
+    links are followed) of at most ``max_bytes``, in UTF-8; it nests arrays and objects at most
+    :data:`MAX_JSON_DEPTH` deep (counted before parsing); it is valid JSON with no object holding a key
+    twice, no integer longer than :data:`MAX_JSON_INT_DIGITS` digits, no ``NaN``/``Infinity`` and no float
+    out of range, and no string holding a lone UTF-16 surrogate.
+    """
+    try:
+        text = read_input_text(path, max_bytes, what)
+    except InputFileError as error:
+        raise TraceError(f"{path}: {error.reason}") from None
+    depth = _json_depth(text, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise TraceError(
+            f"{path}: {what} nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+            f"at most {MAX_JSON_DEPTH} are accepted"
+        )
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_json_object,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+        )
+    except _JsonBoundError as error:
+        raise TraceError(f"{path}: {what} refused: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise TraceError(f"{path}: {what} is not valid JSON: {error}") from None
+    surrogate = _lone_surrogate_at(document)
+    if surrogate is not None:
+        raise TraceError(
+            f"{path}: {what} refused: a string at {surrogate} holds a lone UTF-16 surrogate (a "
+            "\\udXXX escape with no pair), which is not text"
+        )
+    return document
 
 
 # --------------------------------------------------------------------------------------------- loading
@@ -633,45 +793,49 @@ def load_trace(
             f"{where}: trace directory not found (a trace is a directory holding {MANIFEST_NAME})"
         )
     manifest_path = os.path.join(where, MANIFEST_NAME)
-    try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise TraceError(f"{manifest_path}: missing manifest (every trace directory has one)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{manifest_path}: cannot read manifest: {exc}") from None
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{manifest_path}: manifest is not valid JSON: {exc}") from None
+    if not os.path.lexists(manifest_path):
+        raise TraceError(f"{manifest_path}: missing manifest (every trace directory has one)")
+    manifest = read_json_file(manifest_path, "manifest")
     if not isinstance(manifest, dict):
         raise TraceError(
             f"{manifest_path}: expected a JSON object at the top level, got {type(manifest).__name__}"
         )
     if manifest.get("format") != FORMAT_NAME:
-        raise TraceError(f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {manifest.get('format')!r}")
+        raise TraceError(
+            f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {_brief(manifest.get('format'))}"
+        )
     version = manifest.get("format_version")
     if version != TRACE_FORMAT_VERSION or isinstance(version, bool):
         raise TraceError(
-            f"{manifest_path}: format_version: unsupported version {version!r}; this sparsesim reads "
+            f"{manifest_path}: format_version: unsupported version {_brief(version)}; this sparsesim reads "
             f"version {TRACE_FORMAT_VERSION}"
         )
     problems = _check_keys(manifest, _TOP_LEVEL_KEYS, "manifest")
     if problems:
         _raise(manifest_path, problems)
+    name_problem = _trace_name_problem(manifest["name"])
+    if name_problem:
+        _raise(manifest_path, [f"manifest.name: {name_problem}"])
     if not manifest["layers"]:
         _raise(manifest_path, ["manifest.layers: a trace needs at least one layer"])
+    if len(manifest["layers"]) > MAX_LAYERS:
+        _raise(
+            manifest_path,
+            [f"manifest.layers: {len(manifest['layers']):,} layers; at most {MAX_LAYERS} are accepted"],
+        )
 
     checked = [_check_layer_entry(entry, index) for index, entry in enumerate(manifest["layers"])]
     problems = [p for entry_problems, _ in checked for p in entry_problems]
-    names = [entry["name"] for entry in manifest["layers"] if isinstance(entry, dict) and "name" in entry]
-    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
-        problems.append(f"manifest.layers: duplicate layer name {name!r}")
-    files = [entry["file"] for entry in manifest["layers"] if isinstance(entry, dict) and "file" in entry]
-    for file_name in sorted({f for f in files if files.count(f) > 1}, key=str):
-        problems.append(f"manifest.layers: file {file_name!r} is listed for more than one layer")
+    for key, what in (("name", "layer name {} is listed twice"), ("file", "file {} is listed twice")):
+        counts = Counter(
+            entry[key]
+            for entry in manifest["layers"]
+            if isinstance(entry, dict) and isinstance(entry.get(key), str)
+        )
+        problems += [f"manifest.layers: {what.format(_brief(v))}" for v, n in sorted(counts.items()) if n > 1]
     if problems:
         _raise(manifest_path, problems)
+    names = [entry["name"] for entry in manifest["layers"]]
 
     if layers is None:
         wanted = set(names)

@@ -10,6 +10,7 @@ header, a zip member of zeros) so that every file stays small and every test fas
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,15 @@ from sparsesim.cli import main
 from sparsesim.errors import TraceError
 from sparsesim.workload.ops import layer_reference
 from sparsesim.workload.pan import load_frames
-from sparsesim.workload.trace import load_trace, save_trace
+from sparsesim.workload.trace import (
+    MAX_JSON_DEPTH,
+    MAX_JSON_INT_DIGITS,
+    MAX_LAYERS,
+    MAX_MANIFEST_BYTES,
+    MAX_TRACE_NAME_CHARS,
+    load_trace,
+    save_trace,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "traces" / "vgg16_china"
 DADIANNAO = Path(__file__).resolve().parents[2] / "hwconfigs" / "dadiannao.yaml"
@@ -134,3 +143,149 @@ def test_frame_directory_with_a_final_newline_is_refused(trace_dir, tmp_path):
     (frames / "sequence.json").write_text(json.dumps(sequence))
     with pytest.raises(TraceError, match=r"sequence\.json: invalid frame sequence:\n  frames\[0\]"):
         load_frames(frames)
+
+
+# ------------------------------------------------------------------------------- the manifest's JSON
+
+
+def test_manifest_nested_deeper_than_the_bound_is_refused_before_parsing(trace_dir):
+    text = (trace_dir / "manifest.json").read_text()
+    for depth in (MAX_JSON_DEPTH, 600, 200_000):  # the last two crash Python's json with RecursionError
+        write_manifest_text(
+            trace_dir,
+            text.replace('"provenance": {', '"provenance": {"x": ' + "[" * depth + "]" * depth + ", ", 1),
+        )
+        refused(trace_dir, "manifest.json: manifest nests JSON arrays and objects more than 32 levels deep")
+    cli_refuses("info", trace_dir, fragments=["manifest.json", "more than 32 levels deep"])
+
+
+def test_provenance_nested_within_the_bound_loads_and_brackets_in_strings_do_not_count(trace_dir):
+    manifest = manifest_of(trace_dir)
+    nested = "leaf"
+    for _ in range(MAX_JSON_DEPTH - 2):  # the manifest's object and the provenance take 2 levels
+        nested = {"source": nested}
+    manifest["provenance"]["derived_from"] = nested
+    manifest["provenance"]["note"] = "[{" * 5000 + '\\"[' * 100
+    write_manifest(trace_dir, manifest)
+    assert load_trace(trace_dir).provenance["note"].startswith("[{[{")
+    manifest["provenance"]["derived_from"] = {"one_more": nested}
+    write_manifest(trace_dir, manifest)
+    refused(trace_dir, "manifest.json: manifest nests JSON arrays and objects more than 32 levels deep")
+
+
+def test_an_unterminated_string_full_of_escaped_quotes_is_refused(trace_dir):
+    write_manifest_text(trace_dir, '{"name": "' + '\\"' * 200_000)
+    refused(trace_dir, "manifest.json: manifest is not valid JSON")
+
+
+@pytest.mark.parametrize("digits", [MAX_JSON_INT_DIGITS + 1, 5000])  # 5000: Python's int() refuses
+def test_an_integer_with_too_many_digits_is_refused(trace_dir, digits):
+    text = (trace_dir / "manifest.json").read_text()
+    write_manifest_text(trace_dir, text.replace('"stride": 1', '"stride": ' + "7" * digits, 1))
+    refused(trace_dir, "manifest.json: manifest refused: an integer of", f"{digits:,} digits (7777")
+    cli_refuses("info", trace_dir, fragments=["manifest.json", f"an integer of {digits:,} digits"])
+
+
+@pytest.mark.parametrize(
+    ("literal", "fragment"),
+    [
+        ("NaN", "NaN is not a JSON number"),
+        ("-Infinity", "-Infinity is not a JSON number"),
+        ("1e999", "the number '1e999' is out of a float's range"),
+    ],
+)
+def test_nan_infinity_and_out_of_range_numbers_are_refused(trace_dir, literal, fragment):
+    text = (trace_dir / "manifest.json").read_text()
+    write_manifest_text(trace_dir, text.replace('"provenance": {', f'"provenance": {{"x": {literal}, ', 1))
+    refused(trace_dir, "manifest.json: manifest refused: " + fragment)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        (
+            '"format": "sparsesim-trace",',
+            '"format": "sparsesim-trace", "format": "sparsesim-trace",',
+            "'format'",
+        ),
+        ('"stride": 1,', '"stride": 1, "stride": 2,', "'stride'"),
+        ('"bias": "', '"bias": "0", "bias": "', "'bias'"),
+    ],
+)
+def test_a_key_given_twice_in_one_object_is_refused_and_named(trace_dir, old, new, key):
+    text = (trace_dir / "manifest.json").read_text()
+    assert old in text
+    write_manifest_text(trace_dir, text.replace(old, new, 1))
+    refused(trace_dir, f"manifest.json: manifest refused: duplicate key {key} in one object")
+    cli_refuses("info", trace_dir, fragments=["manifest.json", f"duplicate key {key}"])
+
+
+def test_a_lone_surrogate_escape_is_refused_and_placed(trace_dir):
+    text = (trace_dir / "manifest.json").read_text()
+    write_manifest_text(
+        trace_dir, text.replace('"provenance": {', '"provenance": {"x": ["ok", "\\ud800"], ', 1)
+    )
+    refused(trace_dir, "manifest.json: manifest refused: a string at provenance.x[1] holds a lone UTF-16")
+    text = text.replace('"provenance": {', '"provenance": {"emoji": "\\ud83d\\ude00", ', 1)  # a pair is text
+    write_manifest_text(trace_dir, text)
+    assert load_trace(trace_dir).provenance["emoji"] == "\U0001f600"
+
+
+@pytest.mark.parametrize("name", ["two\nlines", "bell\x07", "", "x" * (MAX_TRACE_NAME_CHARS + 1), 7])
+def test_a_trace_name_that_is_not_one_printable_line_is_refused(trace_dir, name):
+    manifest = manifest_of(trace_dir)
+    manifest["name"] = name
+    write_manifest(trace_dir, manifest)
+    refused(trace_dir, "manifest.json", "manifest.name")
+
+
+def test_a_manifest_over_the_size_bound_is_refused_before_it_is_read(trace_dir):
+    with open(trace_dir / "manifest.json", "r+b") as handle:  # sparse: takes no disk
+        handle.truncate(MAX_MANIFEST_BYTES + 1)
+    refused(trace_dir, "manifest.json: the manifest is 16,777,217 bytes; at most 16,777,216 are accepted")
+    cli_refuses("info", trace_dir, fragments=["manifest.json", "at most 16,777,216 are accepted"])
+
+
+def test_more_layers_than_the_bound_are_refused_before_any_entry_is_checked(trace_dir):
+    manifest = manifest_of(trace_dir)
+    manifest["layers"] = [{"junk": index} for index in range(MAX_LAYERS + 1)]
+    write_manifest(trace_dir, manifest)
+    message = refused(trace_dir, "manifest.json", "manifest.layers: 4,097 layers; at most 4096 are accepted")
+    assert "junk" not in message
+
+
+def test_layer_names_of_any_json_type_give_problems_not_a_crash(trace_dir):
+    manifest = manifest_of(trace_dir)
+    manifest["layers"] = [dict(manifest["layers"][0], name=[]), dict(manifest["layers"][0], name=[])]
+    write_manifest(trace_dir, manifest)
+    message = refused(trace_dir, "manifest.json", "layers[0].name: expected a string, got list")
+    assert "layers[1].name: expected a string, got list" in message
+
+
+# ------------------------------------------------------------------------------- not regular files
+
+
+def test_a_manifest_that_links_to_dev_zero_is_refused(trace_dir):
+    (trace_dir / "manifest.json").unlink()
+    (trace_dir / "manifest.json").symlink_to("/dev/zero")
+    refused(trace_dir, "manifest.json: the manifest must be a regular file, but this is a character device")
+    cli_refuses("info", trace_dir, fragments=["manifest.json", "a character device"])
+
+
+def test_a_manifest_that_is_a_fifo_is_refused_without_blocking(trace_dir):
+    (trace_dir / "manifest.json").unlink()
+    os.mkfifo(trace_dir / "manifest.json")
+    refused(trace_dir, "manifest.json: the manifest must be a regular file, but this is a FIFO")
+
+
+def test_a_manifest_that_is_a_directory_is_refused(trace_dir):
+    (trace_dir / "manifest.json").unlink()
+    (trace_dir / "manifest.json").mkdir()
+    refused(trace_dir, "manifest.json: the manifest must be a regular file, but this is a directory")
+
+
+def test_a_manifest_linked_from_outside_the_trace_directory_is_followed(trace_dir, tmp_path):
+    shared = tmp_path / "shared_store_manifest.json"
+    (trace_dir / "manifest.json").rename(shared)
+    (trace_dir / "manifest.json").symlink_to(shared)
+    assert load_trace(trace_dir).layer_names == ("conv1_1",)
