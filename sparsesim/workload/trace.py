@@ -59,7 +59,7 @@ from typing import Any, overload
 import numpy as np
 
 from sparsesim.errors import TraceError
-from sparsesim.files import InputFileError, read_input_text, write_atomic
+from sparsesim.files import InputFileError, read_input_bytes, write_atomic
 
 __all__ = ["TRACE_FORMAT_VERSION", "LazyLayers", "Layer", "Trace", "load_trace", "save_trace"]
 
@@ -299,7 +299,7 @@ def _layer_problems(layer: Layer) -> list[str]:
         return [f"op must be one of {list(OPS)}, got {layer.op!r}"]
     problems = []
     if not isinstance(layer.name, str) or not _LAYER_NAME.fullmatch(layer.name):
-        problems.append(f"name must be {_LAYER_NAME_RULE}, got {_brief(layer.name)}")
+        problems.append(f"name must be {_LAYER_NAME_RULE}, got {brief_repr(layer.name)}")
     if layer.activation not in ACTIVATIONS:
         problems.append(f"activation must be one of {list(ACTIVATIONS)}, got {layer.activation!r}")
     for key in ("stride", "padding"):
@@ -333,7 +333,7 @@ def _layer_problems(layer: Layer) -> list[str]:
     return problems
 
 
-def _brief(value: Any, limit: int = 80) -> str:
+def brief_repr(value: Any, limit: int = 80) -> str:
     """``repr(value)``, cut to about ``limit`` characters: messages quote what a file holds, which may be
     huge."""
     text = repr(value)
@@ -343,11 +343,14 @@ def _brief(value: Any, limit: int = 80) -> str:
 def _trace_name_problem(name: Any) -> str | None:
     """Why ``name`` cannot name a trace, or ``None``."""
     if not isinstance(name, str) or not name:
-        return f"must be a non-empty string, got {_brief(name)}"
+        return f"must be a non-empty string, got {brief_repr(name)}"
     if len(name) > MAX_TRACE_NAME_CHARS:
         return f"is {len(name):,} characters long; at most {MAX_TRACE_NAME_CHARS} are accepted"
     if not name.isprintable():
-        return f"must be printable on one line (no newline, control or format characters), got {_brief(name)}"
+        return (
+            "must be printable on one line (no newline, control or format characters), "
+            f"got {brief_repr(name)}"
+        )
     return None
 
 
@@ -505,7 +508,7 @@ def _json_int(text: str) -> int:
 def _json_float(text: str) -> float:
     value = float(text)
     if not np.isfinite(value):
-        raise _JsonBoundError(f"the number {_brief(text, 40)} is out of a float's range")
+        raise _JsonBoundError(f"the number {brief_repr(text, 40)} is out of a float's range")
     return value
 
 
@@ -520,7 +523,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict:
         for key, _ in pairs:
             if key in seen:
                 raise _JsonBoundError(
-                    f"duplicate key {_brief(key)} in one object (JSON readers would keep the last one "
+                    f"duplicate key {brief_repr(key)} in one object (JSON readers would keep the last one "
                     "silently; a trace file must say each thing once)"
                 )
             seen.add(key)
@@ -540,7 +543,7 @@ def _lone_surrogate_at(document: Any) -> str | None:
             for key, value in item.items():
                 path = f"{where}.{key}" if where else str(key)
                 if _LONE_SURROGATE.search(key):
-                    return f"the key {_brief(path)}"
+                    return f"the key {brief_repr(path)}"
                 stack.append((value, path))
         elif isinstance(item, list):
             stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
@@ -549,19 +552,30 @@ def _lone_surrogate_at(document: Any) -> str | None:
 
 def read_json_file(path: str, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
     """The JSON document in file ``path`` (a trace's manifest, a frame sequence's ``sequence.json``),
-    refused with a :class:`TraceError` naming the file and ``what`` is wrong unless it is safe to use.
+    refused with a :class:`TraceError` naming the file and what is wrong unless it is safe to use.
 
-    Checked, in this order, so that no file can hang the reader, flood memory or crash it: the file is a
-    regular file (a FIFO or a device such as ``/dev/zero`` is refused, see :mod:`sparsesim.files`; symbolic
-    links are followed) of at most ``max_bytes``, in UTF-8; it nests arrays and objects at most
-    :data:`MAX_JSON_DEPTH` deep (counted before parsing); it is valid JSON with no object holding a key
-    twice, no integer longer than :data:`MAX_JSON_INT_DIGITS` digits, no ``NaN``/``Infinity`` and no float
-    out of range, and no string holding a lone UTF-16 surrogate.
+    The file must be a regular file (a FIFO or a device such as ``/dev/zero`` is refused, see
+    :mod:`sparsesim.files`; symbolic links are followed) of at most ``max_bytes``; then :func:`parse_json`.
+    ``what`` names the file's role in messages ("manifest").
     """
     try:
-        text = read_input_text(path, max_bytes, what)
+        data = read_input_bytes(path, max_bytes, what)
     except InputFileError as error:
         raise TraceError(f"{path}: {error.reason}") from None
+    return parse_json(data, path, what)
+
+
+def parse_json(data: bytes, path: str, what: str) -> Any:
+    """The JSON document in ``data`` (the bytes of file ``path``), parsed so that no document can crash or
+    flood the parser: :class:`TraceError` naming ``path`` unless the bytes are UTF-8, nest arrays and
+    objects at most :data:`MAX_JSON_DEPTH` deep (counted before parsing), and are valid JSON with no object
+    holding a key twice, no integer longer than :data:`MAX_JSON_INT_DIGITS` digits, no ``NaN`` or
+    ``Infinity``, no float out of range, and no string holding a lone UTF-16 surrogate.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TraceError(f"{path}: {what} is not UTF-8 text ({error.reason} at byte {error.start})") from None
     depth = _json_depth(text, MAX_JSON_DEPTH)
     if depth > MAX_JSON_DEPTH:
         raise TraceError(
@@ -618,12 +632,12 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
         return [f"{where}: expected an object, got {type(entry).__name__}"], {}
     name = entry.get("name")
     if isinstance(name, str):  # a bad name is quoted, so that it cannot break the message's lines
-        where = f"layers[{index}] ({name if _LAYER_NAME.fullmatch(name) else _brief(name, 40)})"
+        where = f"layers[{index}] ({name if _LAYER_NAME.fullmatch(name) else brief_repr(name, 40)})"
     problems = _check_keys(entry, _LAYER_KEYS, where)
     if problems:
         return problems, {}
     if not _LAYER_NAME.fullmatch(entry["name"]):
-        problems.append(f"{where}.name: must be {_LAYER_NAME_RULE}, got {_brief(entry['name'])}")
+        problems.append(f"{where}.name: must be {_LAYER_NAME_RULE}, got {brief_repr(entry['name'])}")
     if entry["op"] not in OPS:
         problems.append(f"{where}.op: expected one of {list(OPS)}, got {entry['op']!r}")
     if entry["activation"] not in ACTIVATIONS:
@@ -633,7 +647,7 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     if not _LAYER_FILE.fullmatch(entry["file"]):
         problems.append(
             f"{where}.file: expected a bare file name in the trace directory, {_LAYER_NAME_RULE}, then "
-            f"'.npz'; got {_brief(entry['file'])}"
+            f"'.npz'; got {brief_repr(entry['file'])}"
         )
     for key in ("input_shape", "weight_shape", "output_shape"):
         if not all(_is_int(d) and d >= 1 for d in entry[key]):
@@ -647,7 +661,7 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
         problems.append(f"{where}.sha256: expected a hex sha256 digest for each of {list(ARRAY_NAMES)}")
     if not _HEX_DIGEST.fullmatch(entry["file_sha256"]):
         problems.append(
-            f"{where}.file_sha256: expected a hex sha256 digest, got {_brief(entry['file_sha256'])}"
+            f"{where}.file_sha256: expected a hex sha256 digest, got {brief_repr(entry['file_sha256'])}"
         )
     if problems:
         return problems, {}
@@ -802,13 +816,13 @@ def load_trace(
         )
     if manifest.get("format") != FORMAT_NAME:
         raise TraceError(
-            f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {_brief(manifest.get('format'))}"
+            f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {brief_repr(manifest.get('format'))}"
         )
     version = manifest.get("format_version")
     if version != TRACE_FORMAT_VERSION or isinstance(version, bool):
         raise TraceError(
-            f"{manifest_path}: format_version: unsupported version {_brief(version)}; this sparsesim reads "
-            f"version {TRACE_FORMAT_VERSION}"
+            f"{manifest_path}: format_version: unsupported version {brief_repr(version)}; this sparsesim "
+            f"reads version {TRACE_FORMAT_VERSION}"
         )
     problems = _check_keys(manifest, _TOP_LEVEL_KEYS, "manifest")
     if problems:
@@ -832,7 +846,8 @@ def load_trace(
             for entry in manifest["layers"]
             if isinstance(entry, dict) and isinstance(entry.get(key), str)
         )
-        problems += [f"manifest.layers: {what.format(_brief(v))}" for v, n in sorted(counts.items()) if n > 1]
+        twice = [value for value, count in sorted(counts.items()) if count > 1]
+        problems += [f"manifest.layers: {what.format(brief_repr(value))}" for value in twice]
     if problems:
         _raise(manifest_path, problems)
     names = [entry["name"] for entry in manifest["layers"]]

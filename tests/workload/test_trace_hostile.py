@@ -9,6 +9,7 @@ header, a zip member of zeros) so that every file stays small and every test fas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ from click.testing import CliRunner
 
 from sparsesim.cli import main
 from sparsesim.errors import TraceError
+from sparsesim.workload.chain import source_manifest_sha256
 from sparsesim.workload.ops import layer_reference
-from sparsesim.workload.pan import load_frames
+from sparsesim.workload.pan import MAX_FRAMES, load_frames
 from sparsesim.workload.trace import (
     MAX_JSON_DEPTH,
     MAX_JSON_INT_DIGITS,
@@ -289,3 +291,78 @@ def test_a_manifest_linked_from_outside_the_trace_directory_is_followed(trace_di
     (trace_dir / "manifest.json").rename(shared)
     (trace_dir / "manifest.json").symlink_to(shared)
     assert load_trace(trace_dir).layer_names == ("conv1_1",)
+
+
+# ------------------------------------------------------------------------------- the other trace-like files
+
+
+def frame_sequence(tmp_path, trace_dir, frames):
+    """A frame sequence directory whose frames are copies of the real one-layer trace."""
+    path = tmp_path / "frames"
+    path.mkdir()
+    for entry in frames:
+        if isinstance(entry, dict) and not (path / entry["trace"]).exists():
+            shutil.copytree(trace_dir, path / entry["trace"])
+    sequence = {
+        "format": "sparsesim-frames",
+        "format_version": 1,
+        "name": "hostile",
+        "provenance": {"what": "copies of one real layer, for a test"},
+        "step_pixels": [0, 4],
+        "frames": frames,
+    }
+    (path / "sequence.json").write_text(json.dumps(sequence))
+    return path
+
+
+def test_a_frame_sequence_index_gets_the_manifest_checks(tmp_path, trace_dir):
+    frames = frame_sequence(tmp_path, trace_dir, [{"trace": "frame_000", "top": 0, "left": 0}])
+    assert load_frames(frames).layer_names == ["conv1_1"]
+    text = (frames / "sequence.json").read_text()
+    (frames / "sequence.json").write_text(text.replace('"top": 0', '"top": 0, "top": 9'))
+    with pytest.raises(
+        TraceError, match=r"sequence\.json: frame sequence index refused: duplicate key 'top'"
+    ):
+        load_frames(frames)
+    (frames / "sequence.json").write_text(
+        text.replace('"name": ', '"x": ' + "[" * 5000 + "]" * 5000 + ', "name": ')
+    )
+    with pytest.raises(TraceError, match=r"sequence\.json: frame sequence index nests JSON arrays"):
+        load_frames(frames)
+    (frames / "sequence.json").unlink()
+    os.mkfifo(frames / "sequence.json")
+    with pytest.raises(TraceError, match=r"sequence\.json: the frame sequence index must be a regular file"):
+        load_frames(frames)
+
+
+def test_a_frame_listed_twice_and_too_many_frames_are_refused(tmp_path, trace_dir):
+    twice = [{"trace": "frame_000", "top": 0, "left": 0}, {"trace": "frame_000", "top": 0, "left": 4}]
+    frames = frame_sequence(tmp_path, trace_dir, twice)
+    with pytest.raises(TraceError, match=r"frames\[1\]: trace 'frame_000' is listed twice"):
+        load_frames(frames)
+    sequence = json.loads((frames / "sequence.json").read_text())
+    sequence["frames"] = [{"trace": f"frame_{i:04d}", "top": 0, "left": 0} for i in range(MAX_FRAMES + 1)]
+    (frames / "sequence.json").write_text(json.dumps(sequence))
+    with pytest.raises(TraceError, match=r"frames: 1,025 frames; at most 1024 are accepted"):
+        load_frames(frames)
+
+
+def test_source_manifest_checksum_reads_the_manifest_with_the_same_checks(trace_dir):
+    trace = load_trace(trace_dir)
+    digest = source_manifest_sha256(trace)
+    assert digest == hashlib.sha256((trace_dir / "manifest.json").read_bytes()).hexdigest()
+    (trace_dir / "manifest.json").unlink()
+    (trace_dir / "manifest.json").symlink_to("/dev/zero")
+    with pytest.raises(
+        TraceError, match=r"manifest\.json: the manifest of the source trace .* character device"
+    ):
+        source_manifest_sha256(trace)
+    (trace_dir / "manifest.json").unlink()
+    (trace_dir / "manifest.json").write_text('{"layers": [{"name": "conv1_1"}], "layers": []}')
+    with pytest.raises(
+        TraceError, match=r"manifest\.json: manifest of the source trace .* duplicate key 'layers'"
+    ):
+        source_manifest_sha256(trace)
+    (trace_dir / "manifest.json").write_text('{"name": "x", "layers": [[]]}')
+    with pytest.raises(TraceError, match=r"manifest\.json: not a readable trace manifest"):
+        source_manifest_sha256(trace)
