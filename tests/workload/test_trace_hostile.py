@@ -10,9 +10,14 @@ header, a zip member of zeros) so that every file stays small and every test fas
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import struct
+import tracemalloc
+import zipfile
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -366,3 +371,335 @@ def test_source_manifest_checksum_reads_the_manifest_with_the_same_checks(trace_
     (trace_dir / "manifest.json").write_text('{"name": "x", "layers": [[]]}')
     with pytest.raises(TraceError, match=r"manifest\.json: not a readable trace manifest"):
         source_manifest_sha256(trace)
+
+
+# ------------------------------------------------------------------------------- layer files: building bombs
+
+
+def npy_header(shape, descr, version=(1, 0)):
+    """The bytes of a .npy header claiming ``shape`` and ``descr``, whatever data follows (or not)."""
+    text = repr({"descr": descr, "fortran_order": False, "shape": tuple(shape)}).encode("latin1")
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    size = len(text).to_bytes(2 if version == (1, 0) else 4, "little")
+    return b"\x93NUMPY" + bytes(version) + size + text
+
+
+def npy_of(array):
+    return npy_header(array.shape, array.dtype.str) + np.ascontiguousarray(array).tobytes()
+
+
+def deflated(*pieces, zeros=0):
+    """Raw deflate of ``pieces`` then ``zeros`` zero bytes, streamed: a bomb costs little memory to build."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out, crc = [], 0
+    for piece in pieces:
+        out.append(packer.compress(piece))
+        crc = zlib.crc32(piece, crc)
+    block = bytes(1 << 20)
+    for start in range(0, zeros, len(block)):
+        piece = block[: min(len(block), zeros - start)]
+        out.append(packer.compress(piece))
+        crc = zlib.crc32(piece, crc)
+    out.append(packer.flush())
+    return b"".join(out), crc, sum(map(len, pieces)) + zeros
+
+
+def raw_zip(members, *, comment=b""):
+    """A zip built byte by byte: ``members`` are (name, stored bytes, method, crc, declared uncompressed
+    size[, flags]); nothing is checked, so that each field can lie."""
+    body, directory = b"", b""
+    for name, stored, method, crc, size, *flags in members:
+        name = name.encode()
+        flag = flags[0] if flags else 0
+        fields = (method, 0, 0x21, crc, len(stored), size, len(name))
+        directory += struct.pack(
+            "<4s4B4HL2L5H2L",
+            b"PK\x01\x02",
+            20,
+            3,
+            20,
+            0,
+            flag,
+            *fields,
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            len(body),
+        )
+        directory += name
+        body += struct.pack("<4s2B4HL2L2H", b"PK\x03\x04", 20, 0, flag, *fields, 0) + name + stored
+    end = struct.pack(
+        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(body), len(comment)
+    )
+    return body + directory + end + comment
+
+
+def real_arrays(trace_dir):
+    """The real layer's arrays as stored (float16 operands, float32 bias and output)."""
+    layer = load_trace(trace_dir).layer("conv1_1")
+    return {
+        "input": layer.input.astype("<f2"),
+        "weights": layer.weights.astype("<f2"),
+        "bias": layer.bias.astype("<f4"),
+        "output": layer.output.astype("<f4"),
+    }
+
+
+def real_members(trace_dir, **replaced):
+    """The zip members of the real layer (deflated, honest), with some replaced by hostile ones."""
+    members = []
+    for key, array in real_arrays(trace_dir).items():
+        if key in replaced:
+            members.append(replaced[key])
+        else:
+            stored, crc, size = deflated(npy_of(array))
+            members.append((key + ".npy", stored, zipfile.ZIP_DEFLATED, crc, size))
+    return members
+
+
+def install_layer_file(trace_dir, data):
+    """Make ``data`` the layer's .npz and give the manifest its checksum, so that the file passes the
+    checksum and its contents reach the zip and .npy checks."""
+    (trace_dir / "conv1_1.npz").write_bytes(data)
+    manifest = manifest_of(trace_dir)
+    manifest["layers"][0]["file_sha256"] = hashlib.sha256(data).hexdigest()
+    write_manifest(trace_dir, manifest)
+
+
+def peak_bytes_while_refused(trace_dir, *fragments):
+    """Load, expect refusal with every fragment, and return the peak of Python's allocations meanwhile."""
+    tracemalloc.start()
+    try:
+        refused(trace_dir, *fragments)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_byte_built_zip_of_the_real_layer_loads(trace_dir):
+    install_layer_file(trace_dir, raw_zip(real_members(trace_dir)))
+    np.testing.assert_array_equal(
+        load_trace(trace_dir).layer("conv1_1").output, real_arrays(trace_dir)["output"]
+    )
+
+
+# ------------------------------------------------------------------------------- layer files: memory bombs
+
+
+def test_a_manifest_claiming_1e12_elements_is_refused_before_any_file_is_read(trace_dir):
+    manifest = manifest_of(trace_dir)
+    entry = manifest["layers"][0]
+    entry["input_shape"] = [3, 10**6, 10**6]  # consistent conv arithmetic: 3e12 input elements
+    entry["output_shape"] = [64, 10**6, 10**6]
+    write_manifest(trace_dir, manifest)
+    (trace_dir / "conv1_1.npz").unlink()
+    message = refused(
+        trace_dir,
+        "manifest.json",
+        "zero-padded input of [3, 1000002, 1000002]",
+        "at most 268,435,456 are accepted",
+    )
+    assert "missing layer file" not in message
+    cli_refuses("info", trace_dir, fragments=["manifest.json", "at most 268,435,456 are accepted"])
+    entry["input_shape"], entry["output_shape"] = [3, 16, 16], [64, 16, 16]
+    entry["weight_shape"] = [2**28, 3, 3, 3]
+    write_manifest(trace_dir, manifest)
+    refused(trace_dir, "manifest.json", "the layer's arrays would hold 76,235,670,272 elements")
+
+
+@pytest.mark.parametrize(
+    ("stride", "padding", "fragment"),
+    [
+        (1, 10**18, "padding 1000000000000000000 makes a zero-padded input"),
+        (1, 2**13, "padding 8192 makes a zero-padded input of [3, 16400, 16400]"),
+        (10**18, 1, "stride 1000000000000000000 is longer than the padded input (18x18); at most 18"),
+    ],
+)
+def test_absurd_padding_and_stride_are_refused_before_any_file_is_read(trace_dir, stride, padding, fragment):
+    manifest = manifest_of(trace_dir)
+    entry = manifest["layers"][0]
+    entry["stride"], entry["padding"] = stride, padding
+    entry["output_shape"] = [64, (16 + 2 * padding - 3) // stride + 1, (16 + 2 * padding - 3) // stride + 1]
+    write_manifest(trace_dir, manifest)
+    refused(trace_dir, "manifest.json", "layers[0] (conv1_1): " + fragment)
+    cli_refuses("run", DADIANNAO, trace_dir, "--layer", "conv1_1", fragments=[fragment])
+
+
+def test_save_refuses_a_stride_longer_than_the_padded_input(tmp_path, real_crop_trace):
+    layer = load_trace(real_crop_trace).layer("conv1_1")
+    strided = replace(layer, stride=19, output=layer.output[:, :1, :1])
+    with pytest.raises(TraceError, match=r"stride 19 is longer than the padded input \(18x18\)"):
+        save_trace(tmp_path / "t", "strided", {"note": "test"}, [strided])
+    save_trace(tmp_path / "t", "strided", {"note": "test"}, [replace(strided, stride=18)])
+
+
+def test_a_npy_header_claiming_1e12_elements_allocates_nothing(trace_dir):
+    claim = npy_header((10**12,), "<f4") + bytes(64)
+    stored, crc, size = deflated(claim)
+    install_layer_file(
+        trace_dir,
+        raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, size))),
+    )
+    peak = peak_bytes_while_refused(
+        trace_dir,
+        "conv1_1.npz: array 'output': expected shape [64, 16, 16] (from the manifest), got [1000000000000]",
+    )
+    assert peak < 2 * 2**20  # the bombs inflate to 40 MiB
+    cli_refuses("info", trace_dir, fragments=["conv1_1.npz: array 'output': expected shape [64, 16, 16]"])
+
+
+def test_a_member_declaring_a_huge_inflated_size_is_not_inflated(trace_dir):
+    # an honest bomb: 40 MiB of zeros after a valid header deflate to ~40 KB, within the file's size bound
+    header = npy_header((64, 16, 16), "<f4")
+    stored, crc, size = deflated(header, zeros=40 * 2**20)
+    assert len(stored) < 100_000
+    install_layer_file(
+        trace_dir,
+        raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, size))),
+    )
+    peak = peak_bytes_while_refused(
+        trace_dir,
+        f"conv1_1.npz: array 'output': its zip entry declares {size:,} bytes uncompressed",
+        "not inflated",
+    )
+    assert peak < 2 * 2**20  # the bombs inflate to 40 MiB
+    cli_refuses("info", trace_dir, fragments=["its zip entry declares", "not inflated"])
+
+
+def test_a_member_lying_about_its_inflated_size_is_inflated_no_further_than_the_claim(trace_dir):
+    # the same bomb declaring the honest size of the real output: zipfile stops there, the CRC refuses it
+    header = npy_header((64, 16, 16), "<f4")
+    stored, crc, _ = deflated(header, zeros=40 * 2**20)
+    honest = len(header) + 64 * 16 * 16 * 4
+    install_layer_file(
+        trace_dir,
+        raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, honest))),
+    )
+    peak = peak_bytes_while_refused(trace_dir, "conv1_1.npz: array 'output' is unreadable", "Bad CRC-32")
+    assert peak < 2 * 2**20  # the bombs inflate to 40 MiB
+
+
+def test_a_layer_file_larger_than_its_shapes_allow_is_refused_unread(trace_dir):
+    manifest = manifest_of(trace_dir)
+    with open(trace_dir / "conv1_1.npz", "r+b") as handle:  # sparse: takes no disk
+        handle.truncate(6 * 10**9)
+    message = refused(
+        trace_dir,
+        "conv1_1.npz: the layer file is 6,000,000,000 bytes, more than the",
+        "that arrays of the manifest's shapes can take",
+    )
+    assert manifest["layers"][0]["file_sha256"] not in message.split("file is")[1]  # never hashed
+    cli_refuses("info", trace_dir, fragments=["conv1_1.npz: the layer file is 6,000,000,000 bytes"])
+
+
+def test_a_file_checksum_mismatch_stops_before_anything_is_inflated(trace_dir):
+    header = npy_header((64, 16, 16), "<f4")
+    stored, crc, size = deflated(header, zeros=40 * 2**20)
+    bomb = raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, size)))
+    (trace_dir / "conv1_1.npz").write_bytes(bomb)  # the manifest still holds the real file's checksum
+    peak = peak_bytes_while_refused(
+        trace_dir, "conv1_1.npz: file checksum mismatch", "nothing in it was read"
+    )
+    assert peak < 2 * 2**20  # the bombs inflate to 40 MiB
+
+
+# ------------------------------------------------------------------------------- layer files: odd zips
+
+
+@pytest.mark.parametrize(
+    ("hostile", "fragment"),
+    [
+        (lambda m: m + [m[0]], "array 'input' is in the zip 2 times"),
+        (lambda m: [(*m[0][:2], 12, *m[0][3:])] + m[1:], "array 'input' is compressed with zip method 12"),
+        (lambda m: [(*m[0], 0x1)] + m[1:], "array 'input' is encrypted or patched in the zip (flags 0x1)"),
+    ],
+    ids=["member-twice", "bzip2", "encrypted"],
+)
+def test_zip_members_that_readers_would_disagree_on_or_cannot_read_are_refused(trace_dir, hostile, fragment):
+    install_layer_file(trace_dir, raw_zip(hostile(real_members(trace_dir))))
+    refused(trace_dir, "conv1_1.npz: " + fragment)
+
+
+def test_zip_end_records_that_would_flood_zipfile_are_refused(trace_dir):
+    members = real_members(trace_dir)
+    honest = raw_zip(members)
+    huge_directory = honest[:-10] + (50 * 2**20).to_bytes(4, "little") + honest[-6:]
+    install_layer_file(trace_dir, huge_directory)
+    refused(trace_dir, "conv1_1.npz: not a readable .npz", "its zip directory takes 52,428,800 bytes")
+    install_layer_file(trace_dir, raw_zip(members, comment=b"a comment"))
+    refused(trace_dir, "conv1_1.npz: not a readable .npz", "no zip end record at the end of the file")
+    locator = b"PK\x06\x07" + bytes(16)
+    install_layer_file(trace_dir, honest[:-22] + locator + honest[-22:])
+    refused(trace_dir, "conv1_1.npz: not a readable .npz", "zip64 end record")
+
+
+@pytest.mark.parametrize(
+    ("npy", "fragment"),
+    [
+        (npy_header((64, 16, 16), "<f4", version=(3, 0)), "is a .npy of format version (3, 0)"),
+        (b"\x93NUMPY\x01\x00" + (4000).to_bytes(2, "little") + b"-" * 3990 + b"1\n", "is unreadable"),
+        (b"\x93NUMPY\x01\x00" + (60000).to_bytes(2, "little") + b" " * 3000, "is unreadable"),
+        (npy_header((64, 16, 16), ">f4"), "expected dtype float32 (little-endian), got >f4"),
+        (npy_header((64, 16, 16), "|O"), "is an object array (a pickle)"),
+    ],
+    ids=["version-3", "unary-minus-chain", "header-longer-than-the-bound", "big-endian", "object"],
+)
+def test_hostile_npy_headers_are_refused(trace_dir, npy, fragment):
+    stored, crc, size = deflated(npy + bytes(64 * 16 * 16 * 4))
+    install_layer_file(
+        trace_dir,
+        raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, size))),
+    )
+    refused(trace_dir, "conv1_1.npz: array 'output'", fragment)
+
+
+def test_a_fortran_ordered_member_loads_as_its_c_ordered_values(trace_dir):
+    output = real_arrays(trace_dir)["output"]
+    npy = io.BytesIO()
+    np.lib.format.write_array(npy, np.asfortranarray(output))
+    stored, crc, size = deflated(npy.getvalue())
+    install_layer_file(
+        trace_dir,
+        raw_zip(real_members(trace_dir, output=("output.npy", stored, zipfile.ZIP_DEFLATED, crc, size))),
+    )
+    np.testing.assert_array_equal(load_trace(trace_dir).layer("conv1_1").output, output)
+
+
+# ------------------------------------------------------------------------------- layer files: not regular
+
+
+def test_a_layer_file_that_links_to_dev_zero_is_refused(trace_dir):
+    (trace_dir / "conv1_1.npz").unlink()
+    (trace_dir / "conv1_1.npz").symlink_to("/dev/zero")
+    refused(trace_dir, "conv1_1.npz: the layer file must be a regular file, but this is a character device")
+    cli_refuses(
+        "run", DADIANNAO, trace_dir, "--layer", "conv1_1", fragments=["conv1_1.npz", "character device"]
+    )
+
+
+def test_a_layer_file_that_is_a_fifo_is_refused_without_blocking(trace_dir):
+    (trace_dir / "conv1_1.npz").unlink()
+    os.mkfifo(trace_dir / "conv1_1.npz")
+    refused(trace_dir, "conv1_1.npz: the layer file must be a regular file, but this is a FIFO")
+    cli_refuses("info", trace_dir, fragments=["conv1_1.npz", "FIFO"])
+
+
+def test_a_layer_file_that_is_a_directory_or_a_dangling_link_is_refused(trace_dir, tmp_path):
+    (trace_dir / "conv1_1.npz").unlink()
+    (trace_dir / "conv1_1.npz").mkdir()
+    refused(trace_dir, "conv1_1.npz: the layer file must be a regular file, but this is a directory")
+    (trace_dir / "conv1_1.npz").rmdir()
+    (trace_dir / "conv1_1.npz").symlink_to(tmp_path / "nowhere.npz")
+    refused(trace_dir, "conv1_1.npz: cannot read the layer file: No such file or directory")
+
+
+def test_a_layer_file_linked_from_a_shared_store_outside_the_trace_is_followed(trace_dir, tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (trace_dir / "conv1_1.npz").rename(store / "conv1_1.npz")
+    (trace_dir / "conv1_1.npz").symlink_to(store / "conv1_1.npz")
+    assert load_trace(trace_dir).layer("conv1_1").weights.shape == (64, 3, 3, 3)
+    (store / "conv1_1.npz").write_bytes((store / "conv1_1.npz").read_bytes()[:-1])  # the target must match
+    refused(trace_dir, "conv1_1.npz: file checksum mismatch")
