@@ -77,6 +77,7 @@ import math
 import os
 import re
 import stat
+import tokenize
 import weakref
 import zipfile
 import zlib
@@ -161,8 +162,9 @@ _ZIP_END_BYTES = 22
 _ZIP_DIRECTORY_MAX_BYTES = 64 * 1024  # 4 entries take about 300 bytes; zipfile makes an object per entry
 _ZIP_UNSUPPORTED_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, patched data, strong encryption
 _READ_CHUNK_BYTES = 2**22
-# Errors that reading a hostile zip or .npy header may raise (RecursionError: numpy parses the header
-# with ast, which recurses on e.g. a chain of unary minus signs).
+# Errors that reading a hostile zip or .npy header may raise. numpy parses the header with ast, which
+# recurses (RecursionError on a chain of unary minus signs), and retries a header ast refuses through
+# tokenize (TokenError on an unclosed bracket).
 _ZIP_ERRORS = (
     zipfile.BadZipFile,
     zlib.error,
@@ -171,6 +173,7 @@ _ZIP_ERRORS = (
     OSError,
     NotImplementedError,
     RecursionError,
+    tokenize.TokenError,
 )
 # Fixed zip metadata, so that an .npz depends on nothing but the arrays (not on the clock, the OS or umask).
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)

@@ -641,10 +641,21 @@ def test_zip_end_records_that_would_flood_zipfile_are_refused(trace_dir):
         (npy_header((64, 16, 16), "<f4", version=(3, 0)), "is a .npy of format version (3, 0)"),
         (b"\x93NUMPY\x01\x00" + (4000).to_bytes(2, "little") + b"-" * 3990 + b"1\n", "is unreadable"),
         (b"\x93NUMPY\x01\x00" + (60000).to_bytes(2, "little") + b" " * 3000, "is unreadable"),
+        (
+            b"\x93NUMPY\x01\x00" + (63).to_bytes(2, "little") + b"{'shape': (64, 16, 16" + b" " * 41 + b"\n",
+            "is unreadable",
+        ),
         (npy_header((64, 16, 16), ">f4"), "expected dtype float32 (little-endian), got >f4"),
         (npy_header((64, 16, 16), "|O"), "is an object array (a pickle)"),
     ],
-    ids=["version-3", "unary-minus-chain", "header-longer-than-the-bound", "big-endian", "object"],
+    ids=[
+        "version-3",
+        "unary-minus-chain",
+        "header-longer-than-the-bound",
+        "unclosed-bracket",
+        "big-endian",
+        "object",
+    ],
 )
 def test_hostile_npy_headers_are_refused(trace_dir, npy, fragment):
     stored, crc, size = deflated(npy + bytes(64 * 16 * 16 * 4))
