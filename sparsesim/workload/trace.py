@@ -696,11 +696,11 @@ def _check_keys(obj: dict, spec: dict[str, type], where: str) -> list[str]:
         if key not in obj:
             problems.append(f"{where}: missing key {key!r}")
         elif kind is int and not (isinstance(obj[key], int) and not isinstance(obj[key], bool)):
-            problems.append(f"{where}.{key}: expected an integer, got {obj[key]!r}")
+            problems.append(f"{where}.{key}: expected an integer, got {brief_repr(obj[key])}")
         elif kind is not int and not isinstance(obj[key], kind):
             problems.append(f"{where}.{key}: expected {_KIND_NAMES[kind]}, got {type(obj[key]).__name__}")
     for key in sorted(set(obj) - set(spec)):
-        problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(spec))})")
+        problems.append(f"{where}: unknown key {brief_repr(key)} (allowed: {', '.join(sorted(spec))})")
     return problems
 
 
@@ -722,10 +722,10 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     if not _LAYER_NAME.fullmatch(entry["name"]):
         problems.append(f"{where}.name: must be {_LAYER_NAME_RULE}, got {brief_repr(entry['name'])}")
     if entry["op"] not in OPS:
-        problems.append(f"{where}.op: expected one of {list(OPS)}, got {entry['op']!r}")
+        problems.append(f"{where}.op: expected one of {list(OPS)}, got {brief_repr(entry['op'])}")
     if entry["activation"] not in ACTIVATIONS:
         problems.append(
-            f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {entry['activation']!r}"
+            f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {brief_repr(entry['activation'])}"
         )
     if not _LAYER_FILE.fullmatch(entry["file"]):
         problems.append(
@@ -734,9 +734,11 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
         )
     for key in ("input_shape", "weight_shape", "output_shape"):
         if not all(_is_int(d) and d >= 1 for d in entry[key]):
-            problems.append(f"{where}.{key}: expected a list of positive integers, got {entry[key]!r}")
+            problems.append(
+                f"{where}.{key}: expected a list of positive integers, got {brief_repr(entry[key])}"
+            )
     if entry["dtypes"] != STORED_DTYPES:
-        problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {entry['dtypes']!r}")
+        problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {brief_repr(entry['dtypes'], 200)}")
     digests = entry["sha256"]
     if set(digests) != set(ARRAY_NAMES) or not all(
         isinstance(d, str) and _HEX_DIGEST.fullmatch(d) for d in digests.values()

@@ -714,3 +714,18 @@ def test_a_layer_file_linked_from_a_shared_store_outside_the_trace_is_followed(t
     assert load_trace(trace_dir).layer("conv1_1").weights.shape == (64, 3, 3, 3)
     (store / "conv1_1.npz").write_bytes((store / "conv1_1.npz").read_bytes()[:-1])  # the target must match
     refused(trace_dir, "conv1_1.npz: file checksum mismatch")
+
+
+def test_huge_values_in_a_manifest_are_quoted_cut_short(trace_dir):
+    manifest = manifest_of(trace_dir)
+    entry = manifest["layers"][0]
+    entry["op"] = "x" * 10**6
+    entry["k" * 10**6] = 1
+    entry["input_shape"] = [-1] * 10**5
+    entry["padding"] = "p" * 10**6
+    write_manifest(trace_dir, manifest)
+    message = refused(
+        trace_dir, "manifest.json", "layers[0] (conv1_1).padding: expected an integer, got 'ppp"
+    )
+    assert "unknown key 'kkk" in message and "(1,000,002 characters)" in message
+    assert len(message) < 2000
