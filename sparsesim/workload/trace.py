@@ -161,7 +161,7 @@ _ZIP_MEMBER_OVERHEAD_BYTES = 1024  # local and central headers with zip64 extras
 _ZIP_END_BYTES = 22
 _ZIP_DIRECTORY_MAX_BYTES = 64 * 1024  # 4 entries take about 300 bytes; zipfile makes an object per entry
 _ZIP_UNSUPPORTED_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, patched data, strong encryption
-_READ_CHUNK_BYTES = 2**22
+_READ_CHUNK_BYTES = 2**18  # as numpy reads: a chunk inflated and copied while it is in cache
 # Errors that reading a hostile zip or .npy header may raise. numpy parses the header with ast, which
 # recurses (RecursionError on a chain of unary minus signs), and retries a header ast refuses through
 # tokenize (TokenError on an unclosed bracket).
