@@ -582,7 +582,6 @@ def test_a_member_lying_about_its_inflated_size_is_inflated_no_further_than_the_
 
 
 def test_a_layer_file_larger_than_its_shapes_allow_is_refused_unread(trace_dir):
-    manifest = manifest_of(trace_dir)
     with open(trace_dir / "conv1_1.npz", "r+b") as handle:  # sparse: takes no disk
         handle.truncate(6 * 10**9)
     message = refused(
@@ -590,7 +589,7 @@ def test_a_layer_file_larger_than_its_shapes_allow_is_refused_unread(trace_dir):
         "conv1_1.npz: the layer file is 6,000,000,000 bytes, more than the",
         "that arrays of the manifest's shapes can take",
     )
-    assert manifest["layers"][0]["file_sha256"] not in message.split("file is")[1]  # never hashed
+    assert "checksum" not in message  # refused on its size: never read, never hashed
     cli_refuses("info", trace_dir, fragments=["conv1_1.npz: the layer file is 6,000,000,000 bytes"])
 
 
