@@ -76,7 +76,9 @@ def read_input_bytes(path: str | os.PathLike, max_bytes: int, what: str = "file"
     ``what`` names the file's role in messages ("hardware config", "trace manifest"...). The file is opened
     without blocking (a FIFO with no writer would block ``open`` forever), checked with ``fstat`` on the
     open descriptor (no race between the check and the read), and read with at most ``max_bytes + 1`` bytes
-    requested, so a file that grows while it is read is refused too.
+    requested, so a file that grows while it is read is refused too. Each read asks for at most 16 MiB,
+    and no more than what ``fstat`` says is left plus one byte, so that a small file never costs a buffer
+    of the limit's size.
     """
     name = os.fsdecode(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -93,14 +95,16 @@ def read_input_bytes(path: str | os.PathLike, max_bytes: int, what: str = "file"
         size = status.st_size
         if size > max_bytes:
             raise InputFileError(name, f"the {what} is {size:,} bytes; at most {max_bytes:,} are accepted")
-        chunks, left = [], max_bytes + 1
+        chunks, left, expected = [], max_bytes + 1, size
         try:
             while left > 0:
-                chunk = handle.read(min(left, 1 << 24))
+                # what fstat says is left, plus one byte to see the end; past it (the file grew), big reads
+                chunk = handle.read(min(left, expected + 1 if expected >= 0 else 1 << 24, 1 << 24))
                 if not chunk:
                     break
                 chunks.append(chunk)
                 left -= len(chunk)
+                expected -= len(chunk)
         except OSError as error:
             raise InputFileError(name, f"cannot read the {what}: {error.strerror or error}") from None
     data = b"".join(chunks)

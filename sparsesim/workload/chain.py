@@ -10,15 +10,23 @@ names the exact source for the derived trace's provenance.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from sparsesim.errors import TraceError
+from sparsesim.files import InputFileError, read_input_bytes
 from sparsesim.workload.ops import maxpool2x2
-from sparsesim.workload.trace import MANIFEST_NAME, Layer, Trace, load_trace
+from sparsesim.workload.trace import (
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    Layer,
+    Trace,
+    brief_repr,
+    load_trace,
+    parse_json,
+)
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -78,26 +86,32 @@ def check_chain(trace: Trace, layers: Sequence[Layer]) -> list[bool]:
 
 
 def source_manifest_sha256(trace: Trace) -> str:
-    """sha256 of the source trace's manifest on disk, after checking that ``trace`` is (a prefix of) it."""
+    """sha256 of the source trace's manifest on disk, after checking that ``trace`` is (a prefix of) it.
+
+    The manifest is read as :func:`~sparsesim.workload.trace.load_trace` reads it (a regular file within
+    the same bounds, strict JSON): it may have changed since the trace was loaded.
+    """
     manifest_path = os.path.join(trace.path, MANIFEST_NAME)
+    what = "manifest of the source trace (needed for the provenance)"
     try:
-        with open(manifest_path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        raise TraceError(
-            f"{manifest_path}: cannot read the source trace's manifest (needed for the provenance): {exc}"
-        ) from None
-    try:
-        manifest = json.loads(data.decode("utf-8"))
-        names = [entry["name"] for entry in manifest["layers"]]
-    except (UnicodeDecodeError, ValueError, TypeError, KeyError) as exc:
-        raise TraceError(f"{manifest_path}: not a readable trace manifest: {exc}") from None
+        data = read_input_bytes(manifest_path, MAX_MANIFEST_BYTES, what)
+    except InputFileError as error:
+        raise TraceError(f"{manifest_path}: {error.reason}") from None
+    manifest = parse_json(data, manifest_path, what)
+    layers = manifest.get("layers") if isinstance(manifest, dict) else None
+    names = (
+        [entry.get("name") for entry in layers if isinstance(entry, dict)]
+        if isinstance(layers, list)
+        else None
+    )
+    if names is None or len(names) != len(layers):
+        raise TraceError(f"{manifest_path}: not a readable trace manifest (no list of layer objects)")
     have = list(trace.layer_names)
     if manifest.get("name") != trace.name or names[: len(have)] != have:
         raise TraceError(
             f"{trace.path}: trace {trace.name!r} with layers {have} is not the first layers of the trace on "
-            f"disk ({manifest.get('name')!r}: {names}); pruning re-runs the network from the trace's first "
-            "layer, so load the whole trace (load_trace(path) without layers=)"
+            f"disk ({brief_repr(manifest.get('name'))}: {brief_repr(names)}); pruning re-runs the network "
+            "from the trace's first layer, so load the whole trace (load_trace(path) without layers=)"
         )
     return hashlib.sha256(data).hexdigest()
 

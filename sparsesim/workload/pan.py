@@ -38,7 +38,7 @@ from sparsesim.errors import SparsesimError, TraceError
 from sparsesim.files import write_atomic
 from sparsesim.workload.chain import check_chain, source_manifest_sha256, to_float16
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from sparsesim.workload.trace import Trace, load_trace, save_trace
+from sparsesim.workload.trace import Trace, brief_repr, load_trace, read_json_file, save_trace
 
 __all__ = ["FRAMES_FORMAT", "FrameSequence", "PanError", "load_frames", "make_pan_frames", "pan_windows"]
 
@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 FRAMES_FORMAT = "sparsesim-frames"
 FRAMES_FORMAT_VERSION = 1
 SEQUENCE_NAME = "sequence.json"
-_FRAME_DIR = re.compile(r"^frame_\d{3,}$")
+MAX_FRAMES = 1024
+"""Most frames a sequence may list (each is a whole trace, loaded and compared with the first)."""
+_FRAME_DIR = re.compile(r"frame_[0-9]{3,9}")  # fullmatch: `$` would accept a final newline
 
 
 class PanError(SparsesimError, ValueError):
@@ -206,45 +208,57 @@ def make_pan_frames(
 def load_frames(path: str | os.PathLike, layers: Sequence[str] | None = None) -> FrameSequence:
     """Load and validate a frame sequence: its ``sequence.json``, and every frame as a trace (all layers, or
     those named). :class:`TraceError` if the file is malformed, a frame is missing or invalid, or the frames
-    do not hold the same layers with the same weights."""
+    do not hold the same layers with the same weights.
+
+    ``sequence.json`` is read as a trace's manifest is (:func:`~sparsesim.workload.trace.read_json_file`: a
+    regular file of at most 16 MiB, strict JSON, bounded nesting); it may list at most :data:`MAX_FRAMES`
+    frames, each frame directory once.
+    """
     where = os.fspath(path)
     index_path = os.path.join(where, SEQUENCE_NAME)
-    try:
-        with open(index_path, encoding="utf-8") as handle:
-            sequence = json.load(handle)
-    except FileNotFoundError:
-        raise TraceError(
-            f"{index_path}: missing (a frame sequence directory holds {SEQUENCE_NAME})"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TraceError(f"{index_path}: cannot read: {exc}") from None
+    if not os.path.lexists(index_path):
+        raise TraceError(f"{index_path}: missing (a frame sequence directory holds {SEQUENCE_NAME})")
+    sequence = read_json_file(index_path, "frame sequence index")
     expected = {"format", "format_version", "name", "provenance", "step_pixels", "frames"}
     if not isinstance(sequence, dict) or set(sequence) != expected:
         got = sorted(sequence) if isinstance(sequence, dict) else type(sequence).__name__
-        raise TraceError(f"{index_path}: expected exactly the keys {sorted(expected)}, got {got}")
-    if sequence["format"] != FRAMES_FORMAT or sequence["format_version"] != FRAMES_FORMAT_VERSION:
+        raise TraceError(f"{index_path}: expected exactly the keys {sorted(expected)}, got {brief_repr(got)}")
+    version = sequence["format_version"]
+    if sequence["format"] != FRAMES_FORMAT or version != FRAMES_FORMAT_VERSION or isinstance(version, bool):
         raise TraceError(
             f"{index_path}: expected format {FRAMES_FORMAT!r} version {FRAMES_FORMAT_VERSION}, got "
-            f"{sequence['format']!r} version {sequence['format_version']!r}"
+            f"{brief_repr(sequence['format'])} version {brief_repr(version)}"
         )
     problems = []
+    if not isinstance(sequence["name"], str) or not sequence["name"].isprintable():
+        problems.append(f"name: expected one printable line, got {brief_repr(sequence['name'])}")
+    if not isinstance(sequence["provenance"], dict):
+        problems.append(f"provenance: expected an object, got {type(sequence['provenance']).__name__}")
     step = sequence["step_pixels"]
     if not (isinstance(step, list) and len(step) == 2 and all(type(v) is int for v in step)):
-        problems.append(f"step_pixels: expected [dy, dx] integers, got {step!r}")
+        problems.append(f"step_pixels: expected [dy, dx] integers, got {brief_repr(step)}")
     entries = sequence["frames"]
     if not isinstance(entries, list) or not entries:
         problems.append("frames: expected a non-empty list")
         entries = []
+    elif len(entries) > MAX_FRAMES:
+        problems.append(f"frames: {len(entries):,} frames; at most {MAX_FRAMES} are accepted")
+        entries = []
+    seen: set[str] = set()
     for i, entry in enumerate(entries):
         ok = (
             isinstance(entry, dict)
             and set(entry) == {"trace", "top", "left"}
             and isinstance(entry["trace"], str)
-            and _FRAME_DIR.match(entry["trace"])
+            and _FRAME_DIR.fullmatch(entry["trace"])
             and all(type(entry[k]) is int for k in ("top", "left"))
         )
         if not ok:
             problems.append(f"frames[{i}]: expected {{'trace': 'frame_NNN', 'top': int, 'left': int}}")
+        elif entry["trace"] in seen:
+            problems.append(f"frames[{i}]: trace {entry['trace']!r} is listed twice")
+        else:
+            seen.add(entry["trace"])
     if problems:
         raise TraceError(f"{index_path}: invalid frame sequence:\n" + "\n".join("  " + p for p in problems))
     traces = tuple(load_trace(os.path.join(where, e["trace"]), layers=layers) for e in entries)

@@ -31,13 +31,40 @@ operands in float64 and rounded to float32; ``Hout = (H + 2 * padding - R) // st
 for ``Wout``. Operands are float16 because the modelled accelerators (DaDianNao, Cnvlutin, Eyeriss) move
 16-bit words. In memory, :class:`Layer` holds all four arrays as read-only float32.
 
-:func:`load_trace` loads with ``allow_pickle=False`` and validates everything above: the manifest's keys,
-types and values, that the shapes agree with each other and with the conv arithmetic, that each ``.npz``
-exists, is a readable zip of exactly the four arrays, with no object (pickled) arrays, the stored dtypes
-and shapes, only finite values, and both kinds of checksum. Every problem found is collected and reported
-in one :class:`~sparsesim.errors.TraceError` whose lines name the file and the array or manifest key.
-The loaded trace then reads each layer from disk again when it is used (:class:`LazyLayers`), so a run holds
-one layer in memory at a time.
+:func:`load_trace` validates everything above: the manifest's keys, types and values, that the shapes
+agree with each other and with the conv arithmetic, that each ``.npz`` exists, is a readable zip of exactly
+the four arrays, with no object (pickled) arrays (refused from the ``.npy`` header: nothing is ever
+unpickled), the stored dtypes and shapes, only finite values, and both kinds of checksum. Every problem
+found is collected and reported in one :class:`~sparsesim.errors.TraceError` whose lines name the file and
+the array or manifest key. The loaded trace then reads each layer from disk again when it is used
+(:class:`LazyLayers`), so a run holds one layer in memory at a time.
+
+**Hostile files.** No trace may crash, hang or flood the loader, so everything a file claims is bounded
+before anything is allocated or inflated from the claim:
+
+- Files: the manifest and every layer file must be *regular* files (a FIFO would block forever, a device
+  such as ``/dev/zero`` never ends; see :mod:`sparsesim.files`). Symbolic links are followed, including
+  ones that leave the trace directory: traces are often linked in from a shared store, and what matters is
+  that the target is a regular file within the bounds whose bytes match the manifest's checksums.
+- The manifest: at most :data:`MAX_MANIFEST_BYTES` (16 MiB), checked before it is read; arrays and objects
+  nested at most :data:`MAX_JSON_DEPTH` (32) deep, counted before it is parsed (the provenance may use 31
+  levels); strict JSON: no key twice in one object, integers of at most :data:`MAX_JSON_INT_DIGITS` (100)
+  digits, no ``NaN``/``Infinity``, no lone UTF-16 surrogate (:func:`read_json_file`). At most
+  :data:`MAX_LAYERS` (4096) layers; the trace name one printable line of at most
+  :data:`MAX_TRACE_NAME_CHARS` (256) characters; layer names (and file stems) at most
+  :data:`MAX_LAYER_NAME_CHARS` (128) characters of ``[A-Za-z0-9_.-]``.
+- Shapes, checked on the manifest before any layer file is read: a layer's four arrays hold at most
+  :data:`MAX_LAYER_ELEMENTS` (2^28) elements together, and so does a conv2d layer's zero-padded input
+  ``(C, H + 2*padding, W + 2*padding)``, which bounds the padding; the stride is at most the padded input's
+  larger side (any longer stride gives the same single output position).
+- A layer file: at most the bytes that arrays of the manifest's shapes can take in an ``.npz`` (raw data,
+  a ``.npy`` header of at most 4 KiB and zip headers per array, deflate's worst-case expansion), checked
+  before it is read; its sha256 must equal ``file_sha256`` before anything in it is inflated. The zip's
+  end record must close the file with a directory of at most 64 KiB (no comment, no zip64 end record);
+  each array's entry must be stored or deflated, unencrypted, appear once, declare an uncompressed size of
+  exactly its ``.npy`` header plus the manifest shape's bytes, and hold a ``.npy`` header (format 1.0 or
+  2.0) of the manifest's dtype and shape — all checked before the data is inflated, and never more than
+  the declared size is inflated.
 """
 
 from __future__ import annotations
@@ -46,11 +73,15 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
+import stat
+import tokenize
 import weakref
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, overload
@@ -58,7 +89,7 @@ from typing import Any, overload
 import numpy as np
 
 from sparsesim.errors import TraceError
-from sparsesim.files import write_atomic
+from sparsesim.files import InputFileError, read_input_bytes, write_atomic
 
 __all__ = ["TRACE_FORMAT_VERSION", "LazyLayers", "Layer", "Trace", "load_trace", "save_trace"]
 
@@ -75,6 +106,29 @@ ARRAY_NAMES = ("input", "weights", "bias", "output")
 STORED_DTYPES = {"input": "float16", "weights": "float16", "bias": "float32", "output": "float32"}
 """Dtype (little-endian) in which each array is stored on disk; all are float32 in memory."""
 
+# Bounds on what a trace may claim, checked before anything is allocated from the claim (see the module
+# docstring). Each is far above what the traces sparsesim makes need.
+MAX_MANIFEST_BYTES = 16 * 2**20
+"""A manifest (or a frame sequence's ``sequence.json``) larger than this is refused before it is parsed.
+The shipped manifest is 15 KB, about 1.2 KB a layer: 4096 layers take 5 MB."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects accepted in a manifest, checked before parsing (Python's
+parser recurses once per level). A layer entry's ``sha256`` object is at depth 4; the provenance object
+and what it holds may take 31 levels (the shipped one takes 2; each pruning of a pruned trace adds 2)."""
+MAX_JSON_INT_DIGITS = 100
+"""Longest integer literal accepted in a manifest (Python refuses to convert more than 4300 digits, and
+converting is quadratic below that); 100 digits hold any 256-bit seed."""
+MAX_LAYERS = 4096
+"""Most layers a trace may list (VGG16 has 13 conv layers, a 96-block transformer about 600 matmuls)."""
+MAX_LAYER_ELEMENTS = 2**28
+"""Most elements a layer's four arrays may hold together, and a conv2d layer's zero-padded input
+``(C, H + 2*padding, W + 2*padding)`` alone (the simulator materialises it): 2^28 = 268,435,456, 1 GiB as
+float32. Checked on the manifest's shapes before any file is read; VGG16's largest layer (fc6, 4096 x 25088
+weights) holds 103 M elements, the shipped trace's largest 2.4 M."""
+MAX_TRACE_NAME_CHARS = 256
+"""Longest trace name accepted; the name must also be printable (no newline, control or format
+characters): it is a one-line label in tables, reports and file names of goldens."""
+
 _TOP_LEVEL_KEYS = {"format": str, "format_version": int, "name": str, "provenance": dict, "layers": list}
 _LAYER_KEYS = {
     "name": str,
@@ -90,8 +144,37 @@ _LAYER_KEYS = {
     "sha256": dict,
     "file_sha256": str,
 }
-_LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_HEX_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+MAX_LAYER_NAME_CHARS = 128
+"""Longest layer name accepted: the name is also the stem of the layer's file, which must fit a file name."""
+# Every pattern below is applied with fullmatch: ``$`` would also match before a final newline, letting
+# ``"conv1_1\n"`` through into file names, tables and CSV.
+_LAYER_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_LAYER_NAME_CHARS - 1}}}")
+_LAYER_NAME_RULE = (
+    f"1 to {MAX_LAYER_NAME_CHARS} letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+_LAYER_FILE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.\-]{{0,{MAX_LAYER_NAME_CHARS - 1}}}\.npz")
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+# What a layer's .npz may hold around its arrays' raw bytes, for the bound on its size and on each member's
+# declared size (see _layer_file_max_bytes): numpy writes .npy headers of 128 bytes for these arrays.
+_NPY_HEADER_MAX_BYTES = 4096
+_ZIP_MEMBER_OVERHEAD_BYTES = 1024  # local and central headers with zip64 extras, data descriptor, name
+_ZIP_END_BYTES = 22
+_ZIP_DIRECTORY_MAX_BYTES = 64 * 1024  # 4 entries take about 300 bytes; zipfile makes an object per entry
+_ZIP_UNSUPPORTED_FLAGS = 0x1 | 0x20 | 0x40  # encrypted, patched data, strong encryption
+_READ_CHUNK_BYTES = 2**18  # as numpy reads: a chunk inflated and copied while it is in cache
+# Errors that reading a hostile zip or .npy header may raise. numpy parses the header with ast, which
+# recurses (RecursionError on a chain of unary minus signs), and retries a header ast refuses through
+# tokenize (TokenError on an unclosed bracket).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    ValueError,
+    OSError,
+    NotImplementedError,
+    RecursionError,
+    tokenize.TokenError,
+)
 # Fixed zip metadata, so that an .npz depends on nothing but the arrays (not on the clock, the OS or umask).
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _ZIP_CREATE_SYSTEM = 3  # Unix
@@ -253,17 +336,43 @@ def _expected_shapes(op: str, input_shape, weight_shape, stride: int, padding: i
     if op == "linear":
         if stride != 1 or padding != 0:
             problems.append(f"linear needs stride 1 and padding 0, got stride {stride}, padding {padding}")
-        return problems, {"bias": (k,), "output": (k,)}
-    if stride < 1 or padding < 0:
-        problems.append(f"conv2d needs stride >= 1 and padding >= 0, got stride {stride}, padding {padding}")
+            return problems, {}
+        expected = {"bias": (k,), "output": (k,)}
+    else:
+        if stride < 1 or padding < 0:
+            problems.append(
+                f"conv2d needs stride >= 1 and padding >= 0, got stride {stride}, padding {padding}"
+            )
+            return problems, {}
+        (c, h, w), (_, _, r, s) = input_shape, weight_shape
+        padded = (c, h + 2 * padding, w + 2 * padding)
+        if math.prod(padded) > MAX_LAYER_ELEMENTS:
+            problems.append(
+                f"padding {padding} makes a zero-padded input of {list(padded)} = {math.prod(padded):,} "
+                f"elements; at most {MAX_LAYER_ELEMENTS:,} are accepted"
+            )
+            return problems, {}
+        if stride > max(padded[1:]):
+            problems.append(
+                f"stride {stride} is longer than the padded input ({padded[1]}x{padded[2]}); at most "
+                f"{max(padded[1:])} is accepted (any longer stride gives the same single output position)"
+            )
+            return problems, {}
+        h_out = (h + 2 * padding - r) // stride + 1
+        w_out = (w + 2 * padding - s) // stride + 1
+        if h_out < 1 or w_out < 1:
+            problems.append(f"a {r}x{s} kernel does not fit a {h}x{w} input with padding {padding}")
+            return problems, {}
+        expected = {"bias": (k,), "output": (k, h_out, w_out)}
+    elements = sum(math.prod(shape) for shape in (input_shape, weight_shape, *expected.values()))
+    if elements > MAX_LAYER_ELEMENTS:
+        problems.append(
+            f"the layer's arrays would hold {elements:,} elements (input {list(input_shape)}, weights "
+            f"{list(weight_shape)}, output {list(expected['output'])}); at most {MAX_LAYER_ELEMENTS:,} are "
+            "accepted"
+        )
         return problems, {}
-    (_, h, w), (_, _, r, s) = input_shape, weight_shape
-    h_out = (h + 2 * padding - r) // stride + 1
-    w_out = (w + 2 * padding - s) // stride + 1
-    if h_out < 1 or w_out < 1:
-        problems.append(f"a {r}x{s} kernel does not fit a {h}x{w} input with padding {padding}")
-        return problems, {}
-    return problems, {"bias": (k,), "output": (k, h_out, w_out)}
+    return problems, expected
 
 
 def _layer_problems(layer: Layer) -> list[str]:
@@ -271,8 +380,8 @@ def _layer_problems(layer: Layer) -> list[str]:
     if layer.op not in OPS:
         return [f"op must be one of {list(OPS)}, got {layer.op!r}"]
     problems = []
-    if not isinstance(layer.name, str) or not _LAYER_NAME.match(layer.name):
-        problems.append(f"name must match {_LAYER_NAME.pattern}, got {layer.name!r}")
+    if not isinstance(layer.name, str) or not _LAYER_NAME.fullmatch(layer.name):
+        problems.append(f"name must be {_LAYER_NAME_RULE}, got {brief_repr(layer.name)}")
     if layer.activation not in ACTIVATIONS:
         problems.append(f"activation must be one of {list(ACTIVATIONS)}, got {layer.activation!r}")
     for key in ("stride", "padding"):
@@ -306,6 +415,27 @@ def _layer_problems(layer: Layer) -> list[str]:
     return problems
 
 
+def brief_repr(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters: messages quote what a file holds, which may be
+    huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _trace_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a trace, or ``None``."""
+    if not isinstance(name, str) or not name:
+        return f"must be a non-empty string, got {brief_repr(name)}"
+    if len(name) > MAX_TRACE_NAME_CHARS:
+        return f"is {len(name):,} characters long; at most {MAX_TRACE_NAME_CHARS} are accepted"
+    if not name.isprintable():
+        return (
+            "must be printable on one line (no newline, control or format characters), "
+            f"got {brief_repr(name)}"
+        )
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -321,7 +451,8 @@ def _stored_array(layer: Layer, key: str) -> np.ndarray:
 
 
 def _array_sha256(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    """sha256 of ``array``'s bytes in C order (hashed from the buffer: no copy when already C-ordered)."""
+    return hashlib.sha256(np.ascontiguousarray(array)).hexdigest()
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -357,8 +488,9 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
     """
     where = os.fspath(path)
     problems: list[str] = []
-    if not isinstance(name, str) or not name:
-        problems.append(f"name must be a non-empty string, got {name!r}")
+    name_problem = _trace_name_problem(name)
+    if name_problem:
+        problems.append(f"name {name_problem}")
     if not isinstance(provenance, dict):
         problems.append(f"provenance must be a dict, got {type(provenance).__name__}")
     else:
@@ -414,6 +546,146 @@ def save_trace(path: str | os.PathLike, name: str, provenance: dict, layers: Seq
     logger.info("saved trace %r (%d layers) to %s", name, len(entries), where)
 
 
+# --------------------------------------------------------------------------------------------- reading JSON
+
+
+class _JsonBoundError(ValueError):
+    """A JSON document goes past a bound of this module (raised from the json module's hooks)."""
+
+
+# A JSON string, or an unterminated one up to the end: matched possessively and never failing, so the scan
+# stays linear whatever the text (a failing pattern would be retried at every later quote).
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.?)*+"?', re.DOTALL)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_DEPTH_CHUNK_BYTES = 2**20
+
+
+def _json_depth(text: str, limit: int) -> int:
+    """The deepest nesting of arrays and objects in the JSON ``text``, counted without parsing it (Python's
+    parser recurses once per level, and fails with RecursionError near 1000); the count stops once it
+    passes ``limit``. Brackets inside strings do not count; for invalid JSON, the count matches the parser's
+    nesting up to where the parser stops."""
+    structure = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    depth = peak = 0
+    for start in range(0, structure.size, _DEPTH_CHUNK_BYTES):
+        chunk = structure[start : start + _DEPTH_CHUNK_BYTES]
+        opens = (chunk == ord("[")) | (chunk == ord("{"))
+        closes = (chunk == ord("]")) | (chunk == ord("}"))
+        running = np.cumsum(opens.astype(np.int32) - closes) + depth
+        peak, depth = max(peak, int(running.max())), int(running[-1])
+        if peak > limit:
+            break
+    return peak
+
+
+def _json_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_JSON_INT_DIGITS:
+        raise _JsonBoundError(
+            f"an integer of {digits:,} digits ({text[:12]}...); at most {MAX_JSON_INT_DIGITS} digits are "
+            "accepted"
+        )
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise _JsonBoundError(f"the number {brief_repr(text, 40)} is out of a float's range")
+    return value
+
+
+def _json_constant(name: str) -> Any:
+    raise _JsonBoundError(f"{name} is not a JSON number (traces are written without NaN or infinities)")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _JsonBoundError(
+                    f"duplicate key {brief_repr(key)} in one object (JSON readers would keep the last one "
+                    "silently; a trace file must say each thing once)"
+                )
+            seen.add(key)
+    return obj
+
+
+def _lone_surrogate_at(document: Any) -> str | None:
+    """Where ``document`` holds a string with a lone UTF-16 surrogate (from a ``\\udXXX`` escape), which no
+    UTF-8 file, terminal or report can hold; ``None`` if it holds none."""
+    stack: list[tuple[Any, str]] = [(document, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if _LONE_SURROGATE.search(item):
+                return where or "the top level"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                path = f"{where}.{key}" if where else str(key)
+                if _LONE_SURROGATE.search(key):
+                    return f"the key {brief_repr(path)}"
+                stack.append((value, path))
+        elif isinstance(item, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(item))
+    return None
+
+
+def read_json_file(path: str, what: str, max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
+    """The JSON document in file ``path`` (a trace's manifest, a frame sequence's ``sequence.json``),
+    refused with a :class:`TraceError` naming the file and what is wrong unless it is safe to use.
+
+    The file must be a regular file (a FIFO or a device such as ``/dev/zero`` is refused, see
+    :mod:`sparsesim.files`; symbolic links are followed) of at most ``max_bytes``; then :func:`parse_json`.
+    ``what`` names the file's role in messages ("manifest").
+    """
+    try:
+        data = read_input_bytes(path, max_bytes, what)
+    except InputFileError as error:
+        raise TraceError(f"{path}: {error.reason}") from None
+    return parse_json(data, path, what)
+
+
+def parse_json(data: bytes, path: str, what: str) -> Any:
+    """The JSON document in ``data`` (the bytes of file ``path``), parsed so that no document can crash or
+    flood the parser: :class:`TraceError` naming ``path`` unless the bytes are UTF-8, nest arrays and
+    objects at most :data:`MAX_JSON_DEPTH` deep (counted before parsing), and are valid JSON with no object
+    holding a key twice, no integer longer than :data:`MAX_JSON_INT_DIGITS` digits, no ``NaN`` or
+    ``Infinity``, no float out of range, and no string holding a lone UTF-16 surrogate.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TraceError(f"{path}: {what} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    depth = _json_depth(text, MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        raise TraceError(
+            f"{path}: {what} nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+            f"at most {MAX_JSON_DEPTH} are accepted"
+        )
+    try:
+        document = json.loads(
+            text,
+            object_pairs_hook=_json_object,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+        )
+    except _JsonBoundError as error:
+        raise TraceError(f"{path}: {what} refused: {error}") from None
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise TraceError(f"{path}: {what} is not valid JSON: {error}") from None
+    surrogate = _lone_surrogate_at(document)
+    if surrogate is not None:
+        raise TraceError(
+            f"{path}: {what} refused: a string at {surrogate} holds a lone UTF-16 surrogate (a "
+            "\\udXXX escape with no pair), which is not text"
+        )
+    return document
+
+
 # --------------------------------------------------------------------------------------------- loading
 
 
@@ -424,11 +696,11 @@ def _check_keys(obj: dict, spec: dict[str, type], where: str) -> list[str]:
         if key not in obj:
             problems.append(f"{where}: missing key {key!r}")
         elif kind is int and not (isinstance(obj[key], int) and not isinstance(obj[key], bool)):
-            problems.append(f"{where}.{key}: expected an integer, got {obj[key]!r}")
+            problems.append(f"{where}.{key}: expected an integer, got {brief_repr(obj[key])}")
         elif kind is not int and not isinstance(obj[key], kind):
             problems.append(f"{where}.{key}: expected {_KIND_NAMES[kind]}, got {type(obj[key]).__name__}")
     for key in sorted(set(obj) - set(spec)):
-        problems.append(f"{where}: unknown key {key!r} (allowed: {', '.join(sorted(spec))})")
+        problems.append(f"{where}: unknown key {brief_repr(key)} (allowed: {', '.join(sorted(spec))})")
     return problems
 
 
@@ -441,38 +713,41 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     where = f"layers[{index}]"
     if not isinstance(entry, dict):
         return [f"{where}: expected an object, got {type(entry).__name__}"], {}
-    if isinstance(entry.get("name"), str):
-        where = f"layers[{index}] ({entry['name']})"
+    name = entry.get("name")
+    if isinstance(name, str):  # a bad name is quoted, so that it cannot break the message's lines
+        where = f"layers[{index}] ({name if _LAYER_NAME.fullmatch(name) else brief_repr(name, 40)})"
     problems = _check_keys(entry, _LAYER_KEYS, where)
     if problems:
         return problems, {}
-    if not _LAYER_NAME.match(entry["name"]):
-        problems.append(f"{where}.name: must match {_LAYER_NAME.pattern}, got {entry['name']!r}")
+    if not _LAYER_NAME.fullmatch(entry["name"]):
+        problems.append(f"{where}.name: must be {_LAYER_NAME_RULE}, got {brief_repr(entry['name'])}")
     if entry["op"] not in OPS:
-        problems.append(f"{where}.op: expected one of {list(OPS)}, got {entry['op']!r}")
+        problems.append(f"{where}.op: expected one of {list(OPS)}, got {brief_repr(entry['op'])}")
     if entry["activation"] not in ACTIVATIONS:
         problems.append(
-            f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {entry['activation']!r}"
+            f"{where}.activation: expected one of {list(ACTIVATIONS)}, got {brief_repr(entry['activation'])}"
         )
-    file_name = entry["file"]
-    if (
-        not file_name.endswith(".npz")
-        or os.path.basename(file_name) != file_name
-        or file_name.startswith(".")
-    ):
-        problems.append(f"{where}.file: expected a bare file name ending in .npz, got {file_name!r}")
+    if not _LAYER_FILE.fullmatch(entry["file"]):
+        problems.append(
+            f"{where}.file: expected a bare file name in the trace directory, {_LAYER_NAME_RULE}, then "
+            f"'.npz'; got {brief_repr(entry['file'])}"
+        )
     for key in ("input_shape", "weight_shape", "output_shape"):
         if not all(_is_int(d) and d >= 1 for d in entry[key]):
-            problems.append(f"{where}.{key}: expected a list of positive integers, got {entry[key]!r}")
+            problems.append(
+                f"{where}.{key}: expected a list of positive integers, got {brief_repr(entry[key])}"
+            )
     if entry["dtypes"] != STORED_DTYPES:
-        problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {entry['dtypes']!r}")
+        problems.append(f"{where}.dtypes: expected {STORED_DTYPES}, got {brief_repr(entry['dtypes'], 200)}")
     digests = entry["sha256"]
     if set(digests) != set(ARRAY_NAMES) or not all(
-        isinstance(d, str) and _HEX_DIGEST.match(d) for d in digests.values()
+        isinstance(d, str) and _HEX_DIGEST.fullmatch(d) for d in digests.values()
     ):
         problems.append(f"{where}.sha256: expected a hex sha256 digest for each of {list(ARRAY_NAMES)}")
-    if not _HEX_DIGEST.match(entry["file_sha256"]):
-        problems.append(f"{where}.file_sha256: expected a hex sha256 digest, got {entry['file_sha256']!r}")
+    if not _HEX_DIGEST.fullmatch(entry["file_sha256"]):
+        problems.append(
+            f"{where}.file_sha256: expected a hex sha256 digest, got {brief_repr(entry['file_sha256'])}"
+        )
     if problems:
         return problems, {}
     shape_problems, expected = _expected_shapes(
@@ -496,84 +771,212 @@ def _check_layer_entry(entry: Any, index: int) -> tuple[list[str], dict]:
     return [], shapes
 
 
+def _stored_dtype(key: str) -> np.dtype:
+    return np.dtype("<" + np.dtype(STORED_DTYPES[key]).str[1:])
+
+
+def _layer_file_max_bytes(shapes: dict) -> int:
+    """The largest ``.npz`` that arrays of ``shapes`` (in their stored dtypes) can make: per array, its
+    ``.npy`` (a header of at most ``_NPY_HEADER_MAX_BYTES``, then the raw data), deflated in the worst case
+    (incompressible data goes into stored blocks, 5 bytes per 64 KiB: 1/1024 is allowed), plus the zip's
+    headers for it; plus the zip's end record. A larger file is refused before it is read."""
+    total = _ZIP_END_BYTES
+    for key in ARRAY_NAMES:
+        npy_bytes = _NPY_HEADER_MAX_BYTES + math.prod(shapes[key]) * _stored_dtype(key).itemsize
+        total += npy_bytes + npy_bytes // 1024 + _ZIP_MEMBER_OVERHEAD_BYTES
+    return total
+
+
+def _zip_directory_problem(data: bytes) -> str | None:
+    """Why ``data`` cannot be a layer's zip, checked before :mod:`zipfile` parses its central directory
+    (zipfile makes an object per entry listed there, so a directory of millions of entries would flood
+    memory); ``None`` if it may be one. The zip's end record must close the file (no archive comment or
+    bytes after it: sparsesim and numpy write none), with no zip64 end record (never needed by 4 members
+    under 4 GiB) and a directory of at most ``_ZIP_DIRECTORY_MAX_BYTES``."""
+    end = data[-_ZIP_END_BYTES:]
+    if len(end) < _ZIP_END_BYTES or not end.startswith(b"PK\x05\x06") or end[-2:] != b"\0\0":
+        return "no zip end record at the end of the file (not a zip, cut short, or followed by other bytes)"
+    if data[-_ZIP_END_BYTES - 20 : -_ZIP_END_BYTES - 16] == b"PK\x06\x07":
+        return "it has a zip64 end record, which a layer file (4 arrays, under 4 GiB) never needs"
+    directory_bytes = int.from_bytes(end[12:16], "little")
+    if directory_bytes > _ZIP_DIRECTORY_MAX_BYTES:
+        return (
+            f"its zip directory takes {directory_bytes:,} bytes; a layer file's 4 entries take a few hundred "
+            f"(at most {_ZIP_DIRECTORY_MAX_BYTES:,} are accepted)"
+        )
+    return None
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, key: str, shape: tuple) -> np.ndarray | str:
+    """Array ``key`` of the layer, read from its zip entry ``info`` without ever inflating more than the
+    manifest's ``shape`` needs; or the problem (a message after the file name) that stopped it.
+
+    In order: the entry must be plain (not encrypted) and deflated or stored; its declared uncompressed
+    size must not exceed the ``.npy`` header bound plus the array's bytes (else nothing is inflated: the
+    zip bombs); the ``.npy`` header (at most ``_NPY_HEADER_MAX_BYTES`` inflated) must be format 1.0 or 2.0,
+    of the stored dtype (an object dtype is a pickle: refused, never loaded) and of ``shape`` (a header
+    claiming more elements allocates nothing); the declared size must then be exactly header + data. The
+    data is inflated in chunks into an array of the manifest's size, and zipfile stops at the declared
+    size whatever the deflate stream holds (and checks the CRC there).
+    """
+    dtype = _stored_dtype(key)
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if info.flag_bits & _ZIP_UNSUPPORTED_FLAGS:
+        return f"array {key!r} is encrypted or patched in the zip (flags {info.flag_bits:#x}); not read"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        return (
+            f"array {key!r} is compressed with zip method {info.compress_type}; traces use deflate (8) or "
+            "none (0)"
+        )
+    if info.file_size > _NPY_HEADER_MAX_BYTES + data_bytes:
+        return (
+            f"array {key!r}: its zip entry declares {info.file_size:,} bytes uncompressed, but an array of "
+            f"shape {list(shape)} (from the manifest) and dtype {STORED_DTYPES[key]} takes {data_bytes:,} "
+            f"bytes plus a .npy header of at most {_NPY_HEADER_MAX_BYTES:,}; not inflated"
+        )
+    with archive.open(info) as member:
+        head = member.read(min(info.file_size, _NPY_HEADER_MAX_BYTES))
+        header = io.BytesIO(head)
+        version = np.lib.format.read_magic(header)
+        if version not in ((1, 0), (2, 0)):
+            return f"array {key!r} is a .npy of format version {version}; traces use 1.0 (or 2.0)"
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        stored_shape, fortran_order, stored_dtype = read_header(header, max_header_size=_NPY_HEADER_MAX_BYTES)
+        if stored_dtype.hasobject:
+            return (
+                f"array {key!r} is an object array (a pickle); traces refuse pickles (nothing in a trace is "
+                "ever unpickled)"
+            )
+        if stored_dtype != dtype:
+            return (
+                f"array {key!r}: expected dtype {STORED_DTYPES[key]} (little-endian), got {stored_dtype.str}"
+            )
+        if stored_shape != shape:
+            return (
+                f"array {key!r}: expected shape {list(shape)} (from the manifest), got "
+                f"{brief_repr(list(stored_shape))}"
+            )
+        header_bytes = header.tell()
+        if info.file_size != header_bytes + data_bytes:
+            return (
+                f"array {key!r}: its zip entry declares {info.file_size:,} bytes uncompressed, but its .npy "
+                f"header ({header_bytes} bytes) and data ({data_bytes:,} bytes) take "
+                f"{header_bytes + data_bytes:,}"
+            )
+        buffer = np.empty(data_bytes, dtype=np.uint8)
+        filled = len(head) - header_bytes
+        buffer[:filled] = np.frombuffer(head, dtype=np.uint8, offset=header_bytes)
+        while filled < data_bytes:
+            chunk = member.read(min(_READ_CHUNK_BYTES, data_bytes - filled))
+            if not chunk:
+                return f"array {key!r}: cut short after {filled:,} of {data_bytes:,} bytes"
+            buffer[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            filled += len(chunk)
+    array = buffer.view(dtype)
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
+
+
+def _read_npz(file_path: str, data: bytes, shapes: dict) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The arrays of a layer's ``.npz`` (``data``, the bytes of ``file_path``) in their stored dtypes, each
+    read by :func:`_read_member`; or the problems found: not a zip, a zip that :func:`_zip_directory_problem`
+    refuses, missing, unknown or repeated arrays."""
+    if data.startswith(b"\x93NUMPY"):
+        return [f"{file_path}: expected an .npz archive, got a single .npy array"], {}
+    problem = _zip_directory_problem(data)
+    if problem is not None:
+        return [f"{file_path}: not a readable .npz (truncated or corrupt?): {problem}"], {}
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except _ZIP_ERRORS as exc:
+        return [f"{file_path}: not a readable .npz (truncated or corrupt?): {exc}"], {}
+    problems: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    with archive:
+        members: dict[str, list[zipfile.ZipInfo]] = {}
+        for info in archive.infolist():  # named as numpy names them: the member name without .npy
+            members.setdefault(info.filename.removesuffix(".npy"), []).append(info)
+        for key in sorted(set(members) - set(ARRAY_NAMES)):
+            problems.append(
+                f"{file_path}: unknown array {brief_repr(key)} (expected exactly {list(ARRAY_NAMES)})"
+            )
+        for key in ARRAY_NAMES:
+            if key not in members:
+                problems.append(f"{file_path}: missing array {key!r}")
+                continue
+            if len(members[key]) > 1:
+                problems.append(
+                    f"{file_path}: array {key!r} is in the zip {len(members[key])} times (readers would "
+                    "disagree on which one is the array)"
+                )
+                continue
+            try:
+                result = _read_member(archive, members[key][0], key, shapes[key])
+            except _ZIP_ERRORS as exc:
+                result = f"array {key!r} is unreadable (truncated or corrupt?): {exc}"
+            if isinstance(result, str):
+                problems.append(f"{file_path}: {result}")
+            else:
+                arrays[key] = result
+    return problems, arrays
+
+
 def _load_layer(
     directory: str, entry: dict, shapes: dict, validated: bool = False
 ) -> tuple[list[str], Layer | None]:
     """Read and validate one layer's ``.npz``; return (problems, layer or None).
 
-    ``validated``: the file was validated before. Its bytes are still checked against the manifest's
+    The file must be a regular file (symbolic links are followed, wherever they lead) no larger than
+    :func:`_layer_file_max_bytes` of the manifest's shapes, and match the manifest's ``file_sha256``
+    before anything in it is inflated; then :func:`_read_npz` reads each array within the manifest's
+    shape. ``validated``: the file was validated before. Its bytes are still checked against
     ``file_sha256`` (same bytes, same values), so the value checks (finiteness, per-array checksums) are
     not repeated.
     """
     file_path = os.path.join(directory, entry["file"])
-    try:
-        with open(file_path, "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
+    if not os.path.lexists(file_path):
         return [f"{file_path}: missing layer file (listed in the manifest for layer {entry['name']!r})"], None
-    except OSError as exc:
-        return [f"{file_path}: cannot read layer file: {exc}"], None
-    problems = []
+    max_bytes = _layer_file_max_bytes(shapes)
+    try:
+        status = os.stat(file_path)
+    except OSError:
+        status = None  # read_input_bytes says why
+    if status is not None and stat.S_ISREG(status.st_mode) and status.st_size > max_bytes:
+        return [
+            f"{file_path}: the layer file is {status.st_size:,} bytes, more than the {max_bytes:,} that "
+            "arrays of the manifest's shapes can take in an .npz (with .npy and zip headers and deflate's "
+            "worst case); not read"
+        ], None
+    try:
+        data = read_input_bytes(file_path, max_bytes, "layer file")
+    except InputFileError as error:
+        return [f"{file_path}: {error.reason}"], None
     file_digest = hashlib.sha256(data).hexdigest()
     if file_digest != entry["file_sha256"]:
-        problems.append(
-            f"{file_path}: file checksum mismatch: manifest file_sha256 {entry['file_sha256']}, "
-            f"file has {file_digest}"
-        )
-    try:
-        archive = np.load(io.BytesIO(data), allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, ValueError, OSError, zlib.error) as exc:
-        return problems + [f"{file_path}: not a readable .npz (truncated or corrupt?): {exc}"], None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        return problems + [f"{file_path}: expected an .npz archive, got a single .npy array"], None
+        return [
+            f"{file_path}: file checksum mismatch: manifest file_sha256 {entry['file_sha256']}, file has "
+            f"{file_digest}; nothing in it was read"
+        ], None
+    problems, stored = _read_npz(file_path, data, shapes)
+    del data
     arrays = {}
-    with archive:
-        for key in sorted(set(archive.files) - set(ARRAY_NAMES)):
-            problems.append(f"{file_path}: unknown array {key!r} (expected exactly {list(ARRAY_NAMES)})")
-        for key in ARRAY_NAMES:
-            if key not in archive.files:
-                problems.append(f"{file_path}: missing array {key!r}")
-                continue
-            try:
-                array = archive[key]
-            except ValueError as exc:
-                if "pickle" in str(exc):
-                    problems.append(
-                        f"{file_path}: array {key!r} is an object array (a pickle); traces refuse pickles "
-                        f"and load with allow_pickle=False"
-                    )
-                else:
-                    problems.append(f"{file_path}: array {key!r} is unreadable (corrupt?): {exc}")
-                continue
-            except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-                problems.append(f"{file_path}: array {key!r} is unreadable (truncated or corrupt?): {exc}")
-                continue
-            expected_dtype = np.dtype("<" + np.dtype(STORED_DTYPES[key]).str[1:])
-            if array.dtype != expected_dtype:
+    for key, array in stored.items():
+        if not validated:
+            if not np.all(np.isfinite(array)):
+                bad = int(np.count_nonzero(~np.isfinite(array)))
+                problems.append(f"{file_path}: array {key!r}: {bad} NaN or infinite value(s)")
+            digest = _array_sha256(array)
+            if digest != entry["sha256"][key]:
                 problems.append(
-                    f"{file_path}: array {key!r}: expected dtype {STORED_DTYPES[key]} (little-endian), "
-                    f"got {array.dtype.str}"
+                    f"{file_path}: array {key!r}: checksum mismatch: manifest sha256.{key} "
+                    f"{entry['sha256'][key]}, array has {digest}"
                 )
-                continue
-            if array.shape != shapes[key]:
-                problems.append(
-                    f"{file_path}: array {key!r}: expected shape {list(shapes[key])} (from the manifest), "
-                    f"got {list(array.shape)}"
-                )
-                continue
-            if not validated:
-                if not np.all(np.isfinite(array)):
-                    bad = int(np.count_nonzero(~np.isfinite(array)))
-                    problems.append(f"{file_path}: array {key!r}: {bad} NaN or infinite value(s)")
-                digest = _array_sha256(array)
-                if digest != entry["sha256"][key]:
-                    problems.append(
-                        f"{file_path}: array {key!r}: checksum mismatch: manifest sha256.{key} "
-                        f"{entry['sha256'][key]}, array has {digest}"
-                    )
-            in_memory = np.ascontiguousarray(array, dtype=np.float32)
-            in_memory.setflags(write=False)
-            arrays[key] = in_memory
+        in_memory = np.ascontiguousarray(array, dtype=np.float32)
+        in_memory.setflags(write=False)
+        arrays[key] = in_memory
     if problems:
         return problems, None
     layer = Layer(
@@ -617,45 +1020,50 @@ def load_trace(
             f"{where}: trace directory not found (a trace is a directory holding {MANIFEST_NAME})"
         )
     manifest_path = os.path.join(where, MANIFEST_NAME)
-    try:
-        with open(manifest_path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise TraceError(f"{manifest_path}: missing manifest (every trace directory has one)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{manifest_path}: cannot read manifest: {exc}") from None
-    try:
-        manifest = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{manifest_path}: manifest is not valid JSON: {exc}") from None
+    if not os.path.lexists(manifest_path):
+        raise TraceError(f"{manifest_path}: missing manifest (every trace directory has one)")
+    manifest = read_json_file(manifest_path, "manifest")
     if not isinstance(manifest, dict):
         raise TraceError(
             f"{manifest_path}: expected a JSON object at the top level, got {type(manifest).__name__}"
         )
     if manifest.get("format") != FORMAT_NAME:
-        raise TraceError(f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {manifest.get('format')!r}")
+        raise TraceError(
+            f"{manifest_path}: format: expected {FORMAT_NAME!r}, got {brief_repr(manifest.get('format'))}"
+        )
     version = manifest.get("format_version")
     if version != TRACE_FORMAT_VERSION or isinstance(version, bool):
         raise TraceError(
-            f"{manifest_path}: format_version: unsupported version {version!r}; this sparsesim reads "
-            f"version {TRACE_FORMAT_VERSION}"
+            f"{manifest_path}: format_version: unsupported version {brief_repr(version)}; this sparsesim "
+            f"reads version {TRACE_FORMAT_VERSION}"
         )
     problems = _check_keys(manifest, _TOP_LEVEL_KEYS, "manifest")
     if problems:
         _raise(manifest_path, problems)
+    name_problem = _trace_name_problem(manifest["name"])
+    if name_problem:
+        _raise(manifest_path, [f"manifest.name: {name_problem}"])
     if not manifest["layers"]:
         _raise(manifest_path, ["manifest.layers: a trace needs at least one layer"])
+    if len(manifest["layers"]) > MAX_LAYERS:
+        _raise(
+            manifest_path,
+            [f"manifest.layers: {len(manifest['layers']):,} layers; at most {MAX_LAYERS} are accepted"],
+        )
 
     checked = [_check_layer_entry(entry, index) for index, entry in enumerate(manifest["layers"])]
     problems = [p for entry_problems, _ in checked for p in entry_problems]
-    names = [entry["name"] for entry in manifest["layers"] if isinstance(entry, dict) and "name" in entry]
-    for name in sorted({n for n in names if names.count(n) > 1}, key=str):
-        problems.append(f"manifest.layers: duplicate layer name {name!r}")
-    files = [entry["file"] for entry in manifest["layers"] if isinstance(entry, dict) and "file" in entry]
-    for file_name in sorted({f for f in files if files.count(f) > 1}, key=str):
-        problems.append(f"manifest.layers: file {file_name!r} is listed for more than one layer")
+    for key, what in (("name", "layer name {} is listed twice"), ("file", "file {} is listed twice")):
+        counts = Counter(
+            entry[key]
+            for entry in manifest["layers"]
+            if isinstance(entry, dict) and isinstance(entry.get(key), str)
+        )
+        twice = [value for value, count in sorted(counts.items()) if count > 1]
+        problems += [f"manifest.layers: {what.format(brief_repr(value))}" for value in twice]
     if problems:
         _raise(manifest_path, problems)
+    names = [entry["name"] for entry in manifest["layers"]]
 
     if layers is None:
         wanted = set(names)

@@ -366,15 +366,28 @@ def test_missing_npz_is_named(synthetic_trace):
         load_trace(synthetic_trace)
 
 
-def test_truncated_npz_is_named(synthetic_trace):
+def test_truncated_npz_is_named_by_its_checksum_and_not_read_further(synthetic_trace):
     target = synthetic_trace / "synthetic_conv.npz"
     data = target.read_bytes()
     target.write_bytes(data[: len(data) // 2])
     with pytest.raises(TraceError) as info:
         load_trace(synthetic_trace)
     message = str(info.value)
-    assert "synthetic_conv.npz: not a readable .npz (truncated or corrupt?)" in message
-    assert "synthetic_conv.npz: file checksum mismatch" in message
+    assert "synthetic_conv.npz: file checksum mismatch" in message and "nothing in it was read" in message
+    assert "1 problem(s)" in message  # the zip is not opened: nothing is inflated from an unknown file
+
+
+def test_truncated_npz_whose_checksum_matches_is_named(synthetic_trace):
+    target = synthetic_trace / "synthetic_conv.npz"
+    data = target.read_bytes()[:-100]
+    target.write_bytes(data)
+    manifest = read_manifest(synthetic_trace)
+    manifest["layers"][0]["file_sha256"] = hashlib.sha256(data).hexdigest()
+    write_manifest(synthetic_trace, manifest)
+    with pytest.raises(
+        TraceError, match=r"synthetic_conv\.npz: not a readable \.npz \(truncated or corrupt\?\)"
+    ):
+        load_trace(synthetic_trace)
 
 
 def test_pickled_object_array_is_refused(synthetic_trace):
