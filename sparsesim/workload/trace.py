@@ -993,10 +993,18 @@ def _load_layer(
     return [], layer
 
 
+_SHOWN_PROBLEMS = 50
+
+
 def _raise(path: str, problems: list[str]) -> None:
-    raise TraceError(
-        f"{path}: invalid trace, {len(problems)} problem(s):\n" + "\n".join("  " + p for p in problems)
-    )
+    """One TraceError: one line for one problem, else the count and the first ``_SHOWN_PROBLEMS``."""
+    if len(problems) == 1:
+        raise TraceError(f"{path}: invalid trace: {problems[0]}")
+    lines = [f"{path}: invalid trace, {len(problems)} problem(s):"]
+    lines += ["  " + p for p in problems[:_SHOWN_PROBLEMS]]
+    if len(problems) > _SHOWN_PROBLEMS:
+        lines.append(f"  ... and {len(problems) - _SHOWN_PROBLEMS} more")
+    raise TraceError("\n".join(lines))
 
 
 def load_trace(
