@@ -13,6 +13,15 @@ with the dotted path of the parameter (``pe_array.pe.activation_lanes: must be >
 a mapping is parsed and again whenever an :class:`HwConfig` is constructed, so ``dataclasses.replace`` in a
 sweep cannot build an impossible machine either.
 
+Every size, count, rate and energy has an upper bound (``le``), listed by ``sparsesim validate --explain``:
+generous for any machine built or proposed, and tight enough that a value that passes validation cannot
+make a run allocate memory in proportion to it or overflow a float in a report. Where a bound limits the
+cost of a run it was measured: at the bounds, one parameter at a time, every shipped config simulates
+VGG16's conv5_3 (and at 256 x 256 PEs, conv1_2) in seconds; the costliest are SCNN with 256 activation
+lanes or 256 accumulator banks (about 250 MiB and 5-10x its usual time on conv1_2) and EVA²'s motion search
+at a radius of 64 (about 300 MiB). Hardware config files are limited to ``MAX_HWCONFIG_BYTES`` and their
+nesting to ``MAX_HWCONFIG_DEPTH``.
+
 YAML is read with a :class:`yaml.SafeLoader` subclass only. It differs from ``SafeLoader`` in two ways:
 numbers in exponent notation without a dot or a signed exponent (``1e9``, ``606e6``, ``1.5e9``) are floats,
 not strings as in YAML 1.1; and a key repeated in one mapping is an error instead of silently keeping the
@@ -278,14 +287,14 @@ class PeConfig(_Block):
         16,
         "Input activations consumed per cycle per PE, each lane from its own slice of the input channels.",
         ge=1,
-        le=1024,
+        le=256,
     )
     filter_lanes: int = _param(
         16,
         "Filters each activation is multiplied with per cycle "
         "(MACs per cycle per PE = activation_lanes * filter_lanes).",
         ge=1,
-        le=1024,
+        le=256,
     )
     input_spad_bytes: int = _param(
         512, "Input activation scratchpad (register file) of one PE.", ge=1, le=2**30
@@ -383,7 +392,7 @@ class PeConfig(_Block):
         "Cartesian-product PEs (SCNN): accumulator banks the F x I products of a cycle are scattered to "
         "through a crossbar; products meeting in one bank in one cycle take one cycle each.",
         ge=1,
-        le=4096,
+        le=256,
     )
     accumulator_bank_entries: int = _param(
         32,
