@@ -34,7 +34,11 @@ def summary(report) -> dict:
     totals = report.totals
     pe = totals["components"]["pe_array"]
     terminating = [layer["early_termination"] for layer in report.layers if layer["early_termination"]]
-    errors = [layer["functional_check"].get("lossy_error") or {} for layer in report.layers]
+    # None: no lossy error, or a relative error undefined (an all-zero stored output).
+    errors = [
+        (layer["functional_check"].get("lossy_error") or {}).get("relative_rms_error") or 0.0
+        for layer in report.layers
+    ]
     arithmetic = sum(pe["action_energy_pj"][a] for a in ("compute", "msb_compute", "lsb_compute"))
     return {
         "cycles": totals["cycles"],
@@ -46,10 +50,8 @@ def summary(report) -> dict:
         "outputs": sum(t["outputs"] for t in terminating),
         "terminated_outputs": sum(t["terminated_outputs"] for t in terminating),
         "mispredicted_outputs": sum(t["mispredicted_outputs"] for t in terminating),
-        "worst_layer_relative_rms_error": max(
-            (e.get("relative_rms_error", 0.0) for e in errors), default=0.0
-        ),
-        "mean_layer_relative_rms_error": sum(e.get("relative_rms_error", 0.0) for e in errors) / len(errors),
+        "worst_layer_relative_rms_error": max(errors, default=0.0),
+        "mean_layer_relative_rms_error": sum(errors) / len(errors),
         "functional_check_passed": all(layer["functional_check"]["passed"] for layer in report.layers),
     }
 

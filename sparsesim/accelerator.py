@@ -163,7 +163,15 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     weight_ranges = None
     if experts is not None:
         tiling, weight_ranges = expert_tiles(tiling, experts, layer.name)
-    pe.prepare(activations, geometry, tiling, weights_kcrs(layer), layer.bias, experts=experts)
+    pe.prepare(
+        activations,
+        geometry,
+        tiling,
+        weights_kcrs(layer),
+        layer.bias,
+        experts=experts,
+        activation=layer.activation,
+    )
     tiles = tiling.tiles
     traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
 

@@ -98,9 +98,10 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
 
     Prints per layer: cycles, time at the config's clock, algorithmic / actual / effectual / skipped /
-    gated MACs, energy and the functional check (the output computed through the modelled datapath
-    against numpy); then per component busy / stall / idle cycles and energy, and the lecture's
-    throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
+    gated MACs, energy and the functional check (the trace's stored output against numpy's of its operands,
+    and the output computed through the modelled datapath against numpy's of the operands the machine
+    used; exit status 1 if either fails); then per component busy / stall / idle cycles and energy, and
+    the lecture's throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
     """
     from sparsesim import load_hwconfig, load_trace
     from sparsesim.report import compare_reports
@@ -117,7 +118,8 @@ def run(hwconfig, trace, layers, baseline, json_path, csv_path):
     click.echo(report.render(base_report), nl=False)
     _write_outputs((json_path, report.to_json), (csv_path, report.to_csv))
     if not report.totals["functional_check_passed"]:
-        click.echo("error: the functional check failed (see the 'check' column)", err=True)
+        failures = "".join(f"\n  {line}" for line in report.functional_check_failures())
+        click.echo(f"error: the functional check failed:{failures}", err=True)
         sys.exit(1)
 
 

@@ -2,7 +2,9 @@
 
 For each layer: run the tile pipeline (:mod:`sparsesim.accelerator`), count the algorithmic and effectual
 computes from the real tensors, compute the output values through the modelled datapath and check them
-against the trace's numpy reference, and turn action counts into energy with the config's table.
+(the trace's stored output against numpy's of the trace's operands, the datapath's output against numpy's
+of the operands the machine used: :func:`_functional_check`), and turn action counts into energy with the
+config's table.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,7 +25,7 @@ from sparsesim.core.energy import action_energy_pj
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.sparse.moe import activation_recall, experts_needed, moe_output, top_k_experts
-from sparsesim.workload.ops import conv2d_reference
+from sparsesim.workload.ops import conv2d_reference_bands
 
 log = logging.getLogger(__name__)
 
@@ -36,50 +39,144 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def _functional_check(
-    layer, activations, weights, geometry, output, mispredicted=None, zeroed="mispredicted"
+    layer, machine_input, weights, geometry, output, zeroed=None, zeroed_kind="mispredicted"
 ) -> dict:
-    """Compare the datapath's output with numpy's; for lossy mechanisms, also measure the error they cause.
+    """The layer's functional check: two parts, both of which must pass for ``passed``; ``failed`` names
+    those that did not.
 
-    ``passed`` says the modelled datapath does exactly what it should: its output equals numpy's conv + bias +
-    activation of the operands the machine used, except that the outputs a predictive early termination
-    mispredicted (or that a mixture of experts did not route, ``zeroed="unrouted"``) must be 0. When the
-    operands differ from the trace's (activation pruning) or outputs were zeroed, the output error against the
-    trace's reference is measured and reported under ``lossy_error``.
+    - ``stored_output``: the trace's stored output is numpy's conv + bias + activation (float64) of the
+      trace's own operands, with the activation the trace names. Everything else is measured against this
+      output, so it must be trustworthy: an edited output, or a manifest naming the wrong activation, fails
+      here whatever the machine.
+    - ``datapath``: the modelled datapath's output equals numpy's conv + bias + activation of the operands the
+      machine used, except that the outputs ``zeroed`` (``(K, Hout, Wout)`` bool or None: those a predictive
+      termination mispredicted, or that a mixture of experts did not route, ``zeroed_kind="unrouted"``) must
+      be 0.
+
+    An exact machine (it computes with the trace's operands and zeroes no output) has one reference for both
+    parts: its datapath output, computed from the trace's operands, equal to the stored output at every
+    element verifies both at once, and numpy's output is not computed (``verified``: ``through the
+    datapath``); only on a mismatch is it computed, to say which part failed. A lossy machine (operands
+    pruned or rounded to fixed point, or outputs zeroed) compares with a different reference, so numpy's
+    output of the trace's operands is computed (``verified``: ``directly``), once, a band of output rows at
+    a time, with numpy's output of the machine's operands alongside it when they differ; ``lossy_error`` then
+    measures the datapath's output against the stored output that the first part verified.
+
+    One tolerance for the layer: ``FUNCTIONAL_CHECK_RELATIVE_TOLERANCE`` of its output scale, the largest
+    magnitude of the stored output (at least 1). A stored output inflated to widen it fails the first part
+    at its largest value.
     """
     # float32, as stored: it meets the float64 output exactly promoted, without a float64 copy.
-    reference = layer.output.reshape(output.shape)
-    scale = max(1.0, float(max(reference.max(), -reference.min()))) if reference.size else 1.0
+    stored = layer.output.reshape(output.shape)
+    scale = max(1.0, float(max(stored.max(), -stored.min()))) if stored.size else 1.0
     tolerance = FUNCTIONAL_CHECK_RELATIVE_TOLERANCE * scale
-    layer_input = input_chw(layer)
-    pruned = activations is not layer_input and not np.array_equal(activations, layer_input)
-    if pruned:
-        used = conv2d_reference(activations, weights, layer.bias, geometry.stride, geometry.padding)
-        if layer.activation == "relu":
-            used = np.maximum(used, 0.0)
-    else:
-        used = reference
-    lossy = pruned or (mispredicted is not None and bool(mispredicted.any()))
-    max_error = _max_abs_difference(output, used, mispredicted)
-    check: dict[str, object] = {
-        "passed": bool(max_error <= tolerance),
-        "max_abs_error": max_error,
-        "tolerance": tolerance,
-        "reference": "numpy conv + bias + activation (float64) of the operands the machine used, "
-        f"{zeroed} outputs zeroed"
-        if lossy
-        else "trace output (numpy conv + bias + activation, float64, stored as float32)",
-        "exact": not lossy,
-    }
+    trace_input = input_chw(layer)
+    altered = machine_input is not trace_input and not np.array_equal(machine_input, trace_input)
+    zeroes = zeroed is not None and bool(zeroed.any())
+    lossy = altered or zeroes
+    numpy_output = f"numpy {layer.op} + bias + {layer.activation} (float64)"
+    operands = "the operands the machine used" if altered else "the trace's operands"
+    datapath_expected = f"{numpy_output} of {operands}" + (f", {zeroed_kind} outputs 0" if zeroes else "")
+    comparison = None
     if lossy:
-        reference = reference.astype(np.float64)
-        difference = output - reference
+        comparison = _compare_with_numpy(
+            layer, machine_input if altered else None, weights, geometry, output, zeroed, tolerance
+        )
+        stored_error, datapath_error = comparison.stored_error, comparison.datapath_error
+        verified = "directly"
+    else:
+        datapath_error = _max_abs_difference(output, stored, None)
+        stored_error, verified = datapath_error, "through the datapath"
+        if datapath_error > tolerance:  # which of the two is wrong?
+            diagnosis = _compare_with_numpy(layer, None, weights, geometry, output, None, tolerance)
+            stored_error, datapath_error = diagnosis.stored_error, diagnosis.datapath_error
+            verified = "directly"
+    parts = {
+        "stored_output": {
+            "passed": bool(stored_error <= tolerance),
+            "max_abs_error": stored_error,
+            "expected": f"{numpy_output} of the trace's operands",
+            "verified": verified,
+        },
+        "datapath": {
+            "passed": bool(datapath_error <= tolerance),
+            "max_abs_error": datapath_error,
+            "expected": datapath_expected,
+        },
+    }
+    failed = [name for name, part in parts.items() if not part["passed"]]
+    check: dict[str, object] = {
+        "passed": not failed,
+        "failed": failed,
+        "max_abs_error": max(stored_error, datapath_error),
+        "tolerance": tolerance,
+        "exact": not lossy,
+        **parts,
+    }
+    if comparison is not None:
         check["lossy_error"] = {
-            "zeroed_outputs": zeroed if mispredicted is not None else "none",
-            "max_abs_error": float(np.max(np.abs(difference))),
-            "relative_rms_error": float(np.sqrt(np.mean(difference**2)) / np.sqrt(np.mean(reference**2))),
-            "changed_fraction": float(np.mean(np.abs(difference) > tolerance)),
+            "zeroed_outputs": zeroed_kind if zeroed is not None else "none",
+            **comparison.lossy_error(output.size),
         }
     return check
+
+
+@dataclass
+class _NumpyComparison:
+    """What :func:`_compare_with_numpy` measured: the two parts' errors and the sums of the lossy error."""
+
+    stored_error: float = 0.0
+    datapath_error: float = 0.0
+    loss_max_abs: float = 0.0
+    loss_squares: float = 0.0
+    stored_squares: float = 0.0
+    loss_changed: int = 0
+
+    def lossy_error(self, size: int) -> dict:
+        """The datapath output's error against the stored output: largest, relative RMS, changed fraction."""
+        return {
+            "max_abs_error": self.loss_max_abs,
+            # Relative to the stored output's RMS; undefined (None) if the stored output is all zero.
+            "relative_rms_error": float(np.sqrt(self.loss_squares / self.stored_squares))
+            if self.stored_squares
+            else None,
+            "changed_fraction": self.loss_changed / size,
+        }
+
+
+def _compare_with_numpy(
+    layer, machine_input, weights, geometry, output, zeroed, tolerance: float
+) -> _NumpyComparison:
+    """Compare the stored output and the datapath's with numpy's, a band of output rows at a time.
+
+    numpy's output of the trace's operands (conv2d_reference_bands) is compared with the stored output; the
+    datapath output is compared with it too, or with numpy's output of ``machine_input`` when that is given
+    (the same bands), ``zeroed`` outputs expected 0; and the datapath output's difference from the stored
+    output is summed into the lossy error. No array of the layer's size is made.
+    """
+    weights_64 = weights.astype(np.float64)  # once, for both references
+    conv = (weights_64, layer.bias, geometry.stride, geometry.padding, layer.activation)
+    trace_bands = conv2d_reference_bands(input_chw(layer), *conv)
+    machine_bands = conv2d_reference_bands(machine_input, *conv) if machine_input is not None else None
+    whole_stored = layer.output.reshape(output.shape)
+    result = _NumpyComparison()
+    for first_row, expected in trace_bands:
+        rows = slice(first_row, first_row + expected.shape[1])
+        stored, computed = whole_stored[:, rows], output[:, rows]
+        result.stored_error = max(result.stored_error, _max_abs_difference(stored, expected, None))
+        if machine_bands is not None:
+            expected = next(machine_bands)[1]
+        error = _max_abs_difference(computed, expected, zeroed[:, rows] if zeroed is not None else None)
+        result.datapath_error = max(result.datapath_error, error)
+        del expected
+        loss = np.subtract(computed, stored, dtype=np.float64)
+        np.abs(loss, out=loss)
+        result.loss_max_abs = max(result.loss_max_abs, float(loss.max(initial=0.0)))
+        result.loss_changed += int(np.count_nonzero(loss > tolerance))
+        result.loss_squares += float(np.dot(loss.ravel(), loss.ravel()))
+        stored_64 = stored.astype(np.float64).ravel()
+        result.stored_squares += float(np.dot(stored_64, stored_64))
+    return result
 
 
 # Values compared per block by _max_abs_difference: its temporaries stay near 2 MB whatever the layer.
@@ -238,8 +335,8 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         weights,
         geometry,
         output,
-        mispredicted,
-        zeroed="unrouted" if run.experts is not None else "mispredicted",
+        zeroed=mispredicted,
+        zeroed_kind="unrouted" if run.experts is not None else "mispredicted",
     )
 
     cycles = run.cycles
@@ -305,7 +402,9 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
 
 
 def _termination_summary(termination) -> dict | None:
-    """Outputs stopped early, and how many of them a predictive termination got wrong."""
+    """Outputs stopped early, and how many of them a predictive termination got wrong. ``sound`` False:
+    terminating was unsafe (negative operands); ``relu_follows`` False: the layer has no ReLU, so there was
+    nothing to terminate (every MAC performed)."""
     if termination is None:
         return None
     outputs = termination.terminated.size
@@ -313,6 +412,7 @@ def _termination_summary(termination) -> dict | None:
     mispredicted = int(termination.mispredicted.sum())
     return {
         "sound": bool(termination.sound),
+        "relu_follows": bool(termination.relu),
         "outputs": outputs,
         "terminated_outputs": terminated,
         "mispredicted_outputs": mispredicted,

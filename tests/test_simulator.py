@@ -52,6 +52,9 @@ MECHANISM_BYTES = {
     # The datapath's column bands and nothing else.
     "cnvlutin": lambda layer: 0,
     "dadiannao": lambda layer: 0,
+    # Pruned operands: the functional check's bands of numpy's outputs of the trace's and of the machine's
+    # operands (float64), and of their differences: a few bands of the output, never the whole of it twice.
+    "cnvlutin_pruning": lambda layer: 4 * layer.output.nbytes,
     # Per-output results and the issue plans of one block of filters.
     "snapea_exact": lambda layer: (
         RESULT_MULTIPLE * layer.output.nbytes + PLAN_BYTES_PER_WEIGHT * FILTER_BLOCK_WEIGHTS

@@ -146,11 +146,13 @@ class CartesianPeArray(Component):
         weights_kcrs: np.ndarray | None = None,
         bias: np.ndarray | None = None,
         experts: object = None,
+        activation: str = "relu",
     ) -> None:
         """Work out every tile's cycles and actions, and the layer's output, from the real operands.
 
-        ``bias`` and ``experts`` are accepted for :class:`~sparsesim.components.PeArray`'s interface and
-        unused: the bias is added after the accumulators, and a mixture of experts is another PE mode.
+        ``bias``, ``experts`` and ``activation`` are accepted for :class:`~sparsesim.components.PeArray`'s
+        interface and unused: the bias and the activation are applied after the accumulators (to
+        :attr:`sums`), and a mixture of experts is another PE mode.
         """
         if weights_kcrs is None:
             raise ValueError("Cartesian-product PEs need the layer's weights")

@@ -18,7 +18,10 @@ output's MACs in the order fixed offline from its filter's weights (:mod:`sparse
 and stops once the output is known to be <= 0 (or predicted so); lanes work independently, each through the
 outputs dealt to it (its filter; windows dealt to the PE rows in turn), one cycle per MAC performed and at
 least one per output, and a tile ends when its slowest lane does. Each MAC reads its weight, the weight's
-position (metadata) and the activation at that position.
+position (metadata) and the activation at that position. Termination needs a ReLU after the layer: a layer
+whose activation is ``none`` runs on the same lanes in the same order with nothing terminated (every MAC,
+the pre-activation output; the report's ``early_termination.relu_follows`` says so), as SnaPEA runs the
+layers it cannot terminate.
 
 MSB-first prediction (PredictiveNet, ``early_termination: msb_first | msb_first_exact``,
 :mod:`sparsesim.sparse.msb_first`) splits each lane's 16 x 16-bit multiplier into its two halves: an
@@ -30,7 +33,8 @@ unit performs the LSB pass of the output just decided positive, from the next cy
 one output have the same MACs, so the LSB unit never falls more than one output behind: a lane takes the
 cycles of its MSB passes plus the LSB pass of its last output, and skipping an LSB pass saves its energy, not
 its time (the MSB unit sets the pace). That last LSB pass is not overlapped with the next tile (a tile ends
-when its slowest lane does): it costs most where lanes get few outputs per tile. ``msb_compute`` and
+when its slowest lane does): it costs most where lanes get few outputs per tile. A layer without ReLU
+(activation ``none``) has no output to predict: every LSB pass is performed. ``msb_compute`` and
 ``lsb_compute`` count the two kinds of MAC; each pass reads its weight and activation words from the
 scratchpads (reading half an activation word is not modelled) and updates the partial sum once per cycle.
 Vocabulary: every MAC issued is an *actual* compute (its MSB pass occupies the lane for a cycle); those whose
@@ -120,6 +124,7 @@ from sparsesim.sparse.patterns import (
     pattern_metadata_bits,
 )
 from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n_m
+from sparsesim.workload.trace import ACTIVATIONS
 
 # UCNN's mechanism (sparsesim.sparse.weight_repetition) is imported where UCNN runs, not here: it imports
 # scipy.sparse, which adds ~20 MB to the resident memory of every run, and only UCNN needs it.
@@ -211,12 +216,17 @@ class PeArray(Component):
         weights_kcrs: np.ndarray | None = None,
         bias: np.ndarray | None = None,
         experts: ExpertMapping | None = None,
+        activation: str = "relu",
     ) -> None:
         """Precompute, per channel block, the work of every window (or output) from the real tensors.
 
         Output-sequential modes need the weights (and early termination the bias too); a mixture of experts
-        needs its mapping (the layer's filters in the mapping's order).
+        needs its mapping (the layer's filters in the mapping's order). ``activation``: the layer's activation
+        function (``relu`` or ``none``); ReLU early termination and MSB-first prediction terminate nothing
+        without a ReLU.
         """
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
         self._geometry = geometry
         self.termination = None
         self.experts = experts
@@ -228,7 +238,7 @@ class PeArray(Component):
         if self.output_sequential:
             if weights_kcrs is None:
                 raise ValueError("output-sequential PE modes need the layer's weights")
-            self._prepare_sequential(input_chw, weights_kcrs, bias, geometry, tiling)
+            self._prepare_sequential(input_chw, weights_kcrs, bias, geometry, tiling, activation == "relu")
             return
         self.n_m_used = self.sparsity == "n_m_weights" and self._follows_n_m(weights_kcrs, tiling)
         if self.sparsity in TERM_MODES:
@@ -289,7 +299,9 @@ class PeArray(Component):
             and conforms_n_m(weights_kcrs, n, m)
         )
 
-    def _prepare_sequential(self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling) -> None:
+    def _prepare_sequential(
+        self, input_chw, weights_kcrs, bias, geometry: ConvGeometry, tiling, relu: bool
+    ) -> None:
         """Work items (MACs) of every output (filter, window) in every channel block: ``(K, P)`` arrays.
 
         The mechanisms that walk each window's operands one by one get the layer's im2col matrix in bands.
@@ -334,6 +346,7 @@ class PeArray(Component):
                 decision="exact" if self.early_termination == "msb_first_exact" else "predictive",
                 threshold=self.msb_threshold,
                 skip_zero_activations=self.sparsity in SKIPPING_MODES,
+                relu=relu,
             )
             self._block_items[0] = self.termination.msb_macs
             return
@@ -352,6 +365,7 @@ class PeArray(Component):
                 n_speculative=self.speculative_macs,
                 threshold=self.speculation_threshold,
                 skip_zero_activations=self.sparsity in SKIPPING_MODES,
+                relu=relu,
             )
             self._block_items[0] = self.termination.macs_performed
             # MACs each output would perform without termination: its nonzero weights (times nonzero

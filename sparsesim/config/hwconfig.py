@@ -349,7 +349,8 @@ class PeConfig(_Block):
         "to be <= 0; predictive = also stop after the speculative MACs if the sum <= the threshold (lossy). "
         "MSB first (PredictiveNet), on 16-bit fixed-point activations: a pass on their top msb_bits bits, "
         "then the pass on the low bits only if the output may be positive: msb_first = if the MSB sum > "
-        "msb_threshold (lossy); msb_first_exact = unless a bound on the low bits proves it <= 0 (lossless).",
+        "msb_threshold (lossy); msb_first_exact = unless a bound on the low bits proves it <= 0 (lossless). "
+        "A layer without ReLU (activation none) runs with nothing terminated.",
         choices=EARLY_TERMINATION_MODES,
     )
     speculative_macs: int = _param(

@@ -8,8 +8,11 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling``; ``functional_check``; ``cartesian_product`` (SCNN's PE array only, else null: products, kept,
-  wasted and halo products, steps, conflict stalls, barrier idle cycles, the group size Kc, and their ratios);
+  ``tiling``; ``functional_check`` (``passed``, the names of the ``failed`` parts, and each part:
+  ``stored_output``, the trace's output against numpy's of its operands, and ``datapath``, the machine's
+  output against numpy's of the operands it used; ``lossy_error`` for lossy machines);
+  ``cartesian_product`` (SCNN's PE array only, else null: products, kept, wasted and halo products, steps,
+  conflict stalls, barrier idle cycles, the group size Kc, and their ratios);
 - ``totals``: the same quantities summed over the layers (layers run one after the other).
 
 The same inputs give a byte-identical JSON: no timestamps, no absolute paths, dict order fixed by the code.
@@ -33,6 +36,13 @@ _COMPUTES = (
     "early_terminated",
     "charged",
 )
+
+
+#: What a failed part of a layer's ``functional_check`` means (see ``sparsesim.simulator._functional_check``).
+FAILED_PART_MEANINGS = {
+    "stored_output": "the trace's stored output is not numpy's of the trace's operands and activation",
+    "datapath": "the datapath's output is not numpy's of the operands the machine used",
+}
 
 
 def _ratio(numerator, denominator):
@@ -346,12 +356,26 @@ class Report:
             f"  {_fmt(e['algorithmic_per_pj'])} = {_fmt(e['charged_per_pj'])} x "
             f"{_fmt(e['effectual_per_charged'])} x 1/{_fmt(e['effectual_per_algorithmic'])}\n"
         )
-        passed = totals["functional_check_passed"]
         out.write(
-            f"\nfunctional check (datapath output vs numpy conv + ReLU): "
-            f"{'pass on every layer' if passed else 'FAILED on some layer'}\n"
+            "\nfunctional check (stored output vs numpy of the trace's operands; datapath output vs numpy "
+            "of the machine's operands): "
         )
+        out.write("pass on every layer\n" if totals["functional_check_passed"] else "FAILED\n")
+        out.writelines(f"  {line}\n" for line in self.functional_check_failures())
         return out.getvalue()
+
+    def functional_check_failures(self) -> list[str]:
+        """One line per failed part of a layer's functional check: the layer, the part, what it means and its
+        error against the tolerance (empty if every layer passed)."""
+        lines = []
+        for entry in self.layers:
+            check = entry.get("functional_check") or {}
+            for part in check.get("failed", []):
+                lines.append(
+                    f"{entry['name']}: {part}: {FAILED_PART_MEANINGS[part]} (max abs error "
+                    f"{check[part]['max_abs_error']:.6g} > tolerance {check['tolerance']:.6g})"
+                )
+        return lines
 
 
 def compare_reports(report: Report, baseline: Report) -> dict:

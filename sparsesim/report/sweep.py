@@ -38,7 +38,8 @@ def _worst_lossy_error(report: Report) -> float:
         for entry in report.layers
         if "lossy_error" in entry["functional_check"]
     ]
-    return max(errors, default=0.0)
+    # None: a layer whose stored output is all zero, where a relative error is undefined.
+    return max((error for error in errors if error is not None), default=0.0)
 
 
 def sweep_data(dotted_path: str, values: list, reports: list[Report]) -> dict:

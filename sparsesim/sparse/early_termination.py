@@ -22,6 +22,11 @@ the PE stops as soon as it is known to be <= 0: the ReLU output is then 0.
 - Soundness: exact termination relies on activations >= 0. If any operand is negative (the first layer of a
   CNN reads a mean-subtracted image) nothing is terminated in either mode: every MAC is performed, the output
   is the dense ReLU output, and the result says ``sound=False``.
+- No ReLU (``relu=False``: the layer's activation is ``none``, e.g. a classifier's last layer): a negative
+  sum is a real output, not a 0 to predict, so there is nothing to terminate. The PE runs the layer as in
+  SnaPEA's normal mode: every MAC is performed (in the same order), the output is the dense pre-activation
+  sum, and the result says ``relu=False``. (Refusing the layer instead would make a whole network with one
+  such layer impossible to simulate on a SnaPEA machine, which runs it, only without the saving.)
 
 Counted per output: ``macs_performed`` (cycles of a 1-MAC PE spent on it, 0 if it has nothing to do);
 ``terminated`` = the PE stopped and saved at least one MAC (with skipping: a MAC with a nonzero activation);
@@ -68,9 +73,11 @@ class TerminationResult:
 
     ``macs_performed`` (K, P) int64: MACs the output actually performed (cycles of a 1-MAC PE).
     ``terminated`` (K, P) bool: the PE stopped before its last MAC (saved at least one MAC).
-    ``output`` (K, P) float64: what the PE produces (ReLU applied; 0 where it stopped on a check).
+    ``output`` (K, P) float64: what the PE produces (ReLU applied; 0 where it stopped on a check; with
+    ``relu=False`` the pre-activation sum).
     ``mispredicted`` (K, P) bool: predicted negative but the true ReLU output is > 0 (never in exact mode).
     ``sound``: False if termination was disabled because some operand is negative.
+    ``relu``: False if termination was disabled because no ReLU follows the layer.
     """
 
     macs_performed: NDArray[np.int64]
@@ -78,6 +85,7 @@ class TerminationResult:
     output: NDArray[np.float64]
     mispredicted: NDArray[np.bool_]
     sound: bool
+    relu: bool = True
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,7 @@ def early_termination(
     threshold: float = 0.0,
     skip_zero_activations: bool = False,
     chunk_windows: int = 256,
+    relu: bool = True,
 ) -> TerminationResult:
     """Run every output of a layer through SnaPEA early termination (rules in the module docstring).
 
@@ -272,7 +281,9 @@ def early_termination(
     :func:`~sparsesim.sparse.checks.operand_bands`; called once per pass over the windows, so that a caller
     can build them a band at a time). ``weights_kn``: (K, N). ``bias_k``: (K,). ``mode``: ``exact`` or
     ``predictive`` (``n_speculative``, ``threshold`` are used only by ``predictive``).
-    ``skip_zero_activations``: zero activations take no cycle. ``chunk_windows``: windows processed together;
+    ``skip_zero_activations``: zero activations take no cycle. ``relu``: whether a ReLU follows the layer
+    (without one nothing is terminated and the output is the pre-activation). ``chunk_windows``: windows
+    processed together;
     the temporaries of a chunk are a few (chunk_windows, K) float64 arrays and, with skipping, one
     (chunk_windows, N) float32 array. The filters' issue plans are built a block of about
     ``FILTER_BLOCK_WEIGHTS`` weights at a time, each block passing over all the windows.
@@ -324,6 +335,7 @@ def early_termination(
                     threshold,
                     skip_zero_activations,
                     sound,
+                    bool(relu),
                     phase_weights,
                     phase_masks,
                     negative_order,
@@ -337,7 +349,12 @@ def early_termination(
                 )
             start += band.shape[0]
     return TerminationResult(
-        macs_performed=macs, terminated=terminated, output=output, mispredicted=mispredicted, sound=sound
+        macs_performed=macs,
+        terminated=terminated,
+        output=output,
+        mispredicted=mispredicted,
+        sound=sound,
+        relu=bool(relu),
     )
 
 
@@ -363,6 +380,7 @@ def _chunk(
     threshold: float,
     skip: bool,
     sound: bool,
+    relu: bool,
     phase_weights: NDArray[np.float64],
     phase_masks: NDArray[np.float32],
     negative_order: NDArray[np.int64],
@@ -391,9 +409,9 @@ def _chunk(
         unterminated = nz_spec + nz_positive + nz_negative
     else:
         unterminated = np.broadcast_to(plan.nonzero, full.shape)
-    if not sound:
+    if not sound or not relu:  # nothing is terminated: every MAC, the dense output
         macs[:] = unterminated
-        output[:] = np.maximum(full, 0.0)
+        output[:] = np.maximum(full, 0.0) if relu else full
         return
 
     tolerance = _RELATIVE_TOLERANCE * (np.abs(bias) + spec_magnitude + positive - negative)

@@ -27,6 +27,10 @@ Decisions (``decision``):
   order of the float additions. No misprediction, by construction (the tests check it). Sound for negative
   activations too (``l_i >= 0`` holds for every sign), unlike SnaPEA's sign-ordered exact termination.
 
+No ReLU (``relu=False``: the layer's activation is ``none``): a negative output is a real value, so there
+is no decision to make: every LSB pass is performed, nothing is skipped or mispredicted, and the output is
+the pre-activation ``y`` (the same as ``threshold = -inf``, without the ReLU).
+
 Issued positions: every nonzero weight (zero weights are never issued); with ``skip_zero_activations``
 (Cnvlutin-style) only those whose activation is nonzero (zero activations have zero MSB and LSB parts). Both
 passes issue the same positions: the LSB pass does not skip a position whose LSB part alone is zero.
@@ -73,9 +77,11 @@ class MsbFirstResult:
     """What MSB-first prediction did to every output ``(filter k, window p)`` of a layer; all arrays (K, P).
 
     ``msb_macs`` int64: MSB-pass MACs. ``lsb_macs`` int64: LSB-pass MACs (0 where the pass was skipped).
-    ``terminated`` bool: the LSB pass was skipped. ``output`` float64: what the PE produces (ReLU applied).
+    ``terminated`` bool: the LSB pass was skipped. ``output`` float64: what the PE produces (ReLU applied,
+    unless ``relu`` is False).
     ``mispredicted`` bool: skipped, yet the full pre-activation is > 0. ``sound`` is always True (kept for
     the simulator's early-termination summary: the exact bound holds for activations of any sign).
+    ``relu``: False if no ReLU follows the layer, so that no LSB pass was skipped.
     """
 
     msb_macs: NDArray[np.int64]
@@ -84,6 +90,7 @@ class MsbFirstResult:
     output: NDArray[np.float64]
     mispredicted: NDArray[np.bool_]
     sound: bool = True
+    relu: bool = True
 
     @property
     def macs_performed(self) -> NDArray[np.int64]:
@@ -189,6 +196,7 @@ def msb_first(
     threshold: float = 0.0,
     skip_zero_activations: bool = False,
     chunk_windows: int | None = None,
+    relu: bool = True,
 ) -> MsbFirstResult:
     """Run every output of a layer through MSB-first prediction (rules in the module docstring).
 
@@ -198,7 +206,8 @@ def msb_first(
     time). ``weights_kn``: (K, N). ``bias_k``: (K,). ``frac_bits``: the activations' scale
     (``a = x * 2**-frac_bits``). ``decision``: ``predictive`` (``threshold`` used) or ``exact``.
     ``chunk_windows``: windows processed together (bounds the (chunk, N) temporaries, about ten int64 or
-    float64 arrays); by default as many as hold about ``CHUNK_OPERANDS`` operands.
+    float64 arrays); by default as many as hold about ``CHUNK_OPERANDS`` operands. ``relu``: whether a ReLU
+    follows the layer (without one no LSB pass is skipped and the output is the pre-activation).
     """
     if decision not in MSB_FIRST_DECISIONS:
         raise ValueError(f"unknown MSB-first decision {decision!r}; known: {', '.join(MSB_FIRST_DECISIONS)}")
@@ -237,26 +246,29 @@ def msb_first(
             msb_f, lsb_f = msb.astype(np.float64), lsb.astype(np.float64)
             y_msb = bias + (msb_f @ weights_t) * scale
             y = y_msb + (lsb_f @ weights_t) * scale
-            magnitude = np.abs(bias) + ((np.abs(msb_f) + lsb_f) @ magnitudes_t) * scale + bound
-            tolerance = _RELATIVE_TOLERANCE * magnitude
-            if decision == "predictive":
-                margin = y_msb - threshold
+            if not relu:  # no decision: every LSB pass, the pre-activation
+                skipped[:, rows], mispredicted[:, rows], output[:, rows] = False, False, y.T
             else:
-                margin = y_msb + bound + EXACT_GUARD * magnitude
-            skip = margin <= 0
-            unclear = np.abs(margin) <= tolerance
-            unclear |= skip & (np.abs(y) <= tolerance)  # is it a misprediction?
-            wrong = skip & (y > 0)
-            windows, filters = np.nonzero(unclear)
-            if windows.size:
-                replayed_skip, replayed_wrong, replayed_y = _replay(
-                    msb_f, lsb_f, weights, bias, bound, scale, decision, threshold, windows, filters
-                )
-                skip[windows, filters] = replayed_skip
-                wrong[windows, filters] = replayed_wrong
-                y[windows, filters] = replayed_y
-            skipped[:, rows], mispredicted[:, rows] = skip.T, wrong.T
-            output[:, rows] = np.where(skip, 0.0, np.maximum(y, 0.0)).T
+                magnitude = np.abs(bias) + ((np.abs(msb_f) + lsb_f) @ magnitudes_t) * scale + bound
+                tolerance = _RELATIVE_TOLERANCE * magnitude
+                if decision == "predictive":
+                    margin = y_msb - threshold
+                else:
+                    margin = y_msb + bound + EXACT_GUARD * magnitude
+                skip = margin <= 0
+                unclear = np.abs(margin) <= tolerance
+                unclear |= skip & (np.abs(y) <= tolerance)  # is it a misprediction?
+                wrong = skip & (y > 0)
+                windows, filters = np.nonzero(unclear)
+                if windows.size:
+                    replayed_skip, replayed_wrong, replayed_y = _replay(
+                        msb_f, lsb_f, weights, bias, bound, scale, decision, threshold, windows, filters
+                    )
+                    skip[windows, filters] = replayed_skip
+                    wrong[windows, filters] = replayed_wrong
+                    y[windows, filters] = replayed_y
+                skipped[:, rows], mispredicted[:, rows] = skip.T, wrong.T
+                output[:, rows] = np.where(skip, 0.0, np.maximum(y, 0.0)).T
             if skip_zero_activations:
                 # Exact: float32 holds integers up to 2**24, far above C*R*S.
                 nonzero = (ints != 0).astype(np.float32)
@@ -268,4 +280,5 @@ def msb_first(
         terminated=skipped,
         output=output,
         mispredicted=mispredicted,
+        relu=bool(relu),
     )

@@ -9,16 +9,20 @@ the network runs again, so that each layer's input is the previous *MoE* layer's
 - the first layer keeps the source trace's own input;
 - each following layer's input is float16 of the previous MoE layer's output, max-pooled 2x2 where the
   network pools;
-- each stored output is the MoE layer's output on its stored operands (float64, stored as float32): the
-  routed outputs are the layer's ReLU outputs, the others 0.
+- each stored output is the trace format's reference: the layer's own conv + bias + activation of its
+  stored operands (float64, stored as float32), as in every trace, so that the functional check can verify
+  it. The MoE layer's output (routed outputs as the layer computes them, the others 0) is what the next
+  layer reads, not what is stored.
 
 The weights are untouched: the experts and the router are a deterministic function of the weights and of
 ``(experts, top_k, seed)``, so the simulator's ``mixture_of_experts`` mode with the same parameters rebuilds
-the same routing and reproduces the stored outputs (its lossy error against this trace is then 0); the cost
-of the construction is in the provenance: per layer, the output error against the dense layer on the same
-input, against the source network's output (errors compound through the layers), and the activation the
-routing keeps. The construction is MoEfication's (Zhang et al., Findings of ACL 2022) applied to a CNN, with
-no fine-tuning: it is not a trained mixture-of-experts network, and its provenance says so.
+the same routing on the same inputs: its output is the MoE layer's, and its ``lossy_error`` against the
+stored reference is the layer's error as a mixture of experts (``relative_rms_error_vs_dense_layer`` in the
+provenance). The cost of the construction is in the provenance: per layer, the output error against the
+dense layer on the same input, against the source network's output (errors compound through the layers),
+and the activation the routing keeps. The construction is MoEfication's (Zhang et al., Findings of ACL
+2022) applied to a CNN, with no fine-tuning: it is not a trained mixture-of-experts network, and its
+provenance says so.
 """
 
 from __future__ import annotations
@@ -140,7 +144,8 @@ def moefy_trace(
     for index, dense in enumerate(chain):
         layer = replace(dense, input=activations)
         output, stats = moefy_layer(layer, experts, top_k, seed)
-        layer = replace(layer, output=output.astype(np.float32))
+        # Stored: the layer's reference on its input (the format's contract); carried on: the MoE output.
+        layer = replace(layer, output=layer_reference(layer).astype(np.float32))
         stats["relative_rms_error_vs_source_network"] = _relative_rms(
             output.reshape(len(output), -1), dense.output.reshape(len(output), -1).astype(np.float64)
         )
@@ -154,7 +159,8 @@ def moefy_trace(
         if dense.name in wanted:
             stored.append(layer)
         if index < len(pools):
-            carried = maxpool2x2(layer.output) if pools[index] else layer.output
+            moe = output.astype(np.float32)
+            carried = maxpool2x2(moe) if pools[index] else moe
             activations = to_float16(carried, f"MoE layer {dense.name!r} output")
 
     out = os.fspath(out_dir)
@@ -177,11 +183,13 @@ def moefy_trace(
         "activations": (
             "those of the MoE network: the first layer keeps the source trace's input; each following "
             "layer's input is float16 of the previous MoE layer's output (max-pooled 2x2 where the network "
-            "pools); each output is the routed outputs' conv + bias + activation in float64 (unrouted "
-            "outputs 0), stored as float32"
+            "pools), the MoE layer's output being the routed outputs' conv + bias + activation in float64 "
+            "(unrouted outputs 0); each stored output is the layer's reference, its dense conv + bias + "
+            "activation of its stored input in float64, stored as float32"
         ),
         "simulate_with": "pe_array.pe.sparsity: mixture_of_experts with the same moe_experts, moe_top_k, "
-        "moe_seed (hwconfigs/moe.yaml) rebuilds this routing",
+        "moe_seed (hwconfigs/moe.yaml) rebuilds this routing; its lossy_error against the stored reference "
+        "is relative_rms_error_vs_dense_layer",
         "source": {
             "name": source.name,
             "path": source.path,

@@ -8,14 +8,17 @@ of output rows), so a VGG16 layer at 112x160 takes well under a second. Shape er
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from sparsesim.workload.trace import Layer
+from sparsesim.workload.trace import ACTIVATIONS, Layer
 
 __all__ = [
     "conv2d_output_size",
     "conv2d_reference",
+    "conv2d_reference_bands",
     "layer_reference",
     "linear_reference",
     "maxpool2x2",
@@ -45,9 +48,63 @@ def conv2d_reference(
     ``padding`` zeros are added on every side of H and W, the kernel moves by ``stride`` along both.
     Returns ``(K, Hout, Wout)`` with ``Hout = (H + 2*padding - R) // stride + 1`` (likewise ``Wout``):
     ``out[k, y, x] = bias[k] + sum_{c,r,s} w[k, c, r, s] * in_padded[c, y*stride + r, x*stride + s]``.
-    No activation is applied.
+    No activation is applied. The bands of :func:`conv2d_reference_bands`, put together.
     """
-    x = np.asarray(input_chw, dtype=np.float64)
+    x, w, h_out, w_out = _conv2d_operands(input_chw, weights_kcrs, stride, padding)
+    out = np.empty((w.shape[0], h_out, w_out))
+    for first_row, band in conv2d_reference_bands(x, w, bias, stride, padding):
+        out[:, first_row : first_row + band.shape[1]] = band
+    return out
+
+
+def conv2d_reference_bands(
+    input_chw: np.ndarray,
+    weights_kcrs: np.ndarray,
+    bias: np.ndarray | None,
+    stride: int = 1,
+    padding: int = 0,
+    activation: str = "none",
+) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`conv2d_reference` a band of output rows at a time, then ``activation`` (``"relu"`` or
+    ``"none"``): yields ``(first output row, band (K, rows, Wout) float64)``, bands in order, each of about
+    ``REFERENCE_BAND_VALUES`` operand values (at least one row), so that a caller can compare a layer's
+    output with numpy's without holding numpy's whole output.
+
+    Only a band's input rows are padded and converted to float64 (float64 weights are used as given, not
+    copied). The values are those of :func:`conv2d_reference` (and its ``relu``), bit for bit.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    x, w, h_out, w_out = _conv2d_operands(input_chw, weights_kcrs, stride, padding)
+    k, channels, r, s = w.shape
+    height, width = x.shape[1:]
+    b = None if bias is None else _bias(bias, k)[:, None, None]
+    # A band of output rows at a time: tensordot copies its windows into one matrix.
+    rows_per_band = max(1, REFERENCE_BAND_VALUES // (w_out * channels * r * s))
+    for y in range(0, h_out, rows_per_band):
+        rows = min(rows_per_band, h_out - y)
+        # The band's input rows, zero-padded: padded rows [y*stride, (y + rows - 1)*stride + r).
+        first = y * stride - padding  # in unpadded rows; may be negative
+        last = (y + rows - 1) * stride + r - padding
+        padded = np.zeros((channels, last - first, width + 2 * padding))
+        top, bottom = max(first, 0), min(last, height)
+        padded[:, top - first : bottom - first, padding : padding + width] = x[:, top:bottom]
+        # windows[c, y, x, r, s] = padded[c, y*stride + r, x*stride + s]
+        windows = sliding_window_view(padded, (r, s), axis=(1, 2))[:, ::stride, ::stride][:, :rows, :w_out]
+        band = np.tensordot(w, windows, axes=([1, 2, 3], [0, 3, 4]))
+        del padded, windows
+        if b is not None:
+            band += b
+        if activation == "relu":
+            band = relu(band)
+        yield y, band
+
+
+def _conv2d_operands(
+    input_chw: np.ndarray, weights_kcrs: np.ndarray, stride: int, padding: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The checked input (as given) and float64 weights of a conv2d, and its output height and width."""
+    x = np.asarray(input_chw)
     w = np.asarray(weights_kcrs, dtype=np.float64)
     if x.ndim != 3 or w.ndim != 4:
         raise ValueError(
@@ -57,24 +114,12 @@ def conv2d_reference(
         raise ValueError(f"conv2d: input has C={x.shape[0]} channels, weights expect C={w.shape[1]}")
     if stride < 1 or padding < 0:
         raise ValueError(f"conv2d needs stride >= 1 and padding >= 0, got stride {stride}, padding {padding}")
-    k, _, r, s = w.shape
+    _, _, r, s = w.shape
     h_out = conv2d_output_size(x.shape[1], r, stride, padding)
     w_out = conv2d_output_size(x.shape[2], s, stride, padding)
     if h_out < 1 or w_out < 1:
         raise ValueError(f"conv2d: a {r}x{s} kernel does not fit input {x.shape} with padding {padding}")
-    if padding:
-        x = np.pad(x, ((0, 0), (padding, padding), (padding, padding)))
-    # windows[c, y, x, r, s] = x[c, y*stride + r, x*stride + s]
-    windows = sliding_window_view(x, (r, s), axis=(1, 2))[:, ::stride, ::stride][:, :h_out, :w_out]
-    out = np.empty((k, h_out, w_out))
-    # A band of output rows at a time: tensordot copies its windows into one matrix.
-    rows_per_band = max(1, REFERENCE_BAND_VALUES // (w_out * windows.shape[0] * r * s))
-    for y in range(0, h_out, rows_per_band):
-        band = windows[:, y : y + rows_per_band]
-        out[:, y : y + rows_per_band] = np.tensordot(w, band, axes=([1, 2, 3], [0, 3, 4]))
-    if bias is not None:
-        out += _bias(bias, k)[:, None, None]
-    return out
+    return x, w, h_out, w_out
 
 
 def linear_reference(input_c: np.ndarray, weights_kc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

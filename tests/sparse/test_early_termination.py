@@ -224,6 +224,42 @@ def test_predictive_mode_without_speculation_and_threshold_minus_infinity_is_exa
             np.testing.assert_array_equal(getattr(never, field), getattr(exact, field))
 
 
+@pytest.mark.parametrize("skip", [False, True], ids=["no_skip", "skip_zero_activations"])
+@pytest.mark.parametrize(("mode", "n_spec", "threshold"), SETTINGS)
+def test_without_relu_nothing_terminates_and_the_output_is_the_pre_activation(
+    vgg16_trace, mode, n_spec, threshold, skip
+):
+    """A layer with no ReLU after it has no output to predict as 0: every MAC of the unterminated order is
+    performed (its nonzero weights, times nonzero activations when skipping) and the output keeps its sign."""
+    operands, weights, bias = real_cut(vgg16_trace, *CUTS[1])
+    result = early_termination(
+        operands,
+        weights,
+        bias,
+        mode=mode,
+        n_speculative=n_spec,
+        threshold=threshold,
+        skip_zero_activations=skip,
+        relu=False,
+    )
+    assert not result.relu and not result.terminated.any() and not result.mispredicted.any()
+    pre_activation = weights @ operands.T + bias[:, None]
+    assert (pre_activation < 0).any()  # the cut has outputs a ReLU would zero
+    np.testing.assert_allclose(result.output, pre_activation, rtol=0, atol=1e-9)
+    operand_mask = (operands != 0).astype(np.int64) if skip else np.ones_like(operands, dtype=np.int64)
+    np.testing.assert_array_equal(result.macs_performed, (weights != 0).astype(np.int64) @ operand_mask.T)
+    with_relu = early_termination(
+        operands,
+        weights,
+        bias,
+        mode=mode,
+        n_speculative=n_spec,
+        threshold=threshold,
+        skip_zero_activations=skip,
+    )
+    assert with_relu.relu and with_relu.terminated.any()
+
+
 # --- properties on synthetic matrices -----------------------------------------------------------------------
 
 synthetic_shapes = st.tuples(st.integers(1, 9), st.integers(1, 24), st.integers(1, 5))  # P, N, K

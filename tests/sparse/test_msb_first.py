@@ -108,6 +108,25 @@ def test_real_cuts_exercise_both_outcomes(vgg16_trace):
     assert coarse.terminated.sum() > exact.terminated.sum()
 
 
+@pytest.mark.parametrize("skip", [False, True])
+@pytest.mark.parametrize("setting", SETTINGS, ids=[f"{d}-{m}-{t}" for d, m, t in SETTINGS])
+def test_without_relu_every_lsb_pass_is_performed_and_the_output_is_the_pre_activation(
+    vgg16_trace, setting, skip
+):
+    """No ReLU after the layer: no decision to make, so both passes of every output, and y keeps its sign."""
+    decision, msb_bits, threshold = setting
+    operands, weights, bias, frac_bits = real_fixed_point_cut(vgg16_trace, *CUTS[1])
+    common = dict(frac_bits=frac_bits, msb_bits=msb_bits, decision=decision, threshold=threshold)
+    result = msb_first(operands, weights, bias, skip_zero_activations=skip, relu=False, **common)
+    assert not result.relu and not result.terminated.any() and not result.mispredicted.any()
+    np.testing.assert_array_equal(result.lsb_macs, result.msb_macs)
+    pre_activation = weights @ (operands * 2.0**-frac_bits).T + bias[:, None]
+    assert (pre_activation < 0).any()
+    np.testing.assert_allclose(result.output, pre_activation, rtol=0, atol=1e-9)
+    with_relu = msb_first(operands, weights, bias, skip_zero_activations=skip, **common)
+    np.testing.assert_array_equal(result.msb_macs, with_relu.msb_macs)  # the same MSB passes
+
+
 # --- properties on synthetic matrices --------------------------------------------------------------------
 
 
