@@ -24,7 +24,7 @@ import csv
 import io
 import json
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2  # 2: functional_check in two parts (stored_output, datapath), failed; no reference
 
 _COMPUTES = (
     "algorithmic",

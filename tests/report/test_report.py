@@ -118,7 +118,7 @@ def test_an_unknown_layer_fails_before_any_simulation(vgg16_trace, hwconfigs, mo
 def test_json_and_csv_renderings_are_complete(reports, tmp_path):
     report = reports["cnvlutin"]
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert [layer["name"] for layer in data["layers"]] == LAYERS
     rows = list(csv.DictReader(io.StringIO(report.to_csv())))
     assert [row["layer"] for row in rows] == [*LAYERS, "TOTAL"]
