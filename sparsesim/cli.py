@@ -319,12 +319,19 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
     depend on values. Example:
 
         sparsesim systolic hwconfigs/systolic_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
+
+    Files and sizes beyond sparsesim's limits (a .cfg over 1 MiB, a topology over 16 MiB or 131,072
+    layers, sizes no real array or layer has, a run of more than a minute or two of work) are refused
+    with a one-line reason naming the file and the key or line, and exit status 2.
     """
     from sparsesim.errors import TraceError
-    from sparsesim.files import write_atomic
+    from sparsesim.files import check_writable, write_atomic_all
     from sparsesim.systolic import load_scalesim_config, simulate_systolic
     from sparsesim.workload.topology import load_topology
 
+    outputs = [path for path in (json_path, csv_path) if path]
+    for path in outputs:  # before the run: a result that cannot be written is refused now, not after it
+        check_writable(path)
     hw = load_scalesim_config(config)
     shapes = load_topology(topology, gemm=gemm)
     if layers:
@@ -334,10 +341,13 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
         shapes = [shape for shape in shapes if shape.name in layers]
     report = simulate_systolic(hw, shapes)
     click.echo(report.render(), nl=False)
+    results = {}
     if json_path:
-        write_atomic(json_path, report.to_json())
+        results[json_path] = report.to_json()
     if csv_path:
-        write_atomic(csv_path, report.to_csv())
+        results[csv_path] = report.to_csv()
+    if results:
+        write_atomic_all(results)
 
 
 @main.group("make-trace")
