@@ -184,7 +184,9 @@ class EpochReadCounter:
         if self._stamped:
             self._epoch += 1
             if self._epoch == 256:
-                self._stamp[:] = 0
+                # A fresh calloc'd array: the system zeroes only the pages touched again, where clearing
+                # in place would write the whole space (64 MiB) every 255 epochs, however small they are.
+                self._stamp = np.zeros(len(self._stamp), dtype=np.uint8)
                 self._epoch = 1
 
 
