@@ -334,6 +334,10 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
     depend on values. Example:
 
         sparsesim systolic hwconfigs/systolic_32x32_ws.cfg benchmarks/scalesim/resnet18.csv
+
+    Files and sizes beyond sparsesim's limits (a .cfg over 1 MiB, a topology over 16 MiB or 131,072
+    layers, sizes no real array or layer has, a run of more than a minute or two of work) are refused
+    with a one-line reason naming the file and the key or line, and exit status 2.
     """
     from sparsesim.errors import TraceError
     from sparsesim.systolic import load_scalesim_config, simulate_systolic

@@ -12,6 +12,13 @@ SCALE-Sim users bring their files unchanged::
 The per-layer numbers (compute and stall cycles, SRAM and DRAM traffic) are SCALE-Sim 3.0.0's in its CALC
 bandwidth mode, exactly; :mod:`sparsesim.systolic.array` says which of its conventions are followed.
 Workloads here are shapes only, which is enough for a dense array: its timing does not depend on values.
+
+Inputs and runs are bounded, so that no file can crash, hang or exhaust a machine: the ``.cfg``'s numbers
+(:mod:`sparsesim.systolic.config`: arrays up to 4096 x 4096, SRAMs up to 32 MiB), the topology's
+(:mod:`sparsesim.workload.topology`: every size up to 2**20, up to 131,072 layers), and a run's work
+beyond closed forms (:mod:`sparsesim.systolic.array`: about a minute or two, checked before any layer
+runs). Memory is bounded by the SRAM sizes, never by a layer's size; each is refused with a one-line
+reason naming the file and the key or line.
 """
 
 from __future__ import annotations
@@ -21,7 +28,15 @@ import io
 import json
 from dataclasses import dataclass, fields
 
-from sparsesim.systolic.array import SystolicLayerResult, fold_plan, simulate_systolic_layer
+from sparsesim.systolic.array import (
+    LayerWork,
+    SystolicLayerResult,
+    _simulate_layer,
+    check_work,
+    fold_plan,
+    layer_work,
+    simulate_systolic_layer,
+)
 from sparsesim.systolic.config import SystolicArrayConfig, load_scalesim_config, parse_scalesim_config
 from sparsesim.workload.topology import ConvShape
 
@@ -76,7 +91,14 @@ class SystolicReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        """:meth:`to_dict` as JSON: indented, one line per layer (a topology may have 131,072 layers, and
+        this way they are encoded by json's C encoder, in seconds)."""
+        data = self.to_dict()
+        layers = data.pop("layers")
+        text = json.dumps(data, indent=2, allow_nan=False)
+        rows = ",\n".join("    " + json.dumps(layer, allow_nan=False) for layer in layers)
+        head, _, tail = text.partition('\n  "totals"')
+        return f'{head}\n  "layers": [\n{rows}\n  ],\n  "totals"{tail}\n'
 
     def to_csv(self) -> str:
         out = io.StringIO()
@@ -127,6 +149,43 @@ class SystolicReport:
         return "\n".join(lines) + "\n"
 
 
+_SHAPE_FIELDS = tuple(f.name for f in fields(ConvShape) if f.name not in ("name", "origin"))
+_RESULT_FIELDS = tuple(f.name for f in fields(SystolicLayerResult))
+
+
+def _shape_key(layer: ConvShape) -> tuple:
+    """What a layer's results depend on: everything but its name and origin."""
+    return tuple(getattr(layer, name) for name in _SHAPE_FIELDS)
+
+
 def simulate_systolic(config: SystolicArrayConfig, layers: list[ConvShape]) -> SystolicReport:
-    """Simulate every layer of a topology on a dense systolic array (layers are independent)."""
-    return SystolicReport(config, tuple(simulate_systolic_layer(config, layer) for layer in layers))
+    """Simulate every layer of a topology on a dense systolic array (layers are independent).
+
+    Before any layer runs, the run's work is checked against the budgets of
+    :mod:`sparsesim.systolic.array` (:class:`~sparsesim.errors.SimulationError` naming the first layer that
+    would exceed them). Layers of the same shape (a depthwise row's channels, repeated blocks) are
+    simulated once: their results differ only in the name.
+    """
+    plans: dict[tuple, LayerWork] = {}
+    total = LayerWork({}, 0, 0, {})
+    for layer in layers:
+        key = _shape_key(layer)
+        if key in plans:
+            continue
+        work = layer_work(config, layer)
+        check_work(config, layer, work, total if plans else None)
+        plans[key] = work
+        total = LayerWork(
+            {}, total.ordered_work + work.ordered_work, total.write_steps + work.write_steps, {}
+        )
+    results: dict[tuple, tuple] = {}  # shape -> the result's fields after its name
+    out = []
+    for layer in layers:
+        key = _shape_key(layer)
+        if key not in results:
+            result = _simulate_layer(config, layer, plans[key])
+            results[key] = tuple(getattr(result, name) for name in _RESULT_FIELDS[1:])
+            out.append(result)
+        else:
+            out.append(SystolicLayerResult(layer.name, *results[key]))
+    return SystolicReport(config, tuple(out))

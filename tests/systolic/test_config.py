@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from sparsesim.errors import ConfigError
-from sparsesim.systolic import load_scalesim_config, parse_scalesim_config
+from sparsesim.systolic import SystolicArrayConfig, load_scalesim_config, parse_scalesim_config
+from sparsesim.systolic.config import (
+    MAX_ARRAY_SIDE,
+    MAX_BANKS,
+    MAX_CONFIG_BYTES,
+    MAX_OFFSET,
+    MAX_REQUEST_BUFFER,
+    MAX_SRAM_KIB,
+    MAX_WORDS_PER_CYCLE,
+)
 
 HWCONFIGS = Path(__file__).parents[2] / "hwconfigs"
 
@@ -136,3 +146,116 @@ def test_syntax_errors_and_missing_files_name_the_file(tmp_path):
         parse_scalesim_config("[general]\nrun_name = a\nrun_name = b\n", "x.cfg")
     with pytest.raises(ConfigError, match="(?s)nope.cfg: .*cannot read the config"):
         load_scalesim_config(tmp_path / "nope.cfg")
+
+
+# -- Limits: every number has a documented upper bound; hostile files are refused in one short line -------
+
+# (section, key, line of SCALESIM_REPO_CFG to replace or None to append to the section, largest legal value)
+NUMERIC_KEYS = [
+    ("architecture_presets", "ArrayHeight", "ArrayHeight:    32", MAX_ARRAY_SIDE),
+    ("architecture_presets", "ArrayWidth", "ArrayWidth:     32", MAX_ARRAY_SIDE),
+    ("architecture_presets", "IfmapSramSzkB", "IfmapSramSzkB:   64", MAX_SRAM_KIB),
+    ("architecture_presets", "FilterSramSzkB", "FilterSramSzkB:  64", MAX_SRAM_KIB),
+    ("architecture_presets", "OfmapSramSzkB", "OfmapSramSzkB:   64", MAX_SRAM_KIB),
+    ("architecture_presets", "IfmapOffset", "IfmapOffset:    0", MAX_OFFSET),
+    ("architecture_presets", "FilterOffset", "FilterOffset:   10000000", MAX_OFFSET),
+    ("architecture_presets", "OfmapOffset", "OfmapOffset:    20000000", MAX_OFFSET),
+    ("architecture_presets", "Bandwidth", "Bandwidth : 10", MAX_WORDS_PER_CYCLE),
+    ("architecture_presets", "MemoryBanks", "MemoryBanks:   1", MAX_BANKS),
+    ("architecture_presets", "ReadRequestBuffer", "ReadRequestBuffer: 512", MAX_REQUEST_BUFFER),
+    ("architecture_presets", "WriteRequestBuffer", "WriteRequestBuffer: 512", MAX_REQUEST_BUFFER),
+    ("layout", "IfmapSRAMBankBandwidth", None, MAX_WORDS_PER_CYCLE),
+    ("layout", "IfmapSRAMBankNum", None, MAX_BANKS),
+    ("layout", "IfmapSRAMBankPort", None, MAX_BANKS),
+    ("layout", "FilterSRAMBankBandwidth", None, MAX_WORDS_PER_CYCLE),
+    ("layout", "FilterSRAMBankNum", None, MAX_BANKS),
+    ("layout", "FilterSRAMBankPort", None, MAX_BANKS),
+    ("sparsity", "BlockSize", None, MAX_BANKS),
+    ("sparsity", "NonZeroElems", None, MAX_BANKS),
+    ("sparsity", "RandomNumberGeneratorSeed", None, 2**64 - 1),
+]
+
+
+def with_value(section, key, line, value):
+    if line is not None:
+        return SCALESIM_REPO_CFG.replace(line, f"{key}: {value}")
+    return SCALESIM_REPO_CFG + f"[{section}]\n{key}: {value}\n"
+
+
+@pytest.mark.parametrize(("section", "key", "line", "high"), NUMERIC_KEYS, ids=[k[1] for k in NUMERIC_KEYS])
+def test_every_number_is_accepted_up_to_its_limit(section, key, line, high):
+    parse_scalesim_config(with_value(section, key, line, high), "x.cfg")
+
+
+@pytest.mark.parametrize("value", ["plus_one", "1" + "0" * 20, "1" + "0" * 5000])
+@pytest.mark.parametrize(("section", "key", "line", "high"), NUMERIC_KEYS, ids=[k[1] for k in NUMERIC_KEYS])
+def test_every_number_beyond_its_limit_is_refused_naming_section_and_key(section, key, line, high, value):
+    text = str(high + 1) if value == "plus_one" else value
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config(with_value(section, key, line, text), "x.cfg")
+    assert [path for path, _ in error.value.problems] == [f"{section}.{key}"]
+    message = error.value.problems[0][1]
+    assert ("at most" in message or "comma-separated" in message) and len(message) < 120
+
+
+def test_array_width_of_1e11_is_refused_before_any_allocation():
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config(
+            SCALESIM_REPO_CFG.replace("ArrayWidth:     32", "ArrayWidth: 100000000000"), "x.cfg"
+        )
+    assert error.value.problems == [
+        ("architecture_presets.ArrayWidth", "must be at most 4,096, got 100,000,000,000")
+    ]
+
+
+def test_long_texts_lists_and_floods_of_keys_are_refused_briefly():
+    text = SCALESIM_REPO_CFG.replace("Bandwidth : 10", "Bandwidth : " + ",".join(["10"] * 5000))
+    with pytest.raises(ConfigError, match="Bandwidth: must have at most 4,096 entries, got 5,000"):
+        parse_scalesim_config(text)
+    with pytest.raises(ConfigError, match="general.run_name: must be at most 256 characters, got 1,000"):
+        parse_scalesim_config(SCALESIM_REPO_CFG.replace("scale_example_run_32x32_ws", "r" * 1000))
+    flood = SCALESIM_REPO_CFG + "[sparsity]\n" + "".join(f"key{i}: 1\n" for i in range(10_000))
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config(flood, "flood.cfg")
+    assert len(error.value.problems) == 21 and "9,980 more problem(s)" in error.value.problems[-1][1]
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config("x" * 500_000 + "\n", "noise.cfg")  # configparser quotes the whole line
+    assert len(str(error.value)) < 400
+
+
+def test_config_built_directly_is_bounded_too():
+    with pytest.raises(ConfigError) as error:
+        SystolicArrayConfig(4096, 4097, 1, 2**25, 2**25 + 1, "ws")
+    assert [path for path, _ in error.value.problems] == ["array_cols", "ofmap_sram_bytes"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_load_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "scale.cfg"
+    os.mkfifo(fifo)
+    with pytest.raises(
+        ConfigError, match=r"(?s)scale.cfg: .*the config must be a regular file, but this is a FIFO"
+    ):
+        load_scalesim_config(fifo)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_load_refuses_a_link_to_a_device(tmp_path):
+    link = tmp_path / "scale.cfg"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(
+        ConfigError, match=r"(?s)scale.cfg: .*must be a regular file, but this is a character device"
+    ):
+        load_scalesim_config(link)
+
+
+def test_load_refuses_oversized_and_non_utf8_files(tmp_path):
+    big = tmp_path / "big.cfg"
+    with open(big, "wb") as handle:  # sparse: no disk space used
+        handle.truncate(MAX_CONFIG_BYTES + 1)
+    with pytest.raises(ConfigError, match=r"(?s)big.cfg: .*the config is 1,048,577 bytes; at most 1,048,576"):
+        load_scalesim_config(big)
+    latin = tmp_path / "latin.cfg"
+    latin.write_bytes(SCALESIM_REPO_CFG.replace("scale_example", "caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"(?s)latin.cfg: .*the config is not UTF-8 text"):
+        load_scalesim_config(latin)
