@@ -10,7 +10,7 @@ import pytest
 from sparsesim.workload.ops import conv2d_reference
 from sparsesim.workload.trace import Layer, save_trace
 
-#: (family, outcome) -> inputs tried; printed at the end of the run (`pytest tests/fuzz -s` shows it).
+#: (family, outcome) -> inputs tried; printed in the summary at the end of the run.
 TALLY: collections.Counter[tuple[str, str]] = collections.Counter()
 
 
