@@ -83,9 +83,14 @@ def stored_words(values: np.ndarray) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype == np.float16:
         return array
-    if array.dtype.kind == "f" and np.isnan(array).any():
-        raise ValueError("NaN values cannot be stored as 16-bit words")
-    return np.clip(array, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
+    with np.errstate(over="ignore", invalid="ignore"):  # no float32 copy: cast, then saturate the overflows
+        words = array.astype(np.float16)
+    beyond = _not_finite(words)
+    if beyond.any():
+        if np.isnan(words[beyond]).any():
+            raise ValueError("NaN values cannot be stored as 16-bit words")
+        words[beyond] = np.copysign(FLOAT16_MAX, array[beyond])
+    return words
 
 
 def _validated(array: np.ndarray, fmt: TensorFormat) -> np.ndarray:
