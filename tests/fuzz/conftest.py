@@ -10,7 +10,8 @@ import pytest
 from sparsesim.workload.ops import conv2d_reference
 from sparsesim.workload.trace import Layer, save_trace
 
-#: (family, outcome) -> inputs tried; printed in the summary at the end of the run.
+#: (family, outcome) -> inputs tried; printed in the summary at the end of the run. "hwconfig run": the
+#: simulations of the mutated configs that validated.
 TALLY: collections.Counter[tuple[str, str]] = collections.Counter()
 
 
@@ -53,7 +54,7 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.section("fuzz tier: inputs per family and outcome")
     families = sorted({family for family, _ in TALLY})
     outcomes = sorted({outcome for _, outcome in TALLY})
-    terminalreporter.write_line("family".ljust(12) + "".join(o.rjust(16) for o in outcomes))
+    terminalreporter.write_line("family".ljust(14) + "".join(o.rjust(18) for o in outcomes))
     for family in families:
-        counts = "".join(str(TALLY[family, o]).rjust(16) for o in outcomes)
-        terminalreporter.write_line(family.ljust(12) + counts)
+        counts = "".join(str(TALLY[family, o]).rjust(18) for o in outcomes)
+        terminalreporter.write_line(family.ljust(14) + counts)

@@ -159,7 +159,8 @@ def test_mutated_hwconfigs(tmp_path_factory, crop_trace, data, name):
     validated = run_cli(["validate", str(path)], TIMEOUT_S, MEMORY_MIB)
     judge("hwconfig", validated, "valid hardware config")
     if validated.exit_code == 0:  # legal, perhaps extreme: it must simulate in bounded time and memory
-        judge("hwconfig", run_cli(["run", str(path), str(crop_trace)], TIMEOUT_S, MEMORY_MIB), RUN_COMPLETE)
+        outcome = run_cli(["run", str(path), str(crop_trace)], TIMEOUT_S, MEMORY_MIB)
+        judge("hwconfig run", outcome, RUN_COMPLETE)
 
 
 # --- traces: the manifest and the layer files -------------------------------------------------------
