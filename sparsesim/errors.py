@@ -31,7 +31,7 @@ class ConfigError(SparsesimError):
         lines = [f"{source}: {len(self.problems)} problem(s) in the hardware config:"]
         lines += [f"  {path or '<top level>'}: {message}" for path, message in shown]
         if len(self.problems) > len(shown):
-            lines.append(f"  ... and {len(self.problems) - len(shown)} more")
+            lines.append(f"  ... and {len(self.problems) - len(shown):,} more")
         super().__init__("\n".join(lines))
 
 

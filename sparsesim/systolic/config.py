@@ -88,7 +88,6 @@ MAX_REQUEST_BUFFER = 1 << 20
 MAX_CONFIG_BYTES = 1 << 20
 _MAX_SEED = (1 << 64) - 1
 _MAX_TEXT_CHARS = {"run_name": 256}  # other text values (paths, SparseRep): 4096
-_MAX_PROBLEMS = 20  # reported in one ConfigError; more are summarised in one line
 
 # section -> {lower-case key: (spelling used in messages, kind, largest value for numbers)}
 _KNOWN: dict[str, dict[str, tuple[str, str, int]]] = {
@@ -262,9 +261,6 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
             path.endswith("." + _KNOWN["architecture_presets"][key][0]) for path, _ in problems
         ):
             problems.append((f"architecture_presets.{_KNOWN['architecture_presets'][key][0]}", "is required"))
-    if len(problems) > _MAX_PROBLEMS:
-        more = len(problems) - _MAX_PROBLEMS
-        problems = problems[:_MAX_PROBLEMS] + [("", f"... and {more:,} more problem(s) not listed")]
     if problems:
         raise ConfigError(source, problems)
     return SystolicArrayConfig(

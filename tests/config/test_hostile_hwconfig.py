@@ -78,7 +78,7 @@ def test_thousands_of_unknown_keys_are_counted_and_the_first_fifty_shown(tmp_pat
         load_hwconfig(write(tmp_path, text))
     assert len(error.value.problems) == 5000
     lines = str(error.value).splitlines()
-    assert len(lines) == 1 + ConfigError.SHOWN_PROBLEMS + 1 and lines[-1] == "  ... and 4950 more"
+    assert len(lines) == 1 + ConfigError.SHOWN_PROBLEMS + 1 and lines[-1] == "  ... and 4,950 more"
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")

@@ -217,7 +217,7 @@ def test_long_texts_lists_and_floods_of_keys_are_refused_briefly():
     flood = SCALESIM_REPO_CFG + "[sparsity]\n" + "".join(f"key{i}: 1\n" for i in range(10_000))
     with pytest.raises(ConfigError) as error:
         parse_scalesim_config(flood, "flood.cfg")
-    assert len(error.value.problems) == 21 and "9,980 more problem(s)" in error.value.problems[-1][1]
+    assert len(error.value.problems) == 10_000 and str(error.value).endswith("... and 9,950 more")
     with pytest.raises(ConfigError) as error:
         parse_scalesim_config("x" * 500_000 + "\n", "noise.cfg")  # configparser quotes the whole line
     assert len(str(error.value)) < 400
