@@ -74,7 +74,9 @@ class PeArray(Component):
         """Prepare a layer given by its operands (``input_chw`` as the machine stores them) without a trace
         layer: for tests and studies of one PE array. Returns the mechanism's plan."""
         if weights_kcrs is None:
-            weights_kcrs = np.zeros((geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s))
+            weights_kcrs = np.zeros(
+                (geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s)
+            )
         if bias is None:
             bias = np.zeros(geometry.filters, dtype=np.float32)
         shape = (geometry.filters, geometry.out_height, geometry.out_width)

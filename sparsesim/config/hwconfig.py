@@ -298,7 +298,9 @@ class MechanismConfig(_Block):
     declares a ``sparsesim.mechanisms`` entry point.
     """
 
-    kind: str = _param("dense", "The PE mechanism; `sparsesim validate --explain` lists every kind and its keys.")
+    kind: str = _param(
+        "dense", "The PE mechanism; `sparsesim validate --explain` lists every kind and its keys."
+    )
 
     #: The kind a registered subclass configures.
     KIND: ClassVar[str] = ""
@@ -1137,7 +1139,11 @@ def _migrated(data: Mapping[Any, Any], source: str) -> Mapping[Any, Any]:
     pe_energies = energies.get("pe_array") if isinstance(energies, Mapping) else None
     moved = {}
     cls = mechanism_kinds().get(mechanism["kind"])
-    own = {f.name for f in dataclasses.fields(cls.Energy)} if cls is not None and hasattr(cls, "Energy") else set()
+    own = (
+        {f.name for f in dataclasses.fields(cls.Energy)}
+        if cls is not None and hasattr(cls, "Energy")
+        else set()
+    )
     if isinstance(pe_energies, Mapping):
         # The energies of actions this mechanism does not have were never charged: they are dropped.
         moved = {key: pe_energies[key] for key in _LEGACY_PE_ENERGIES if key in pe_energies and key in own}
@@ -1360,7 +1366,7 @@ def explain_hwconfig() -> str:
 
     This is the text of ``sparsesim validate --explain``.
     """
-    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str"}
+    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str", "bool": "bool"}
     lines = [
         "Hardware config parameters (YAML keys, nested by block). Every key is optional except `name`.",
         "Integers are accepted where a float is expected; booleans and quoted numbers are not numbers.",
@@ -1369,7 +1375,7 @@ def explain_hwconfig() -> str:
     params = list(_iter_params(HwConfig))
     mechanism_at = next(i for i, (path, _, _) in enumerate(params) if path == MECHANISM_PATH)
     # The mechanism block: every registered kind with its own parameters, in place of the base's `kind`.
-    params[mechanism_at + 1 : mechanism_at + 2] = [
+    params[mechanism_at + 2 : mechanism_at + 2] = [
         item
         for kind, cls in mechanism_kinds().items()
         for item in _iter_params(cls, f"{MECHANISM_PATH}[kind={kind}].")
@@ -1392,6 +1398,8 @@ def explain_hwconfig() -> str:
         else:
             default = f"default: {f.default!r}"
         allowed = _allowed_text(f)
+        if path == MECHANISM_PATH + ".kind":
+            allowed = "one of: " + " | ".join(mechanism_kinds())
         head = f"{path}  ({type_names[kind]}, {default}" + (f", {allowed})" if allowed else ")")
         lines.append(f"{indent}{head}")
         lines.append(f"{indent}    {f.metadata['doc']}")

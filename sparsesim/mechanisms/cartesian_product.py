@@ -14,8 +14,8 @@ where a product goes, bank conflicts, accumulator capacity) are those of :mod:`s
 How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row block x channel block)``:
 
 - **A tile is a band of output rows with all filters and all channels**
-  (the ``planar`` mapper, :func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations in the PEs' IARAM /
-  OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
+  (the ``planar`` mapper, :func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations
+  in the PEs' IARAM / OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
   IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half of
   it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
   planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products
@@ -234,7 +234,8 @@ class CartesianProduct(Mechanism):
         if self.config.output_channel_group:
             if self.config.output_channel_group > fitting:
                 raise SimulationError(
-                    f"pe_array.pe.mechanism.output_channel_group is {self.config.output_channel_group}, but a PE's accumulator "
+                    f"pe_array.pe.mechanism.output_channel_group is {self.config.output_channel_group}, "
+                    "but a PE's accumulator "
                     f"region holds {largest} outputs per filter, so the {self.accumulator_entries} "
                     f"accumulators (banks x entries) hold at most {fitting} filters"
                 )
@@ -248,7 +249,9 @@ class CartesianProduct(Mechanism):
             )
         return fitting
 
-    def _tile(self, tile: Tile, band, operands, group: int, sums: np.ndarray) -> tuple[TileWork, dict[str, int]]:
+    def _tile(
+        self, tile: Tile, band, operands, group: int, sums: np.ndarray
+    ) -> tuple[TileWork, dict[str, int]]:
         """One tile's work, its output sums (added to ``sums``) and its summary counters."""
         input_chw, weights_kcrs, geometry = operands.input_chw, operands.weights_kcrs, operands.geometry
         channels = slice(tile.channel_start, tile.channel_stop)
@@ -268,7 +271,9 @@ class CartesianProduct(Mechanism):
                 weights_kcrs[first : first + n_filters, channels], first, self.grid, self.dense
             )
             lay_back(weights, kernel, tile.filter_start)
-            work = group_work(activations, weights, band, n_filters, first, arbitration=self.config.arbitration)
+            work = group_work(
+                activations, weights, band, n_filters, first, arbitration=self.config.arbitration
+            )
             slowest = int(work.cycles.max())
             compute.append(slowest)
             exchange.append(halo_per_filter * n_filters)
@@ -359,8 +364,8 @@ class CartesianProduct(Mechanism):
                 ]
             )
         return (
-            "Cartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles lost to "
-            "bank conflicts; PE cycles idle at the group barriers; products dropped (wasted); kept products "
+            "Cartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles "
+            "lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted); kept products "
             "of a neighbour's outputs (halo)",
             HEADER,
             rows,

@@ -19,6 +19,7 @@ DATAPATH_BAND_VALUES = 2 * 1024 * 1024
 # chunk of windows at a time, so a band need not be large, and each converts it (4 MiB) again.
 MECHANISM_BAND_VALUES = 512 * 1024
 
+
 def band_windows(
     input_chw: np.ndarray, geometry: ConvGeometry, out_row_start: int, out_row_stop: int
 ) -> np.ndarray:
@@ -180,8 +181,6 @@ def nonzero_products(
         # Exact: float32 holds integers up to 2**24, far above C*R*S.
         pairs[:, start * width : stop * width] = np.rint(nonzero_weights @ nonzero_operands)
     return pairs
-
-
 
 
 def dot_product_output(operands) -> np.ndarray:

@@ -59,5 +59,7 @@ class EffectualTerms(BroadcastPe):
                 ]
             )
             block_cycles[start] = np.maximum(lane_terms.max(axis=0), 1)
-            block_nonzeros[start] = window_terms(ints[start:stop], *shape, mode=self.terms_of, encoding="nonzero")
+            block_nonzeros[start] = window_terms(
+                ints[start:stop], *shape, mode=self.terms_of, encoding="nonzero"
+            )
         return BroadcastWork(plan, block_cycles, block_nonzeros)

@@ -55,7 +55,9 @@ class Energy(ConfigBlock):
         "pJ per MSB-pass MAC (assumed, for msb_bits = 8: an 8 x 16-bit multiply, about half of a 16 x 16 one "
         "(energy scales with the product of the widths), plus a full-width add).",
     )
-    lsb_compute: float = energy_param(0.55, "pJ per LSB-pass MAC (assumed, for msb_bits = 8: as msb_compute).")
+    lsb_compute: float = energy_param(
+        0.55, "pJ per LSB-pass MAC (assumed, for msb_bits = 8: as msb_compute)."
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +80,9 @@ class Config(MechanismConfig, kind="msb_first"):
         le=15,
     )
     threshold: float = param(
-        0.0, "Predictive decision: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= this."
+        0.0,
+        "Predictive decision: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= "
+        "this.",
     )
     Energy = Energy
     energy_pj: Energy = block(Energy, "Energy of the MSB and LSB passes' MACs.")

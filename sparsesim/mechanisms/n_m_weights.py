@@ -27,7 +27,9 @@ from sparsesim.sparse.structured import conforms_n_m, n_m_window_cycles, parse_n
 class Config(MechanismConfig, kind="n_m_weights"):
     """N of every M weights issued (sparse tensor core); a layer not following the pattern runs dense."""
 
-    pattern: str = param("2:4", "At most N nonzero weights in every M input channels; N MACs issued per group.")
+    pattern: str = param(
+        "2:4", "At most N nonzero weights in every M input channels; N MACs issued per group."
+    )
 
     @classmethod
     def cross_field_problems(

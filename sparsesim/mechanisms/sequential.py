@@ -62,7 +62,13 @@ class OutputSequentialPe(Mechanism):
         return self.adjust(prepared, filters, windows, actions, algorithmic, cycles)
 
     def adjust(
-        self, prepared: SequentialWork, filters: slice, windows: slice, actions: dict, algorithmic: int, cycles: int
+        self,
+        prepared: SequentialWork,
+        filters: slice,
+        windows: slice,
+        actions: dict,
+        algorithmic: int,
+        cycles: int,
     ) -> TileWork:
         """The tile's work from the counts above; a mechanism that counts differently overrides this."""
         return TileWork(cycles, actions)

@@ -1,5 +1,5 @@
-"""Weight repetition (UCNN, Hegde et al., ISCA 2018): a lane issues one activation per cycle in the order of an
-offline indirection table that groups a filter's positions by weight value; the activations of a group are
+"""Weight repetition (UCNN, Hegde et al., ISCA 2018): a lane issues one activation per cycle in the order of
+an offline indirection table that groups a filter's positions by weight value; the activations of a group are
 added (``activation_add``), then multiplied once by its weight (``compute``, one weight read and one
 accumulation per group). Zero weights' activations are never issued. Output-sequential lanes
 (:mod:`sparsesim.mechanisms.sequential`); each filter must be whole in a PE. The work and the factorised

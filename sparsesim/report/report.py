@@ -8,7 +8,8 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling`` (the dataflow and the tile sizes); ``functional_check`` (``passed``, the names of the ``failed`` parts, and each part:
+  ``tiling`` (the dataflow and the tile sizes); ``functional_check`` (``passed``, the names of the
+  ``failed`` parts, and each part:
   ``stored_output``, the trace's output against numpy's of its operands, and ``datapath``, the machine's
   output against numpy's of the operands it used; ``lossy_error`` for lossy machines);
   ``mechanism``: the PE mechanism's ``kind`` and its ``summary`` of the layer (null if it has none; each
