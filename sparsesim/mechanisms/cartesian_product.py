@@ -15,11 +15,12 @@ How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row
 
 - **A tile is a band of output rows with all filters and all channels**
   (the ``planar`` mapper, :func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations
-  in the PEs' IARAM / OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
-  IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half of
-  it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
-  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products
-  on the neighbouring band's outputs wasted.
+  in the PEs' IARAM / OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of
+  the
+  pooled IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half
+  of it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
+  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products on
+  the neighbouring band's outputs wasted.
 - **The distributor's multicast of a tile** stands for SCNN's two deliveries: the band's activations, each PE
   receiving its own planar tile (every word sent once), and the weights, broadcast to every PE (once). The
   weights stream through the global buffer (they are not counted in its capacity) and come again with
@@ -365,8 +366,8 @@ class CartesianProduct(Mechanism):
             )
         return (
             "Cartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles "
-            "lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted); kept products "
-            "of a neighbour's outputs (halo)",
+            "lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted); kept "
+            "products of a neighbour's outputs (halo)",
             HEADER,
             rows,
         )

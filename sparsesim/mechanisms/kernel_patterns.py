@@ -7,8 +7,9 @@ the other output-sequential modes (:mod:`sparsesim.mechanisms.sequential`). The 
 lanes in PatDNN's reordered sequence (most connected kernels first,
 :func:`sparsesim.sparse.patterns.filter_order`), so that the filters of a tile carry similar work. A layer
 whose stored weights follow no pattern library of the PE's size
-(:func:`sparsesim.sparse.patterns.layer_patterns`: a kernel with more nonzero weights than the entries, or too many distinct patterns; e.g. the shipped dense
-trace) runs dense: every kernel, all ``R*S`` MACs, no metadata. Metadata stored (the report's summary): one
+(:func:`sparsesim.sparse.patterns.layer_patterns`: a kernel with more nonzero weights than the entries, or
+too many distinct patterns; e.g. the shipped dense trace) runs dense: every kernel, all ``R*S`` MACs, no
+metadata. Metadata stored (the report's summary): one
 connectivity bit per kernel, one pattern id per connected kernel, the table; the DRAM and buffer traffic
 still follow ``formats`` (the pattern storage is not a format of :mod:`sparsesim.sparse.formats`).
 """

@@ -1,6 +1,7 @@
 """Both-operand skipping (SparTen, Gondimalla et al., MICRO 2019): each lane issues only the pairs of a
-nonzero weight and a nonzero activation of its output (an inner join of the two bitmasks), ``activation_lanes``
-pairs per cycle. The output-sequential lanes of :mod:`sparsesim.mechanisms.zero_skip_weights`."""
+nonzero weight and a nonzero activation of its output (an inner join of the two bitmasks),
+``activation_lanes`` pairs per cycle. The output-sequential lanes of
+:mod:`sparsesim.mechanisms.zero_skip_weights`."""
 
 from __future__ import annotations
 
