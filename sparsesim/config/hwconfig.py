@@ -40,14 +40,12 @@ energy problem"): a 16-bit integer multiply is about 0.8 pJ, plus the add. Hence
 - ``pe_array.gated_compute`` 0.1 per gated MAC. Assumption (not from the papers): the multiplier's datapath
   does not toggle, but the clock tree, the pipeline registers and the zero detection still do.
 - ``pe_array.skipped_compute`` 0.0: a skipped MAC spends neither a cycle nor energy in the MAC unit.
-- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word;
-  ``weight_spad_metadata_read`` the same per weight index.
-- ``pe_array.wasted_compute`` 1.0 per multiply whose product is dropped (SCNN's products beyond the layer's
-  edges). Assumption: a MAC's energy; dropping the product saves only the accumulation.
-- ``pe_array.crossbar_transfer`` 0.25 per product routed to an accumulator bank (SCNN). Assumption (not from
-  the paper): a word crossing a PE's 16 x 32 crossbar, an eighth of an inter-PE NoC word.
-- ``pe_array.halo_transfer`` 2.0 per partial sum sent to a neighbouring PE (SCNN's halos). Assumption: an
-  inter-PE word, as ``noc.transfer``.
+- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word.
+- A mechanism's own actions have their energies in its block, ``pe_array.pe.mechanism.energy_pj``, declared
+  with their sources in its module (:mod:`sparsesim.mechanisms`): e.g. SCNN's ``wasted_compute`` 1.0 per
+  dropped product, ``crossbar_transfer`` 0.25 per product routed to a bank, ``halo_transfer`` 2.0 per halo
+  partial sum, ``weight_spad_metadata_read`` 0.25 per weight index; UCNN's ``activation_add`` 0.05;
+  PredictiveNet's ``msb_compute`` / ``lsb_compute`` 0.55; a mixture of experts' ``router_compute`` 1.0.
 - ``noc.transfer`` 2.0 per word injected (a multicast word counts once).
 - ``global_buffer.read`` / ``write`` 6.0 per word.
 - ``dram.read`` / ``write`` per burst: 200 pJ per word, times the words in a burst. This default depends on
