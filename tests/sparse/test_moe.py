@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sparsesim.accelerator import geometry_of
-from sparsesim.components.pe_array import im2col
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse.moe import (
     activation_recall,
     balanced_kmeans_partition,
