@@ -67,7 +67,7 @@ def test_repetition_saves_multiplies_and_energy_not_cycles(vgg16_trace, tmp_path
     quantised = prune_trace(vgg16_trace, tmp_path / "q8", sparsity=0, method="quantize:8", layers=["conv1_2"])
     hw = load_hwconfig(HWCONFIG_DIR / "ucnn.yaml")
     ucnn = simulate(hw, quantised)
-    skipping = simulate(with_parameter(hw, "pe_array.pe.mechanism", {"kind": "zero_skip_weights"}), quantised)
+    skipping = simulate(with_parameter(hw, "pe_array.pe.mechanism.kind", "zero_skip_weights"), quantised)
     assert ucnn.totals["functional_check_passed"]
     assert ucnn.totals["cycles"] == skipping.totals["cycles"]
     assert ucnn.totals["computes"]["actual"] < skipping.totals["computes"]["actual"] / 2
