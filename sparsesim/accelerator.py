@@ -33,16 +33,16 @@ from sparsesim.core import Component, transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling
 from sparsesim.mapping.mappers import mapper
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic
-from sparsesim.mechanisms import LayerOperands, Plan
+from sparsesim.mechanisms import LayerOperands
 
 
 @dataclass
 class LayerRun:
-    """The raw outcome of simulating one layer: its cycles, the component tree, the plan and the mapping."""
+    """The raw outcome of simulating one layer: its cycles, the component tree and the mapping. (The plan is
+    not kept: the PE array's prepared work holds what the datapath and the report need of it.)"""
 
     cycles: int
     accelerator: Accelerator
-    plan: Plan
     tiling: LayerTiling
     traffic: list[TileTraffic]
 
@@ -215,7 +215,7 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     machine.pe_array.load(plan, tiling)
     traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
     cycles = machine.run(tiling, traffic, value_bits, events)
-    return LayerRun(cycles, machine, plan, tiling, traffic)
+    return LayerRun(cycles, machine, tiling, traffic)
 
 
 def writer_done(env: simpy.Environment, drained: list[simpy.Event]):

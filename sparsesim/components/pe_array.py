@@ -42,7 +42,6 @@ class PeArray(Component):
         self.ports.append(self.port)  # type: ignore[arg-type]
         self.early_terminated_macs = 0
         self.prepared: Any = None
-        self.plan: Plan | None = None
         self.tiling: LayerTiling | None = None
 
     @property
@@ -59,7 +58,7 @@ class PeArray(Component):
 
     def load(self, plan: Plan, tiling: LayerTiling) -> None:
         """Prepare the mechanism's work for a layer (see :meth:`~sparsesim.mechanisms.Mechanism.prepare`)."""
-        self.plan, self.tiling = plan, tiling
+        self.tiling = tiling
         self.prepared = self.mechanism.prepare(plan, tiling)
 
     def prepare(

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from sparsesim.config import ConfigBlock, MechanismConfig, block, energy_param, param
-from sparsesim.mapping import LayerTiling, Tile
+from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
 from sparsesim.mapping.experts import ExpertMapping, expert_tiles, map_experts
-from sparsesim.mechanisms.base import DatapathOutput, Mechanism, Plan, TileWork
+from sparsesim.mechanisms.base import DatapathOutput, LayerOperands, Mechanism, Plan, TileWork
 from sparsesim.mechanisms.datapath import im2col_bands, lane_cycles
 from sparsesim.sparse.moe import activation_recall, experts_needed, moe_output, top_k_experts
 
@@ -68,9 +68,12 @@ class Config(MechanismConfig, kind="mixture_of_experts"):
 
 @dataclass(frozen=True)
 class Routed:
-    """The prepared layer: the routed outputs in the machine's filter order."""
+    """The prepared layer: the routed outputs in the machine's filter order, the experts, and the layer's
+    operands in its own order (not the plan's reordered copies, which the run no longer needs)."""
 
-    plan: Plan
+    geometry: ConvGeometry
+    experts: ExpertMapping
+    original: LayerOperands
     tiling: LayerTiling
     routed: np.ndarray
 
@@ -109,13 +112,12 @@ class MixtureOfExperts(Mechanism):
         return expert_tiles(tiling, experts, plan.operands.name)
 
     def prepare(self, plan: Plan, tiling: LayerTiling) -> Routed:
-        experts, _ = plan.state
-        return Routed(plan, tiling, experts.routed_in_run_order())
+        experts, original = plan.state
+        return Routed(plan.operands.geometry, experts, original, tiling, experts.routed_in_run_order())
 
     def tile_work(self, prepared: Routed, tile: Tile) -> TileWork:
         """A mixture-of-experts tile: the router (first filter group only), then the routed outputs."""
-        geometry = prepared.plan.operands.geometry
-        experts, _ = prepared.plan.state
+        geometry, experts = prepared.geometry, prepared.experts
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         routed = prepared.routed[tile.filter_start : tile.filter_stop, windows]
         n_filters, n_windows = routed.shape
@@ -148,7 +150,7 @@ class MixtureOfExperts(Mechanism):
     def output(self, prepared: Routed) -> DatapathOutput:
         """The routed outputs, computed whole (every MAC of their window), in the layer's filter order; the
         others never are."""
-        experts, original = prepared.plan.state
+        experts, original = prepared.experts, prepared.original
         geometry = original.geometry
         shape = (geometry.filters, geometry.out_height, geometry.out_width)
         routed = experts.routed()
@@ -171,7 +173,7 @@ class MixtureOfExperts(Mechanism):
         routing computes, and ``oracle_mass_recall`` the same if each pixel had picked the k experts of
         largest true activation mass (the partition's limit, whatever the router).
         """
-        experts, original = prepared.plan.state
+        experts, original = prepared.experts, prepared.original
         return experts_summary(experts, original, prepared.tiling, array.actions, self.word_bytes)
 
 

@@ -120,8 +120,11 @@ def test_an_unknown_layer_fails_before_any_simulation(vgg16_trace, hwconfigs, mo
 def test_json_and_csv_renderings_are_complete(reports, tmp_path):
     report = reports["cnvlutin"]
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert [layer["name"] for layer in data["layers"]] == LAYERS
+    assert all(
+        layer["mechanism"] == {"kind": "zero_skip_activations", "summary": None} for layer in data["layers"]
+    )
     rows = list(csv.DictReader(io.StringIO(report.to_csv())))
     assert [row["layer"] for row in rows] == [*LAYERS, "TOTAL"]
     assert int(rows[-1]["cycles"]) == sum(layer["cycles"] for layer in report.layers)
