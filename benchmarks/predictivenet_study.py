@@ -11,35 +11,47 @@ arithmetic), MACs, outputs whose LSB pass was skipped, mispredictions, and the r
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from sparsesim import load_hwconfig, load_trace, simulate
+from sparsesim.config import hwconfig_to_dict, parse_hwconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def variant(hw, mode, energy=None, **pe_fields):
-    pe = dataclasses.replace(hw.pe_array.pe, early_termination=mode, **pe_fields)
-    hw = dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
+#: The modes compared: (mechanism kind, its parameters).
+MODES = {
+    "none": ("dense", {}),
+    "exact": ("relu_early_termination", {"mode": "exact"}),
+    "predictive": ("relu_early_termination", {"mode": "predictive"}),
+    "msb_first": ("msb_first", {"decision": "predictive"}),
+    "msb_first_exact": ("msb_first", {"decision": "exact"}),
+}
+
+
+def variant(hw, mode, energy=None, **parameters):
+    """``hw`` running ``mode`` (a key of MODES) with the given mechanism parameters and energies."""
+    kind, defaults = MODES[mode]
+    block = {"kind": kind, **defaults, **parameters}
     if energy:
-        table = dataclasses.replace(hw.energy_pj.pe_array, **energy)
-        hw = dataclasses.replace(hw, energy_pj=dataclasses.replace(hw.energy_pj, pe_array=table))
-    return hw
+        block["energy_pj"] = energy
+    data = hwconfig_to_dict(hw)
+    data["pe_array"]["pe"]["mechanism"] = block
+    return parse_hwconfig(data, source=f"{hw.name} with {block}")
 
 
 def summary(report) -> dict:
     totals = report.totals
     pe = totals["components"]["pe_array"]
-    terminating = [layer["early_termination"] for layer in report.layers if layer["early_termination"]]
+    terminating = [layer["mechanism"]["summary"] for layer in report.layers if layer["mechanism"]["summary"]]
     # None: no lossy error, or a relative error undefined (an all-zero stored output).
     errors = [
         (layer["functional_check"].get("lossy_error") or {}).get("relative_rms_error") or 0.0
         for layer in report.layers
     ]
-    arithmetic = sum(pe["action_energy_pj"][a] for a in ("compute", "msb_compute", "lsb_compute"))
+    arithmetic = sum(pe["action_energy_pj"].get(a, 0.0) for a in ("compute", "msb_compute", "lsb_compute"))
     return {
         "cycles": totals["cycles"],
         "energy_uj": totals["energy_pj"] / 1e6,
@@ -66,7 +78,7 @@ def main(argv: list[str]) -> int:
             runs[mode] = variant(hw, mode)
     elif study == "threshold":
         for threshold in (-1.0, -0.25, 0.0, 0.25, 1.0):
-            runs[f"msb_first threshold={threshold}"] = variant(hw, "msb_first", msb_threshold=threshold)
+            runs[f"msb_first threshold={threshold}"] = variant(hw, "msb_first", threshold=threshold)
     elif study == "bits":
         for bits in (4, 8, 12):
             energy = {"msb_compute": 0.9 * bits / 16 + 0.1, "lsb_compute": 0.9 * (16 - bits) / 16 + 0.1}

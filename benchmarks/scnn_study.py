@@ -4,13 +4,13 @@ bank-conflict stalls, wasted and halo products, energy.
 Runs hwconfigs/scnn.yaml (``cartesian_product``: only nonzero weights and activations are issued) and its
 dense twins, which differ in one or two parameters only:
 
-- ``dense``: ``pe_array.pe.sparsity: cartesian_product_dense``: the same PEs, planar tiling, accumulator
+- ``dense``: ``pe_array.pe.mechanism.kind: cartesian_product_dense``: the same PEs, planar tiling, accumulator
   banks and RLE storage, every weight and activation issued (SCNN's PT-IS-CP-dense): isolates the PE
   mechanism;
 - ``dense_uncompressed`` (with ``--uncompressed``): the dense twin storing and moving every tensor
   uncompressed as well (dense PEs, dense storage);
 - ``dot_product`` (with ``--dot-product``): the same 1,024 multipliers, buffer and DRAM as a dense
-  dot-product machine (closer to the paper's DCNN): sparsity ``none`` (sparsesim's output-stationary
+  dot-product machine (closer to the paper's DCNN): mechanism ``dense`` (sparsesim's output-stationary
   broadcast PEs: 8 rows of windows x 8 columns of 4 filters x 4 activation lanes), every tensor
   uncompressed, and a 36 KiB weight scratchpad per PE (4 filters x 512 channels x 3 x 3 x 2 B) so that a
   filter's weights stay in the PE.
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from sparsesim import load_hwconfig, load_trace, simulate
-from sparsesim.config import FormatsConfig, LevelFormatsConfig, PeFormatsConfig
+from sparsesim.config import FormatsConfig, LevelFormatsConfig, PeFormatsConfig, mechanism_config_class
 from sparsesim.report.report import render_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,20 +39,28 @@ ROOT = Path(__file__).resolve().parent.parent
 DOT_PRODUCT_WEIGHT_SPAD_BYTES = 4 * 512 * 9 * 2
 
 
-def twin(hw, sparsity: str, uncompressed: bool = False, **pe_fields):
-    """``hw`` with another PE sparsity mode (and every tensor uncompressed, if asked)."""
-    pe = dataclasses.replace(hw.pe_array.pe, sparsity=sparsity, **pe_fields)
+def twin(hw, kind: str, uncompressed: bool = False, **pe_fields):
+    """``hw`` with another PE mechanism at its defaults (and every tensor uncompressed, if asked)."""
+    mechanism = hw.pe_array.pe.mechanism
+    if kind != mechanism.kind:  # the Cartesian kinds share their parameters; others take their defaults
+        shared = {
+            f.name: getattr(mechanism, f.name) for f in dataclasses.fields(mechanism) if f.name != "kind"
+        }
+        cls = mechanism_config_class(kind)
+        own = {f.name for f in dataclasses.fields(cls)}
+        mechanism = cls(**{name: value for name, value in shared.items() if name in own})
+    pe = dataclasses.replace(hw.pe_array.pe, mechanism=mechanism, **pe_fields)
     hw = dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
     if uncompressed:
         formats = FormatsConfig(
             dram=LevelFormatsConfig(), global_buffer=LevelFormatsConfig(), pe=PeFormatsConfig()
         )
-        hw = dataclasses.replace(hw, name=f"{hw.name}_{sparsity}_uncompressed", formats=formats)
+        hw = dataclasses.replace(hw, name=f"{hw.name}_{kind}_uncompressed", formats=formats)
     return hw
 
 
 def layer_row(layer: dict, base: dict) -> dict:
-    c = layer["cartesian_product"]
+    c = layer["mechanism"]["summary"]
     return {
         "layer": layer["name"],
         "activation_density": layer["densities"]["input_activations"],
@@ -68,14 +76,14 @@ def layer_row(layer: dict, base: dict) -> dict:
         "bands": c["bands"],
         "multiplier_utilization": c["multiplier_utilization"],
         "kept_multiplier_utilization": c["kept_multiplier_utilization"],
-        "dense_multiplier_utilization": base["cartesian_product"]["multiplier_utilization"],
+        "dense_multiplier_utilization": base["mechanism"]["summary"]["multiplier_utilization"],
         "conflict_stall_fraction": c["conflict_stall_fraction"],
-        "dense_conflict_stall_fraction": base["cartesian_product"]["conflict_stall_fraction"],
+        "dense_conflict_stall_fraction": base["mechanism"]["summary"]["conflict_stall_fraction"],
         "barrier_idle_fraction": c["barrier_idle_fraction"],
         "wasted_fraction": c["wasted_fraction"],
         "halo_fraction": c["halo_fraction"],
         "products": c["products"],
-        "dense_products": base["cartesian_product"]["products"],
+        "dense_products": base["mechanism"]["summary"]["products"],
         "pe_array_busy_fraction": layer["components"]["pe_array"]["cycle_states"]["pe_array"]["busy_cycles"]
         / layer["cycles"],
         "functional_check_passed": layer["functional_check"]["passed"] and base["functional_check"]["passed"],
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.uncompressed:
         extra.append(("dense_uncompressed", twin(hw, "cartesian_product_dense", uncompressed=True)))
     if args.dot_product:
-        dot = twin(hw, "none", uncompressed=True, weight_spad_bytes=DOT_PRODUCT_WEIGHT_SPAD_BYTES)
+        dot = twin(hw, "dense", uncompressed=True, weight_spad_bytes=DOT_PRODUCT_WEIGHT_SPAD_BYTES)
         extra.append(("dot_product", dot))
     for label, machine in extra:
         other = simulate(machine, trace, args.layers)

@@ -18,13 +18,10 @@ import numpy as np
 
 from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
-from sparsesim.components import CartesianPeArray, PeArray
-from sparsesim.components.pe_array import datapath_output, im2col_bands
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.sparse.activation_work import effectual_macs
-from sparsesim.sparse.moe import activation_recall, experts_needed, moe_output, top_k_experts
 from sparsesim.workload.ops import conv2d_reference_bands
 
 log = logging.getLogger(__name__)
@@ -200,57 +197,24 @@ def _max_abs_difference(output: np.ndarray, expected: np.ndarray, zeroed: np.nda
     return largest
 
 
-def _datapath_output(hw, layer, run, compacted):
-    """The layer's full output as the machine produces it, and the mispredicted outputs (or None)."""
-    ran = compacted[0] if compacted else layer
-    geometry = run.tiling.geometry
-    shape = (geometry.filters, geometry.out_height, geometry.out_width)
-    termination = run.pe_array.termination
-    if run.experts is not None:
-        # The routed outputs, computed whole (every MAC of their window); the others never are.
-        routed = run.experts.routed()
-        activations = operand_input(hw, ran)
-        output = moe_output(
-            lambda: im2col_bands(activations, geometry),
-            ran.weights.reshape(geometry.filters, -1),
-            ran.bias,
-            routed,
-            ran.activation == "relu",
-        ).reshape(shape)
-        mispredicted = ~routed.reshape(shape)
-    elif isinstance(run.pe_array, CartesianPeArray):
-        # The kept Cartesian products, as the accumulators summed them, then bias and activation.
-        output = run.pe_array.sums + ran.bias.astype(np.float64)[:, None, None]
-        if ran.activation == "relu":
-            np.maximum(output, 0.0, out=output)
-        mispredicted = None
-    elif termination is None:
-        output = datapath_output(
-            operand_input(hw, ran),
-            ran.weights.reshape(geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s),
-            ran.bias,
-            geometry,
-            hw.pe_array.pe.sparsity,
-            ran.activation,
-        )
-        mispredicted = None
-    else:
-        output = termination.output.reshape(shape)
-        mispredicted = termination.mispredicted.reshape(shape)
+def _datapath_output(layer, run, compacted):
+    """The layer's full output as the machine produces it, the outputs it zeroes (or None) and why."""
+    datapath = run.pe_array.output()
+    output, zeroed = datapath.values, datapath.zeroed
     if not compacted:
-        return output, mispredicted
+        return output, zeroed, datapath.zeroed_kind
     _, kept_filters, _ = compacted
     # Dropped filters: activation(bias), no MAC; the kept ones as computed.
     full_bias = layer.bias.astype(np.float64)
-    full = np.broadcast_to(full_bias[:, None, None], (len(full_bias), *shape[1:])).copy()
+    full = np.broadcast_to(full_bias[:, None, None], (len(full_bias), *output.shape[1:])).copy()
     if layer.activation == "relu":
         np.maximum(full, 0.0, out=full)
     full[kept_filters] = output
-    if mispredicted is not None:
-        full_mispredicted = np.zeros(full.shape, dtype=bool)
-        full_mispredicted[kept_filters] = mispredicted
-        mispredicted = full_mispredicted
-    return full, mispredicted
+    if zeroed is not None:
+        full_zeroed = np.zeros(full.shape, dtype=bool)
+        full_zeroed[kept_filters] = zeroed
+        zeroed = full_zeroed
+    return full, zeroed, datapath.zeroed_kind
 
 
 def _compacted(hw, layer):
@@ -286,15 +250,15 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
     energy_table = energy_table or hw.energy_table()
     compacted = _compacted(hw, layer)
     run = run_layer(hw, compacted[0] if compacted else layer)
+    pe = run.pe_array
+    mechanism = pe.mechanism
     geometry = geometry_of(layer)
-    activations = operand_input(hw, layer)
+    activations = operand_input(hw, layer, mechanism)
     weights = layer.weights.reshape(geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s)
 
-    pe = run.pe_array
     algorithmic = geometry.algorithmic_macs
     effectual = effectual_macs(activations, weights, geometry.stride, geometry.padding)
-    # MSB-first PEs count their MACs as msb_compute (every MAC issued has its MSB pass; compute stays 0).
-    charged = pe.actions["compute"] + pe.actions.get("msb_compute", 0)
+    charged = sum(pe.actions[action] for action in mechanism.charged_actions)
     gated = pe.actions["gated_compute"]
     actual = charged + gated
     # MACs the machine never sees (the compacted filters and channels) count as skipped.
@@ -308,35 +272,25 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         per_action = action_energy_pj(component.path, component.actions, energy_table)
         energy = sum(per_action.values())
         total_energy += energy
-        if component is pe:
-            ports = {pe.path: (pe.busy_cycles, pe.stall_cycles, 1)}
-        else:
-            ports = {p.path: (p.busy_cycles, p.stall_cycles, p.transactions) for p in component.ports}
         components[component.path] = {
             "actions": dict(component.actions),
             "action_energy_pj": per_action,
             "energy_pj": energy,
             "cycle_states": {
-                path: {
-                    "busy_cycles": int(busy),
-                    "stall_cycles": int(stall),
-                    "idle_cycles": int(run.cycles - busy - stall),
+                port.path: {
+                    "busy_cycles": int(port.busy_cycles),
+                    "stall_cycles": int(port.stall_cycles),
+                    "idle_cycles": int(run.cycles - port.busy_cycles - port.stall_cycles),
                 }
-                for path, (busy, stall, _) in ports.items()
+                for port in component.ports
             },
         }
     for entry in components.values():
         entry["energy_share"] = _ratio(entry["energy_pj"], total_energy)
 
-    output, mispredicted = _datapath_output(hw, layer, run, compacted)
+    output, zeroed, zeroed_kind = _datapath_output(layer, run, compacted)
     functional_check = _functional_check(
-        layer,
-        activations,
-        weights,
-        geometry,
-        output,
-        zeroed=mispredicted,
-        zeroed_kind="unrouted" if run.experts is not None else "mispredicted",
+        layer, activations, weights, geometry, output, zeroed=zeroed, zeroed_kind=zeroed_kind
     )
 
     cycles = run.cycles
@@ -384,93 +338,15 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "energy_pj": total_energy,
         "components": components,
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
-        "early_termination": _termination_summary(pe.termination),
-        "mixture_of_experts": _experts_summary(run, layer, compacted, hw.word_bytes),
-        "structured_sparsity": {"pattern": hw.pe_array.pe.n_m_pattern, "used": pe.n_m_used}
-        if hw.pe_array.pe.sparsity == "n_m_weights"
-        else None,
-        "kernel_patterns": pe.kernel_pattern_summary() if isinstance(pe, PeArray) else None,
-        "cartesian_product": pe.layer_summary() if isinstance(pe, CartesianPeArray) else None,
+        "mechanism": {"kind": mechanism.kind(), "summary": pe.summary()},
         "tiling": {
+            "dataflow": mechanism.dataflow,
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,
             "out_rows_per_block": run.tiling.out_rows_per_block,
             "tiles": len(run.tiling.tiles),
         },
         "functional_check": functional_check,
-    }
-
-
-def _termination_summary(termination) -> dict | None:
-    """Outputs stopped early, and how many of them a predictive termination got wrong. ``sound`` False:
-    terminating was unsafe (negative operands); ``relu_follows`` False: the layer has no ReLU, so there was
-    nothing to terminate (every MAC performed)."""
-    if termination is None:
-        return None
-    outputs = termination.terminated.size
-    terminated = int(termination.terminated.sum())
-    mispredicted = int(termination.mispredicted.sum())
-    return {
-        "sound": bool(termination.sound),
-        "relu_follows": bool(termination.relu),
-        "outputs": outputs,
-        "terminated_outputs": terminated,
-        "mispredicted_outputs": mispredicted,
-        "misprediction_rate": _ratio(mispredicted, terminated),
-    }
-
-
-def _experts_summary(run, layer, compacted, word_bytes: int) -> dict | None:
-    """What a mixture of experts computed, fetched and kept (None for other machines).
-
-    ``weight_words``: expert weights fetched (router excluded) vs. the dense layer's. ``experts_needed``: the
-    mean fraction of experts selected by at least one pixel of a group, for groups of 1 pixel, one output row,
-    one tile's rows and the whole layer: why weight movement drops so much less than computes. ``recall``:
-    how much of the trace's own output (the dense layer's, for a dense trace) the routing computes, and
-    ``oracle_mass_recall`` the same if each pixel had picked the k experts of largest true activation mass
-    (the partition's limit, whatever the router).
-    """
-    experts = run.experts
-    if experts is None:
-        return None
-    geometry = run.tiling.geometry
-    size, count = experts.expert_size, experts.experts
-    words_per_filter = geometry.channels * geometry.kernel_positions
-    router_words = count * words_per_filter
-    fetched = sum(tile.weight_words for tile in run.tiling.tiles) - router_words
-    width = geometry.out_width
-    pixels = experts.selected.shape[0]
-    groups = {
-        "pixel": np.arange(pixels),
-        "output_row": np.arange(0, pixels, width),
-        "tile": np.arange(0, pixels, run.tiling.out_rows_per_block * width),
-        "layer": np.array([0]),
-    }
-    needed = {name: float(experts_needed(experts.selected, starts).mean()) for name, starts in groups.items()}
-    ran = compacted[0] if compacted else layer
-    reference = ran.output.reshape(geometry.filters, -1).astype(np.float64)
-    routed = experts.routed()
-    mass = np.stack([reference[experts.expert_of_filter == e].sum(axis=0) for e in range(count)], axis=1)
-    oracle = experts.routed_from(top_k_experts(mass, experts.top_k))
-    pe = run.pe_array
-    return {
-        "construction": "MoEfication (Zhang et al. 2022): balanced k-means on normalised filters, "
-        "mean-filter router, top-k per output pixel; no fine-tuning",
-        "experts": count,
-        "top_k": experts.top_k,
-        "filters_per_expert": size,
-        "router_macs": pe.actions["router_compute"],
-        "expert_macs": pe.actions["compute"],
-        "pixel_share_per_expert": [float(x) for x in experts.selected.mean(axis=0)],
-        "weight_words": {
-            "experts_fetched": int(fetched),
-            "router": router_words,
-            "dense_layer": geometry.filters * words_per_filter,
-            "bytes_per_word": word_bytes,
-        },
-        "experts_needed": needed,
-        "recall": activation_recall(reference, routed),
-        "oracle_mass_recall": activation_recall(reference, oracle)["mass_recall"],
     }
 
 

@@ -65,11 +65,11 @@ def test_compute_bound_layer_keeps_the_pes_busy_and_overlaps_transfers():
 
 def test_dram_bound_layer_is_as_slow_as_its_dram_traffic():
     run = run_layer(hw(dram={"bandwidth_bytes_per_cycle": 0.5}), synthetic_layer())
-    dram = run.dram.port
+    dram = run.accelerator.dram.port
     assert dram.busy_cycles > 0.9 * run.cycles
     assert run.pe_array.stall_cycles > run.pe_array.busy_cycles
     # The DRAM moved whole bursts: busy cycles = bursts x burst bytes / bandwidth.
-    bursts = run.dram.actions["read"] + run.dram.actions["write"]
+    bursts = run.accelerator.dram.actions["read"] + run.accelerator.dram.actions["write"]
     assert dram.busy_cycles >= bursts * 64 / 0.5 - dram.transactions
 
 
@@ -133,13 +133,18 @@ def strided_layer(stride=2, padding=1):
     return Layer("synthetic_s2", "conv2d", x, w, b, out, stride, padding, "relu")
 
 
-@pytest.mark.parametrize("sparsity", ["none", "zero_gating", "zero_skip_activations"])
+@pytest.mark.parametrize("kind", ["dense", "zero_gating", "zero_skip_activations"])
 @pytest.mark.parametrize("make_layer", [synthetic_linear_layer, strided_layer])
-def test_linear_and_strided_layers_simulate_and_pass_the_functional_check(make_layer, sparsity):
+def test_linear_and_strided_layers_simulate_and_pass_the_functional_check(make_layer, kind):
     layer = make_layer()
     config = hw(
         pe_array={
-            "pe": {"activation_lanes": 4, "filter_lanes": 2, "weight_spad_bytes": 4096, "sparsity": sparsity}
+            "pe": {
+                "activation_lanes": 4,
+                "filter_lanes": 2,
+                "weight_spad_bytes": 4096,
+                "mechanism": {"kind": kind},
+            }
         }
     )
     result = simulate_layer(config, layer)

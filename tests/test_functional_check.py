@@ -123,7 +123,7 @@ def test_every_config_passes_real_layers_without_relu(hw_name, traces, tmp_path)
     assert exit_code == 0, stderr
     for layer in report["layers"]:
         assert layer["functional_check"]["passed"], layer["functional_check"]
-        termination = layer["early_termination"]
+        termination = layer["mechanism"]["summary"]
         if termination is not None:  # SnaPEA, PredictiveNet
             assert not termination["relu_follows"] and termination["terminated_outputs"] == 0
             assert layer["computes"]["early_terminated"] == 0

@@ -24,8 +24,8 @@ def moe_hw():
 
 @pytest.fixture(scope="module")
 def reports(moe_hw, vgg16_trace):
-    every_expert = with_parameter(moe_hw, "pe_array.pe.moe_top_k", 8)
-    dense = with_parameter(moe_hw, "pe_array.pe.sparsity", "none")
+    every_expert = with_parameter(moe_hw, "pe_array.pe.mechanism.top_k", 8)
+    dense = with_parameter(moe_hw, "pe_array.pe.mechanism.kind", "dense")
     return {
         name: simulate(hw, vgg16_trace, LAYERS)
         for name, hw in (("moe", moe_hw), ("every_expert", every_expert), ("dense", dense))
@@ -37,7 +37,7 @@ def test_only_the_routed_experts_compute_and_the_router_is_charged(reports, vgg1
         layer = vgg16_trace.layer(entry["name"])
         filters, channels = layer.weights.shape[:2]
         pixels = layer.output.shape[1] * layer.output.shape[2]
-        computes, moe = entry["computes"], entry["mixture_of_experts"]
+        computes, moe = entry["computes"], entry["mechanism"]["summary"]
         assert computes["actual"] == computes["algorithmic"] * 2 // 8  # 2 of 8 equal experts per pixel
         assert computes["actual"] + computes["skipped"] == computes["algorithmic"]
         assert moe["router_macs"] == 8 * channels * 9 * pixels
@@ -59,8 +59,8 @@ def test_the_error_of_unrouted_outputs_is_reported(reports):
         assert check["passed"] and not check["exact"]
         assert check["lossy_error"]["zeroed_outputs"] == "unrouted"
         assert 0.05 < check["lossy_error"]["relative_rms_error"] < 1.0
-        recall = entry["mixture_of_experts"]["recall"]
-        assert 0.25 < recall["mass_recall"] <= entry["mixture_of_experts"]["oracle_mass_recall"] + 1e-12
+        recall = entry["mechanism"]["summary"]["recall"]
+        assert 0.25 < recall["mass_recall"] <= entry["mechanism"]["summary"]["oracle_mass_recall"] + 1e-12
 
 
 def test_every_expert_selected_is_the_dense_layer_plus_the_router(reports):
@@ -68,7 +68,7 @@ def test_every_expert_selected_is_the_dense_layer_plus_the_router(reports):
         assert every["functional_check"]["exact"] and every["functional_check"]["passed"]
         assert every["computes"]["actual"] == dense["computes"]["actual"] == dense["computes"]["algorithmic"]
         assert every["cycles"] > dense["cycles"] > moe["cycles"]
-        router_bytes = every["mixture_of_experts"]["weight_words"]["router"] * 2
+        router_bytes = every["mechanism"]["summary"]["weight_words"]["router"] * 2
         assert (
             every["dram_traffic"]["bytes"]["weights"]
             == dense["dram_traffic"]["bytes"]["weights"] + router_bytes
@@ -77,8 +77,8 @@ def test_every_expert_selected_is_the_dense_layer_plus_the_router(reports):
 
 
 def test_a_layer_that_cannot_be_split_evenly_is_a_simulation_error(moe_hw, vgg16_trace):
-    hw = with_parameter(moe_hw, "pe_array.pe.moe_experts", 3)
-    with pytest.raises(SimulationError, match="cannot be split into pe_array.pe.moe_experts = 3"):
+    hw = with_parameter(moe_hw, "pe_array.pe.mechanism.experts", 3)
+    with pytest.raises(SimulationError, match="cannot be split into pe_array.pe.mechanism.experts = 3"):
         simulate(hw, vgg16_trace, ["conv2_2"])
 
 
@@ -91,5 +91,5 @@ def test_filters_split_over_channel_blocks_are_a_simulation_error(moe_hw, vgg16_
 def test_the_same_config_gives_the_same_routing(moe_hw, vgg16_trace, reports):
     again = simulate(moe_hw, vgg16_trace, ["conv2_2"]).layers[0]
     first = reports["moe"].layers[0]
-    assert again["mixture_of_experts"] == first["mixture_of_experts"]
+    assert again["mechanism"]["summary"] == first["mechanism"]["summary"]
     assert again["cycles"] == first["cycles"] and np.isclose(again["energy_pj"], first["energy_pj"], rtol=0)

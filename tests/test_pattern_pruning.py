@@ -80,7 +80,7 @@ def test_the_pattern_pe_runs_pattern_pruned_weights_balanced_and_exactly(derived
     report = simulate(hw, derived["pattern:8"])
     for entry in report.layers:
         assert entry["functional_check"]["passed"] and entry["functional_check"]["exact"]
-        summary = entry["kernel_patterns"]
+        summary = entry["mechanism"]["summary"]
         assert summary["used"] and summary["connected_kernels"] == summary["kernels"]
         c = entry["computes"]
         assert c["actual"] == c["algorithmic"] * 4 // 9

@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from sparsesim.components.pe_array import DATAPATH_BAND_VALUES
+from sparsesim.mechanisms.datapath import DATAPATH_BAND_VALUES
 from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.early_termination import FILTER_BLOCK_WEIGHTS
 

@@ -67,7 +67,7 @@ def test_unstructured_zeros_buy_a_dense_machine_nothing(derived, hwconfigs):
 
 def test_simd_aligned_blocks_pay_where_unstructured_zeros_do_not(derived, hwconfigs):
     hw = hwconfigs["scalpel_simd"]
-    dense = with_parameter(hw, "pe_array.pe.sparsity", "none")
+    dense = with_parameter(hw, "pe_array.pe.mechanism.kind", "dense")
     speedup = {
         method: simulate(dense, derived[method]).totals["cycles"]
         / simulate(hw, derived[method]).totals["cycles"]

@@ -1,18 +1,18 @@
 """Weight sparsity on a magnitude-pruned real trace: Cambricon-X skips zero weights, SparTen skips every
-pair with a zero, on the same machine with and without the mechanism (sweeps of pe_array.pe.sparsity)."""
+pair with a zero, on the same machine with and without the mechanism (sweeps of the mechanism's kind)."""
 
 from __future__ import annotations
 
 from sparsesim import simulate
 from sparsesim.report.sweep import with_parameter
 
-MODES = ("none", "zero_skip_activations", "zero_skip_weights", "zero_skip_both")
+MODES = ("dense", "zero_skip_activations", "zero_skip_weights", "zero_skip_both")
 
 
 def cycles_per_mode(hw, trace):
     results = {}
     for mode in MODES:
-        report = simulate(with_parameter(hw, "pe_array.pe.sparsity", mode), trace)
+        report = simulate(with_parameter(hw, "pe_array.pe.mechanism.kind", mode), trace)
         assert report.totals["functional_check_passed"]
         results[mode] = report
     return results
@@ -28,7 +28,7 @@ def test_weight_skipping_pays_on_pruned_weights_and_both_operands_pay_most(prune
     for name in ("cambricon_x", "sparten"):
         reports = cycles_per_mode(hwconfigs[name], pruned_trace)
         cycles = {mode: report.totals["cycles"] for mode, report in reports.items()}
-        assert cycles["zero_skip_weights"] < cycles["none"]
+        assert cycles["zero_skip_weights"] < cycles["dense"]
         assert cycles["zero_skip_both"] < min(cycles["zero_skip_weights"], cycles["zero_skip_activations"])
         both = reports["zero_skip_both"].totals["computes"]
         assert both["actual"] == both["effectual"]  # only pairs of nonzero operands are multiplied
@@ -36,6 +36,7 @@ def test_weight_skipping_pays_on_pruned_weights_and_both_operands_pay_most(prune
 
 def test_weight_skipping_gains_nothing_on_dense_weights(vgg16_trace, hwconfigs):
     hw = hwconfigs["cambricon_x"]
-    dense = simulate(with_parameter(hw, "pe_array.pe.sparsity", "none"), vgg16_trace, layers=["conv3_1"])
+    dense_hw = with_parameter(hw, "pe_array.pe.mechanism.kind", "dense")
+    dense = simulate(dense_hw, vgg16_trace, layers=["conv3_1"])
     skipping = simulate(hw, vgg16_trace, layers=["conv3_1"])
     assert skipping.totals["computes"]["actual"] == dense.totals["computes"]["actual"]

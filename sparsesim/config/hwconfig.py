@@ -40,14 +40,12 @@ energy problem"): a 16-bit integer multiply is about 0.8 pJ, plus the add. Hence
 - ``pe_array.gated_compute`` 0.1 per gated MAC. Assumption (not from the papers): the multiplier's datapath
   does not toggle, but the clock tree, the pipeline registers and the zero detection still do.
 - ``pe_array.skipped_compute`` 0.0: a skipped MAC spends neither a cycle nor energy in the MAC unit.
-- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word;
-  ``weight_spad_metadata_read`` the same per weight index.
-- ``pe_array.wasted_compute`` 1.0 per multiply whose product is dropped (SCNN's products beyond the layer's
-  edges). Assumption: a MAC's energy; dropping the product saves only the accumulation.
-- ``pe_array.crossbar_transfer`` 0.25 per product routed to an accumulator bank (SCNN). Assumption (not from
-  the paper): a word crossing a PE's 16 x 32 crossbar, an eighth of an inter-PE NoC word.
-- ``pe_array.halo_transfer`` 2.0 per partial sum sent to a neighbouring PE (SCNN's halos). Assumption: an
-  inter-PE word, as ``noc.transfer``.
+- ``pe_array.input_spad_metadata_read`` 0.25 per offset: a 4-bit offset read costs a quarter of a 16-bit word.
+- A mechanism's own actions have their energies in its block, ``pe_array.pe.mechanism.energy_pj``, declared
+  with their sources in its module (:mod:`sparsesim.mechanisms`): e.g. SCNN's ``wasted_compute`` 1.0 per
+  dropped product, ``crossbar_transfer`` 0.25 per product routed to a bank, ``halo_transfer`` 2.0 per halo
+  partial sum, ``weight_spad_metadata_read`` 0.25 per weight index; UCNN's ``activation_add`` 0.05;
+  PredictiveNet's ``msb_compute`` / ``lsb_compute`` 0.55; a mixture of experts' ``router_compute`` 1.0.
 - ``noc.transfer`` 2.0 per word injected (a multicast word counts once).
 - ``global_buffer.read`` / ``write`` 6.0 per word.
 - ``dram.read`` / ``write`` per burst: 200 pJ per word, times the words in a burst. This default depends on
@@ -69,24 +67,21 @@ import numbers
 import os
 import re
 import typing
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from sparsesim.errors import ConfigError
 from sparsesim.files import InputFileError, read_input_text
 from sparsesim.sparse.motion import INTERPOLATIONS
-from sparsesim.sparse.structured import parse_n_m
 
 __all__ = [
     "NOC_KINDS",
-    "SPARSITY_MODES",
     "DramConfig",
     "DECODER_PLACEMENTS",
-    "EARLY_TERMINATION_MODES",
-    "MSB_FIRST_MODES",
     "ACTIVATION_FORMATS",
     "WEIGHT_FORMATS",
     "DecoderConfig",
@@ -105,6 +100,13 @@ __all__ = [
     "PeArrayConfig",
     "PeArrayEnergyConfig",
     "PeConfig",
+    "MechanismConfig",
+    "mechanism_config_class",
+    "mechanism_kinds",
+    "param",
+    "energy_param",
+    "block",
+    "ConfigBlock",
     "TemporalConfig",
     "MotionUnitEnergyConfig",
     "explain_hwconfig",
@@ -116,28 +118,6 @@ __all__ = [
 
 #: The interconnects a ``noc.kind`` may name.
 NOC_KINDS: tuple[str, ...] = ("multicast_bus",)
-#: The PE sparsity mechanisms a ``pe_array.pe.sparsity`` may name.
-SPARSITY_MODES: tuple[str, ...] = (
-    "none",
-    "zero_gating",
-    "zero_skip_activations",
-    "zero_skip_weights",
-    "zero_skip_both",
-    "n_m_weights",
-    "zero_skip_weight_vectors",
-    "effectual_terms",
-    "effectual_terms_deltas",
-    "weight_repetition",
-    "mixture_of_experts",
-    "kernel_patterns",
-    "cartesian_product",
-    "cartesian_product_dense",
-)
-
-#: ReLU early termination modes (SnaPEA) a ``pe_array.pe.early_termination`` may name.
-EARLY_TERMINATION_MODES: tuple[str, ...] = ("none", "exact", "predictive", "msb_first", "msb_first_exact")
-#: Early termination modes that split 16-bit fixed-point activations into MSB and LSB parts (PredictiveNet).
-MSB_FIRST_MODES: tuple[str, ...] = ("msb_first", "msb_first_exact")
 #: Storage formats a tensor may have (presets of :mod:`sparsesim.sparse.formats`, by the tensor's role).
 ACTIVATION_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB", "ZFB")
 WEIGHT_FORMATS: tuple[str, ...] = ("U", "B", "RLE", "RLE_gamma", "CP", "CSR", "CSC", "BB")
@@ -186,6 +166,29 @@ def _param(
     return field
 
 
+def param(
+    default: _T,
+    doc: str,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> _T:
+    """Declare one parameter of a mechanism's block (see :func:`_param`): every number needs bounds."""
+    return _param(default, doc, ge=ge, gt=gt, le=le, choices=choices)
+
+
+def energy_param(default: float, doc: str) -> float:
+    """Declare the energy of one of a mechanism's actions, in pJ per action (see :func:`_energy`)."""
+    return typing.cast(float, _energy(default, doc))
+
+
+def block(cls: Callable[[], _T], doc: str) -> _T:
+    """Declare a nested block of a mechanism's config (its ``energy_pj``), defaulting to its defaults."""
+    return _block(cls, doc)
+
+
 def _block(cls: Callable[[], _T], doc: str) -> _T:
     """Declare a nested hardware block, defaulting to all of its own defaults."""
     field: _T = dataclasses.field(default_factory=cls, metadata={"doc": doc})
@@ -227,6 +230,9 @@ class _Block:
             elif kind == "int" and isinstance(value, numbers.Integral) and value_type is not int:
                 object.__setattr__(self, f.name, int(value))
 
+
+#: The base of every config block, for the blocks a mechanism declares (its ``Energy``).
+ConfigBlock = _Block
 
 # ---------------------------------------------------------------------------------------------------------
 # The hardware blocks
@@ -280,6 +286,86 @@ class NocConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MechanismConfig(_Block):
+    """Base of a PE mechanism's config block (``pe_array.pe.mechanism``): its ``kind`` and, in each subclass,
+    the mechanism's own parameters and an ``energy_pj`` block with one entry per action it adds.
+
+    A subclass names its kind in its class statement (``class Config(MechanismConfig, kind="n_m_weights")``)
+    and is registered by that: the loader reads a ``mechanism`` mapping with the class its ``kind`` names.
+    Mechanism modules live in :mod:`sparsesim.mechanisms` (found when first needed) or in any package that
+    declares a ``sparsesim.mechanisms`` entry point.
+    """
+
+    kind: str = _param(
+        "dense", "The PE mechanism; `sparsesim validate --explain` lists every kind and its keys."
+    )
+
+    #: The kind a registered subclass configures.
+    KIND: ClassVar[str] = ""
+    #: The registered config classes, by kind.
+    KINDS: ClassVar[dict[str, type[MechanismConfig]]] = {}
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            # Each kind's block defaults to its own kind (the dataclass decorator reads this field next).
+            annotations = cls.__dict__.get("__annotations__", {})
+            cls.__annotations__ = {"kind": "str", **annotations}
+            cls.kind = _param(kind, MechanismConfig.__dataclass_fields__["kind"].metadata["doc"])  # type: ignore[assignment]
+            known = MechanismConfig.KINDS.get(kind)
+            where = (cls.__module__, cls.__qualname__)
+            if known is not None and (known.__module__, known.__qualname__) != where:
+                raise TypeError(f"two mechanisms named {kind!r}: {known.__module__} and {cls.__module__}")
+            cls.KIND = kind
+            MechanismConfig.KINDS[kind] = cls
+
+    @classmethod
+    def cross_field_problems(
+        cls, values: Mapping[str, Any], bad_paths: set[str], prefix: str
+    ) -> list[tuple[str, str]]:
+        """Problems of rules that tie this mechanism's parameters (under ``prefix``) to the rest of the
+        machine (``values``: every leaf by dotted path); none by default."""
+        return []
+
+
+def mechanism_kinds() -> dict[str, type[MechanismConfig]]:
+    """Every registered mechanism config class, by kind (the mechanism modules are imported first)."""
+    _discover_mechanisms()
+    return dict(sorted(MechanismConfig.KINDS.items()))
+
+
+def mechanism_config_class(kind: str) -> type[MechanismConfig]:
+    """The config class of mechanism ``kind``; ``KeyError`` if no mechanism has that name."""
+    _discover_mechanisms()
+    return MechanismConfig.KINDS[kind]
+
+
+_DISCOVERED = False
+
+
+def _discover_mechanisms() -> None:
+    """Import the built-in mechanism modules and those of installed plug-ins, once.
+
+    This is plug-in discovery, not a dependency: the config layer names no mechanism, and a mechanism module
+    registers itself by defining its :class:`MechanismConfig` subclass.
+    """
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import importlib
+    from importlib.metadata import entry_points
+
+    importlib.import_module("sparsesim.mechanisms")
+    for entry in entry_points(group="sparsesim.mechanisms"):
+        entry.load()
+
+
+def _default_mechanism() -> MechanismConfig:
+    return mechanism_config_class("dense")()
+
+
+@dataclass(frozen=True, kw_only=True)
 class PeConfig(_Block):
     """One processing element: its MAC lanes, its three scratchpads and its sparsity mechanism."""
 
@@ -301,120 +387,18 @@ class PeConfig(_Block):
     )
     weight_spad_bytes: int = _param(8192, "Weight scratchpad of one PE.", ge=1, le=2**30)
     psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1, le=2**30)
-    sparsity: str = _param(
-        "none",
-        "none = dense; zero_gating = zero operands save energy, not cycles; zero_skip_activations = zero "
-        "activations skipped (Cnvlutin); zero_skip_weights = zero weights skipped (Cambricon-X); "
-        "zero_skip_both = only nonzero pairs (SparTen); n_m_weights = N of every M weights issued "
-        "(sparse tensor core); zero_skip_weight_vectors = all-zero SIMD weight vectors skipped (Scalpel); "
-        "effectual_terms = bit-serial, one cycle per nonzero signed digit of 16-bit activations (Pragmatic); "
-        "effectual_terms_deltas = the same on spatial deltas (Diffy); weight_repetition = activations "
-        "sharing a weight value added, then one multiply per unique weight (UCNN); mixture_of_experts = the "
-        "layer's filters split into moe_experts experts, a router picks moe_top_k per output pixel and only "
-        "their filters compute and have their weights fetched (MoEfication; lossy, error reported); "
-        "kernel_patterns = each connected kernel issues its pattern's MACs, one pattern id read per kernel "
-        "(PatDNN/PCONV); cartesian_product = SCNN's planar-tiled PEs: each multiplies filter_lanes (F) "
-        "nonzero weights by activation_lanes (I) nonzero activations per cycle, every pair, products "
-        "scattered to accumulator banks; cartesian_product_dense = the same PEs and dataflow issuing every "
-        "weight and activation, zeros included (SCNN's PT-IS-CP-dense).",
-        choices=SPARSITY_MODES,
-    )
     activation_threshold: float = _param(
         0.0,
         "Activation pruning (Cnvlutin's pruning, Minerva): input activations with |a| <= this are zeroed "
         "before they are stored or sent (lossy if > 0: the output error is reported). 0 = exact zeros only.",
         ge=0,
     )
-    n_m_pattern: str = _param(
-        "2:4",
-        "For n_m_weights: at most N nonzero weights in every M input channels; N MACs issued per group of M.",
-    )
-    kernel_pattern_entries: int = _param(
-        4,
-        "For kernel_patterns: MACs issued per connected kernel (positions of every pattern; PatDNN keeps 4 "
-        "of 3x3).",
-        ge=1,
-        le=1024,
-    )
-    kernel_pattern_library_size: int = _param(
-        8,
-        "For kernel_patterns: patterns the PE's table holds (pattern id = ceil(log2) bits); a layer needing "
-        "more, or with a kernel of more nonzero weights than the entries, runs dense.",
-        ge=1,
-        le=2**16,
-    )
-    early_termination: str = _param(
-        "none",
-        "ReLU early termination (SnaPEA): exact = weights ordered by sign, stop once the output is known "
-        "to be <= 0; predictive = also stop after the speculative MACs if the sum <= the threshold (lossy). "
-        "MSB first (PredictiveNet), on 16-bit fixed-point activations: a pass on their top msb_bits bits, "
-        "then the pass on the low bits only if the output may be positive: msb_first = if the MSB sum > "
-        "msb_threshold (lossy); msb_first_exact = unless a bound on the low bits proves it <= 0 (lossless). "
-        "A layer without ReLU (activation none) runs with nothing terminated.",
-        choices=EARLY_TERMINATION_MODES,
-    )
-    speculative_macs: int = _param(
-        16,
-        "Predictive early termination: MACs of the largest-magnitude weights done first.",
-        ge=0,
-        le=2**20,
-    )
-    speculation_threshold: float = _param(
-        0.0, "Predictive early termination: predict a negative output if the partial sum is <= this."
-    )
-    moe_experts: int = _param(
-        8,
-        "For mixture_of_experts: experts per layer, equal-size groups of filters found by balanced k-means "
-        "on the normalised filters (the layer's filter count must be a multiple).",
-        ge=1,
-        le=4096,
-    )
-    moe_top_k: int = _param(
-        2,
-        "For mixture_of_experts: experts each output pixel uses (the router's top k scores).",
-        ge=1,
-        le=4096,
-    )
-    moe_seed: int = _param(
-        0, "For mixture_of_experts: seed of the k-means++ initialisation.", ge=0, le=2**32 - 1
-    )
-    msb_bits: int = _param(
-        8,
-        "MSB-first modes: top bits of each 16-bit fixed-point activation (sign bit included) in the first "
-        "pass; the other 16 - msb_bits in the second (one bit at least for the LSB pass).",
-        ge=1,
-        le=15,
-    )
-    msb_threshold: float = _param(
-        0.0, "msb_first: skip the low-bits pass (output 0) if the MSB pass's sum (bias included) is <= this."
-    )
-    accumulator_banks: int = _param(
-        32,
-        "Cartesian-product PEs (SCNN): accumulator banks the F x I products of a cycle are scattered to "
-        "through a crossbar; products meeting in one bank in one cycle take one cycle each.",
-        ge=1,
-        le=256,
-    )
-    accumulator_bank_entries: int = _param(
-        32,
-        "Cartesian-product PEs: partial sums per accumulator bank (per buffer; the banks are double-"
-        "buffered); banks x entries bound the output-channel group.",
-        ge=1,
-        le=2**20,
-    )
-    output_channel_group: int = _param(
-        0,
-        "Cartesian-product PEs: Kc, the filters whose weights are broadcast together (the PEs synchronise "
-        "after each group); 0 = as many as the accumulator banks hold with each PE's halo.",
-        ge=0,
-        le=2**20,
-    )
-    accumulator_arbitration: str = _param(
-        "stall",
-        "Cartesian-product PEs: stall = no queues, a cycle's products wait for their busiest bank (the "
-        "multipliers stall); queue = an unbounded queue per bank, the multipliers never wait and the "
-        "banks drain after the group (an optimistic bound).",
-        choices=("stall", "queue"),
+    mechanism: MechanismConfig = dataclasses.field(
+        default_factory=_default_mechanism,
+        metadata={
+            "doc": "The sparsity mechanism of the PEs: `kind` (a module of sparsesim.mechanisms) and its "
+            "own parameters and action energies."
+        },
     )
 
 
@@ -577,7 +561,10 @@ class NocEnergyConfig(_Block):
 
 @dataclass(frozen=True, kw_only=True)
 class PeArrayEnergyConfig(_Block):
-    """Energy of a PE's actions, pJ per MAC or per word; the same table for every PE of the array."""
+    """Energy of the actions every PE has, pJ per MAC or per word; the same table for every PE of the array.
+
+    A mechanism's own actions (UCNN's activation additions, SCNN's crossbar transfers, ...) have their
+    energies in its block, ``pe_array.pe.mechanism.energy_pj``; the energy table joins the two."""
 
     compute: float = _energy(1.0, "pJ per MAC performed (16-bit MAC at 45 nm, after Horowitz 2014).")
     gated_compute: float = _energy(
@@ -590,34 +577,6 @@ class PeArrayEnergyConfig(_Block):
     )
     weight_spad_read: float = _energy(1.0, "pJ per weight word read (Eyeriss: 1x a MAC).")
     psum_spad_update: float = _energy(1.0, "pJ per partial sum read-modify-write (Eyeriss: 1x a MAC).")
-    activation_add: float = _energy(
-        0.05, "pJ per addition of two activations (UCNN's weight groups; 16-bit add, Horowitz 2014)."
-    )
-    router_compute: float = _energy(
-        1.0, "pJ per MAC of a mixture-of-experts router (the same 16-bit MAC as compute)."
-    )
-    msb_compute: float = _energy(
-        0.55,
-        "pJ per MSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: an 8 x 16-bit multiply, "
-        "about half of a 16 x 16 one (energy scales with the product of the widths), plus a full-width add).",
-    )
-    lsb_compute: float = _energy(
-        0.55, "pJ per LSB-pass MAC of the MSB-first modes (assumed, for msb_bits = 8: as msb_compute)."
-    )
-    wasted_compute: float = _energy(
-        1.0, "pJ per multiply whose product is dropped (SCNN: beyond the layer's edges); assumed as a MAC."
-    )
-    weight_spad_metadata_read: float = _energy(
-        0.25, "pJ per weight index read (a 4-bit index vs a 16-bit word, as for activations)."
-    )
-    crossbar_transfer: float = _energy(
-        0.25,
-        "pJ per product sent through a PE's crossbar to an accumulator bank (assumed: an eighth of an "
-        "inter-PE NoC word).",
-    )
-    halo_transfer: float = _energy(
-        2.0, "pJ per partial sum sent to a neighbouring PE (SCNN's halos; assumed as a NoC word)."
-    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -701,6 +660,9 @@ class HwConfig(_Block):
         filled in: a DRAM energy left ``None`` is ``200 pJ * dram.burst_bytes / word_bytes`` per burst."""
         burst_pj = DRAM_PJ_PER_WORD * self.dram.burst_bytes / self.word_bytes
         table = dataclasses.asdict(self.energy_pj)
+        mechanism = self.pe_array.pe.mechanism
+        if any(f.name == "energy_pj" for f in dataclasses.fields(mechanism)):
+            table["pe_array"].update(dataclasses.asdict(typing.cast(Any, mechanism).energy_pj))
         table["dram"] = {action: burst_pj if pj is None else pj for action, pj in table["dram"].items()}
         return {
             component: {action: float(pj) for action, pj in actions.items()}
@@ -724,6 +686,8 @@ def _field_kinds(cls: type) -> dict[str, str | type]:
             hint = hints[f.name]
             if isinstance(hint, type) and dataclasses.is_dataclass(hint):
                 kinds[f.name] = hint
+            elif hint is bool:
+                kinds[f.name] = "bool"
             elif hint is int:
                 kinds[f.name] = "int"
             elif hint is float:
@@ -754,11 +718,11 @@ def _iter_params(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses
             yield from _iter_params(kind, path + ".")
 
 
-def _flat_defaults(cls: type = HwConfig) -> dict[str, Any]:
+def _flat_defaults(cls: type = HwConfig, prefix: str = "") -> dict[str, Any]:
     """Every leaf parameter's declared default, by dotted path (``name`` is absent: it has none)."""
     return {
         path: f.default
-        for path, f, kind in _iter_params(cls)
+        for path, f, kind in _iter_params(cls, prefix)
         if isinstance(kind, str) and f.default is not dataclasses.MISSING
     }
 
@@ -815,6 +779,8 @@ def _value_problems(f: dataclasses.Field[Any], kind: str, value: object) -> list
     """Every problem of one leaf value against its declaration (type, finiteness, bounds, choices)."""
     if kind == "float?" and value is None:
         return []
+    if kind == "bool":
+        return [] if isinstance(value, bool) else [f"expected true or false, got {_describe(value)}"]
     if kind == "int":
         if not _is_int(value):
             return [f"expected an integer, got {_describe(value)}"]
@@ -872,6 +838,11 @@ def _tree_problems(obj: object, prefix: str = "") -> tuple[list[tuple[str, str]]
     for f in dataclasses.fields(typing.cast(Any, obj)):
         path, kind, value = prefix + f.name, kinds[f.name], getattr(obj, f.name)
         if isinstance(kind, type):
+            if isinstance(value, MechanismConfig) and value.kind != type(value).KIND:
+                problems.append(
+                    (path + ".kind", f"a {type(value).KIND} block cannot have kind {value.kind!r}")
+                )
+                bad.add(path + ".kind")
             if isinstance(value, kind):
                 sub_problems, sub_bad = _tree_problems(value, path + ".")
                 problems += sub_problems
@@ -964,47 +935,16 @@ def _format_boundary_problems(values: Mapping[str, Any], bad_paths: set[str]) ->
     return problems
 
 
-def _early_termination_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
-    """Early termination walks one output's MACs in its own order: one activation lane, no gating."""
-    path = "pe_array.pe.early_termination"
-    involved = {path, "pe_array.pe.activation_lanes", "pe_array.pe.sparsity"}
-    if involved & bad_paths or values[path] == "none":
-        return []
-    problems = []
-    if values["pe_array.pe.activation_lanes"] != 1:
-        problems.append(
-            (
-                path,
-                (
-                    f"{values[path]} needs pe_array.pe.activation_lanes = 1 (a MAC lane walks one output's "
-                    f"sequence), got {values['pe_array.pe.activation_lanes']}"
-                ),
-            )
-        )
-    if values["pe_array.pe.sparsity"] not in ("none", "zero_skip_activations"):
-        sparsity = values["pe_array.pe.sparsity"]
-        problems.append(
-            (path, f"{values[path]} works with sparsity none or zero_skip_activations, not {sparsity}")
-        )
-    return problems
+MECHANISM_PATH = "pe_array.pe.mechanism"
 
 
-def _moe_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
-    """A mixture of experts selects at most all of its experts."""
-    path = "pe_array.pe.moe_top_k"
-    if {path, "pe_array.pe.moe_experts", "pe_array.pe.sparsity"} & bad_paths:
+def _mechanism_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """The configured mechanism's own rules (see :meth:`MechanismConfig.cross_field_problems`)."""
+    kind_path = MECHANISM_PATH + ".kind"
+    if kind_path in bad_paths or values.get(kind_path) not in mechanism_kinds():
         return []
-    if values["pe_array.pe.sparsity"] != "mixture_of_experts":
-        return []
-    if values[path] > values["pe_array.pe.moe_experts"]:
-        return [
-            (
-                path,
-                f"must be <= pe_array.pe.moe_experts = {values['pe_array.pe.moe_experts']}, "
-                f"got {values[path]}",
-            )
-        ]
-    return []
+    cls = mechanism_config_class(values[kind_path])
+    return cls.cross_field_problems(values, bad_paths, MECHANISM_PATH + ".")
 
 
 def _pe_count_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
@@ -1015,17 +955,6 @@ def _pe_count_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[t
     if rows * columns <= MAX_PES:
         return []
     return [("pe_array.rows", f"rows * columns must be <= {MAX_PES}, got {rows} * {columns}")]
-
-
-def _pattern_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
-    path = "pe_array.pe.n_m_pattern"
-    if path in bad_paths:
-        return []
-    try:
-        parse_n_m(values[path])
-    except ValueError as error:
-        return [(path, str(error))]
-    return []
 
 
 def _temporal_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
@@ -1043,10 +972,8 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
     """Problems of the cross-field rules, skipping any rule that involves an already invalid value."""
     problems = (
         _format_boundary_problems(values, bad_paths)
-        + _early_termination_problems(values, bad_paths)
+        + _mechanism_problems(values, bad_paths)
         + _pe_count_problems(values, bad_paths)
-        + _pattern_problems(values, bad_paths)
-        + _moe_problems(values, bad_paths)
         + _temporal_problems(values, bad_paths)
     )
     for rule in _CROSS_FIELD_RULES:
@@ -1098,6 +1025,12 @@ def _read_block(
                 problems.append((path, f"expected a mapping of {key}'s parameters, got {_describe(value)}"))
                 bad |= {p for p, _, _ in _iter_params(kind, path + ".")}
                 continue
+            if issubclass(kind, MechanismConfig):
+                resolved = _mechanism_class(value.get("kind", "dense"), path + ".kind", problems)
+                if resolved is None:
+                    bad.add(path + ".kind")
+                    continue
+                kind = resolved
             _read_block(kind, value, path + ".", values, bad, problems)
             continue
         if kind == "str" and isinstance(value, _ExponentFloat):
@@ -1110,16 +1043,126 @@ def _read_block(
             values[path] = value
 
 
+def _mechanism_class(kind: object, path: str, problems: list[tuple[str, str]]) -> type | None:
+    """The config class of the mechanism ``kind`` names, or None with the problem added."""
+    kinds = mechanism_kinds()
+    if isinstance(kind, str) and kind in kinds:
+        return kinds[kind]
+    if not isinstance(kind, str):
+        problems.append((path, f"expected a mechanism's name, got {_describe(kind)}"))
+        return None
+    close = difflib.get_close_matches(kind, list(kinds), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    problems.append((path, f"unknown mechanism {kind!r}{hint}; known: {', '.join(kinds)}"))
+    return None
+
+
 def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     """Construct a config class from the valid leaves given, leaving the others at their defaults."""
     kwargs: dict[str, Any] = {}
     for name, kind in _field_kinds(cls).items():
         path = prefix + name
+        if isinstance(kind, type) and issubclass(kind, MechanismConfig):
+            kind = mechanism_config_class(values.get(path + ".kind", "dense"))
         if isinstance(kind, type):
             kwargs[name] = _build(kind, values, path + ".")
         elif path in values:
             kwargs[name] = values[path]
     return cls(**kwargs)
+
+
+# The flat PE keys of configs written before mechanisms were modules (sparsesim 0.1.0), and where they went.
+_LEGACY_PE_KEYS = {  # old key under pe_array.pe -> (new key under pe_array.pe.mechanism)
+    "n_m_pattern": "pattern",
+    "kernel_pattern_entries": "entries",
+    "kernel_pattern_library_size": "library_size",
+    "speculative_macs": "speculative_macs",
+    "speculation_threshold": "threshold",
+    "moe_experts": "experts",
+    "moe_top_k": "top_k",
+    "moe_seed": "seed",
+    "msb_bits": "msb_bits",
+    "msb_threshold": "threshold",
+    "accumulator_banks": "accumulator_banks",
+    "accumulator_bank_entries": "accumulator_bank_entries",
+    "output_channel_group": "output_channel_group",
+    "accumulator_arbitration": "arbitration",
+}
+_LEGACY_PE_ENERGIES = (
+    "activation_add",
+    "router_compute",
+    "msb_compute",
+    "lsb_compute",
+    "wasted_compute",
+    "weight_spad_metadata_read",
+    "crossbar_transfer",
+    "halo_transfer",
+)
+
+
+def _legacy_mechanism(pe: Mapping[Any, Any]) -> dict[str, Any]:
+    """The ``mechanism`` block an old ``pe`` block's ``sparsity`` and ``early_termination`` mean."""
+    sparsity = pe.get("sparsity", "none")
+    termination = pe.get("early_termination", "none")
+    skip = sparsity == "zero_skip_activations"
+    if termination in ("exact", "predictive"):
+        block: dict[str, Any] = {"kind": "relu_early_termination", "mode": termination}
+        block["skip_zero_activations"] = skip
+    elif termination in ("msb_first", "msb_first_exact"):
+        decision = "exact" if termination == "msb_first_exact" else "predictive"
+        block = {"kind": "msb_first", "decision": decision, "skip_zero_activations": skip}
+    elif termination != "none":
+        block = {"kind": f"early_termination {termination}"}  # unknown: reported as an unknown kind
+    else:
+        block = {"kind": "dense" if sparsity == "none" else sparsity}
+    for old, new in _LEGACY_PE_KEYS.items():
+        if old in pe:
+            block[new] = pe[old]
+    return block
+
+
+def _migrated(data: Mapping[Any, Any], source: str) -> Mapping[Any, Any]:
+    """``data`` with an old config's flat PE mechanism keys moved into ``pe_array.pe.mechanism``.
+
+    Old configs keep loading; a warning shows the block to write instead. Old keys next to a ``mechanism``
+    block are left alone (and reported as unknown keys).
+    """
+    array = data.get("pe_array")
+    pe = array.get("pe") if isinstance(array, Mapping) else None
+    legacy = ("sparsity", "early_termination", *_LEGACY_PE_KEYS)
+    if not isinstance(pe, Mapping) or "mechanism" in pe or not any(key in pe for key in legacy):
+        return data
+    mechanism = _legacy_mechanism(pe)
+    energies = data.get("energy_pj")
+    pe_energies = energies.get("pe_array") if isinstance(energies, Mapping) else None
+    moved = {}
+    cls = mechanism_kinds().get(mechanism["kind"])
+    own = (
+        {f.name for f in dataclasses.fields(cls.Energy)}
+        if cls is not None and hasattr(cls, "Energy")
+        else set()
+    )
+    if isinstance(pe_energies, Mapping):
+        # The energies of actions this mechanism does not have were never charged: they are dropped.
+        moved = {key: pe_energies[key] for key in _LEGACY_PE_ENERGIES if key in pe_energies and key in own}
+    if moved:
+        mechanism["energy_pj"] = moved
+    snippet = yaml.safe_dump({"mechanism": mechanism}, sort_keys=False, default_flow_style=True).strip()
+    warnings.warn(
+        f"{source}: pe_array.pe.sparsity, early_termination and the mechanism's parameters are now one "
+        f"block: replace them under pe_array.pe with `{snippet}`"
+        + (" (and remove those energies from energy_pj.pe_array)" if moved else ""),
+        FutureWarning,
+        stacklevel=3,
+    )
+    new_pe = {key: value for key, value in pe.items() if key not in legacy}
+    new_pe["mechanism"] = mechanism
+    migrated = dict(data)
+    migrated["pe_array"] = {**array, "pe": new_pe}
+    if isinstance(pe_energies, Mapping) and any(key in pe_energies for key in _LEGACY_PE_ENERGIES):
+        kept = {key: value for key, value in pe_energies.items() if key not in _LEGACY_PE_ENERGIES}
+        migrated["energy_pj"] = {**energies, "pe_array": kept}
+    return migrated
 
 
 def parse_hwconfig(data: object, source: str = "<dict>") -> HwConfig:
@@ -1138,8 +1181,13 @@ def parse_hwconfig(data: object, source: str = "<dict>") -> HwConfig:
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
     bad: set[str] = set()
+    data = _migrated(data, source)
     _read_block(HwConfig, data, "", values, bad, problems)
-    problems += _cross_field_problems({**_flat_defaults(), **values}, bad)
+    defaults = _flat_defaults()
+    kind = values.get(MECHANISM_PATH + ".kind", "dense")
+    if kind in mechanism_kinds():
+        defaults.update(_flat_defaults(mechanism_config_class(kind), MECHANISM_PATH + "."))
+    problems += _cross_field_problems({**defaults, **values}, bad)
     if problems:
         raise ConfigError(source, problems)
     try:
@@ -1316,13 +1364,26 @@ def explain_hwconfig() -> str:
 
     This is the text of ``sparsesim validate --explain``.
     """
-    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str"}
+    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str", "bool": "bool"}
     lines = [
         "Hardware config parameters (YAML keys, nested by block). Every key is optional except `name`.",
         "Integers are accepted where a float is expected; booleans and quoted numbers are not numbers.",
         "",
     ]
-    for path, f, kind in _iter_params(HwConfig):
+    params = list(_iter_params(HwConfig))
+    mechanism_at = next(i for i, (path, _, _) in enumerate(params) if path == MECHANISM_PATH)
+    # The mechanism block: every registered kind with its own parameters, in place of the base's `kind`.
+    params[mechanism_at + 2 : mechanism_at + 2] = [
+        item
+        for kind, cls in mechanism_kinds().items()
+        for item in _iter_params(cls, f"{MECHANISM_PATH}[kind={kind}].")
+    ]
+    for path, f, kind in params:
+        if path.endswith("].kind"):  # the head of one kind's block: what the mechanism is
+            kind_name = path.rsplit("[kind=", 1)[1].split("]", 1)[0]
+            doc = (mechanism_config_class(kind_name).__doc__ or "").strip().split("\n\n", 1)[0]
+            lines.append(f"{'  ' * path.count('.')}{path.rsplit('.', 1)[0]}:  {' '.join(doc.split())}")
+            continue
         depth = path.count(".")
         indent = "  " * depth
         if isinstance(kind, type):
@@ -1335,6 +1396,8 @@ def explain_hwconfig() -> str:
         else:
             default = f"default: {f.default!r}"
         allowed = _allowed_text(f)
+        if path == MECHANISM_PATH + ".kind":
+            allowed = "one of: " + " | ".join(mechanism_kinds())
         head = f"{path}  ({type_names[kind]}, {default}" + (f", {allowed})" if allowed else ")")
         lines.append(f"{indent}{head}")
         lines.append(f"{indent}    {f.metadata['doc']}")

@@ -107,11 +107,11 @@ def map_experts(
     filters = weights_kn.shape[0]
     if experts > filters or filters % experts:
         raise SimulationError(
-            f"{layer_name}: {filters} filters cannot be split into pe_array.pe.moe_experts = {experts} "
+            f"{layer_name}: {filters} filters cannot be split into pe_array.pe.mechanism.experts = {experts} "
             "experts of equal size (the filter count must be a multiple)"
         )
     if top_k > experts:
-        raise SimulationError(f"{layer_name}: moe_top_k {top_k} > moe_experts {experts}")
+        raise SimulationError(f"{layer_name}: top_k {top_k} > experts {experts}")
     weights = np.asarray(weights_kn, dtype=np.float64)
     expert_of = balanced_kmeans_partition(weights, experts, seed)
     router, router_bias = mean_filter_router(weights, np.asarray(bias_k, dtype=np.float64), expert_of)

@@ -8,11 +8,12 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling``; ``functional_check`` (``passed``, the names of the ``failed`` parts, and each part:
+  ``tiling`` (the dataflow and the tile sizes); ``functional_check`` (``passed``, the names of the
+  ``failed`` parts, and each part:
   ``stored_output``, the trace's output against numpy's of its operands, and ``datapath``, the machine's
   output against numpy's of the operands it used; ``lossy_error`` for lossy machines);
-  ``cartesian_product`` (SCNN's PE array only, else null: products, kept, wasted and halo products, steps,
-  conflict stalls, barrier idle cycles, the group size Kc, and their ratios);
+  ``mechanism``: the PE mechanism's ``kind`` and its ``summary`` of the layer (null if it has none; each
+  mechanism module documents its own, e.g. SCNN's products, stalls and halos, SnaPEA's terminations);
 - ``totals``: the same quantities summed over the layers (layers run one after the other).
 
 The same inputs give a byte-identical JSON: no timestamps, no absolute paths, dict order fixed by the code.
@@ -24,7 +25,10 @@ import csv
 import io
 import json
 
-REPORT_SCHEMA_VERSION = 2  # 2: functional_check in two parts (stored_output, datapath), failed; no reference
+# 2: functional_check in two parts (stored_output, datapath), failed; no reference.
+# 3: the mechanism's summary under "mechanism" (kind, summary), replacing early_termination,
+#    mixture_of_experts, structured_sparsity, kernel_patterns and cartesian_product; tiling.dataflow.
+REPORT_SCHEMA_VERSION = 3
 
 _COMPUTES = (
     "algorithmic",
@@ -156,6 +160,15 @@ class Report:
         row["functional_check"] = "pass" if passed else "FAIL"
         return row
 
+    def _mechanism_table(self):
+        """The PE mechanism's own table of its layers' summaries, or None (the mechanism shows none)."""
+        from sparsesim.mechanisms import mechanism_class
+
+        summarised = [entry for entry in self.layers if (entry.get("mechanism") or {}).get("summary")]
+        if not summarised:
+            return None
+        return mechanism_class(summarised[0]["mechanism"]["kind"]).summary_table(summarised)
+
     def render(self, baseline: Report | None = None) -> str:
         """The terminal table: per layer, then per component over all layers, then the decompositions."""
         out = io.StringIO()
@@ -238,98 +251,10 @@ class Report:
                 rows.append([f"{path}.{action}", f"{n:,}", f"{comp['action_energy_pj'][action] / 1e6:.3f}"])
         out.write(render_table(["action", "count", "energy uJ"], rows))
 
-        terminating = [entry for entry in self.layers if entry.get("early_termination")]
-        if terminating:
-            out.write(
-                "\nReLU early termination (outputs stopped once known, or predicted, to be <= 0; "
-                "MSB-first: outputs whose LSB pass was skipped, and the LSB passes saved)\n"
-            )
-            rows = []
-            for entry in terminating:
-                summary = entry["early_termination"]
-                rows.append(
-                    [
-                        entry["name"],
-                        f"{summary['terminated_outputs'] / summary['outputs'] * 100:.1f}%",
-                        f"{entry['computes']['early_terminated']:,}",
-                        f"{summary['mispredicted_outputs']:,}",
-                        "yes" if summary["sound"] else "no (negative inputs)",
-                    ]
-                )
-            out.write(
-                render_table(["layer", "terminated", "MACs saved", "mispredicted", "exact rule sound"], rows)
-            )
-
-        patterned = [entry for entry in self.layers if entry.get("kernel_patterns")]
-        if patterned:
-            out.write(
-                "\nkernel patterns (PatDNN: one pattern id per connected kernel; else the layer ran dense)\n"
-            )
-            rows = []
-            for entry in patterned:
-                summary = entry["kernel_patterns"]
-                if not summary["used"]:
-                    rows.append([entry["name"], "no (dense)", "-", "-", "-"])
-                    continue
-                kept_weights = max(1, summary["entries"] * summary["connected_kernels"])
-                rows.append(
-                    [
-                        entry["name"],
-                        f"{summary['library_size']} x {summary['entries']}",
-                        f"{summary['connected_kernels']:,} / {summary['kernels']:,}",
-                        f"{summary['metadata_bits']['total']:,}",
-                        f"{summary['metadata_bits']['total'] / kept_weights:.2f}",
-                    ]
-                )
-            out.write(
-                render_table(
-                    [
-                        "layer",
-                        "patterns x entries",
-                        "connected kernels",
-                        "metadata bits",
-                        "bits per kept weight",
-                    ],
-                    rows,
-                )
-            )
-
-        cartesian = [entry for entry in self.layers if entry.get("cartesian_product")]
-        if cartesian:
-            out.write(
-                "\nCartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles"
-                " lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted);"
-                " kept products of a neighbour's outputs (halo)\n"
-            )
-            rows = []
-            for entry in cartesian:
-                c = entry["cartesian_product"]
-                rows.append(
-                    [
-                        entry["name"],
-                        str(c["output_channel_group"]),
-                        "x".join(str(n) for n in c["pe_tile"]),
-                        str(c["bands"]),
-                        _percent(c["multiplier_utilization"]),
-                        _percent(c["kept_multiplier_utilization"]),
-                        _percent(c["conflict_stall_fraction"]),
-                        _percent(c["barrier_idle_fraction"]),
-                        _percent(c["wasted_fraction"]),
-                        _percent(c["halo_fraction"]),
-                    ]
-                )
-            header = [
-                "layer",
-                "Kc",
-                "PE tile",
-                "bands",
-                "busy",
-                "kept",
-                "conflicts",
-                "barrier",
-                "wasted",
-                "halo",
-            ]
+        table = self._mechanism_table()
+        if table is not None:
+            title, header, rows = table
+            out.write(f"\n{title}\n")
             out.write(render_table(header, rows))
 
         traffic = totals["dram_traffic"]

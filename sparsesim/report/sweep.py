@@ -16,7 +16,10 @@ from sparsesim.report.report import Report, render_table
 
 
 def with_parameter(hw, dotted_path: str, value):
-    """A copy of the config ``hw`` with one parameter changed, validated like a config file."""
+    """A copy of the config ``hw`` with one parameter changed, validated like a config file.
+
+    Changing a mechanism's ``kind`` (``pe_array.pe.mechanism.kind``) gives the new mechanism's block at its
+    defaults."""
     data = copy.deepcopy(hwconfig_to_dict(hw))
     *blocks, key = dotted_path.split(".")
     node = data
@@ -28,6 +31,9 @@ def with_parameter(hw, dotted_path: str, value):
         raise ConfigError(
             f"--set {dotted_path}", [(dotted_path, "unknown parameter (see sparsesim validate --explain)")]
         )
+    if key == "kind" and node.get("kind") != value:
+        # Another mechanism: its own block, at its defaults (the old one's parameters are not its own).
+        node.clear()
     node[key] = value
     return parse_hwconfig(data, source=f"{hw.name} with {dotted_path}={value!r}")
 

@@ -187,8 +187,8 @@ def moefy_trace(
             "(unrouted outputs 0); each stored output is the layer's reference, its dense conv + bias + "
             "activation of its stored input in float64, stored as float32"
         ),
-        "simulate_with": "pe_array.pe.sparsity: mixture_of_experts with the same moe_experts, moe_top_k, "
-        "moe_seed (hwconfigs/moe.yaml) rebuilds this routing; its lossy_error against the stored reference "
+        "simulate_with": "pe_array.pe.mechanism kind mixture_of_experts with the same experts, top_k, "
+        "seed (hwconfigs/moe.yaml) rebuilds this routing; its lossy_error against the stored reference "
         "is relative_rms_error_vs_dense_layer",
         "source": {
             "name": source.name,

@@ -45,8 +45,8 @@ def test_decoder_busy_cycles_equal_the_reference_on_real_encoded_streams(
         streams = tile_streams(layer, tile, run.tiling.geometry, buffer.weights, buffer.inputs)
         expected += reference_decoder_cycles(streams, *rates)
         elements += sum(s.payload_bits // 16 for s in streams)
-    assert run.decoder.port.busy_cycles == expected
-    assert run.decoder.actions["decode"] == elements
+    assert run.accelerator.decoder.port.busy_cycles == expected
+    assert run.accelerator.decoder.actions["decode"] == elements
 
 
 def test_decoder_cycles_closed_form():
@@ -77,7 +77,7 @@ def test_compressed_dram_traffic_follows_the_real_encoded_sizes(vgg16_trace, hwc
         expected_bursts += -(-sum(-(-s.n_bits // 8) for s in streams) // hw.dram.burst_bytes)
         input_bytes += -(-streams[0].n_bits // 8)
         dense_input_bytes += tile.input_words * hw.word_bytes
-    assert run.dram.actions["read"] == expected_bursts
+    assert run.accelerator.dram.actions["read"] == expected_bursts
     assert sum(t.dram_input_bytes for t in run.traffic) == input_bytes
     # conv5_2's input is 12 % dense: CSC moves it in a fraction of the bytes.
     assert input_bytes < 0.5 * dense_input_bytes

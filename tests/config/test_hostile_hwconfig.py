@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
 
 from sparsesim.cli import main
-from sparsesim.config import HwConfig, load_hwconfig, parse_hwconfig
+from sparsesim.config import HwConfig, load_hwconfig, mechanism_kinds, parse_hwconfig
 from sparsesim.config.hwconfig import MAX_HWCONFIG_BYTES, MAX_HWCONFIG_DEPTH, _iter_params
 from sparsesim.errors import ConfigError
 from tests.conftest import HWCONFIG_DIR, TRACE_DIR
@@ -19,8 +20,8 @@ from tests.conftest import HWCONFIG_DIR, TRACE_DIR
 # finite number is meaningful, so they have no upper bound.
 UNBOUNDED_THRESHOLDS = {
     "pe_array.pe.activation_threshold",
-    "pe_array.pe.speculation_threshold",
-    "pe_array.pe.msb_threshold",
+    "pe_array.pe.mechanism[kind=relu_early_termination].threshold",
+    "pe_array.pe.mechanism[kind=msb_first].threshold",
     "temporal.key_frame_threshold",
 }
 
@@ -103,11 +104,29 @@ def test_a_directory_is_refused(tmp_path):
 
 
 def numeric_parameters():
+    """(path, field) of every numeric parameter; a mechanism's as ``pe_array.pe.mechanism[kind=K].name``."""
+    params = list(_iter_params(HwConfig))
+    for kind, cls in mechanism_kinds().items():
+        params += _iter_params(cls, f"pe_array.pe.mechanism[kind={kind}].")
     return [
         (path, f)
-        for path, f, kind in _iter_params(HwConfig)
+        for path, f, kind in params
         if kind in ("int", "float", "float?") and path not in UNBOUNDED_THRESHOLDS
     ]
+
+
+def tree_setting(path: str, value) -> dict:
+    """A config mapping setting ``path`` (a mechanism's parameter selects its kind) to ``value``."""
+    tree: dict = {"name": "x"}
+    node = tree
+    *blocks, key = path.split(".")
+    for block in blocks:
+        name, _, kind = block.partition("[kind=")
+        node = node.setdefault(name, {})
+        if kind:
+            node["kind"] = kind.rstrip("]")
+    node[key] = value
+    return tree
 
 
 def test_every_size_count_rate_and_energy_declares_an_upper_bound():
@@ -117,17 +136,13 @@ def test_every_size_count_rate_and_energy_declares_an_upper_bound():
 
 @pytest.mark.parametrize("path", [path for path, _ in numeric_parameters()])
 def test_a_value_past_the_upper_bound_is_refused_naming_the_bound(path):
-    *blocks, key = path.split(".")
     f = dict(numeric_parameters())[path]
     bound = f.metadata["le"]
-    tree: dict = {"name": "x"}
-    node = tree
-    for block in blocks:
-        node = node.setdefault(block, {})
-    node[key] = int(bound) * 2 + 1 if float(bound).is_integer() else bound * 2
+    tree = tree_setting(path, int(bound) * 2 + 1 if float(bound).is_integer() else bound * 2)
     with pytest.raises(ConfigError) as error:
         parse_hwconfig(tree)
-    assert any(p == path and m.startswith("must be <= ") for p, m in error.value.problems), error.value
+    named = re.sub(r"\[kind=[a-z_]+\]", "", path)
+    assert any(p == named and m.startswith("must be <= ") for p, m in error.value.problems), error.value
 
 
 def test_more_than_65536_pes_are_refused_even_within_each_bound():

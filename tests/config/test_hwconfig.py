@@ -21,6 +21,7 @@ from sparsesim.config import (
     explain_hwconfig,
     hwconfig_to_dict,
     load_hwconfig,
+    mechanism_kinds,
     parse_hwconfig,
 )
 from sparsesim.errors import ConfigError
@@ -77,13 +78,13 @@ def test_shipped_configs_have_the_documented_numbers():
     assert (dadiannao.pe_array.pe.activation_lanes, dadiannao.pe_array.pe.filter_lanes) == (16, 16)
     assert dadiannao.pe_array.pe.weight_spad_bytes == 2 * 2**20
     assert dadiannao.global_buffer.capacity_bytes == 36 * 2**20
-    assert dadiannao.pe_array.pe.sparsity == "none"
+    assert dadiannao.pe_array.pe.mechanism.kind == "dense"
 
     eyeriss = load_hwconfig(HWCONFIG_DIR / "eyeriss_v1.yaml")
     assert eyeriss.clock_hz == 200e6
     assert (eyeriss.pe_array.rows, eyeriss.pe_array.columns) == (12, 14)
     pe = eyeriss.pe_array.pe
-    assert (pe.activation_lanes, pe.filter_lanes, pe.sparsity) == (1, 1, "zero_gating")
+    assert (pe.activation_lanes, pe.filter_lanes, pe.mechanism.kind) == (1, 1, "zero_gating")
     assert (pe.input_spad_bytes, pe.weight_spad_bytes, pe.psum_spad_bytes) == (24, 448, 48)
     assert (eyeriss.global_buffer.capacity_bytes, eyeriss.global_buffer.banks) == (108 * 1024, 27)
 
@@ -91,12 +92,12 @@ def test_shipped_configs_have_the_documented_numbers():
 def test_cnvlutin_differs_from_dadiannao_only_in_its_sparsity_mechanism_and_activation_format():
     dadiannao = hwconfig_to_dict(load_hwconfig(HWCONFIG_DIR / "dadiannao.yaml"))
     cnvlutin = hwconfig_to_dict(load_hwconfig(HWCONFIG_DIR / "cnvlutin.yaml"))
-    assert cnvlutin["pe_array"]["pe"]["sparsity"] == "zero_skip_activations"
+    assert cnvlutin["pe_array"]["pe"]["mechanism"] == {"kind": "zero_skip_activations"}
     for level in ("dram", "global_buffer", "pe"):
         assert cnvlutin["formats"][level]["inputs"] == "ZFB"
         assert dadiannao["formats"][level]["inputs"] == "U"
     for data in (dadiannao, cnvlutin):
-        del data["name"], data["description"], data["pe_array"]["pe"]["sparsity"], data["formats"]
+        del data["name"], data["description"], data["pe_array"]["pe"]["mechanism"], data["formats"]
     assert cnvlutin == dadiannao
 
 
@@ -204,13 +205,17 @@ def test_constructing_in_python_validates_too():
 
 
 def test_a_mixture_of_experts_selects_at_most_all_of_its_experts():
-    pe = {"sparsity": "mixture_of_experts", "moe_experts": 4, "moe_top_k": 5}
+    mechanism = {"kind": "mixture_of_experts", "experts": 4, "top_k": 5}
     with pytest.raises(
-        ConfigError, match=r"pe_array\.pe\.moe_top_k: must be <= pe_array\.pe\.moe_experts = 4"
+        ConfigError,
+        match=r"pe_array\.pe\.mechanism\.top_k: must be <= pe_array\.pe\.mechanism\.experts = 4",
     ):
-        parse_hwconfig({"name": "x", "pe_array": {"pe": pe}})
-    # The rule binds only the mode that uses the experts.
-    parse_hwconfig({"name": "x", "pe_array": {"pe": {**pe, "sparsity": "none"}}})
+        parse_hwconfig({"name": "x", "pe_array": {"pe": {"mechanism": mechanism}}})
+    # The keys belong to the mechanism that uses the experts.
+    [(path, message)] = problems_of(
+        {"name": "x", "pe_array": {"pe": {"mechanism": {**mechanism, "kind": "dense"}}}}
+    )[:1]
+    assert path == "pe_array.pe.mechanism.experts" and message.startswith("unknown key")
 
 
 # --- explain and to_dict --------------------------------------------------------------------------------
@@ -224,12 +229,12 @@ def test_explain_lists_every_parameter_with_its_type_default_and_description():
         head, description = lines[index], lines[index + 1].strip()
         assert "required" in head if f.default is dataclasses.MISSING else "default:" in head
         assert description == f.metadata["doc"] and description
-    assert (
-        "pe_array.pe.sparsity  (str, default: 'none', one of: none | zero_gating | zero_skip_activations | "
-        "zero_skip_weights | zero_skip_both | n_m_weights | zero_skip_weight_vectors | effectual_terms | "
-        "effectual_terms_deltas | weight_repetition | mixture_of_experts | kernel_patterns | "
-        "cartesian_product | cartesian_product_dense)" in text
-    )
+    for kind, cls in mechanism_kinds().items():  # every mechanism, with each of its own parameters
+        assert f"pe_array.pe.mechanism[kind={kind}]:  " in text
+        for path, f, _ in leaf_paths(cls, f"pe_array.pe.mechanism[kind={kind}]."):
+            if not path.endswith(".kind"):
+                [index] = [i for i, line in enumerate(lines) if line.strip().startswith(path + "  (")]
+                assert lines[index + 1].strip() == f.metadata["doc"]
     assert "dram.bandwidth_bytes_per_cycle  (float, default: 16.0, >= 1/1024, <= 2**30)" in text
     assert "pe_array.rows  (int, default: 1, >= 1, <= 1024)" in text
     assert "pe_array.rows * pe_array.columns <= 65536" in text
@@ -322,14 +327,39 @@ def test_zero_lanes_are_rejected():
     assert (path, message) == ("pe_array.pe.activation_lanes", "must be >= 1, got 0")
 
 
-def test_sparsity_must_be_one_of_the_choices():
-    [(path, message)] = problems_of({"name": "x", "pe_array": {"pe": {"sparsity": "zero_skipping"}}})
-    assert path == "pe_array.pe.sparsity"
-    assert (
-        "must be one of none, zero_gating, zero_skip_activations, zero_skip_weights, zero_skip_both, "
-        in message
+def test_an_unknown_mechanism_lists_the_known_ones():
+    [(path, message)] = problems_of(
+        {"name": "x", "pe_array": {"pe": {"mechanism": {"kind": "zero_skip_activation"}}}}
     )
-    assert "got 'zero_skipping'" in message
+    assert path == "pe_array.pe.mechanism.kind"
+    assert message.startswith(
+        "unknown mechanism 'zero_skip_activation' (did you mean 'zero_skip_activations'?)"
+    )
+    assert "known: cartesian_product, cartesian_product_dense, dense, " in message
+
+
+def test_an_old_config_loads_with_a_warning_that_shows_the_new_block():
+    old = {
+        "name": "x",
+        "pe_array": {
+            "pe": {"activation_lanes": 1, "sparsity": "none", "early_termination": "msb_first", "msb_bits": 6}
+        },
+        "energy_pj": {"pe_array": {"compute": 2.0, "msb_compute": 0.4, "router_compute": 3.0}},
+    }
+    with pytest.warns(FutureWarning, match=r"\{mechanism: \{kind: msb_first, decision: predictive"):
+        cfg = parse_hwconfig(old, source="old.yaml")
+    new = {
+        "name": "x",
+        "pe_array": {
+            "pe": {
+                "activation_lanes": 1,
+                "mechanism": {"kind": "msb_first", "msb_bits": 6, "energy_pj": {"msb_compute": 0.4}},
+            }
+        },
+        "energy_pj": {"pe_array": {"compute": 2.0}},
+    }
+    assert cfg == parse_hwconfig(new)
+    assert cfg.energy_table()["pe_array"]["msb_compute"] == 0.4
 
 
 def test_noc_kind_must_be_one_of_the_choices():
@@ -373,7 +403,7 @@ global_buffer:
 pe_array:
   rows: 0
   pe:
-    sparsity: sometimes
+    mechanism: {kind: sometimes}
     psum_spad_bytes: 4
 noc: 8
 """
@@ -388,7 +418,7 @@ noc: 8
             "dram.bandwith_bytes_per_cycle",
             "global_buffer.capacity_bytes",
             "pe_array.rows",
-            "pe_array.pe.sparsity",
+            "pe_array.pe.mechanism.kind",
             "noc",
         ]
     )  # psum_spad_bytes is not judged against an invalid word_bytes
@@ -452,7 +482,6 @@ CROSS_FIELD_SAFE_RANGES = {
     "pe_array.pe.input_spad_bytes": (128, 2**26),
     "pe_array.pe.weight_spad_bytes": (128, 2**26),
     "pe_array.pe.psum_spad_bytes": (128, 2**26),
-    "pe_array.pe.msb_bits": (1, 15),
     "pe_array.rows": (1, 256),  # rows * columns <= 65536
     "pe_array.columns": (1, 256),
 }
@@ -467,8 +496,10 @@ def value_strategy(path: str, f: dataclasses.Field[Any], hint: Any, text: st.Sea
     meta = f.metadata
     if meta.get("choices"):
         return st.sampled_from(meta["choices"])
-    if path == "pe_array.pe.n_m_pattern":
+    if path == "pe_array.pe.mechanism.pattern":
         return st.sampled_from(["2:4", "1:4", "4:8", "1:2"])
+    if hint is bool:
+        return st.booleans()
     if hint is str:
         return text
     low = meta.get("ge") if meta.get("ge") is not None else meta.get("gt")
@@ -514,29 +545,41 @@ def consistent_formats(tree: dict[str, Any]) -> dict[str, Any]:
     if formats:
         tree["formats"] = formats
     pe = tree.get("pe_array", {}).get("pe", {})
-    if pe.get("early_termination", "none") != "none":  # it needs one activation lane and no gating
+    mechanism = pe.get("mechanism", {})
+    if mechanism.get("kind") in ("relu_early_termination", "msb_first"):  # one lane walks an output
         pe["activation_lanes"] = 1
-        if pe.get("sparsity") not in (None, "none", "zero_skip_activations"):
-            pe["sparsity"] = "none"
-    if pe.get("sparsity") == "mixture_of_experts":  # it selects at most all of its experts
-        pe["moe_top_k"] = min(pe.get("moe_top_k", 2), pe.get("moe_experts", 8))
+    if mechanism.get("kind") == "mixture_of_experts":  # it selects at most all of its experts
+        mechanism["top_k"] = min(mechanism.get("top_k", 2), mechanism.get("experts", 8))
     temporal = tree.get("temporal", {})
     if temporal.get("key_frame_interval", 1) != 1 and not temporal.get("target_layer"):
         temporal["target_layer"] = "conv2_2"  # temporal reuse needs a target layer
     return tree
 
 
+def mechanism_mappings(text: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """Flat mappings of one mechanism block: a kind, then any of that kind's own parameters."""
+
+    def of_kind(kind: str) -> st.SearchStrategy[dict[str, Any]]:
+        prefix = "pe_array.pe.mechanism."
+        own = [leaf for leaf in leaf_paths(mechanism_kinds()[kind], prefix) if leaf[0] != prefix + "kind"]
+        return st.fixed_dictionaries(
+            {prefix + "kind": st.just(kind)},
+            optional={path: value_strategy(path, f, hint, text) for path, f, hint in own},
+        )
+
+    return st.sampled_from(sorted(mechanism_kinds())).flatmap(of_kind)
+
+
 def valid_mappings(text: st.SearchStrategy[str] = ANY_TEXT) -> st.SearchStrategy[dict[str, Any]]:
     """Mappings of valid values; every parameter but ``name`` may be left out."""
     [(_, name_field, name_hint), *others] = leaf_paths()
-    return (
-        st.fixed_dictionaries(
-            {"name": value_strategy("name", name_field, name_hint, text)},
-            optional={path: value_strategy(path, f, hint, text) for path, f, hint in others},
-        )
-        .map(nest)
-        .map(consistent_formats)
+    others = [leaf for leaf in others if not leaf[0].startswith("pe_array.pe.mechanism.")]
+    flat = st.fixed_dictionaries(
+        {"name": value_strategy("name", name_field, name_hint, text)},
+        optional={path: value_strategy(path, f, hint, text) for path, f, hint in others},
     )
+    with_mechanism = st.tuples(flat, st.one_of(st.just({}), mechanism_mappings(text)))
+    return with_mechanism.map(lambda parts: {**parts[0], **parts[1]}).map(nest).map(consistent_formats)
 
 
 @settings(max_examples=200, deadline=None)

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from sparsesim import simulate
+from sparsesim.config import mechanism_config_class
 from sparsesim.files import write_atomic
 from sparsesim.report import compare_reports
 
@@ -73,7 +74,8 @@ def test_gating_saves_energy_but_no_cycles_and_skipping_saves_both(vgg16_trace, 
     dense = dataclasses.replace(
         eyeriss,
         pe_array=dataclasses.replace(
-            eyeriss.pe_array, pe=dataclasses.replace(eyeriss.pe_array.pe, sparsity="none")
+            eyeriss.pe_array,
+            pe=dataclasses.replace(eyeriss.pe_array.pe, mechanism=mechanism_config_class("dense")()),
         ),
     )
     dense_report = simulate(dense, vgg16_trace, layers=LAYERS)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sparsesim import load_hwconfig, simulate
 from sparsesim.accelerator import geometry_of
 from sparsesim.cli import main
-from sparsesim.components.pe_array import im2col
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.workload.moefication import MoeficationError, layer_operands, moefy_layer, moefy_trace
 from sparsesim.workload.ops import layer_reference, maxpool2x2
 from tests.conftest import HWCONFIG_DIR, TRACE_DIR

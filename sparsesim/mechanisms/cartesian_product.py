@@ -1,26 +1,26 @@
 """SCNN's PE array (Parashar et al., ISCA 2017): planar-tiled PEs that multiply every nonzero weight by every
 nonzero activation (the Cartesian product) and scatter the products to banked accumulators.
 
-Chosen by the builder (:func:`sparsesim.components.build_pe_array`) when ``pe_array.pe.sparsity`` is
-``cartesian_product`` (PT-IS-CP-sparse: only nonzero operands are issued) or ``cartesian_product_dense``
-(PT-IS-CP-dense: the same PEs and dataflow issuing every operand, zeros included: the dense twin that
-isolates the mechanism).
+Two kinds: ``cartesian_product`` (PT-IS-CP-sparse: only nonzero operands are issued) and
+``cartesian_product_dense`` (PT-IS-CP-dense: the same PEs and dataflow issuing every operand, zeros
+included: the dense twin that isolates the mechanism). Their dataflow is the ``planar`` mapper's.
 
 The machine: ``rows x columns`` PEs; each multiplies ``filter_lanes`` (F) weights by ``activation_lanes``
 (I) activations per cycle and sends the F x I products through a crossbar to ``accumulator_banks`` (A)
 banks of ``accumulator_bank_entries`` partial sums (double-buffered), products meeting in a bank stalling
-the multipliers or queueing (``accumulator_arbitration``). The rules of one PE (issue order,
+the multipliers or queueing (``arbitration``). The rules of one PE (issue order,
 where a product goes, bank conflicts, accumulator capacity) are those of :mod:`sparsesim.sparse.cartesian`.
 
 How SCNN's planar tiling maps onto sparsesim's tile ``(filter group x output-row block x channel block)``:
 
 - **A tile is a band of output rows with all filters and all channels**
-  (:func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations in the PEs' IARAM /
-  OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of the pooled
-  IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half of
-  it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
-  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products
-  on the neighbouring band's outputs wasted.
+  (the ``planar`` mapper, :func:`~sparsesim.mapping.tile_layer_planar`). SCNN keeps a layer's activations
+  in the PEs' IARAM / OARAM, planar-tiled, and streams the weights; here the global buffer plays the part of
+  the
+  pooled IARAM + OARAM: the band is as many output rows as its input rows (with halo) and outputs fit in half
+  of it, in their storage formats. The whole output plane is one band when it fits; otherwise each band is
+  planar-tiled over the whole PE grid on its own and its halo input rows are fetched again, their products on
+  the neighbouring band's outputs wasted.
 - **The distributor's multicast of a tile** stands for SCNN's two deliveries: the band's activations, each PE
   receiving its own planar tile (every word sent once), and the weights, broadcast to every PE (once). The
   weights stream through the global buffer (they are not counted in its capacity) and come again with
@@ -53,12 +53,15 @@ sent to a neighbouring PE.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from sparsesim.components.pe_array import TileWork
-from sparsesim.core import Component
+from sparsesim.config import ConfigBlock, MechanismConfig, block, energy_param, param
 from sparsesim.errors import SimulationError
-from sparsesim.mapping import ConvGeometry, LayerTiling, Tile
+from sparsesim.mapping import LayerTiling, Tile
+from sparsesim.mechanisms.base import DatapathOutput, Mechanism, Plan, TileWork
+from sparsesim.mechanisms.datapath import apply_activation
 from sparsesim.sparse.cartesian import (
     ConvShape,
     PeGrid,
@@ -71,9 +74,7 @@ from sparsesim.sparse.cartesian import (
     plan_band,
 )
 
-CARTESIAN_MODES = ("cartesian_product", "cartesian_product_dense")
-
-#: The counters of a layer's :attr:`CartesianPeArray.summary` that add up over tiles.
+#: The counters of a layer's summary that add up over tiles.
 _SUMMED = (
     "products",
     "kept_products",
@@ -90,74 +91,110 @@ _SUMMED = (
 )
 
 
-class CartesianPeArray(Component):
-    """The PE array of SCNN; the same interface as :class:`~sparsesim.components.PeArray`."""
+@dataclass(frozen=True, kw_only=True)
+class Energy(ConfigBlock):
+    """Energy of SCNN's own actions, pJ."""
 
-    ACTIONS = (
-        "compute",
-        "gated_compute",
-        "skipped_compute",
-        "wasted_compute",
-        "input_spad_read",
-        "input_spad_metadata_read",
-        "weight_spad_read",
-        "weight_spad_metadata_read",
-        "crossbar_transfer",
-        "psum_spad_update",
-        "halo_transfer",
+    wasted_compute: float = energy_param(
+        1.0, "pJ per multiply whose product is dropped (beyond the layer's edges); assumed as a MAC."
+    )
+    weight_spad_metadata_read: float = energy_param(
+        0.25, "pJ per weight index read (a 4-bit index vs a 16-bit word, as for activations)."
+    )
+    crossbar_transfer: float = energy_param(
+        0.25,
+        "pJ per product sent through a PE's crossbar to an accumulator bank (assumed: an eighth of an "
+        "inter-PE NoC word).",
+    )
+    halo_transfer: float = energy_param(
+        2.0, "pJ per partial sum sent to a neighbouring PE (SCNN's halos; assumed as a NoC word)."
     )
 
-    def __init__(self, config, path: str = "pe_array"):
-        super().__init__(path)
-        pe = config.pe
+
+@dataclass(frozen=True, kw_only=True)
+class CartesianConfig(MechanismConfig):
+    """The parameters both Cartesian-product kinds share."""
+
+    accumulator_banks: int = param(
+        32,
+        "Accumulator banks the F x I products of a cycle are scattered to through a crossbar; products "
+        "meeting in one bank in one cycle take one cycle each.",
+        ge=1,
+        le=256,
+    )
+    accumulator_bank_entries: int = param(
+        32,
+        "Partial sums per accumulator bank (per buffer; the banks are double-buffered); banks x entries "
+        "bound the output-channel group.",
+        ge=1,
+        le=2**20,
+    )
+    output_channel_group: int = param(
+        0,
+        "Kc, the filters whose weights are broadcast together (the PEs synchronise after each group); 0 = as "
+        "many as the accumulator banks hold with each PE's halo.",
+        ge=0,
+        le=2**20,
+    )
+    arbitration: str = param(
+        "stall",
+        "stall = no queues, a cycle's products wait for their busiest bank (the multipliers stall); queue = "
+        "an unbounded queue per bank, the multipliers never wait and the banks drain after the group (an "
+        "optimistic bound).",
+        choices=("stall", "queue"),
+    )
+    Energy = Energy
+    energy_pj: Energy = block(Energy, "Energy of SCNN's own actions.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config(CartesianConfig, kind="cartesian_product"):
+    """SCNN's planar-tiled PEs: each multiplies filter_lanes (F) nonzero weights by activation_lanes (I)
+    nonzero activations per cycle, every pair, products scattered to accumulator banks."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenseConfig(CartesianConfig, kind="cartesian_product_dense"):
+    """SCNN's PEs and dataflow issuing every weight and activation, zeros included (PT-IS-CP-dense)."""
+
+
+@dataclass(frozen=True)
+class CartesianWork:
+    """Every tile's work, the layer's accumulated sums ``(K, Hout, Wout)`` (before bias and activation) and
+    its summary counters."""
+
+    plan: Plan
+    tile_work: dict[int, TileWork]
+    sums: np.ndarray
+    summary: dict
+
+
+class CartesianProduct(Mechanism):
+    Config = Config
+    dataflow = "planar"
+    #: Zero operands issued too (the dense twin).
+    dense = False
+
+    def __init__(self, config: CartesianConfig, array, word_bytes: int = 2):
+        super().__init__(config, array, word_bytes)
         self.grid = PeGrid(
-            rows=config.rows,
-            columns=config.columns,
-            weights_per_vector=pe.filter_lanes,
-            activations_per_vector=pe.activation_lanes,
-            banks=pe.accumulator_banks,
+            rows=array.rows,
+            columns=array.columns,
+            weights_per_vector=self.filter_lanes,
+            activations_per_vector=self.activation_lanes,
+            banks=config.accumulator_banks,
         )
-        self.dense = pe.sparsity == "cartesian_product_dense"
-        self.accumulator_entries = pe.accumulator_banks * pe.accumulator_bank_entries
-        self.requested_group = pe.output_channel_group
-        self.arbitration = pe.accumulator_arbitration
-        self.termination = None  # no early termination
-        self.early_terminated_macs = 0
-        self.n_m_used = False
-        self.busy_cycles = 0
-        self.stall_cycles = 0
-        #: The layer's output as the PEs accumulate it, ``(K, Hout, Wout)`` float64, before bias and
-        #: activation.
-        self.sums = np.zeros((0, 0, 0))
-        #: What the Cartesian product cost the layer (see :meth:`prepare`); ``None`` before.
-        self.summary: dict | None = None
-        self._tile_work: dict[int, TileWork] = {}
+        self.accumulator_entries = config.accumulator_banks * config.accumulator_bank_entries
 
     @property
     def mac_lanes(self) -> int:
         """Multipliers of the whole array."""
         return self.grid.multipliers
 
-    def prepare(
-        self,
-        input_chw: np.ndarray,
-        geometry: ConvGeometry,
-        tiling: LayerTiling,
-        weights_kcrs: np.ndarray | None = None,
-        bias: np.ndarray | None = None,
-        experts: object = None,
-        activation: str = "relu",
-    ) -> None:
-        """Work out every tile's cycles and actions, and the layer's output, from the real operands.
-
-        ``bias``, ``experts`` and ``activation`` are accepted for :class:`~sparsesim.components.PeArray`'s
-        interface and unused: the bias and the activation are applied after the accumulators (to
-        :attr:`sums`), and a mixture of experts is another PE mode.
-        """
-        if weights_kcrs is None:
-            raise ValueError("Cartesian-product PEs need the layer's weights")
-        if experts is not None:
-            raise ValueError("Cartesian-product PEs do not run a mixture of experts")
+    def prepare(self, plan: Plan, tiling: LayerTiling) -> CartesianWork:
+        """Work out every tile's cycles and actions, and the layer's sums, from the real operands."""
+        operands = plan.operands
+        geometry = operands.geometry
         shape = ConvShape(
             geometry.height,
             geometry.width,
@@ -171,13 +208,13 @@ class CartesianPeArray(Component):
             for rows in dict.fromkeys((tile.out_row_start, tile.out_row_stop) for tile in tiling.tiles)
         }
         group = self._group_size(list(bands.values()))
-        self.sums = np.zeros((geometry.filters, geometry.out_height, geometry.out_width))
+        sums = np.zeros((geometry.filters, geometry.out_height, geometry.out_width))
         summary: dict = dict.fromkeys(_SUMMED, 0)
-        self._tile_work = {}
+        works = {}
         for tile in tiling.tiles:
             band = bands[(tile.out_row_start, tile.out_row_stop)]
-            work, counters = self._tile(tile, band, input_chw, weights_kcrs, geometry, group)
-            self._tile_work[tile.index] = work
+            work, counters = self._tile(tile, band, operands, group, sums)
+            works[tile.index] = work
             for key, n in counters.items():
                 summary[key] += n
         summary.update(
@@ -186,33 +223,38 @@ class CartesianPeArray(Component):
             pe_tile=list(next(iter(bands.values())).tile_shape),
             multipliers=self.grid.multipliers,
         )
-        self.summary = summary
+        return CartesianWork(plan, works, sums, summary)
+
+    def tile_work(self, prepared: CartesianWork, tile: Tile) -> TileWork:
+        return prepared.tile_work[tile.index]
 
     def _group_size(self, bands) -> int:
         """Kc: the configured one, or as many filters as every PE's accumulator region lets fit."""
         largest = max(int(band.accumulator_entries.max()) for band in bands)
         fitting = output_channel_group(bands, self.accumulator_entries)
-        if self.requested_group:
-            if self.requested_group > fitting:
+        if self.config.output_channel_group:
+            if self.config.output_channel_group > fitting:
                 raise SimulationError(
-                    f"pe_array.pe.output_channel_group is {self.requested_group}, but a PE's accumulator "
+                    f"pe_array.pe.mechanism.output_channel_group is {self.config.output_channel_group}, "
+                    "but a PE's accumulator "
                     f"region holds {largest} outputs per filter, so the {self.accumulator_entries} "
                     f"accumulators (banks x entries) hold at most {fitting} filters"
                 )
-            return self.requested_group
+            return self.config.output_channel_group
         if fitting < 1:
             raise SimulationError(
                 f"a PE's accumulator region holds {largest} outputs per filter, more than its "
-                f"{self.accumulator_entries} accumulators (pe_array.pe.accumulator_banks x "
+                f"{self.accumulator_entries} accumulators (pe_array.pe.mechanism.accumulator_banks x "
                 "accumulator_bank_entries): raise them, or lower global_buffer.capacity_bytes so that "
                 "bands are smaller"
             )
         return fitting
 
     def _tile(
-        self, tile: Tile, band, input_chw, weights_kcrs, geometry: ConvGeometry, group: int
+        self, tile: Tile, band, operands, group: int, sums: np.ndarray
     ) -> tuple[TileWork, dict[str, int]]:
-        """One tile's work, its output sums (added to :attr:`sums`) and its summary counters."""
+        """One tile's work, its output sums (added to ``sums``) and its summary counters."""
+        input_chw, weights_kcrs, geometry = operands.input_chw, operands.weights_kcrs, operands.geometry
         channels = slice(tile.channel_start, tile.channel_stop)
         activations = issue_activations(input_chw[channels], band, self.dense)
         halo_per_filter = int(band.halo_entries.max())
@@ -230,7 +272,9 @@ class CartesianPeArray(Component):
                 weights_kcrs[first : first + n_filters, channels], first, self.grid, self.dense
             )
             lay_back(weights, kernel, tile.filter_start)
-            work = group_work(activations, weights, band, n_filters, first, arbitration=self.arbitration)
+            work = group_work(
+                activations, weights, band, n_filters, first, arbitration=self.config.arbitration
+            )
             slowest = int(work.cycles.max())
             compute.append(slowest)
             exchange.append(halo_per_filter * n_filters)
@@ -245,7 +289,7 @@ class CartesianPeArray(Component):
             counters["pe_busy_cycles"] += int(work.cycles.sum())
             counters["barrier_idle_cycles"] += int((slowest - work.cycles).sum())
         filters = slice(tile.filter_start, tile.filter_stop)
-        self.sums[filters, band.band_start : band.band_stop] += kept_sums(activations, kernel, band)
+        sums[filters, band.band_start : band.band_stop] += kept_sums(activations, kernel, band)
         # Each group waits for the previous group's halo exchange; the tile ends with the last exchange.
         cycles = sum(max(c, h) for c, h in zip(compute, [0, *exchange[:-1]], strict=True))
         cycles += exchange[-1] if exchange else 0
@@ -278,19 +322,16 @@ class CartesianPeArray(Component):
         }
         return TileWork(int(cycles), actions), counters
 
-    def work(self, tile: Tile) -> TileWork:
-        """Cycles and actions of one tile; the actions are also added to this component's counts."""
-        work = self._tile_work[tile.index]
-        for action, n in work.actions.items():
-            self.count(action, n)
-        return work
+    def output(self, prepared: CartesianWork) -> DatapathOutput:
+        """The kept Cartesian products, as the accumulators summed them, then bias and activation."""
+        operands = prepared.plan.operands
+        values = prepared.sums + operands.bias.astype(np.float64)[:, None, None]
+        return DatapathOutput(apply_activation(values, operands.activation))
 
-    def layer_summary(self) -> dict:
-        """The layer's Cartesian-product counters and their ratios (for the report)."""
-        if self.summary is None:
-            raise SimulationError("the PE array has not been prepared for a layer")
-        s = dict(self.summary)
-        multiplier_cycles = self.busy_cycles * self.grid.multipliers
+    def summary(self, prepared: CartesianWork, array) -> dict:
+        """The layer's Cartesian-product counters and their ratios."""
+        s = dict(prepared.summary)
+        multiplier_cycles = array.busy_cycles * self.grid.multipliers
         s["multiplier_utilization"] = _ratio(s["products"], multiplier_cycles)
         s["kept_multiplier_utilization"] = _ratio(s["kept_products"], multiplier_cycles)
         s["conflict_stall_fraction"] = _ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
@@ -299,6 +340,50 @@ class CartesianPeArray(Component):
         s["halo_fraction"] = _ratio(s["halo_products"], s["kept_products"])
         return s
 
+    @classmethod
+    def summary_table(cls, layers: list[dict]):
+        rows = []
+        for entry in layers:
+            c = entry["mechanism"]["summary"]
+            rows.append(
+                [
+                    entry["name"],
+                    str(c["output_channel_group"]),
+                    "x".join(str(n) for n in c["pe_tile"]),
+                    str(c["bands"]),
+                    *(
+                        _percent(c[key])
+                        for key in (
+                            "multiplier_utilization",
+                            "kept_multiplier_utilization",
+                            "conflict_stall_fraction",
+                            "barrier_idle_fraction",
+                            "wasted_fraction",
+                            "halo_fraction",
+                        )
+                    ),
+                ]
+            )
+        return (
+            "Cartesian product (SCNN): multipliers busy with any product / with a kept one; PE cycles "
+            "lost to bank conflicts; PE cycles idle at the group barriers; products dropped (wasted); kept "
+            "products of a neighbour's outputs (halo)",
+            HEADER,
+            rows,
+        )
+
+
+class CartesianProductDense(CartesianProduct):
+    Config = DenseConfig
+    dense = True
+
 
 def _ratio(numerator: float, denominator: float) -> float | None:
     return float(numerator) / float(denominator) if denominator else None
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+HEADER = ["layer", "Kc", "PE tile", "bands", "busy", "kept", "conflicts", "barrier", "wasted", "halo"]

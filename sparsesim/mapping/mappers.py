@@ -1,0 +1,66 @@
+"""Mappers: from (hardware, layer) to a mapping, here a :class:`~sparsesim.mapping.LayerTiling` (the tiles of
+the layer's loop nest, in execution order, and who works on what).
+
+A mechanism names the dataflow its PEs are built for (``Mechanism.dataflow``); the mapper of that name maps
+every layer. Two so far:
+
+- ``output_stationary``: filter groups over the PE columns, output-row blocks, channel blocks innermost,
+  partial sums held in the buffer between channel blocks (:func:`~sparsesim.mapping.tile_layer`);
+- ``planar``: SCNN's planar tiling, bands of output rows with all filters and channels, weights streamed
+  (:func:`~sparsesim.mapping.tile_layer_planar`).
+
+Both size tiles on the real data in the buffer's formats when those are compressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sparsesim.errors import SimulationError
+from sparsesim.mapping.tiling import ConvGeometry, LayerTiling, tile_layer, tile_layer_planar
+from sparsesim.mapping.traffic import SliceSizer, buffer_footprint_words
+
+#: ``mapper(hw, geometry, sizer, channel_granule, layer_name) -> LayerTiling``
+Mapper = Callable[[object, ConvGeometry, SliceSizer, int, str], LayerTiling]
+
+
+def _compressed(hw) -> bool:
+    return any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
+
+
+def output_stationary(hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str):
+    return tile_layer(
+        geometry,
+        columns=hw.pe_array.columns,
+        filter_lanes=hw.pe_array.pe.filter_lanes,
+        weight_spad_bytes=hw.pe_array.pe.weight_spad_bytes,
+        global_buffer_bytes=hw.global_buffer.capacity_bytes,
+        word_bytes=hw.word_bytes,
+        layer_name=name,
+        footprint_words=buffer_footprint_words(hw, geometry, sizer) if _compressed(hw) else None,
+        channel_granule=channel_granule,
+    )
+
+
+def planar(hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str):
+    return tile_layer_planar(
+        geometry,
+        global_buffer_bytes=hw.global_buffer.capacity_bytes,
+        word_bytes=hw.word_bytes,
+        layer_name=name,
+        footprint_words=buffer_footprint_words(hw, geometry, sizer, include_weights=False)
+        if _compressed(hw)
+        else None,
+    )
+
+
+#: The mappers, by the dataflow they implement.
+MAPPERS: dict[str, Mapper] = {"output_stationary": output_stationary, "planar": planar}
+
+
+def mapper(dataflow: str) -> Mapper:
+    """The mapper of ``dataflow``; :class:`SimulationError` naming the known ones if there is none."""
+    try:
+        return MAPPERS[dataflow]
+    except KeyError:
+        raise SimulationError(f"no mapper for dataflow {dataflow!r}; known: {', '.join(MAPPERS)}") from None
