@@ -65,10 +65,13 @@ here, are exact; the outputs equal direct convolution up to float64 rounding (th
 differently). Ignored: the numeric growth of ``U`` and ``V`` (a fixed-point datapath needs a few more bits for
 them), the storage of ``U`` (16 values per kernel instead of 9) and its compression metadata.
 
-How it is computed fast: input tiles come from a strided window view of one band of tile rows of the padded
-input; the 16 positions' channel sums are one batched matrix product ``(16, K, C) @ (16, C, T)``, and the
-counts of nonzero pairs the same product of the 0/1 masks (float32, exact below 2**24). Bands hold about
-:data:`BAND_ELEMENTS` values, so memory stays bounded whatever the layer.
+How it is computed fast: the weights are transformed with the shared subexpressions above, on rows of all
+kernels at once; input tiles come from a strided window view of one band of tile rows of the padded input,
+and the input and output transforms are each one matrix product with their Kronecker form (``vec(P X Q^T) =
+(P kron Q) vec(X)``, entries 0, +-1: still exact); the 16 positions' channel sums are one batched matrix
+product ``(16, K, C) @ (16, C, T)``, and the counts of nonzero pairs the same product of the 0/1 masks
+(float32, exact below 2**24). Bands hold about :data:`BAND_ELEMENTS` values, so memory stays bounded
+whatever the layer.
 """
 
 from __future__ import annotations
@@ -132,6 +135,12 @@ TILE_PRODUCTS = 16
 TILE_OUTPUTS = 4
 #: Multiplications of one output of direct 3x3 convolution, per channel.
 DIRECT_PRODUCTS = 9
+
+# The 2-D transforms as one matrix acting on a tile flattened row-major (position ``xi * 4 + nu``):
+# ``vec(P X Q^T) = (P kron Q) vec(X)``. Their entries are products of the matrices' entries (0, +-1, +-1/2),
+# so the transforms stay exact (see the module docstring).
+_B_T_KRON = np.kron(B_T, B_T)  # (16, 16)
+_A_T_KRON = np.kron(A_T, A_T)  # (4, 16)
 
 #: Values (of the largest band temporary) a band of tile rows holds at most, unless one tile row is larger.
 BAND_ELEMENTS = 1 << 21
@@ -252,12 +261,39 @@ def winograd_geometry(
 
 def transform_weights(weights_kcrs: np.ndarray) -> NDArray[np.float64]:
     """``U = G g G^T`` of every kernel: ``(K, C, 3, 3)`` weights -> ``(K, C, 4, 4)`` float64."""
+    u16 = _transform_weights16(weights_kcrs)
+    return np.moveaxis(u16, 0, -1).reshape(*u16.shape[1:], 4, 4)
+
+
+def _transform_weights16(weights_kcrs: np.ndarray) -> NDArray[np.float64]:
+    """``U`` position-major: ``(16, K, C)`` float64, ``U[xi * 4 + nu, k, c]``.
+
+    Computed with the shared subexpressions of :data:`WEIGHT_TRANSFORM_ADDS` (``G g`` column by column, then
+    ``(G g) G^T`` row by row: ``g0``, ``(t + g1) / 2``, ``(t - g1) / 2``, ``g2`` with ``t = g0 + g2``), on
+    rows of all the kernels at once."""
     weights = np.asarray(weights_kcrs, dtype=np.float64)
     if weights.ndim != 4 or weights.shape[2:] != (3, 3):
         raise ValueError(f"weights must be (K, C, 3, 3), got shape {weights.shape}")
     if not np.isfinite(weights).all():
         raise ValueError("weights must be finite; they hold NaN or infinite values")
-    return np.asarray(G @ weights @ G.T)
+    filters, channels = weights.shape[:2]
+    g = weights.reshape(filters * channels, 9).T  # (9, K*C): row r*3 + s is g[r, s] of every kernel
+    gg = np.empty((4, 3, filters * channels))  # G g
+    for s in range(3):
+        _f23_weights(g[s], g[3 + s], g[6 + s], gg[:, s])
+    u = np.empty((TILE_PRODUCTS, filters * channels))
+    for a in range(4):
+        _f23_weights(gg[a, 0], gg[a, 1], gg[a, 2], u[4 * a : 4 * a + 4])
+    return u.reshape(TILE_PRODUCTS, filters, channels)
+
+
+def _f23_weights(g0: np.ndarray, g1: np.ndarray, g2: np.ndarray, out: np.ndarray) -> None:
+    """F(2, 3)'s filter transform (the rows of ``G``) of three taps, into ``out[0:4]``."""
+    t = g0 + g2
+    out[0] = g0
+    out[1] = (t + g1) / 2
+    out[2] = (t - g1) / 2
+    out[3] = g2
 
 
 def _checked_input(input_chw: np.ndarray) -> NDArray[np.float64]:
@@ -284,8 +320,9 @@ def tile_row_bands(geometry: WinogradGeometry, rows_per_band: int | None = None)
         yield slice(first, min(first + int(rows_per_band), geometry.tile_rows))
 
 
-def _input_tiles(input_chw: NDArray[np.float64], geometry: WinogradGeometry, rows: slice) -> np.ndarray:
-    """``V`` of the tile rows ``rows``: ``(C, rows, tile_cols, 4, 4)`` float64 (input already checked)."""
+def _input_tiles16(input_chw: NDArray[np.float64], geometry: WinogradGeometry, rows: slice) -> np.ndarray:
+    """``V`` of the tile rows ``rows``, position-major: ``(16, C, rows, tile_cols)`` float64 (input already
+    checked); ``V[xi * 4 + nu, c, i, j]`` is entry ``(xi, nu)`` of tile ``(i, j)`` of channel ``c``."""
     n_rows = rows.stop - rows.start
     # Rows 2*first .. 2*stop + 1 and columns 0 .. 2*tile_cols + 1 of the padded input; what lies outside the
     # input (its padding, and the row / column past a partial tile) is zero.
@@ -296,7 +333,8 @@ def _input_tiles(input_chw: NDArray[np.float64], geometry: WinogradGeometry, row
     if y1 > y0 and x1 > 0:
         band[:, y0 - top : y1 - top, geometry.padding : geometry.padding + x1] = input_chw[:, y0:y1, :x1]
     d = sliding_window_view(band, (4, 4), axis=(1, 2))[:, ::2, ::2]  # (C, rows, tile_cols, 4, 4)
-    return np.asarray(B_T @ d @ B_T.T)
+    d16 = np.ascontiguousarray(d.transpose(3, 4, 0, 1, 2)).reshape(TILE_PRODUCTS, -1)
+    return np.asarray(_B_T_KRON @ d16).reshape(TILE_PRODUCTS, geometry.channels, n_rows, geometry.tile_cols)
 
 
 def input_tiles(input_chw: np.ndarray, padding: int, rows: slice | None = None) -> NDArray[np.float64]:
@@ -310,7 +348,7 @@ def input_tiles(input_chw: np.ndarray, padding: int, rows: slice | None = None) 
     start, stop, step = (rows or slice(None)).indices(geometry.tile_rows)
     if step != 1:
         raise ValueError(f"rows must be a slice of step 1, got {rows!r}")
-    return _input_tiles(x, geometry, slice(start, max(start, stop)))
+    return _tile_major(_input_tiles16(x, geometry, slice(start, max(start, stop))))
 
 
 def input_tile_bands(
@@ -321,7 +359,12 @@ def input_tile_bands(
     x = _checked_input(input_chw)
     geometry = winograd_geometry(x.shape, (1, x.shape[0], 3, 3), padding)
     for rows in tile_row_bands(geometry, rows_per_band):
-        yield rows, _input_tiles(x, geometry, rows)
+        yield rows, _tile_major(_input_tiles16(x, geometry, rows))
+
+
+def _tile_major(v16: np.ndarray) -> NDArray[np.float64]:
+    """``(16, C, rows, cols)`` -> ``(C, rows, cols, 4, 4)`` (a view)."""
+    return np.moveaxis(v16.reshape(4, 4, *v16.shape[1:]), (0, 1), (-2, -1))
 
 
 def inverse_transform(m: np.ndarray) -> NDArray[np.float64]:
@@ -329,24 +372,12 @@ def inverse_transform(m: np.ndarray) -> NDArray[np.float64]:
     return np.asarray(A_T @ np.asarray(m, dtype=np.float64) @ A_T.T)
 
 
-def _position_major(u_kc44: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(K, C, 4, 4)`` -> ``(16, K, C)`` contiguous: one ``(K, C)`` matrix per position."""
-    filters, channels = u_kc44.shape[:2]
-    return np.ascontiguousarray(u_kc44.reshape(filters, channels, TILE_PRODUCTS).transpose(2, 0, 1))
-
-
-def _tiles_position_major(v: np.ndarray) -> np.ndarray:
-    """``(C, rows, cols, 4, 4)`` -> ``(16, C, rows * cols)`` contiguous."""
-    channels, rows, cols = v.shape[:3]
-    return np.ascontiguousarray(v.reshape(channels, rows * cols, TILE_PRODUCTS).transpose(2, 0, 1))
-
-
 def _checked_operands(
     input_chw: np.ndarray, weights_kcrs: np.ndarray, padding: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], WinogradGeometry]:
     x = _checked_input(input_chw)
-    u = transform_weights(weights_kcrs)
-    return x, u, winograd_geometry(x.shape, np.shape(weights_kcrs), padding)
+    u16 = _transform_weights16(weights_kcrs)
+    return x, u16, winograd_geometry(x.shape, np.shape(weights_kcrs), padding)
 
 
 def winograd_output_bands(
@@ -358,18 +389,17 @@ def winograd_output_bands(
 ) -> Iterator[tuple[int, NDArray[np.float64]]]:
     """The outputs, band by band: ``(first output row, (K, rows, Wout) float64)``, computed the Winograd way
     (``A^T [sum_c U * V] A``, cropped, plus the bias). No activation is applied."""
-    x, u, geometry = _checked_operands(input_chw, weights_kcrs, padding)
+    x, u16, geometry = _checked_operands(input_chw, weights_kcrs, padding)
     bias = np.zeros(geometry.filters) if bias_k is None else finite_matrix(bias_k, "bias_k", 1)
     if bias.shape != (geometry.filters,):
         raise ValueError(f"bias_k has shape {bias.shape} for {geometry.filters} filters")
-    u16 = _position_major(u)
     for rows in tile_row_bands(geometry, rows_per_band):
-        v16 = _tiles_position_major(_input_tiles(x, geometry, rows))
-        m = u16 @ v16  # (16, K, T): the elementwise products, summed over the channels
         n_rows = rows.stop - rows.start
-        m = m.transpose(1, 2, 0).reshape(geometry.filters, n_rows, geometry.tile_cols, 4, 4)
-        y = inverse_transform(m)  # (K, rows, cols, 2, 2)
-        y = y.transpose(0, 1, 3, 2, 4).reshape(geometry.filters, 2 * n_rows, 2 * geometry.tile_cols)
+        v16 = _input_tiles16(x, geometry, rows).reshape(TILE_PRODUCTS, geometry.channels, -1)
+        m = u16 @ v16  # (16, K, T): the elementwise products, summed over the channels
+        y = _A_T_KRON @ m.reshape(TILE_PRODUCTS, -1)  # (4, K*T): A^T M A of every tile
+        y = y.reshape(2, 2, geometry.filters, n_rows, geometry.tile_cols).transpose(2, 3, 0, 4, 1)
+        y = y.reshape(geometry.filters, 2 * n_rows, 2 * geometry.tile_cols)
         first = 2 * rows.start
         y = y[:, : geometry.out_height - first, : geometry.out_width] + bias[:, None, None]
         yield first, y
@@ -460,19 +490,21 @@ def winograd_work(
         raise ValueError(f"unknown skip mode {skip!r}; known: {', '.join(SKIP_MODES)}")
     if isinstance(lanes, bool) or not isinstance(lanes, int | np.integer) or lanes < 1:
         raise ValueError(f"lanes must be an int >= 1, got {lanes!r}")
-    x, u, geometry = _checked_operands(input_chw, weights_kcrs, padding)
+    x, u16, geometry = _checked_operands(input_chw, weights_kcrs, padding)
     shape = (geometry.filters, geometry.tile_rows, geometry.tile_cols)
     if skip == "none":
         issued = np.full(shape, TILE_PRODUCTS * geometry.channels, dtype=np.int64)
     elif skip == "transformed_weights":
-        per_filter = np.count_nonzero(u, axis=(1, 2, 3)).astype(np.int64)
+        per_filter = np.count_nonzero(u16, axis=(0, 2)).astype(np.int64)
         issued = np.repeat(per_filter, geometry.tiles).reshape(shape)
     else:
         # Counts <= 16 C < 2**24 are exact in float32.
-        u16 = (_position_major(u) != 0).astype(np.float32)
+        nonzero_u16 = (u16 != 0).astype(np.float32)
         issued = np.empty(shape, dtype=np.int64)
         for rows in tile_row_bands(geometry, rows_per_band):
-            v16 = (_tiles_position_major(_input_tiles(x, geometry, rows)) != 0).astype(np.float32)
-            pairs = (u16 @ v16).sum(axis=0, dtype=np.float64)  # (K, T)
+            v16 = (
+                _input_tiles16(x, geometry, rows).reshape(TILE_PRODUCTS, geometry.channels, -1) != 0
+            ).astype(np.float32)
+            pairs = (nonzero_u16 @ v16).sum(axis=0, dtype=np.float64)  # (K, T)
             issued[:, rows] = pairs.astype(np.int64).reshape(geometry.filters, -1, geometry.tile_cols)
     return WinogradWork(geometry=geometry, skip=skip, lanes=int(lanes), issued=issued)
