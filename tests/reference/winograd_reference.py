@@ -137,3 +137,89 @@ def reference_layer(input_chw, weights_kcrs, bias_k, padding, skip="none", lanes
         "weight_transform_halvings": weight_ops.halvings,
     }
     return counts, outputs
+
+
+def reference_tile(input_chw, weights_kcrs, tile, padding, rows, lanes, filter_lanes, skip, weight_transform):
+    """One tile of the mapping on a Winograd PE array, cycle by cycle. Returns (cycles, actions).
+
+    The tile's row block (output rows ``tile.out_row_start .. out_row_stop``) is a convolution of its own:
+    its Winograd tiles start at its first row, and a partial last tile reads zeros past the padded input rows
+    the block needs (``out_row_stop + 1`` is the last). Lane ``(filter k, PE row i)`` works through the
+    block's Winograd tiles ``i, i + rows, ...`` (row-major); each cycle it issues up to ``lanes`` products of
+    its current tile, channel by channel of the tile's channel block, position by position (skipping as
+    configured); a tile with nothing to issue still takes one cycle. The tile ends when every lane is done.
+    """
+    x = [[[float(v) for v in row] for row in channel] for channel in input_chw]
+    height, width = len(x[0]), len(x[0][0])
+    r0, r1 = tile.out_row_start, tile.out_row_stop
+    channels = range(tile.channel_start, tile.channel_stop)
+    filters = range(tile.filter_start, tile.filter_stop)
+    out_width = width + 2 * padding - 2
+    tile_rows, tile_cols = -(-(r1 - r0) // 2), -(-out_width // 2)
+
+    def pixel(c, padded_row, padded_col):
+        y, xx = padded_row - padding, padded_col - padding
+        inside = 0 <= y < height and 0 <= xx < width and padded_row <= r1 + 1
+        return x[c][y][xx] if inside else 0.0
+
+    weight_ops, input_ops, output_ops = Adds(), Adds(), Adds()
+    u = {
+        (k, c): transform_2d([[float(v) for v in row] for row in weights_kcrs[k][c]], f23_weights, weight_ops)
+        for k in filters
+        for c in channels
+    }
+    v = {}
+    for i in range(tile_rows):
+        for j in range(tile_cols):
+            for c in channels:
+                d = [[pixel(c, r0 + 2 * i + a, 2 * j + b) for b in range(4)] for a in range(4)]
+                v[(i, j, c)] = transform_2d(d, f23_input, input_ops)
+
+    def products(k, i, j):
+        """The products lane k issues for Winograd tile (i, j), in order."""
+        issued = []
+        for c in channels:
+            for xi in range(4):
+                for nu in range(4):
+                    if skip != "none" and u[(k, c)][xi][nu] == 0.0:
+                        continue
+                    if skip == "transformed_operands" and v[(i, j, c)][xi][nu] == 0.0:
+                        continue
+                    issued.append((c, xi, nu))
+        return issued
+
+    winograd_tiles = [(i, j) for i in range(tile_rows) for j in range(tile_cols)]
+    queues = []  # per lane: its tiles' lists of products, in order
+    for k in filters:
+        for row in range(rows):
+            queues.append([products(k, i, j) for i, j in winograd_tiles[row::rows]])
+    issued_total = sum(len(products_of_tile) for queue in queues for products_of_tile in queue)
+    cycles = 0
+    while any(queues):  # one iteration per cycle
+        cycles += 1
+        for queue in queues:
+            if queue:
+                del queue[0][:lanes]
+                if not queue[0]:
+                    queue.pop(0)
+    for _ in filters:
+        for _ in winograd_tiles:
+            transform_2d([[0.0] * 4 for _ in range(4)], f23_output, output_ops)  # its 24 additions
+
+    n_filters, n_channels = len(filters), len(channels)
+    algorithmic = n_filters * (r1 - r0) * out_width * n_channels * 9
+    skips = skip != "none"
+    pes = -(-n_filters // filter_lanes)
+    actions = {
+        "compute": issued_total,
+        "gated_compute": 0,
+        "skipped_compute": algorithmic - issued_total,
+        "input_spad_read": issued_total if skips else pes * 16 * n_channels * len(winograd_tiles),
+        "input_spad_metadata_read": issued_total if skips else 0,
+        "weight_spad_read": issued_total,
+        "psum_spad_update": issued_total,
+        "input_transform_add": input_ops.adds,
+        "output_transform_add": output_ops.adds,
+        "weight_transform_add": weight_ops.adds if weight_transform == "on_chip" and tile.weight_words else 0,
+    }
+    return cycles, actions
