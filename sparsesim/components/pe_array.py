@@ -43,6 +43,7 @@ class PeArray(Component):
         self.early_terminated_macs = 0
         self.prepared: Any = None
         self.plan: Plan | None = None
+        self.tiling: LayerTiling | None = None
 
     @property
     def mac_lanes(self) -> int:
@@ -58,7 +59,7 @@ class PeArray(Component):
 
     def load(self, plan: Plan, tiling: LayerTiling) -> None:
         """Prepare the mechanism's work for a layer (see :meth:`~sparsesim.mechanisms.Mechanism.prepare`)."""
-        self.plan = plan
+        self.plan, self.tiling = plan, tiling
         self.prepared = self.mechanism.prepare(plan, tiling)
 
     def prepare(
@@ -72,7 +73,8 @@ class PeArray(Component):
         name: str = "layer",
     ) -> Plan:
         """Prepare a layer given by its operands (``input_chw`` as the machine stores them) without a trace
-        layer: for tests and studies of one PE array. Returns the mechanism's plan."""
+        layer: for tests and studies of one PE array. Returns the mechanism's plan; :attr:`tiling` is the
+        tiling as the mechanism adjusted it (:meth:`~sparsesim.mechanisms.Mechanism.retile`)."""
         if weights_kcrs is None:
             weights_kcrs = np.zeros(
                 (geometry.filters, geometry.channels, geometry.kernel_r, geometry.kernel_s)

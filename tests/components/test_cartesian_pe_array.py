@@ -1,17 +1,19 @@
 """SCNN's Cartesian-product PE array: every band's cycles and actions equal the cycle-stepped reference on
 small real cuts of the shipped trace and of a magnitude-pruned derivative; the output, summed from the kept
-products, equals numpy's convolution; the builder, the planar tiling and the group size behave as
-documented."""
+products, equals numpy's convolution; the PE array picks the mechanism its config names, and the planar
+tiling and the group size behave as documented."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sparsesim.components import CartesianPeArray, PeArray, build_pe_array
+from sparsesim.components import PeArray
 from sparsesim.config import parse_hwconfig
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import ConvGeometry, tile_layer_planar
+from sparsesim.mechanisms.cartesian_product import CartesianProduct, CartesianProductDense
+from sparsesim.mechanisms.dense import Dense
 from sparsesim.workload.ops import conv2d_reference
 from tests.reference.cartesian_reference import reference_band
 
@@ -27,9 +29,16 @@ GRIDS = [  # rows, columns, F, I, banks, bank entries
 ]
 
 
-def scnn_config(
-    rows, columns, f, i, banks, entries, sparsity="cartesian_product", group=0, arbitration="stall"
-):
+def scnn_config(rows, columns, f, i, banks, entries, kind="cartesian_product", group=0, arbitration="stall"):
+    """A small SCNN-like array; the accumulator parameters belong to the Cartesian-product kinds' block."""
+    mechanism = {"kind": kind}
+    if kind.startswith("cartesian_product"):
+        mechanism.update(
+            accumulator_banks=banks,
+            accumulator_bank_entries=entries,
+            output_channel_group=group,
+            arbitration=arbitration,
+        )
     return parse_hwconfig(
         {
             "name": "scnn-test",
@@ -39,11 +48,7 @@ def scnn_config(
                 "pe": {
                     "filter_lanes": f,
                     "activation_lanes": i,
-                    "sparsity": sparsity,
-                    "accumulator_banks": banks,
-                    "accumulator_bank_entries": entries,
-                    "output_channel_group": group,
-                    "accumulator_arbitration": arbitration,
+                    "mechanism": mechanism,
                 },
             },
         },
@@ -59,17 +64,17 @@ def real_cut(layer, channels, rows, cols, filters):
     )
 
 
-def check_against_reference(x, w, b, grid, sparsity, arbitration="stall"):
+def check_against_reference(x, w, b, grid, kind, arbitration="stall"):
     rows, columns, f, i, banks, entries = grid
-    hw = scnn_config(*grid, sparsity=sparsity, arbitration=arbitration)
+    hw = scnn_config(*grid, kind=kind, arbitration=arbitration)
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     # A small buffer, so that the layer splits into several bands.
     tiling = tile_layer_planar(geometry, global_buffer_bytes=2 * 2 * 700, word_bytes=2)
     assert len(tiling.tiles) > 1
-    pe = build_pe_array(hw.pe_array)
-    assert isinstance(pe, CartesianPeArray)
+    pe = PeArray(hw.pe_array)
+    assert isinstance(pe.mechanism, CartesianProduct) and pe.mechanism.kind() == kind
     pe.prepare(x, geometry, tiling, w, b)
-    dense = sparsity == "cartesian_product_dense"
+    dense = kind == "cartesian_product_dense"
     walks = []
     for tile in tiling.tiles:
         band = (tile.out_row_start, tile.out_row_stop)
@@ -87,7 +92,7 @@ def check_against_reference(x, w, b, grid, sparsity, arbitration="stall"):
         reference_band(x.tolist(), w.tolist(), group_filters=1, **kw)[0]["largest_region"] for _, kw in walks
     ]
     group = banks * entries // max(regions)
-    assert pe.summary["output_channel_group"] == group
+    assert pe.prepared.summary["output_channel_group"] == group
     reference_sums = np.zeros((w.shape[0], geometry.out_height, geometry.out_width))
     for tile, kwargs in walks:
         counts, sums = reference_band(x.tolist(), w.tolist(), group_filters=group, **kwargs)
@@ -113,19 +118,19 @@ def check_against_reference(x, w, b, grid, sparsity, arbitration="stall"):
         for (k, y, xx), value in sums.items():
             reference_sums[k, y, xx] += value
     # The values the reference accumulated, bank by bank and cycle by cycle, are the fast model's and numpy's.
-    np.testing.assert_allclose(pe.sums, reference_sums, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(pe.prepared.sums, reference_sums, rtol=1e-12, atol=1e-9)
     expected = conv2d_reference(x, w, np.zeros(w.shape[0]), 1, 1)
-    np.testing.assert_allclose(pe.sums, expected, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(pe.prepared.sums, expected, rtol=1e-12, atol=1e-9)
     return pe
 
 
 @pytest.mark.parametrize("arbitration", ["stall", "queue"])
-@pytest.mark.parametrize("sparsity", ["cartesian_product", "cartesian_product_dense"])
+@pytest.mark.parametrize("kind", ["cartesian_product", "cartesian_product_dense"])
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda g: "r{}c{}f{}i{}a{}e{}".format(*g))
 @pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
-def test_tiles_equal_the_cycle_stepped_reference_on_real_cuts(vgg16_trace, cut, grid, sparsity, arbitration):
+def test_tiles_equal_the_cycle_stepped_reference_on_real_cuts(vgg16_trace, cut, grid, kind, arbitration):
     name, *where = cut
-    check_against_reference(*real_cut(vgg16_trace.layer(name), *where), grid, sparsity, arbitration)
+    check_against_reference(*real_cut(vgg16_trace.layer(name), *where), grid, kind, arbitration)
 
 
 @pytest.mark.parametrize("arbitration", ["stall", "queue"])
@@ -137,22 +142,25 @@ def test_tiles_equal_the_reference_on_pruned_real_cuts(pruned_trace, layer, grid
     check_against_reference(x, w, b, grid, "cartesian_product", arbitration)
 
 
-def test_the_builder_picks_the_cartesian_array_only_for_its_modes():
-    assert isinstance(build_pe_array(scnn_config(2, 2, 4, 4, 32, 32).pe_array), CartesianPeArray)
-    dense = scnn_config(2, 2, 4, 4, 32, 32, sparsity="cartesian_product_dense").pe_array
-    assert isinstance(build_pe_array(dense), CartesianPeArray)
-    assert isinstance(build_pe_array(scnn_config(2, 2, 4, 4, 32, 32, sparsity="none").pe_array), PeArray)
-    assert build_pe_array(scnn_config(8, 8, 4, 4, 32, 32).pe_array).mac_lanes == 1024
+def test_the_pe_array_runs_the_cartesian_product_only_for_its_kinds():
+    sparse = PeArray(scnn_config(2, 2, 4, 4, 32, 32).pe_array).mechanism
+    assert isinstance(sparse, CartesianProduct) and not isinstance(sparse, CartesianProductDense)
+    assert sparse.kind() == "cartesian_product"
+    dense = PeArray(scnn_config(2, 2, 4, 4, 32, 32, kind="cartesian_product_dense").pe_array).mechanism
+    assert isinstance(dense, CartesianProductDense) and dense.kind() == "cartesian_product_dense"
+    other = PeArray(scnn_config(2, 2, 4, 4, 32, 32, kind="dense").pe_array).mechanism
+    assert isinstance(other, Dense) and not isinstance(other, CartesianProduct)
+    assert PeArray(scnn_config(8, 8, 4, 4, 32, 32).pe_array).mac_lanes == 1024
 
 
 def test_a_group_that_does_not_fit_the_accumulators_is_refused(vgg16_trace):
     x, w, b = real_cut(vgg16_trace.layer("conv3_1"), *CUTS[1][1:])
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     tiling = tile_layer_planar(geometry, global_buffer_bytes=1 << 20, word_bytes=2)
-    pe = CartesianPeArray(scnn_config(1, 1, 4, 4, 2, 8, group=3).pe_array)
+    pe = PeArray(scnn_config(1, 1, 4, 4, 2, 8, group=3).pe_array)
     with pytest.raises(SimulationError, match="output_channel_group is 3"):
         pe.prepare(x, geometry, tiling, w, b)
-    pe = CartesianPeArray(scnn_config(1, 1, 4, 4, 2, 8).pe_array)
+    pe = PeArray(scnn_config(1, 1, 4, 4, 2, 8).pe_array)
     with pytest.raises(SimulationError, match="raise them"):
         pe.prepare(x, geometry, tiling, w, b)
 
@@ -163,10 +171,10 @@ def test_a_fixed_group_size_is_used_and_smaller_groups_synchronise_more(vgg16_tr
     tiling = tile_layer_planar(geometry, global_buffer_bytes=1 << 20, word_bytes=2)
     cycles = {}
     for group in (1, 4):
-        pe = CartesianPeArray(scnn_config(2, 2, 4, 4, 32, 32, group=group).pe_array)
+        pe = PeArray(scnn_config(2, 2, 4, 4, 32, 32, group=group).pe_array)
         pe.prepare(x, geometry, tiling, w, b)
-        assert pe.summary["output_channel_group"] == group
-        assert pe.summary["groups"] == -(-w.shape[0] // group)
+        assert pe.prepared.summary["output_channel_group"] == group
+        assert pe.prepared.summary["groups"] == -(-w.shape[0] // group)
         cycles[group] = sum(pe.work(tile).cycles for tile in tiling.tiles)
     assert cycles[1] > cycles[4]
 
@@ -179,14 +187,18 @@ def test_sparse_issue_is_faster_than_dense_issue_and_both_compute_the_layer(prun
     hw = load_hwconfig(HWCONFIG_DIR / "scnn.yaml")
     sparse = simulate(hw, pruned_trace, layers=["conv3_1"])
     dense = simulate(
-        with_parameter(hw, "pe_array.pe.sparsity", "cartesian_product_dense"), pruned_trace, ["conv3_1"]
+        with_parameter(hw, "pe_array.pe.mechanism.kind", "cartesian_product_dense"), pruned_trace, ["conv3_1"]
     )
     for report in (sparse, dense):
         assert report.totals["functional_check_passed"]
     s, d = sparse.layer("conv3_1"), dense.layer("conv3_1")
     assert s["cycles"] < d["cycles"] and s["energy_pj"] < d["energy_pj"]
     assert s["computes"]["actual"] == s["computes"]["effectual"]  # only nonzero pairs are kept
-    summary = s["cartesian_product"]
+    assert (s["mechanism"]["kind"], d["mechanism"]["kind"]) == (
+        "cartesian_product",
+        "cartesian_product_dense",
+    )
+    summary = s["mechanism"]["summary"]
     assert summary["kept_products"] == s["computes"]["actual"]
     assert summary["products"] == summary["kept_products"] + summary["wasted_products"]
     assert 0 < summary["multiplier_utilization"] <= 1

@@ -60,8 +60,8 @@ def test_a_slow_decoder_becomes_the_bottleneck(vgg16_trace, hwconfigs):
     fast = run_layer(hwconfigs["eyeriss_v2"], layer)
     slow = run_layer(with_decoder(hwconfigs["eyeriss_v2"], elements_per_cycle=0.25), layer)
     assert slow.cycles > 1.5 * fast.cycles
-    assert slow.decoder.port.busy_cycles > 0.5 * slow.cycles
-    assert slow.decoder.port.busy_cycles > slow.pe_array.busy_cycles
+    assert slow.accelerator.decoder.port.busy_cycles > 0.5 * slow.cycles
+    assert slow.accelerator.decoder.port.busy_cycles > slow.pe_array.busy_cycles
     assert slow.pe_array.stall_cycles > fast.pe_array.stall_cycles
 
 

@@ -5,12 +5,11 @@ pattern (the shipped dense weights) run dense."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
-from sparsesim.components.pe_array import PeArray, datapath_output, im2col
+from sparsesim.components.pe_array import PeArray
+from sparsesim.mechanisms.datapath import dot_products, im2col
 from sparsesim.sparse.patterns import layer_patterns, pattern_prune
 from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.reference.pattern_reference import reference_pattern_tile
@@ -22,11 +21,9 @@ CUTS = [
 
 
 def pattern_config(rows, lanes, spad_words, entries=4, library_size=8):
-    hw = pe_config(rows, 2, lanes, 1, spad_words, "kernel_patterns")
-    pe = dataclasses.replace(
-        hw.pe_array.pe, kernel_pattern_entries=entries, kernel_pattern_library_size=library_size
+    return pe_config(
+        rows, 2, lanes, 1, spad_words, "kernel_patterns", entries=entries, library_size=library_size
     )
-    return dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
 
 
 def run_against_reference(x, w, b, rows, lanes, library_size=8):
@@ -71,9 +68,10 @@ def run_against_reference(x, w, b, rows, lanes, library_size=8):
     numpy_reference = np.maximum(
         im2col(x, geometry, 0, geometry.out_height) @ w.reshape(w.shape[0], -1).T.astype(np.float64) + b, 0.0
     ).T.reshape(stepped.shape)
-    datapath = datapath_output(x, w, b, geometry, "kernel_patterns", "relu", rows_per_band=3)
+    datapath = dot_products(x, w, b, geometry, "relu", rows_per_band=3)
     np.testing.assert_allclose(stepped, numpy_reference, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(datapath, numpy_reference, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(pe.output().values, numpy_reference, rtol=1e-12, atol=1e-9)  # the mechanism's
     return pe
 
 
@@ -84,7 +82,7 @@ def test_kernel_pattern_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut
     x, w, b = small_real_cut(vgg16_trace, *cut)
     w = np.where(pattern_prune(w, 8, connectivity).mask, np.float32(0), w)
     pe = run_against_reference(x, w, b, rows, lanes)
-    summary = pe.kernel_pattern_summary()
+    summary = pe.summary()
     assert summary["used"] and summary["entries"] == 4 and summary["library_size"] <= 8
     assert summary["connected_kernels"] == round((1 - connectivity) * w.shape[0] * w.shape[1])
 
@@ -93,7 +91,7 @@ def test_kernel_pattern_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut
 def test_dense_real_weights_fall_back_to_dense_on_a_kernel_pattern_pe(vgg16_trace, cut):
     x, w, b = small_real_cut(vgg16_trace, *cut)
     pe = run_against_reference(x, w, b, rows=2, lanes=4)
-    assert pe.kernel_pattern_summary()["used"] is False
+    assert pe.summary()["used"] is False
     assert pe.actions["skipped_compute"] == 0 and pe.actions["input_spad_metadata_read"] == 0
 
 
@@ -102,4 +100,4 @@ def test_a_library_too_small_for_the_weights_falls_back_to_dense(vgg16_trace):
     w = np.where(pattern_prune(w, 8).mask, np.float32(0), w)
     assert layer_patterns(w, 4, 8) is not None and layer_patterns(w, 4, 2) is None
     pe = run_against_reference(x, w, b, rows=1, lanes=4, library_size=2)
-    assert pe.kernel_pattern_summary()["used"] is False
+    assert pe.summary()["used"] is False

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim.components.pe_array import PeArray, im2col
+from sparsesim.components.pe_array import PeArray
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.mapping.experts import expert_tiles, map_experts
+from sparsesim.mechanisms.datapath import im2col
 from tests.components.test_pe_array_reference import pe_config, small_real_cut
 from tests.reference.moe_reference import reference_moe_tile_cycles
 
@@ -39,7 +40,23 @@ def _mapped(cut, trace, experts, top_k, columns, spare_rows=2):
         global_buffer_bytes=2 * 2 * footprint,
         word_bytes=2,
     )
-    return x, w[mapping.order], b[mapping.order], geometry, mapping, tiling, operands
+    return x, w, b, geometry, mapping, tiling, operands
+
+
+def _prepared(pe, x, geometry, tiling, w, b, mapping, name):
+    """Prepare the layer (the mechanism maps the experts itself, in ``plan``) and check that its mapping is
+    the test's, and that the machine runs the filters in the mapping's order; the tiling with the experts'
+    weight fetches."""
+    plan = pe.prepare(x, geometry, tiling, w, b, name=name)
+    got = plan.state[0]
+    assert (got.experts, got.top_k) == (mapping.experts, mapping.top_k)
+    for field in ("expert_of_filter", "order", "selected", "router_weights", "router_bias"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(mapping, field), err_msg=field)
+    np.testing.assert_array_equal(plan.operands.weights_kcrs, w[mapping.order])
+    np.testing.assert_array_equal(plan.operands.bias, b[mapping.order])
+    tiling, _ = expert_tiles(tiling, mapping)
+    assert pe.prepared.tiling == tiling
+    return tiling
 
 
 @pytest.mark.parametrize(("rows", "columns", "lanes"), ARRAYS)
@@ -48,10 +65,11 @@ def _mapped(cut, trace, experts, top_k, columns, spare_rows=2):
 def test_moe_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, columns, lanes, experts, top_k):
     x, w, b, geometry, mapping, tiling, _ = _mapped(cut, vgg16_trace, experts, top_k, columns)
     assert tiling.n_row_blocks > 1 and tiling.n_filter_groups > 1
-    tiling, _ = expert_tiles(tiling, mapping)
-    hw = pe_config(rows, columns, lanes, 1, x.shape[0] * 9, "mixture_of_experts")
+    hw = pe_config(
+        rows, columns, lanes, 1, x.shape[0] * 9, "mixture_of_experts", experts=experts, top_k=top_k, seed=0
+    )
     pe = PeArray(hw.pe_array)
-    pe.prepare(x, geometry, tiling, w, b, experts=mapping)
+    tiling = _prepared(pe, x, geometry, tiling, w, b, mapping, cut[0])
     routed = mapping.routed_in_run_order().tolist()
     macs_per_output = geometry.channels * 9
     for tile in tiling.tiles:
@@ -77,10 +95,9 @@ def test_moe_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, col
 def test_moe_with_every_expert_selected_costs_the_dense_work_plus_the_router(vgg16_trace):
     experts = 4
     x, w, b, geometry, mapping, tiling, _ = _mapped(CUTS[0], vgg16_trace, experts, experts, 2)
-    tiling, _ = expert_tiles(tiling, mapping)
-    hw = pe_config(1, 2, 4, 1, x.shape[0] * 9, "mixture_of_experts")
+    hw = pe_config(1, 2, 4, 1, x.shape[0] * 9, "mixture_of_experts", experts=experts, top_k=experts, seed=0)
     pe = PeArray(hw.pe_array)
-    pe.prepare(x, geometry, tiling, w, b, experts=mapping)
+    tiling = _prepared(pe, x, geometry, tiling, w, b, mapping, CUTS[0][0])
     cycles = sum(pe.work(tile).cycles for tile in tiling.tiles)
     per_output = -(-geometry.channels * 9 // 4)
     pixels = geometry.out_height * geometry.out_width

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from sparsesim import load_hwconfig, simulate
-from sparsesim.components.pe_array import PeArray, _two_unit_lane_cycles, im2col
+from sparsesim.components.pe_array import PeArray
+from sparsesim.config import mechanism_config_class
+from sparsesim.mechanisms.datapath import im2col, two_unit_lane_cycles
 from sparsesim.sparse.deltas import to_fixed_point
 from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.conftest import HWCONFIG_DIR
@@ -23,22 +25,30 @@ CUTS = [
 ]
 
 
-def msb_first_config(rows, columns, mode, sparsity, msb_bits):
-    hw = pe_config(rows, columns, 1, 1, 4096, sparsity)
-    pe = dataclasses.replace(hw.pe_array.pe, early_termination=mode, msb_bits=msb_bits)
-    return dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
+def msb_first_config(rows, columns, decision, skip_zero_activations, msb_bits):
+    return pe_config(
+        rows,
+        columns,
+        1,
+        1,
+        4096,
+        "msb_first",
+        decision=decision,
+        skip_zero_activations=skip_zero_activations,
+        msb_bits=msb_bits,
+    )
 
 
 @pytest.mark.parametrize("msb_bits", [4, 8])
-@pytest.mark.parametrize("mode", ["msb_first", "msb_first_exact"])
-@pytest.mark.parametrize("sparsity", ["none", "zero_skip_activations"])
+@pytest.mark.parametrize("decision", ["predictive", "exact"])
+@pytest.mark.parametrize("skip_zero_activations", [False, True], ids=["all_activations", "skip_zeros"])
 @pytest.mark.parametrize("rows", [1, 3])
 @pytest.mark.parametrize("cut", CUTS, ids=[c[0] for c in CUTS])
 def test_msb_first_tile_cycles_equal_the_cycle_stepped_reference(
-    vgg16_trace, cut, rows, sparsity, mode, msb_bits
+    vgg16_trace, cut, rows, skip_zero_activations, decision, msb_bits
 ):
     x, w, b = small_real_cut(vgg16_trace, *cut)
-    hw = msb_first_config(rows, 2, mode, sparsity, msb_bits)
+    hw = msb_first_config(rows, 2, decision, skip_zero_activations, msb_bits)
     geometry, tiling = cut_geometry_and_tiling(x, w, 4096)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks == 1
     pe = PeArray(hw.pe_array)
@@ -50,13 +60,14 @@ def test_msb_first_tile_cycles_equal_the_cycle_stepped_reference(
         b,
         frac_bits,
         msb_bits,
-        decision="exact" if mode == "msb_first_exact" else "predictive",
-        skip_zeros=sparsity == "zero_skip_activations",
+        decision=decision,
+        skip_zeros=skip_zero_activations,
     )
-    np.testing.assert_array_equal(pe.termination.msb_macs, np.array(msb))
-    np.testing.assert_array_equal(pe.termination.lsb_macs, np.array(lsb))
-    np.testing.assert_array_equal(pe.termination.terminated, np.array(terminated))
-    np.testing.assert_array_equal(pe.termination.mispredicted, np.array(mispredicted))
+    termination = pe.prepared.detail
+    np.testing.assert_array_equal(termination.msb_macs, np.array(msb))
+    np.testing.assert_array_equal(termination.lsb_macs, np.array(lsb))
+    np.testing.assert_array_equal(termination.terminated, np.array(terminated))
+    np.testing.assert_array_equal(termination.mispredicted, np.array(mispredicted))
     for tile in tiling.tiles:
         windows = list(range(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width))
         filters = range(tile.filter_start, tile.filter_stop)
@@ -67,7 +78,7 @@ def test_msb_first_tile_cycles_equal_the_cycle_stepped_reference(
         tile_lsb = sum(lsb[k][p] for k in filters for p in windows)
         assert (work.actions["msb_compute"], work.actions["lsb_compute"]) == (tile_msb, tile_lsb)
         assert work.actions["compute"] == 0 and work.actions["input_spad_metadata_read"] == 0
-    np.testing.assert_allclose(pe.termination.output, np.array(outputs), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(termination.output, np.array(outputs), rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -83,33 +94,44 @@ def test_msb_first_tile_cycles_equal_the_cycle_stepped_reference(
 )
 def test_two_unit_lane_cycles_table(msb_cycles, lsb_cycles, rows, expected):
     """Hand-worked lanes of an MSB and an LSB unit (synthetic cycle counts)."""
-    got = _two_unit_lane_cycles(np.array(msb_cycles), np.array(lsb_cycles), rows)
+    got = two_unit_lane_cycles(np.array(msb_cycles), np.array(lsb_cycles), rows)
     assert got == expected
     filters, windows = range(len(msb_cycles)), list(range(len(msb_cycles[0])))
     assert reference_msb_first_tile_cycles(msb_cycles, lsb_cycles, filters, windows, rows) == expected
 
 
-def _with_mode(hw, mode, **pe_fields):
-    pe = dataclasses.replace(hw.pe_array.pe, early_termination=mode, **pe_fields)
+def _with_mechanism(hw, mechanism):
+    pe = dataclasses.replace(hw.pe_array.pe, mechanism=mechanism)
     return dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
+
+
+def _with_msb_first(hw, **fields):
+    """``hw`` (an msb_first machine) with some parameters of its mechanism block changed."""
+    return _with_mechanism(hw, dataclasses.replace(hw.pe_array.pe.mechanism, **fields))
 
 
 def test_exact_variant_is_lossless_and_the_predictive_one_reports_its_error(vgg16_trace):
     hw = load_hwconfig(HWCONFIG_DIR / "predictivenet.yaml")
     layers = ["conv1_1", "conv3_1", "conv5_2"]
     predictive = simulate(hw, vgg16_trace, layers=layers)
-    exact = simulate(_with_mode(hw, "msb_first_exact"), vgg16_trace, layers=layers)
-    everything = simulate(_with_mode(hw, "msb_first", msb_threshold=-1e30), vgg16_trace, layers=layers)
-    dense = simulate(_with_mode(hw, "none"), vgg16_trace, layers=layers)
+    assert hw.pe_array.pe.mechanism.kind == "msb_first"
+    assert hw.pe_array.pe.mechanism.decision == "predictive"
+    exact = simulate(_with_msb_first(hw, decision="exact"), vgg16_trace, layers=layers)
+    everything = simulate(
+        _with_msb_first(hw, decision="predictive", threshold=-1e30), vgg16_trace, layers=layers
+    )
+    dense = simulate(_with_mechanism(hw, mechanism_config_class("dense")()), vgg16_trace, layers=layers)
     for p, e, a, d in zip(predictive.layers, exact.layers, everything.layers, dense.layers, strict=True):
         # Exact: no misprediction, sound even on conv1_1's negative inputs, and its only loss is the 16-bit
         # rounding of the activations (the same as when every LSB pass is computed).
-        assert e["early_termination"]["sound"] and e["early_termination"]["mispredicted_outputs"] == 0
+        assert e["mechanism"]["kind"] == p["mechanism"]["kind"] == "msb_first"
+        e_summary, p_summary = e["mechanism"]["summary"], p["mechanism"]["summary"]
+        assert e_summary["sound"] and e_summary["mispredicted_outputs"] == 0
         assert e["computes"]["early_terminated"] > 0 and e["functional_check"]["passed"]
         assert e["functional_check"]["lossy_error"] == a["functional_check"]["lossy_error"]
         assert a["computes"]["early_terminated"] == 0
         # Predictive: skips more, mispredicts some, and the error it adds is measured.
-        assert p["functional_check"]["passed"] and p["early_termination"]["mispredicted_outputs"] > 0
+        assert p["functional_check"]["passed"] and p_summary["mispredicted_outputs"] > 0
         assert p["computes"]["early_terminated"] > e["computes"]["early_terminated"]
         error = p["functional_check"]["lossy_error"]["relative_rms_error"]
         assert error > e["functional_check"]["lossy_error"]["relative_rms_error"]

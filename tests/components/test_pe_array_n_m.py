@@ -3,8 +3,6 @@ here: tile cycles and MACs equal the cycle-stepped reference; dense weights fall
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -21,9 +19,7 @@ CUTS = [
 
 
 def n_m_config(rows, lanes, filter_lanes, spad_words, pattern):
-    hw = pe_config(rows, 2, lanes, filter_lanes, spad_words, "n_m_weights")
-    pe = dataclasses.replace(hw.pe_array.pe, n_m_pattern=pattern)
-    return dataclasses.replace(hw, pe_array=dataclasses.replace(hw.pe_array, pe=pe))
+    return pe_config(rows, 2, lanes, filter_lanes, spad_words, "n_m_weights", pattern=pattern)
 
 
 @pytest.mark.parametrize("pattern", ["2:4", "1:4"])
@@ -48,7 +44,7 @@ def test_n_m_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows, lan
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks > 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)
-    assert pe.n_m_used
+    assert pe.prepared.used
     psums: dict = {}
     for tile in tiling.tiles:
         work = pe.work(tile)
@@ -83,9 +79,9 @@ def test_dense_weights_run_dense(vgg16_trace):
     )
     structured = PeArray(n_m_config(1, 2, 2, 2048, "2:4").pe_array)
     structured.prepare(x, geometry, tiling, w, b)
-    dense = PeArray(pe_config(1, 2, 2, 2, 2048, "none").pe_array)
+    dense = PeArray(pe_config(1, 2, 2, 2, 2048, "dense").pe_array)
     dense.prepare(x, geometry, tiling, w, b)
-    assert not structured.n_m_used
+    assert not structured.prepared.used
     assert [structured.work(t).cycles for t in tiling.tiles] == [dense.work(t).cycles for t in tiling.tiles]
 
 
@@ -101,7 +97,7 @@ def test_2_of_4_halves_the_cycles_however_sparse_the_weights(vgg16_trace):
         pe = PeArray(n_m_config(1, 2, 2, 2048, "2:4").pe_array)
         pe.prepare(x, geometry, tiling, pruned, b)
         cycles[label] = sum(pe.work(t).cycles for t in tiling.tiles)
-    dense = PeArray(pe_config(1, 2, 2, 2, 2048, "none").pe_array)
+    dense = PeArray(pe_config(1, 2, 2, 2, 2048, "dense").pe_array)
     dense.prepare(x, geometry, tiling, w, b)
     dense_cycles = sum(dense.work(t).cycles for t in tiling.tiles)
     assert cycles["2:4"] * 2 == dense_cycles

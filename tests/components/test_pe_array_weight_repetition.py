@@ -7,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim.components.pe_array import PeArray, datapath_output, im2col
+from sparsesim.components.pe_array import PeArray
 from sparsesim.mapping import ConvGeometry, tile_layer
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse.weight_repetition import quantize_weights
 from tests.components.test_pe_array_reference import pe_config, small_real_cut
 from tests.reference.sequential_reference import reference_tile_cycles
@@ -52,7 +53,7 @@ def test_repetition_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, ro
             ("input_spad_read", "issued"),
         ):
             assert work.actions[action] == sum(counts[name][k][p] for k in filters for p in windows), action
-    datapath = datapath_output(x, w, b, geometry, "weight_repetition", "relu", rows_per_band=2)
+    datapath = pe.output().values  # UCNN's factorised datapath
     expected = np.maximum(np.array(outputs), 0.0).reshape(datapath.shape)
     np.testing.assert_allclose(datapath, expected, rtol=1e-12, atol=1e-9)
 
@@ -66,7 +67,7 @@ def test_repetition_saves_multiplies_and_energy_not_cycles(vgg16_trace, tmp_path
     quantised = prune_trace(vgg16_trace, tmp_path / "q8", sparsity=0, method="quantize:8", layers=["conv1_2"])
     hw = load_hwconfig(HWCONFIG_DIR / "ucnn.yaml")
     ucnn = simulate(hw, quantised)
-    skipping = simulate(with_parameter(hw, "pe_array.pe.sparsity", "zero_skip_weights"), quantised)
+    skipping = simulate(with_parameter(hw, "pe_array.pe.mechanism.kind", "zero_skip_weights"), quantised)
     assert ucnn.totals["functional_check_passed"]
     assert ucnn.totals["cycles"] == skipping.totals["cycles"]
     assert ucnn.totals["computes"]["actual"] < skipping.totals["computes"]["actual"] / 2

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim.components.pe_array import PeArray, datapath_output, im2col
+from sparsesim.components.pe_array import PeArray
+from sparsesim.mechanisms.datapath import dot_products, im2col
 from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.reference.sequential_reference import (
     reference_items,
@@ -72,5 +73,6 @@ def test_output_sequential_tiles_equal_the_cycle_stepped_reference(vgg16_trace, 
     reference = np.maximum(
         np.asarray(operands) @ w.reshape(w.shape[0], -1).T.astype(np.float64) + b, 0.0
     ).T.reshape(geometry.filters, geometry.out_height, geometry.out_width)
-    datapath = datapath_output(x, w, b, geometry, mode, "relu", rows_per_band=3)
+    datapath = dot_products(x, w, b, geometry, "relu", rows_per_band=3)
     np.testing.assert_allclose(datapath, reference, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(pe.output().values, reference, rtol=1e-12, atol=1e-9)  # the mechanism's

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from sparsesim.accelerator import geometry_of
-from sparsesim.components.pe_array import im2col
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import tile_layer
 from sparsesim.mapping.experts import expert_tiles, map_experts
+from sparsesim.mechanisms.datapath import im2col
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Cycle-stepped reference model of SCNN's Cartesian-product PE array: one loop iteration per cycle.
 
 It follows the rules stated in :mod:`sparsesim.sparse.cartesian` and
-:mod:`sparsesim.components.cartesian_pe_array` literally, with Python lists, sets and floats only, so that the
-vectorised model can be checked against it exactly on small real tensors:
+:mod:`sparsesim.mechanisms.cartesian_product` literally, with Python lists, sets and floats only, so that
+the vectorised model can be checked against it exactly on small real tensors:
 
 - the band's output rows and the output columns are split over the PE grid (part ``i`` of ``n`` items over
   ``p`` parts: ``[i*n//p, (i+1)*n//p)``); each input row and column is held by the PE whose part holds its

@@ -1,7 +1,7 @@
 """Cycle-stepped reference model of the PE array: one loop iteration per cycle, written for clarity.
 
 It follows the rules stated in :mod:`sparsesim.sparse.activation_work` and
-:mod:`sparsesim.components.pe_array` literally, with Python lists and scalars only, so that the vectorised
+:mod:`sparsesim.mechanisms.dense` literally, with Python lists and scalars only, so that the vectorised
 fast model can be checked against it exactly on small real tensors.
 
 For each tile: the tile's windows (output positions, raster order) are dealt to the PE rows ``rows`` at a
@@ -14,7 +14,7 @@ least one cycle.
 
 from __future__ import annotations
 
-from sparsesim.components.pe_array import PeArray
+from sparsesim.mechanisms import mechanism_class
 
 
 def _lane_slices(n_channels, lanes):
@@ -29,18 +29,19 @@ def _operand(input_chw, c, y, x):
 
 
 def reference_tile(
-    input_chw, weights_kcrs, tile, geometry, rows, activation_lanes, filter_lanes, sparsity, psums
+    input_chw, weights_kcrs, tile, geometry, rows, activation_lanes, filter_lanes, kind, psums
 ):
-    """Run one tile cycle by cycle; accumulate into ``psums[(k, y, x)]``; return (cycles, actions)."""
-    skipping = sparsity == "zero_skip_activations"
-    gating = sparsity == "zero_gating"
+    """Run one tile cycle by cycle on PEs of mechanism ``kind`` (``dense``, ``zero_gating`` or
+    ``zero_skip_activations``); accumulate into ``psums[(k, y, x)]``; return (cycles, actions)."""
+    skipping = kind == "zero_skip_activations"
+    gating = kind == "zero_gating"
     filters = list(range(tile.filter_start, tile.filter_stop))
     n_channels = tile.channel_stop - tile.channel_start
     slices = _lane_slices(n_channels, activation_lanes)
     windows = [
         (y, x) for y in range(tile.out_row_start, tile.out_row_stop) for x in range(geometry.out_width)
     ]
-    actions = dict.fromkeys(PeArray.ACTIONS, 0)  # the same vocabulary as the fast model
+    actions = dict.fromkeys(mechanism_class(kind).actions(), 0)  # the same vocabulary as the fast model
     active_pes = -(-len(filters) // filter_lanes)  # PE columns that own a filter of the group
     cycles = 0
     for first in range(0, len(windows), rows):

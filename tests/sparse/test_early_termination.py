@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.components.pe_array import im2col
 from sparsesim.mapping import ConvGeometry
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse import early_termination as early_termination_module
 from sparsesim.sparse.early_termination import TerminationResult, early_termination, mac_order
 from tests.reference.early_termination_reference import issue_order, reference_layer

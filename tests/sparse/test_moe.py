@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from sparsesim.accelerator import geometry_of
-from sparsesim.components.pe_array import im2col
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse.moe import (
     activation_recall,
     balanced_kmeans_partition,
@@ -78,7 +78,9 @@ def test_synthetic_routing_selects_k_per_pixel_and_counts_add_up(layer, data):
     assert counts.dense_macs == weights.size * len(operands)
     assert counts.total_macs == counts.router_macs + counts.expert_macs
     out = moe_output(operands, weights, bias, routed)
-    dense = np.maximum(pre.T, 0.0)
+    # The same product as the datapath's (K x N by N x P): two BLAS products summed in another order may
+    # differ in the last bit, and a routed output must be exactly the dense one.
+    dense = np.maximum(weights @ operands.T + bias[:, None], 0.0)
     assert np.array_equal(out[routed], dense[routed]) and np.all(out[~routed] == 0.0)
     recall = activation_recall(dense, routed)
     assert all(0.0 <= value <= 1.0 for value in recall.values())

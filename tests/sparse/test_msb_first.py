@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.components.pe_array import im2col
 from sparsesim.mapping import ConvGeometry
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse.deltas import to_fixed_point
 from sparsesim.sparse.msb_first import lsb_bound, msb_first, split_msb_lsb
 from tests.reference.msb_first_reference import reference_layer

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sparsesim.components.pe_array import im2col
 from sparsesim.mapping import ConvGeometry
+from sparsesim.mechanisms.datapath import im2col
 from sparsesim.sparse import weight_repetition
 from sparsesim.sparse.weight_repetition import (
     RepetitionWork,
