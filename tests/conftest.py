@@ -16,26 +16,9 @@ settings.load_profile("deterministic")
 ROOT = Path(__file__).resolve().parent.parent
 TRACE_DIR = ROOT / "traces" / "vgg16_china"
 HWCONFIG_DIR = ROOT / "hwconfigs"
-SHIPPED_HWCONFIGS = (
-    "dadiannao",
-    "cnvlutin",
-    "cnvlutin_pruning",
-    "eyeriss_v1",
-    "eyeriss_v2",
-    "snapea_exact",
-    "snapea_predictive",
-    "cambricon_x",
-    "sparten",
-    "sparse_tensor_core",
-    "scalpel_simd",
-    "diffy",
-    "ucnn",
-    "moe",
-    "eva2",
-    "predictivenet",
-    "patdnn",
-    "scnn",
-)
+#: Every shipped hardware config: a config added to hwconfigs/ is in every shipped-config test (goldens,
+#: functional checks, fuzzing) with no edit here.
+SHIPPED_HWCONFIGS = tuple(path.stem for path in sorted(HWCONFIG_DIR.glob("*.yaml")))
 
 
 @pytest.fixture(scope="session")
