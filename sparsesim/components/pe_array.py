@@ -106,7 +106,7 @@ class PeArray(Component):
         for _ in range(tiles):
             waited_from = env.now
             tile = yield inbox.get()
-            self.port.stall_cycles += env.now - waited_from
+            self.port.stall_cycles += int(env.now - waited_from)
             work = self.work(tile)
             if log is not None:
                 log("pe_array", tile, f"compute {work.cycles} cycles")
@@ -115,7 +115,7 @@ class PeArray(Component):
             self.port.transactions += 1
             waited_from = env.now
             yield outbox.put(tile)
-            self.port.stall_cycles += env.now - waited_from
+            self.port.stall_cycles += int(env.now - waited_from)
 
     def output(self) -> DatapathOutput:
         """The loaded layer's output through the mechanism's datapath."""

@@ -1158,10 +1158,10 @@ def _migrated(data: Mapping[Any, Any], source: str) -> Mapping[Any, Any]:
     new_pe = {key: value for key, value in pe.items() if key not in legacy}
     new_pe["mechanism"] = mechanism
     migrated = dict(data)
-    migrated["pe_array"] = {**array, "pe": new_pe}
+    migrated["pe_array"] = {**typing.cast(Mapping[Any, Any], array), "pe": new_pe}
     if isinstance(pe_energies, Mapping) and any(key in pe_energies for key in _LEGACY_PE_ENERGIES):
         kept = {key: value for key, value in pe_energies.items() if key not in _LEGACY_PE_ENERGIES}
-        migrated["energy_pj"] = {**energies, "pe_array": kept}
+        migrated["energy_pj"] = {**typing.cast(Mapping[Any, Any], energies), "pe_array": kept}
     return migrated
 
 
