@@ -35,48 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparsesim.errors import SimulationError
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """The loop bounds of one layer; a linear layer is a 1x1 convolution of a 1x1 image."""
-
-    channels: int
-    height: int
-    width: int
-    filters: int
-    kernel_r: int
-    kernel_s: int
-    stride: int
-    padding: int
-
-    @property
-    def out_height(self) -> int:
-        return (self.height + 2 * self.padding - self.kernel_r) // self.stride + 1
-
-    @property
-    def out_width(self) -> int:
-        return (self.width + 2 * self.padding - self.kernel_s) // self.stride + 1
-
-    @property
-    def kernel_positions(self) -> int:
-        return self.kernel_r * self.kernel_s
-
-    @property
-    def algorithmic_macs(self) -> int:
-        """MACs of the dense loop nest, padding positions included (Timeloop's algorithmic computes)."""
-        return self.filters * self.channels * self.kernel_positions * self.out_height * self.out_width
-
-    def input_rows(self, out_row_start: int, out_row_stop: int) -> tuple[int, int]:
-        """The input rows ``[start, stop)`` (inside the unpadded image) that output rows need.
-
-        Empty (``start == stop``) when those outputs read only padding rows, as they can when the padding is
-        at least the kernel's height.
-        """
-        start = out_row_start * self.stride - self.padding
-        stop = (out_row_stop - 1) * self.stride - self.padding + self.kernel_r
-        start = min(max(0, start), self.height)
-        return start, max(start, min(self.height, stop))
+from sparsesim.sparse.geometry import ConvGeometry
 
 
 @dataclass(frozen=True)

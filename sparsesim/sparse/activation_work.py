@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparsesim.sparse.geometry import output_size
+
 PE_SPARSITY_MODES = ("none", "zero_gating", "zero_skip_activations")
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output extent of a convolution along one axis (floor mode)."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def window_nonzero_counts(

@@ -10,7 +10,8 @@ on chip) is split over the PE grid: its rows into ``rows`` nearly equal parts, t
 row ``y`` is at home on output row ``clip((y + padding - (R - 1) // 2) // stride, band_start, band_stop - 1)``
 (the output centred on it: output row ``y`` itself for a 'same' convolution of stride 1), input column ``x``
 likewise on output column ``clip((x + padding - (S - 1) // 2) // stride, 0, out_width - 1)``. The band holds
-the input rows its outputs need (:func:`band_input_rows`), halo rows included.
+the input rows its outputs need (:meth:`~sparsesim.sparse.geometry.ConvGeometry.input_rows`), halo rows
+included.
 
 **Issue order.** For each output-channel group (``Kc`` filters, weights broadcast to every PE) and each input
 channel ``c`` a PE issues
@@ -67,8 +68,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsesim.sparse.activation_work import output_size
 from sparsesim.sparse.deltas import popcount
+from sparsesim.sparse.geometry import ConvGeometry
 
 #: Product slots handled at a time (a few temporaries of this many int32 / uint64 each).
 _CHUNK_SLOTS = 1 << 18
@@ -108,41 +109,15 @@ class PeGrid:
         return self.pes * self.weights_per_vector * self.activations_per_vector
 
 
-@dataclass(frozen=True)
-class ConvShape:
-    """The loop bounds of a convolution that matter to the planar tiling (weights ``(K, C, R, S)``)."""
+def ConvShape(
+    height: int, width: int, kernel_r: int, kernel_s: int, stride: int, padding: int
+) -> ConvGeometry:
+    """Deprecated: the :class:`~sparsesim.sparse.geometry.ConvGeometry` of one channel and one filter.
 
-    height: int
-    width: int
-    kernel_r: int
-    kernel_s: int
-    stride: int
-    padding: int
-
-    def __post_init__(self) -> None:
-        for name, low in (("height", 1), ("width", 1), ("kernel_r", 1), ("kernel_s", 1), ("stride", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ValueError(f"ConvShape.{name} must be an int >= {low}, got {value!r}")
-        if (
-            isinstance(self.padding, bool)
-            or not isinstance(self.padding, int | np.integer)
-            or self.padding < 0
-        ):
-            raise ValueError(f"ConvShape.padding must be an int >= 0, got {self.padding!r}")
-        if self.out_height < 1 or self.out_width < 1:
-            raise ValueError(
-                f"a {self.kernel_r}x{self.kernel_s} kernel with padding {self.padding} does not fit a "
-                f"{self.height}x{self.width} input"
-            )
-
-    @property
-    def out_height(self) -> int:
-        return output_size(self.height, self.kernel_r, self.stride, self.padding)
-
-    @property
-    def out_width(self) -> int:
-        return output_size(self.width, self.kernel_s, self.stride, self.padding)
+    The planar tiling needs only the spatial bounds; pass the layer's ``ConvGeometry`` instead. Kept only
+    until :mod:`sparsesim.components.cartesian_pe_array` does.
+    """
+    return ConvGeometry(1, height, width, 1, kernel_r, kernel_s, stride, padding)
 
 
 def split_bounds(n: int, parts: int) -> NDArray[np.int64]:
@@ -150,15 +125,7 @@ def split_bounds(n: int, parts: int) -> NDArray[np.int64]:
     return (np.arange(parts + 1, dtype=np.int64) * n) // parts
 
 
-def band_input_rows(shape: ConvShape, band_start: int, band_stop: int) -> tuple[int, int]:
-    """The input rows ``[start, stop)`` (inside the unpadded input) that output rows of the band need."""
-    start = band_start * shape.stride - shape.padding
-    stop = (band_stop - 1) * shape.stride - shape.padding + shape.kernel_r
-    start = min(max(0, start), shape.height)
-    return start, max(start, min(shape.height, stop))  # empty where the band reads only padding
-
-
-def _reach(first: int, last: int, kernel: int, shape: ConvShape) -> tuple[int, int]:
+def _reach(first: int, last: int, kernel: int, shape: ConvGeometry) -> tuple[int, int]:
     """Output coordinates ``[lo, hi]`` that inputs ``[first, last]`` can reach (before clipping)."""
     lo = -((-(first + shape.padding - kernel + 1)) // shape.stride)  # ceil division
     hi = (last + shape.padding) // shape.stride
@@ -177,7 +144,7 @@ class PlanarBand:
     ``own_rows`` / ``own_cols``: the same for its output tile inside that region.
     """
 
-    shape: ConvShape
+    shape: ConvGeometry
     grid: PeGrid
     band_start: int
     band_stop: int
@@ -209,7 +176,7 @@ class PlanarBand:
         return int(np.diff(self.out_row_bounds).max()), int(np.diff(self.out_col_bounds).max())
 
 
-def plan_band(shape: ConvShape, grid: PeGrid, band_start: int, band_stop: int) -> PlanarBand:
+def plan_band(shape: ConvGeometry, grid: PeGrid, band_start: int, band_stop: int) -> PlanarBand:
     """Split output rows ``[band_start, band_stop)`` over ``grid`` (see the module docstring)."""
     if not 0 <= band_start < band_stop <= shape.out_height:
         raise ValueError(
@@ -225,7 +192,7 @@ def plan_band(shape: ConvShape, grid: PeGrid, band_start: int, band_stop: int) -
         return np.searchsorted(bounds, home, side="right").astype(np.int64) - 1
 
     input_row_pe = holders(shape.height, shape.kernel_r, band_start, band_stop, row_bounds)
-    first, stop = band_input_rows(shape, band_start, band_stop)
+    first, stop = shape.input_rows(band_start, band_stop)
     input_row_pe[:first] = -1
     input_row_pe[stop:] = -1
     input_col_pe = holders(shape.width, shape.kernel_s, 0, shape.out_width, col_bounds)
@@ -342,7 +309,7 @@ def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> I
         raise ValueError(
             f"input_chw must be (C, {band.shape.height}, {band.shape.width}), got shape {array.shape}"
         )
-    first, stop = band_input_rows(band.shape, band.band_start, band.band_stop)
+    first, stop = band.shape.input_rows(band.band_start, band.band_stop)
     rows = array[:, first:stop]
     if dense:
         channel, y, x = (axis.ravel() for axis in np.indices(rows.shape, dtype=np.int64))
@@ -574,7 +541,7 @@ def _activation_classes(band: PlanarBand, channels: int, channel, pe, size, y, x
     )
 
 
-def _weight_classes(weights: IssuedWeights, shape: ConvShape, banks: int):
+def _weight_classes(weights: IssuedWeights, shape: ConvGeometry, banks: int):
     """Weights that meet every activation alike (the same ``k mod A``, ``r`` and ``s``) share a class; the
     empty slots, and the padding vectors, form one more class. Returns each slot's class ``(NV, F)``, the
     padding's class and ``(k, r, s)`` of one slot of each class."""

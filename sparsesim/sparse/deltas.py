@@ -61,7 +61,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from sparsesim.sparse.activation_work import output_size
+from sparsesim.sparse.geometry import output_size
 
 TERM_ENCODINGS = ("csd", "positional", "nonzero")
 WINDOW_TERM_MODES = ("raw", "delta")

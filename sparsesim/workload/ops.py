@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from sparsesim.sparse.geometry import output_size
 from sparsesim.workload.trace import ACTIVATIONS, Layer
 
 __all__ = [
-    "conv2d_output_size",
     "conv2d_reference",
     "conv2d_reference_bands",
     "layer_reference",
@@ -28,11 +28,6 @@ __all__ = [
 
 #: Operand values of the band of windows :func:`conv2d_reference` copies at a time (float64: 16 MiB).
 REFERENCE_BAND_VALUES = 2 * 1024 * 1024
-
-
-def conv2d_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Output length of a convolution along one axis: ``(size + 2*padding - kernel) // stride + 1``."""
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def conv2d_reference(
@@ -115,8 +110,8 @@ def _conv2d_operands(
     if stride < 1 or padding < 0:
         raise ValueError(f"conv2d needs stride >= 1 and padding >= 0, got stride {stride}, padding {padding}")
     _, _, r, s = w.shape
-    h_out = conv2d_output_size(x.shape[1], r, stride, padding)
-    w_out = conv2d_output_size(x.shape[2], s, stride, padding)
+    h_out = output_size(x.shape[1], r, stride, padding)
+    w_out = output_size(x.shape[2], s, stride, padding)
     if h_out < 1 or w_out < 1:
         raise ValueError(f"conv2d: a {r}x{s} kernel does not fit input {x.shape} with padding {padding}")
     return x, w, h_out, w_out

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 
 from sparsesim.errors import TraceError
 from sparsesim.files import InputFileError, read_input_text
+from sparsesim.sparse.geometry import output_size
 
 __all__ = [
     "MAX_LAYERS",
@@ -125,6 +126,10 @@ def parse_bounded_int(text: str, low: int, high: int) -> int:
 class ConvShape:
     """One convolution layer by its shape (batch 1, no padding, the same stride along both axes).
 
+    SCALE-Sim's layer record, kept apart from :class:`~sparsesim.sparse.geometry.ConvGeometry` (the loop
+    bounds of a traced layer) because its conventions are SCALE-Sim's: IFMAP sizes already padded, the output
+    size rounded up, a name and an ``N:M`` ratio; its sizes are SCALE-Sim's column names.
+
     As a matrix product (SCALE-Sim's view): ``ofmap[M, N] = ifmap_windows[M, K] @ filters[K, N]`` with
     ``M = ofmap_height * ofmap_width`` output pixels, ``N = num_filters`` and
     ``K = filter_height * filter_width * channels`` (the window size).
@@ -165,13 +170,14 @@ class ConvShape:
 
     @property
     def ofmap_height(self) -> int:
-        """``ceil((ifmap_height - filter_height + stride) / stride)`` (SCALE-Sim's formula)."""
-        return -(-(self.ifmap_height - self.filter_height + self.stride) // self.stride)
+        """``ceil((ifmap_height - filter_height + stride) / stride)`` (SCALE-Sim's formula: the output size
+        rounded up, :func:`~sparsesim.sparse.geometry.output_size` with ``ceil=True``)."""
+        return output_size(self.ifmap_height, self.filter_height, self.stride, ceil=True)
 
     @property
     def ofmap_width(self) -> int:
-        """``ceil((ifmap_width - filter_width + stride) / stride)`` (SCALE-Sim's formula)."""
-        return -(-(self.ifmap_width - self.filter_width + self.stride) // self.stride)
+        """``ceil((ifmap_width - filter_width + stride) / stride)`` (SCALE-Sim's formula, rounded up)."""
+        return output_size(self.ifmap_width, self.filter_width, self.stride, ceil=True)
 
     @property
     def ofmap_pixels(self) -> int:

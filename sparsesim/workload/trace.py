@@ -90,6 +90,7 @@ import numpy as np
 
 from sparsesim.errors import TraceError
 from sparsesim.files import InputFileError, read_input_bytes, write_atomic
+from sparsesim.sparse.geometry import output_size
 
 __all__ = ["TRACE_FORMAT_VERSION", "LazyLayers", "Layer", "Trace", "load_trace", "save_trace"]
 
@@ -358,8 +359,7 @@ def _expected_shapes(op: str, input_shape, weight_shape, stride: int, padding: i
                 f"{max(padded[1:])} is accepted (any longer stride gives the same single output position)"
             )
             return problems, {}
-        h_out = (h + 2 * padding - r) // stride + 1
-        w_out = (w + 2 * padding - s) // stride + 1
+        h_out, w_out = output_size(h, r, stride, padding), output_size(w, s, stride, padding)
         if h_out < 1 or w_out < 1:
             problems.append(f"a {r}x{s} kernel does not fit a {h}x{w} input with padding {padding}")
             return problems, {}

@@ -159,9 +159,9 @@ def test_a_buffer_too_small_for_one_band_row_is_a_clear_error():
     data=st.data(),
 )
 def test_input_rows_span_the_unpadded_rows_the_output_rows_read(height, kernel, stride, padding, data):
-    geometry = ConvGeometry(1, height, 1, 1, kernel, 1, stride, padding)
-    if geometry.out_height < 1:
+    if height + 2 * padding < kernel:  # the kernel does not fit: ConvGeometry refuses it
         return
+    geometry = ConvGeometry(1, height, 1, 1, kernel, 1, stride, padding)
     first = data.draw(st.integers(0, geometry.out_height - 1))
     stop = data.draw(st.integers(first + 1, geometry.out_height))
     read = {

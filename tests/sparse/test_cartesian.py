@@ -13,9 +13,7 @@ from sparsesim.sparse import cartesian
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.sparse.cartesian import (
     ARBITRATIONS,
-    ConvShape,
     PeGrid,
-    band_input_rows,
     bank_of,
     group_work,
     issue_activations,
@@ -24,6 +22,7 @@ from sparsesim.sparse.cartesian import (
     plan_band,
     split_bounds,
 )
+from sparsesim.sparse.geometry import ConvGeometry
 from sparsesim.workload.ops import conv2d_reference
 from tests.reference.cartesian_reference import reference_band
 
@@ -48,7 +47,7 @@ def synthetic_layers(draw):
     values = st.sampled_from([0.0, 0.0, 1.0, -2.0, 3.0])
     x = draw(arrays(np.float64, (channels, height, width), elements=values))
     w = draw(arrays(np.float64, (filters, channels, kernel, kernel), elements=values))
-    shape = ConvShape(height, width, kernel, kernel, stride, padding)
+    shape = ConvGeometry(channels, height, width, filters, kernel, kernel, stride, padding)
     band_start = draw(st.integers(0, shape.out_height - 1))
     band_stop = draw(st.integers(band_start + 1, shape.out_height))
     return (
@@ -142,7 +141,7 @@ def test_whole_layer_keeps_exactly_the_effectual_macs_and_sums_to_the_convolutio
     expected = conv2d_reference(x, w, np.zeros(w.shape[0]), shape.stride, shape.padding)
     np.testing.assert_allclose(sums, expected, rtol=0, atol=1e-9)
     # Every issued activation (of the input rows some output needs) meets every issued weight of its channel.
-    first, stop = band_input_rows(shape, *whole)
+    first, stop = shape.input_rows(*whole)
     nonzero_weights = np.count_nonzero(w, axis=(0, 2, 3))
     assert fast["products"] == int(np.count_nonzero(x[:, first:stop], axis=(1, 2)) @ nonzero_weights)
 
@@ -155,7 +154,7 @@ def test_dense_issue_keeps_every_mac_whose_input_is_inside_the_image(layer):
     assert fast["kept_products"] == effectual_macs(
         np.ones_like(x), np.ones_like(w), shape.stride, shape.padding
     )
-    first, stop = band_input_rows(shape, 0, shape.out_height)
+    first, stop = shape.input_rows(0, shape.out_height)
     assert fast["products"] == x[0, first:stop].size * w[:, 0].size * x.shape[0]
 
 
@@ -197,7 +196,7 @@ def test_split_bounds_partition_into_parts_that_differ_by_at_most_one(n, parts):
 def test_band_plan_holds_each_needed_input_once_and_regions_cover_the_own_tiles(layer):
     _, _, shape, grid, band_rows, _, _ = layer
     band = plan_band(shape, grid, *band_rows)
-    first, stop = band_input_rows(shape, *band_rows)
+    first, stop = shape.input_rows(*band_rows)
     held = band.input_row_pe >= 0
     assert held.sum() == stop - first and held[first:stop].all()
     assert (np.diff(band.input_row_pe[first:stop]) >= 0).all()  # planar: contiguous, in grid order
@@ -230,7 +229,7 @@ def test_four_consecutive_filters_times_four_neighbouring_outputs_meet_sixteen_b
 
 
 def test_group_size_follows_the_largest_accumulator_region():
-    shape = ConvShape(112, 160, 3, 3, 1, 1)
+    shape = ConvGeometry(64, 112, 160, 64, 3, 3, 1, 1)
     band = plan_band(shape, PeGrid(8, 8, 4, 4, 32), 0, 112)
     assert band.tile_shape == (14, 20)
     assert int(band.accumulator_entries.max()) == 16 * 22  # a tile plus a one-pixel halo all round
@@ -242,8 +241,8 @@ def test_a_band_whose_outputs_read_only_padding_holds_no_input_row():
     # Synthetic: a 1x1 kernel of stride 4 with padding 2; output row 0 reads padded row 0, which is padding.
     x = np.arange(1.0, 41.0).reshape(2, 4, 5)
     w = np.ones((3, 2, 1, 1))
-    shape = ConvShape(4, 5, 1, 1, 4, 2)
-    assert band_input_rows(shape, 0, 1) == (0, 0)
+    shape = ConvGeometry(2, 4, 5, 3, 1, 1, 4, 2)
+    assert shape.input_rows(0, 1) == (0, 0)
     fast, sums = fast_band(x, w, shape, PeGrid(2, 2, 2, 2, 4), (0, 1), 3, dense=False)
     counts, reference = reference_band(
         x.tolist(),
@@ -261,7 +260,7 @@ def test_a_band_whose_outputs_read_only_padding_holds_no_input_row():
 
 
 def test_mismatched_channels_are_refused():
-    shape = ConvShape(4, 4, 3, 3, 1, 1)
+    shape = ConvGeometry(2, 4, 4, 1, 3, 3, 1, 1)
     grid = PeGrid(1, 1, 2, 2, 4)
     band = plan_band(shape, grid, 0, 4)
     activations = issue_activations(np.ones((2, 4, 4)), band, dense=False)
@@ -296,7 +295,7 @@ def assert_band_equals_the_reference(vgg16_trace, cut, banks, band_rows, group, 
     layer = vgg16_trace.layer(name)
     x = layer.input[channels, rows, cols].astype(np.float64)
     w = layer.weights[:filters, channels].astype(np.float64)
-    shape = ConvShape(x.shape[1], x.shape[2], 3, 3, 1, 1)
+    shape = ConvGeometry(*x.shape, w.shape[0], 3, 3, 1, 1)
     band_rows = (band_rows[0], shape.out_height if band_rows[1] is None else band_rows[1])
     fast, sums = fast_band(x, w, shape, PeGrid(3, 2, 4, 4, banks), band_rows, group, dense, arbitration)
     counts, reference = reference_band(
