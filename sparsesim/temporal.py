@@ -41,6 +41,7 @@ from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.errors import SimulationError
 from sparsesim.files import write_atomic
+from sparsesim.quantities import ratio
 from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.motion import (
     block_motion,
@@ -66,10 +67,6 @@ FRAMES_REPORT_SCHEMA_VERSION = 1
 ERROR_RELATIVE_TOLERANCE = 1e-6
 """Golden comparison of measured errors: float64 numpy sums may differ in the last bits across BLAS builds."""
 ENERGY_RELATIVE_TOLERANCE = 1e-9
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return float(numerator) / float(denominator) if denominator else None
 
 
 def _error(predicted: np.ndarray, real: np.ndarray) -> dict:
@@ -262,7 +259,7 @@ def simulate_frames(hw, sequence) -> FramesReport:
                 "energy_pj": energy,
                 "baseline_cycles": baseline_cycles,
                 "baseline_energy_pj": baseline_energy,
-                "speedup": _ratio(baseline_cycles, cycles),
+                "speedup": ratio(baseline_cycles, cycles),
                 "energy_saving": 1.0 - energy / baseline_energy if baseline_energy else None,
                 "motion_unit": {
                     "motion_estimation_cycles": unit.motion_estimation_cycles,
@@ -319,7 +316,7 @@ def _report_data(hw, sequence, geometry, frames_out) -> dict:
             "energy_pj": energy,
             "baseline_cycles": baseline_cycles,
             "baseline_energy_pj": baseline_energy,
-            "speedup": _ratio(baseline_cycles, cycles),
+            "speedup": ratio(baseline_cycles, cycles),
             "energy_saving": 1.0 - energy / baseline_energy if baseline_energy else None,
             "key_frames": sum(f["kind"] != "predicted" for f in frames_out),
             "predicted_frames": len(predicted),

@@ -10,11 +10,8 @@ from __future__ import annotations
 import csv
 import io
 
+from sparsesim.quantities import ratio
 from sparsesim.report.report import Report, render_table
-
-
-def _ratio(numerator, denominator):
-    return float(numerator) / float(denominator) if denominator else None
 
 
 def comparison_data(reports: list[Report], baseline: Report) -> dict:
@@ -30,7 +27,7 @@ def comparison_data(reports: list[Report], baseline: Report) -> dict:
                     "name": entry["name"],
                     "cycles": entry["cycles"],
                     "energy_pj": entry["energy_pj"],
-                    "speedup": _ratio(base["cycles"], entry["cycles"]),
+                    "speedup": ratio(base["cycles"], entry["cycles"]),
                     "energy_saving": 1.0 - entry["energy_pj"] / base["energy_pj"],
                     "functional_check": entry["functional_check"],
                 }
@@ -44,7 +41,7 @@ def comparison_data(reports: list[Report], baseline: Report) -> dict:
                     "cycles": totals["cycles"],
                     "time_s": totals["time_s"],
                     "energy_pj": totals["energy_pj"],
-                    "speedup": _ratio(baseline.totals["cycles"], totals["cycles"]),
+                    "speedup": ratio(baseline.totals["cycles"], totals["cycles"]),
                     "energy_saving": 1.0 - totals["energy_pj"] / baseline.totals["energy_pj"],
                     "throughput": totals["throughput"],
                     "energy_efficiency": totals["energy_efficiency"],

@@ -25,6 +25,8 @@ import csv
 import io
 import json
 
+from sparsesim.quantities import ratio
+
 # 2: functional_check in two parts (stored_output, datapath), failed; no reference.
 # 3: the mechanism's summary under "mechanism" (kind, summary), replacing early_termination,
 #    mixture_of_experts, structured_sparsity, kernel_patterns and cartesian_product; tiling.dataflow.
@@ -47,10 +49,6 @@ FAILED_PART_MEANINGS = {
     "stored_output": "the trace's stored output is not numpy's of the trace's operands and activation",
     "datapath": "the datapath's output is not numpy's of the operands the machine used",
 }
-
-
-def _ratio(numerator, denominator):
-    return float(numerator) / float(denominator) if denominator else None
 
 
 class Report:
@@ -95,14 +93,14 @@ class Report:
                     for key, value in states.items():
                         acc[key] += value
         for comp in components.values():
-            comp["energy_share"] = _ratio(comp["energy_pj"], energy)
+            comp["energy_share"] = ratio(comp["energy_pj"], energy)
         dram_traffic: dict[str, dict] = {"bytes": {}, "uncompressed_bytes": {}}
         for entry in layers:
             for kind in dram_traffic:
                 for tensor, n in entry["dram_traffic"][kind].items():
                     dram_traffic[kind][tensor] = dram_traffic[kind].get(tensor, 0) + n
         dram_traffic["compression_ratio"] = {
-            tensor: _ratio(dram_traffic["uncompressed_bytes"][tensor], n)
+            tensor: ratio(dram_traffic["uncompressed_bytes"][tensor], n)
             for tensor, n in dram_traffic["bytes"].items()
         }
         return {
@@ -111,16 +109,16 @@ class Report:
             "time_s": cycles / clock_hz,
             "computes": computes,
             "throughput": {
-                "algorithmic_per_cycle": _ratio(computes["algorithmic"], cycles),
-                "actual_per_cycle": _ratio(computes["actual"], cycles),
-                "effectual_per_actual": _ratio(computes["effectual"], computes["actual"]),
-                "effectual_per_algorithmic": _ratio(computes["effectual"], computes["algorithmic"]),
+                "algorithmic_per_cycle": ratio(computes["algorithmic"], cycles),
+                "actual_per_cycle": ratio(computes["actual"], cycles),
+                "effectual_per_actual": ratio(computes["effectual"], computes["actual"]),
+                "effectual_per_algorithmic": ratio(computes["effectual"], computes["algorithmic"]),
             },
             "energy_efficiency": {
-                "algorithmic_per_pj": _ratio(computes["algorithmic"], energy),
-                "charged_per_pj": _ratio(computes["charged"], energy),
-                "effectual_per_charged": _ratio(computes["effectual"], computes["charged"]),
-                "effectual_per_algorithmic": _ratio(computes["effectual"], computes["algorithmic"]),
+                "algorithmic_per_pj": ratio(computes["algorithmic"], energy),
+                "charged_per_pj": ratio(computes["charged"], energy),
+                "effectual_per_charged": ratio(computes["effectual"], computes["charged"]),
+                "effectual_per_algorithmic": ratio(computes["effectual"], computes["algorithmic"]),
             },
             "energy_pj": energy,
             "components": components,
@@ -228,7 +226,7 @@ class Report:
         for comp in totals["components"].values():
             ports = list(comp["cycle_states"].items())
             for i, (port, states) in enumerate(ports):
-                busy_share = _ratio(states["busy_cycles"], totals["cycles"]) or 0.0
+                busy_share = ratio(states["busy_cycles"], totals["cycles"]) or 0.0
                 energy = f"{comp['energy_pj'] / 1e6:.2f}" if i == 0 else ""
                 share = f"{(comp['energy_share'] or 0.0) * 100:.1f}%" if i == 0 else ""
                 rows.append(
@@ -315,15 +313,15 @@ def compare_reports(report: Report, baseline: Report) -> dict:
         if base is None:
             continue
         layers[entry["name"]] = {
-            "speedup": _ratio(base["cycles"], entry["cycles"]),
-            "energy_ratio": _ratio(entry["energy_pj"], base["energy_pj"]),
+            "speedup": ratio(base["cycles"], entry["cycles"]),
+            "energy_ratio": ratio(entry["energy_pj"], base["energy_pj"]),
         }
     return {
         "baseline": baseline.data["hwconfig"]["name"],
         "layers": layers,
         "totals": {
-            "speedup": _ratio(baseline.totals["cycles"], report.totals["cycles"]),
-            "energy_ratio": _ratio(report.totals["energy_pj"], baseline.totals["energy_pj"]),
+            "speedup": ratio(baseline.totals["cycles"], report.totals["cycles"]),
+            "energy_ratio": ratio(report.totals["energy_pj"], baseline.totals["energy_pj"]),
         },
     }
 
