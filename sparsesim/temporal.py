@@ -30,8 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -40,7 +38,6 @@ from sparsesim.components.motion_unit import MotionUnit
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.errors import SimulationError
-from sparsesim.files import write_atomic
 from sparsesim.quantities import ratio
 from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.motion import (
@@ -480,44 +477,3 @@ def compare_frames_to_golden(summary: dict, golden: dict) -> list[str]:
             elif value != expected:
                 problems.append(f"{scope}: {key} {value!r} != golden {expected!r}")
     return problems
-
-
-GOLDEN_RUNS = {
-    # name: (hwconfig file, make_pan_frames arguments, hwconfig overrides of temporal)
-    "eva2_pan4_0_4_conv2_2": ("eva2.yaml", {"frames": 4, "step": (0, 4), "size": (32, 48)}, {}),
-    "eva2_pan4_1_3_conv2_2": ("eva2.yaml", {"frames": 4, "step": (1, 3), "size": (32, 48)}, {}),
-}
-"""Small documented frame sequences (4 frames of 32x48 pixels up to conv3_3, derived from the shipped
-trace at test time) and the config they run on, whose summaries are checked in under tests/golden/frames."""
-
-
-def golden_run(name: str, root: Path, work_dir: Path) -> FramesReport:
-    """Derive the frames of golden run ``name`` into ``work_dir`` and simulate them."""
-    from sparsesim.config import load_hwconfig
-    from sparsesim.workload.pan import make_pan_frames
-
-    config_file, pan_arguments, overrides = GOLDEN_RUNS[name]
-    hw = load_hwconfig(root / "hwconfigs" / config_file)
-    if overrides:
-        hw = dataclasses.replace(hw, temporal=dataclasses.replace(hw.temporal, **overrides))
-    sequence = make_pan_frames(root / "traces" / "vgg16_china", work_dir / name, **pan_arguments)
-    return simulate_frames(hw, sequence)
-
-
-def main(argv: list[str]) -> int:
-    """``python -m sparsesim.temporal [OUT_DIR]``: regenerate the frame goldens (tests/golden/frames)."""
-    import tempfile
-
-    root = Path(__file__).resolve().parents[1]
-    out_dir = Path(argv[0]) if argv else root / "tests" / "golden" / "frames"
-    with tempfile.TemporaryDirectory() as work:
-        for name in GOLDEN_RUNS:
-            summary = frames_golden_summary(golden_run(name, root, Path(work)))
-            target = out_dir / f"{name}.json"
-            write_atomic(target, json.dumps(summary, indent=2, allow_nan=False) + "\n")
-            print(f"wrote {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -12,16 +12,11 @@ from click.testing import CliRunner
 from sparsesim.cli import main
 from sparsesim.config import load_hwconfig
 from sparsesim.errors import SimulationError
-from sparsesim.temporal import (
-    GOLDEN_RUNS,
-    compare_frames_to_golden,
-    frames_golden_summary,
-    golden_run,
-    simulate_frames,
-)
+from sparsesim.temporal import compare_frames_to_golden, frames_golden_summary, simulate_frames
 from sparsesim.workload.ops import layer_reference
 from sparsesim.workload.pan import make_pan_frames
 from tests.conftest import HWCONFIG_DIR, ROOT
+from tests.goldens import FRAMES_GOLDEN_DIR, FRAMES_GOLDEN_RUNS, REGENERATE, frames_golden_run
 
 
 def eva2(**temporal):
@@ -163,15 +158,15 @@ def test_cli_makes_a_pan_and_simulates_it(tmp_path):
 
 
 @pytest.mark.golden
-@pytest.mark.parametrize("name", sorted(GOLDEN_RUNS))
+@pytest.mark.parametrize("name", sorted(FRAMES_GOLDEN_RUNS))
 def test_documented_frame_sequences_match_their_golden_results(name, tmp_path):
-    report = golden_run(name, ROOT, tmp_path)
+    report = frames_golden_run(name, ROOT, tmp_path)
     assert report.totals["functional_check_passed"]
-    path = ROOT / "tests" / "golden" / "frames" / f"{name}.json"
-    assert path.is_file(), f"no golden file {path}: run python -m sparsesim.temporal tests/golden/frames"
+    path = FRAMES_GOLDEN_DIR / f"{name}.json"
+    assert path.is_file(), f"no golden file {path}: run {REGENERATE} eva2"
     problems = compare_frames_to_golden(frames_golden_summary(report), json.loads(path.read_text()))
     assert not problems, (
         "results differ from the golden ones:\n  "
         + "\n  ".join(problems)
-        + "\nIf the change is intended: python -m sparsesim.temporal tests/golden/frames"
+        + f"\nIf the change is intended: {REGENERATE} eva2"
     )

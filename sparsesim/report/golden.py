@@ -1,18 +1,15 @@
 """Golden results: the per-layer numbers of a report that must not change by accident.
 
 The tests and CI both call :func:`compare_to_golden` on a fresh report and the checked-in golden file:
-cycles and compute counts must be identical, energy equal to ``ENERGY_RELATIVE_TOLERANCE``. When a change is
-intended, regenerate the files with ``python -m sparsesim.report.golden tests/golden`` and commit them with
-the change that explains why.
+cycles and compute counts must be identical, energy equal to ``ENERGY_RELATIVE_TOLERANCE``. The library
+only compares: which runs are golden and the command that regenerates their files after an intended change
+(``python -m tests.goldens``) live with the tests, in ``tests/goldens.py``.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-from sparsesim.files import write_atomic
 from sparsesim.report.report import Report
 
 ENERGY_RELATIVE_TOLERANCE = 1e-9
@@ -69,30 +66,5 @@ def compare_to_golden(summary: dict, golden: dict) -> list[str]:
 
 
 def golden_path(directory: Path, hwconfig_name: str, trace_name: str) -> Path:
+    """Where the golden summary of a (hwconfig, trace) pair is kept in ``directory``."""
     return Path(directory) / f"{hwconfig_name}__{trace_name}.json"
-
-
-def main(argv: list[str]) -> int:
-    """``python -m sparsesim.report.golden OUT_DIR [HWCONFIG_NAME...]``: regenerate the goldens of every
-    shipped pair, or only of the named shipped configs."""
-    from sparsesim import load_hwconfig, load_trace, simulate
-
-    root = Path(__file__).resolve().parents[2]
-    out_dir = Path(argv[0]) if argv else root / "tests" / "golden"
-    only = set(argv[1:])
-    traces = sorted(p for p in (root / "traces").iterdir() if (p / "manifest.json").is_file())
-    for hw_path in sorted((root / "hwconfigs").glob("*.yaml")):
-        if only and hw_path.stem not in only:
-            continue
-        hw = load_hwconfig(hw_path)
-        for trace_dir in traces:
-            trace = load_trace(trace_dir)
-            summary = golden_summary(simulate(hw, trace))
-            target = golden_path(out_dir, hw.name, trace.name)
-            write_atomic(target, json.dumps(summary, indent=2, allow_nan=False) + "\n")
-            print(f"wrote {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

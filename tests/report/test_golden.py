@@ -1,7 +1,7 @@
 """Golden results: every shipped (hwconfig, trace) pair, compared with the code CI uses.
 
 Cycles and compute counts must be identical; energy equal to 1e-9 relative. If a change is intended,
-regenerate with ``python -m sparsesim.report.golden tests/golden`` and say why in the commit.
+regenerate with ``python -m tests.goldens`` (tests/goldens.py) and say why in the commit.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import pytest
 
 from sparsesim import load_hwconfig, load_trace, simulate
 from sparsesim.report.golden import compare_to_golden, golden_path, golden_summary
-from tests.conftest import HWCONFIG_DIR, ROOT, SHIPPED_HWCONFIGS, TRACE_DIR
-
-GOLDEN_DIR = ROOT / "tests" / "golden"
+from tests.conftest import HWCONFIG_DIR, SHIPPED_HWCONFIGS, TRACE_DIR
+from tests.goldens import GOLDEN_DIR, REGENERATE
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +28,12 @@ def test_shipped_pair_matches_its_golden_results(hw_name, full_trace):
     report = simulate(hw, full_trace)
     assert report.totals["functional_check_passed"]
     path = golden_path(GOLDEN_DIR, hw.name, full_trace.name)
-    assert path.is_file(), f"no golden file {path}: run python -m sparsesim.report.golden tests/golden"
+    assert path.is_file(), f"no golden file {path}: run {REGENERATE} {hw_name}"
     problems = compare_to_golden(golden_summary(report), json.loads(path.read_text()))
     assert not problems, (
         "results differ from the golden ones:\n  "
         + "\n  ".join(problems)
-        + "\nIf the change is intended: python -m sparsesim.report.golden tests/golden"
+        + f"\nIf the change is intended: {REGENERATE} {hw_name}"
     )
 
 
