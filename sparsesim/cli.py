@@ -186,8 +186,9 @@ def sweep(hwconfig, trace, setting, layers, json_path):
     """
     from sparsesim import load_hwconfig, load_trace
     from sparsesim.config.hwconfig import parse_yaml_value
-    from sparsesim.report.sweep import render_sweep, sweep_data, with_parameter
+    from sparsesim.report.sweep import render_sweep, sweep_data
     from sparsesim.simulator import simulate_configs
+    from sparsesim.sweep import swept_configs
 
     _check_outputs(json_path)
     path, sep, listed = setting.partition("=")
@@ -195,7 +196,7 @@ def sweep(hwconfig, trace, setting, layers, json_path):
         raise click.BadParameter("expected PATH=V1,V2,...", param_hint="--set")
     values = [parse_yaml_value(item, f"--set {path}") for item in listed.split(",")]
     hw = load_hwconfig(hwconfig)
-    configs = [with_parameter(hw, path, value) for value in values]
+    configs = swept_configs(hw, path, values)  # every value checked before the trace is read
     loaded = load_trace(trace, layers=list(layers) or None)
     data = sweep_data(path, values, simulate_configs(configs, loaded))
     click.echo(render_sweep(data), nl=False)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sparsesim import simulate
 from sparsesim.accelerator import operand_input
 from sparsesim.cli import main
-from sparsesim.report.sweep import with_parameter
+from sparsesim.config.overrides import with_parameter
 from tests.conftest import HWCONFIG_DIR, TRACE_DIR
 
 LAYERS = ["conv4_2", "conv5_1"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sparsesim import load_hwconfig, simulate
+from sparsesim.config.overrides import with_parameter
 from sparsesim.errors import SimulationError
-from sparsesim.report.sweep import with_parameter
 from tests.conftest import HWCONFIG_DIR
 
 LAYERS = ["conv2_2", "conv4_2"]

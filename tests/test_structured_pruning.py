@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sparsesim import simulate
-from sparsesim.report.sweep import with_parameter
+from sparsesim.config.overrides import with_parameter
 from sparsesim.sparse.structured import coarse_prune_mask
 from sparsesim.workload.pruning import prune_trace
 

@@ -4,7 +4,7 @@ pair with a zero, on the same machine with and without the mechanism (sweeps of 
 from __future__ import annotations
 
 from sparsesim import simulate
-from sparsesim.report.sweep import with_parameter
+from sparsesim.config.overrides import with_parameter
 
 MODES = ("dense", "zero_skip_activations", "zero_skip_weights", "zero_skip_both")
 

@@ -3,39 +3,15 @@
 Built for the lecture's trade-offs, e.g. activation pruning: how much speed and energy a threshold buys,
 and how much output error it costs (``sparsesim sweep HWCONFIG TRACE --set
 pe_array.pe.activation_threshold=0,1,2,4``).
+
+Rendering only: the swept configs are built and simulated by :func:`sparsesim.sweep.sweep`.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 
-from sparsesim.config import hwconfig_to_dict, parse_hwconfig
-from sparsesim.errors import ConfigError
 from sparsesim.report.report import Report, render_table
-
-
-def with_parameter(hw, dotted_path: str, value):
-    """A copy of the config ``hw`` with one parameter changed, validated like a config file.
-
-    Changing a mechanism's ``kind`` (``pe_array.pe.mechanism.kind``) gives the new mechanism's block at its
-    defaults."""
-    data = copy.deepcopy(hwconfig_to_dict(hw))
-    *blocks, key = dotted_path.split(".")
-    node = data
-    for block in blocks:
-        if not isinstance(node, dict) or block not in node:
-            raise ConfigError(f"--set {dotted_path}", [(dotted_path, f"no block {block!r} here")])
-        node = node[block]
-    if not isinstance(node, dict) or key not in node:
-        raise ConfigError(
-            f"--set {dotted_path}", [(dotted_path, "unknown parameter (see sparsesim validate --explain)")]
-        )
-    if key == "kind" and node.get("kind") != value:
-        # Another mechanism: its own block, at its defaults (the old one's parameters are not its own).
-        node.clear()
-    node[key] = value
-    return parse_hwconfig(data, source=f"{hw.name} with {dotted_path}={value!r}")
 
 
 def _worst_lossy_error(report: Report) -> float:
@@ -49,6 +25,8 @@ def _worst_lossy_error(report: Report) -> float:
 
 
 def sweep_data(dotted_path: str, values: list, reports: list[Report]) -> dict:
+    """The JSON-able sweep table: per value (``reports[i]`` ran with ``values[i]``), its totals and
+    per-layer rows; speed-up and saving are against the first value."""
     base = reports[0].totals
     rows = []
     for value, report in zip(values, reports, strict=True):

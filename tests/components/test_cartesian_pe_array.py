@@ -181,7 +181,7 @@ def test_a_fixed_group_size_is_used_and_smaller_groups_synchronise_more(vgg16_tr
 
 def test_sparse_issue_is_faster_than_dense_issue_and_both_compute_the_layer(pruned_trace):
     from sparsesim import load_hwconfig, simulate
-    from sparsesim.report.sweep import with_parameter
+    from sparsesim.config.overrides import with_parameter
     from tests.conftest import HWCONFIG_DIR
 
     hw = load_hwconfig(HWCONFIG_DIR / "scnn.yaml")

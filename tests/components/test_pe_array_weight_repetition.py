@@ -60,7 +60,7 @@ def test_repetition_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, ro
 
 def test_repetition_saves_multiplies_and_energy_not_cycles(vgg16_trace, tmp_path):
     from sparsesim import load_hwconfig, simulate
-    from sparsesim.report.sweep import with_parameter
+    from sparsesim.config.overrides import with_parameter
     from sparsesim.workload.pruning import prune_trace
     from tests.conftest import HWCONFIG_DIR
 

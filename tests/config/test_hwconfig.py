@@ -143,7 +143,7 @@ def test_a_derived_dram_energy_follows_the_parameters_it_is_derived_from():
 
 
 def test_a_sweep_of_burst_bytes_changes_the_dram_energy_and_keeps_an_explicit_one():
-    from sparsesim.report.sweep import with_parameter
+    from sparsesim.config.overrides import with_parameter
 
     cfg = load_hwconfig(HWCONFIG_DIR / "dadiannao.yaml")
     swept = with_parameter(cfg, "dram.burst_bytes", 2 * cfg.dram.burst_bytes)
