@@ -27,6 +27,15 @@ numbers in exponent notation without a dot or a signed exponent (``1e9``, ``606e
 not strings as in YAML 1.1; and a key repeated in one mapping is an error instead of silently keeping the
 last value.
 
+A config file may **extend another**: ``base: cnvlutin.yaml`` at its top level (a path relative to the
+extending file's folder) makes :func:`load_hwconfig` read that file first, and merge this file's keys over
+it: blocks (mappings) key by key, any other value replacing the base's; a block left empty changes nothing.
+A base may have a base of its own, up to ``MAX_HWCONFIG_BASES`` files in a chain, never a cycle. The merged
+mapping is validated as one config, as usual (a base need not be a whole config on its own). Every error
+names the file loaded and the dotted path, and a problem in a base file, or with a value a base set, adds
+``(in base file PATH)``. ``sparsesim validate FILE`` prints the merged config. ``base`` is read from files
+only: :func:`parse_hwconfig` takes a mapping already merged.
+
 Default energy table (``energy_pj``, pJ per action)
 ---------------------------------------------------
 Relative costs of one 16-bit word access from Eyeriss (Chen, Emer, Sze, ISCA 2016, "Eyeriss: A Spatial
@@ -1304,26 +1313,135 @@ def parse_yaml_value(text: str, source: str) -> Any:
         raise ConfigError(source, [("", _yaml_error_message(error))]) from None
 
 
+#: The top-level key that makes a config file extend another file (see the module docstring).
+BASE_KEY = "base"
+#: A chain of ``base:`` may hold at most this many files after the one loaded (each extending the next):
+#: deep enough for any family of machines, and it bounds what one load may read.
+MAX_HWCONFIG_BASES = 8
+
+
+def _read_config_file(path: str, source: str, where: str, referrer: str | None) -> Any:
+    """The YAML data of one config file; :class:`ConfigError` naming ``source`` for an unreadable file,
+    invalid YAML or an empty file. ``where`` names the file when it is a base (``" (in base file X)"``), and
+    ``referrer`` is then the ``where`` of the file that names it: a base that cannot be read at all is a
+    problem of that file's ``base`` key."""
+    try:
+        text = read_input_text(path, MAX_HWCONFIG_BYTES, "hardware config")
+    except InputFileError as error:
+        if referrer is None:
+            raise ConfigError(source, [("", error.reason)]) from None
+        raise ConfigError(source, [(BASE_KEY, f"{path}: {error.reason}{referrer}")]) from None
+    try:
+        data = yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [("", _yaml_error_message(error) + where)]) from None
+    if data is None:
+        need = "a base file needs a mapping" if where else "a hardware config needs at least a `name:`"
+        raise ConfigError(source, [("", f"the file is empty; {need}{where}")])
+    return data
+
+
+def _base_problem(base: object) -> str | None:
+    """What is wrong with the value of a ``base:`` key, or None."""
+    if not isinstance(base, str):
+        return f"must be the path of a config file (a string), got {_describe(base)}"
+    if not base.strip():
+        return "must be the path of a config file, got an empty string"
+    if "\0" in base:
+        return "must be the path of a config file, got a string with a NUL character"
+    try:
+        os.fsencode(base)
+    except UnicodeError:
+        return f"must be the path of a config file, got {base!r}, which is no valid file name here"
+    return None
+
+
+def _config_chain(source: str) -> list[tuple[str, Any]]:
+    """The file ``source`` and the chain of files it extends, each as ``(path, data)`` without its ``base``
+    key, the file loaded first. Every problem raises :class:`ConfigError` naming ``source``, and the base
+    file it is in when it is not ``source``."""
+    chain: list[tuple[str, Any]] = []
+    real_paths: list[str] = []
+    path, where, referrer = source, "", None
+    while True:
+        data = _read_config_file(path, source, where, referrer)
+        if chain and not isinstance(data, Mapping):
+            message = f"the top level must be a mapping of parameter names to values, got {_describe(data)}"
+            raise ConfigError(source, [("", message + where)])
+        if not isinstance(data, Mapping) or BASE_KEY not in data:
+            chain.append((path, data))
+            return chain
+        base = data[BASE_KEY]
+        chain.append((path, {key: value for key, value in data.items() if key != BASE_KEY}))
+        real_paths.append(os.path.realpath(path))
+        problem = _base_problem(base)
+        if problem:
+            raise ConfigError(source, [(BASE_KEY, problem + where)])
+        target = os.path.join(os.path.dirname(path), base)
+        files = " -> ".join([file for file, _ in chain] + [target])
+        if os.path.realpath(target) in real_paths:
+            raise ConfigError(source, [(BASE_KEY, f"{base!r} closes a cycle of base files: {files}{where}")])
+        if len(chain) > MAX_HWCONFIG_BASES:
+            message = f"more than {MAX_HWCONFIG_BASES} base files in a chain: {files}{where}"
+            raise ConfigError(source, [(BASE_KEY, message)])
+        path, where, referrer = target, f" (in base file {target})", where
+
+
+def _merged(base: Mapping[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:
+    """``over`` deep-merged over ``base``: mappings key by key, any other value replacing the base's. A block
+    left empty in ``over`` (``None``: its keys all commented out) changes nothing of the base's block."""
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            merged[key] = _merged(old, value)
+        elif not (isinstance(old, Mapping) and value is None):
+            merged[key] = value
+    return merged
+
+
+def _file_setting(dotted_path: str, chain: list[tuple[str, Any]]) -> str | None:
+    """The file of ``chain`` whose value is the one at ``dotted_path``: the first (most derived) with it."""
+    for path, data in chain:
+        node = data
+        for part in dotted_path.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                break
+            node = node[part]
+        else:
+            return path
+    return None
+
+
 def load_hwconfig(path: str | os.PathLike[str]) -> HwConfig:
     """Read a hardware config from a YAML file, validate it and build its :class:`HwConfig`.
+
+    A file whose top level has ``base: OTHER.yaml`` extends that file (see the module docstring): the chain
+    of bases is read first, this file's keys are merged over it, and the merged config is validated as one.
 
     Raises :class:`ConfigError` whose ``source`` is ``path`` as given, for an unreadable file, one that is
     not a regular file (a FIFO, a device) or is larger than ``MAX_HWCONFIG_BYTES``, invalid YAML (with its
     line and column; nesting deeper than ``MAX_HWCONFIG_DEPTH``), an empty file, a top level that is not a
-    mapping, and every problem :func:`parse_hwconfig` finds.
+    mapping, a bad ``base`` (not a string, missing, a directory, a cycle, more than ``MAX_HWCONFIG_BASES``
+    files), and every problem :func:`parse_hwconfig` finds. A problem in a base file, or with a value a base
+    file set, names that file: ``... (in base file hwconfigs/cnvlutin.yaml)``.
     """
     source = os.fsdecode(path)
+    chain = _config_chain(source)
+    if len(chain) == 1:
+        return parse_hwconfig(chain[0][1], source)
+    data = chain[-1][1]
+    for _, over in reversed(chain[:-1]):
+        data = _merged(data, over)
     try:
-        text = read_input_text(path, MAX_HWCONFIG_BYTES, "hardware config")
-    except InputFileError as error:
-        raise ConfigError(source, [("", error.reason)]) from None
-    try:
-        data = yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
-    except yaml.YAMLError as error:
-        raise ConfigError(source, [("", _yaml_error_message(error))]) from None
-    if data is None:
-        raise ConfigError(source, [("", "the file is empty; a hardware config needs at least a `name:`")])
-    return parse_hwconfig(data, source)
+        return parse_hwconfig(data, source)
+    except ConfigError as error:
+        problems = []
+        for dotted_path, message in error.problems:
+            file = _file_setting(dotted_path, chain) if dotted_path else None
+            where = f" (in base file {file})" if file is not None and file != source else ""
+            problems.append((dotted_path, message + where))
+        raise ConfigError(source, problems) from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1368,6 +1486,10 @@ def explain_hwconfig() -> str:
     lines = [
         "Hardware config parameters (YAML keys, nested by block). Every key is optional except `name`.",
         "Integers are accepted where a float is expected; booleans and quoted numbers are not numbers.",
+        f"`{BASE_KEY}: OTHER.yaml` at the top of a file extends OTHER (a path relative to the file; at most "
+        f"{MAX_HWCONFIG_BASES} bases",
+        "in a chain, no cycles): this file's keys are merged over OTHER's, blocks key by key, other values",
+        "replacing the base's, an empty block changing nothing; the merged config is then validated as one.",
         "",
     ]
     params = list(_iter_params(HwConfig))
