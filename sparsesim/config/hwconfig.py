@@ -1219,7 +1219,7 @@ class _HwConfigLoader(yaml.SafeLoader):
 
     _depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self._depth += 1
         try:
             if self._depth > MAX_HWCONFIG_DEPTH:
@@ -1273,10 +1273,13 @@ _HwConfigLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
-_HwConfigLoader.add_constructor(
-    _EXPONENT_FLOAT_TAG,
-    lambda loader, node: _ExponentFloat(loader.construct_scalar(node)),
-)
+
+
+def _construct_exponent_float(loader: _HwConfigLoader, node: yaml.ScalarNode) -> _ExponentFloat:
+    return _ExponentFloat(loader.construct_scalar(node))
+
+
+_HwConfigLoader.add_constructor(_EXPONENT_FLOAT_TAG, _construct_exponent_float)
 
 
 def _construct_int(loader: _HwConfigLoader, node: yaml.ScalarNode) -> int:

@@ -327,17 +327,17 @@ def issue_activations(input_chw: np.ndarray, band: PlanarBand, dense: bool) -> I
     vector, slot, vector_group, size = _vector_slots(group, array.shape[0] * pes, width)
     n_vectors = len(size)
     channel, pe = np.divmod(vector_group, pes)
-    y = _slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32)
-    x = _slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32)
+    y_slots = _slot_table(n_vectors, width, vector, slot, y, -_EMPTY_SLOT, np.int32)
+    x_slots = _slot_table(n_vectors, width, vector, slot, x, -_EMPTY_SLOT, np.int32)
     return IssuedActivations(
         channels=array.shape[0],
         channel=channel,
         pe=pe,
         size=size,
-        y=y,
-        x=x,
+        y=y_slots,
+        x=x_slots,
         value=_slot_table(n_vectors, width, vector, slot, value, 0.0, np.float64),
-        classes=_activation_classes(band, array.shape[0], channel, pe, size, y, x),
+        classes=_activation_classes(band, array.shape[0], channel, pe, size, y_slots, x_slots),
     )
 
 
@@ -562,7 +562,8 @@ def _kept_and_halo(classes: ActivationClasses, weights: IssuedWeights, band: Pla
     shape = band.shape
     positions, channels = shape.kernel_r * shape.kernel_s, len(weights.counts)
     kernel_r, kernel_s = np.divmod(np.arange(positions), shape.kernel_s)
-    kept, own, _ = _destinations(band, *(at[:, None] for at in classes.reach_at), 0, kernel_r, kernel_s)
+    reach_y, reach_x, reach_pe = (at[:, None] for at in classes.reach_at)
+    kept, own, _ = _destinations(band, reach_y, reach_x, reach_pe, 0, kernel_r, kernel_s)
     issued = weights.r < _EMPTY_SLOT
     channel = np.repeat(np.arange(channels), weights.vectors_per_channel)
     channel = np.broadcast_to(channel[:, None], issued.shape)[issued]
@@ -621,10 +622,11 @@ class _Steps:
             parts = np.arange(n_weight_classes)[:, None]
             part_code = _padded_by_channel(weights, slot_code, padding_code)
             self.bank_table = np.where(kept, bank, grid.banks).ravel()
-        index_type = np.int32 if len(kept) * len(parts) < 2**31 else np.int64
+        index_type: type[np.signedinteger] = np.int32 if len(kept) * len(parts) < 2**31 else np.int64
         # (I, V) and (parts of a vector, C, widest): a step's look-ups are the sums of the two.
-        self.place_index = (activations.classes.place.reshape(-1, i_width).T * len(parts)).astype(index_type)
-        self.part_index = part_code.astype(index_type)
+        place = activations.classes.place.reshape(-1, i_width).T * len(parts)
+        self.place_index: NDArray[np.signedinteger] = place.astype(index_type)
+        self.part_index: NDArray[np.signedinteger] = part_code.astype(index_type)
         self.widest = part_code.shape[2]
         self.tally, self.field = _tallies(kept, bank, self.products_per_step, grid.banks)
         if self.tally is not None:
@@ -650,10 +652,11 @@ class _Steps:
         vectors, rank = np.divmod(steps, self.widest)
         channel = self.activations.channel[vectors]
         index = self.place_index[:, None, vectors] + self.part_index[None, :, channel, rank]
-        if self.per_bank is None:
-            return _arrivals(self.bank_table, index.reshape(self.products_per_step, -1), self.banks).T
-        rows = np.take(self.per_bank, index.reshape(-1, len(steps)), axis=0)
-        return rows.sum(axis=0, dtype=self.counter)
+        if self.per_bank is not None:
+            rows = np.take(self.per_bank, index.reshape(-1, len(steps)), axis=0)
+            return rows.sum(axis=0, dtype=self.counter)
+        assert self.bank_table is not None  # built when the table of products per bank would be too large
+        return _arrivals(self.bank_table, index.reshape(self.products_per_step, -1), self.banks).T
 
 
 def _tallies(kept, bank, products_per_step: int, banks: int):
@@ -674,7 +677,8 @@ def _arrivals(bank_table: np.ndarray, index: np.ndarray, banks: int) -> NDArray[
     """``(A, steps)``: the kept products each step sends each bank; ``index`` ``(slots, steps)`` into the
     flat ``bank_table`` (``A`` for a product that is not kept)."""
     n_steps = index.shape[1]
-    key = bank_table.take(index).astype(np.int32 if (banks + 1) * n_steps < 2**31 else np.int64)
+    key_type: type[np.signedinteger] = np.int32 if (banks + 1) * n_steps < 2**31 else np.int64
+    key: NDArray[np.signedinteger] = bank_table.take(index).astype(key_type)
     key *= n_steps
     key += np.arange(n_steps, dtype=key.dtype)
     return np.bincount(key.ravel(), minlength=(banks + 1) * n_steps).reshape(banks + 1, n_steps)[:banks]
