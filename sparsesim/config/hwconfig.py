@@ -29,7 +29,8 @@ last value.
 
 A config file may **extend another**: ``base: cnvlutin.yaml`` at its top level (a path relative to the
 extending file's folder) makes :func:`load_hwconfig` read that file first, and merge this file's keys over
-it: blocks (mappings) key by key, any other value replacing the base's; a block left empty changes nothing.
+it: blocks (mappings) key by key, any other value replacing the base's; a block left empty changes nothing,
+and a block with another ``kind`` than the base's (another mechanism) replaces the base's block whole.
 A base may have a base of its own, up to ``MAX_HWCONFIG_BASES`` files in a chain, never a cycle. The merged
 mapping is validated as one config, as usual (a base need not be a whole config on its own). Every error
 names the file loaded and the dotted path, and a problem in a base file, or with a value a base set, adds
@@ -1392,12 +1393,15 @@ def _config_chain(source: str) -> list[tuple[str, Any]]:
 
 def _merged(base: Mapping[Any, Any], over: Mapping[Any, Any]) -> dict[Any, Any]:
     """``over`` deep-merged over ``base``: mappings key by key, any other value replacing the base's. A block
-    left empty in ``over`` (``None``: its keys all commented out) changes nothing of the base's block."""
+    left empty in ``over`` (``None``: its keys all commented out) changes nothing of the base's block; a block
+    naming another ``kind`` than the base's (another mechanism) replaces it whole, as the base's parameters
+    are not the new kind's."""
     merged = dict(base)
     for key, value in over.items():
         old = merged.get(key)
         if isinstance(old, Mapping) and isinstance(value, Mapping):
-            merged[key] = _merged(old, value)
+            other_kind = "kind" in value and value["kind"] != old.get("kind")
+            merged[key] = dict(value) if other_kind else _merged(old, value)
         elif not (isinstance(old, Mapping) and value is None):
             merged[key] = value
     return merged
@@ -1492,7 +1496,8 @@ def explain_hwconfig() -> str:
         f"`{BASE_KEY}: OTHER.yaml` at the top of a file extends OTHER (a path relative to the file; at most "
         f"{MAX_HWCONFIG_BASES} bases",
         "in a chain, no cycles): this file's keys are merged over OTHER's, blocks key by key, other values",
-        "replacing the base's, an empty block changing nothing; the merged config is then validated as one.",
+        "replacing the base's (an empty block changes nothing; a block of another `kind`, another mechanism,",
+        "replaces the base's whole); the merged config is then validated as one.",
         "",
     ]
     params = list(_iter_params(HwConfig))

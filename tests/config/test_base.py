@@ -22,7 +22,9 @@ dram: {bandwidth_bytes_per_cycle: 16, latency_cycles: 50}
 pe_array:
   rows: 2
   columns: 4
-  pe: {activation_lanes: 4, sparsity: none}
+  pe:
+    activation_lanes: 1
+    mechanism: {kind: relu_early_termination, mode: exact, skip_zero_activations: false}
 """
 
 
@@ -49,15 +51,22 @@ def test_the_extending_file_is_merged_over_its_base_block_by_block(tmp_path):
         tmp_path,
         "child.yaml",
         "base: small.yaml\nname: child\ndram: {latency_cycles: 80}\n"
-        "pe_array: {pe: {sparsity: zero_gating}}\n",
+        "pe_array: {pe: {mechanism: {mode: predictive}}}\n",
     )
     base, hw = load_hwconfig(tmp_path / "small.yaml"), load_hwconfig(child)
     assert hw.name == "child"
     assert hw.clock_hz == 1e9  # read from the base, in the base's exponent notation
     assert (hw.dram.latency_cycles, hw.dram.bandwidth_bytes_per_cycle) == (80, 16)  # merged key by key
-    assert (hw.pe_array.rows, hw.pe_array.pe.activation_lanes) == (2, 4)
-    assert hw.pe_array.pe.sparsity == "zero_gating"
-    pe = dataclasses.replace(base.pe_array.pe, sparsity="zero_gating")
+    assert (hw.pe_array.rows, hw.pe_array.pe.activation_lanes) == (2, 1)
+    mechanism = hw.pe_array.pe.mechanism  # the same kind: its block merged key by key too
+    assert (mechanism.kind, mechanism.mode, mechanism.skip_zero_activations) == (
+        "relu_early_termination",
+        "predictive",
+        False,
+    )
+    pe = dataclasses.replace(
+        base.pe_array.pe, mechanism=dataclasses.replace(base.pe_array.pe.mechanism, mode="predictive")
+    )
     expected = dataclasses.replace(
         base,
         name="child",
@@ -65,6 +74,16 @@ def test_the_extending_file_is_merged_over_its_base_block_by_block(tmp_path):
         pe_array=dataclasses.replace(base.pe_array, pe=pe),
     )
     assert hw == expected
+
+
+def test_a_block_of_another_kind_replaces_the_bases_whole(tmp_path):
+    write(tmp_path, "small.yaml", BASE)
+    other = "base: small.yaml\nname: other\npe_array: {pe: {mechanism: {kind: zero_gating}}}\n"
+    hw = load_hwconfig(write(tmp_path, "other.yaml", other))
+    written_out = BASE.replace("name: small", "name: other").replace(
+        "{kind: relu_early_termination, mode: exact, skip_zero_activations: false}", "{kind: zero_gating}"
+    )
+    assert hw == load_hwconfig(write(tmp_path, "written_out.yaml", written_out))
 
 
 def test_a_value_replaces_a_block_and_an_empty_block_keeps_the_base(tmp_path):
@@ -81,12 +100,12 @@ def test_a_chain_of_bases_resolves_each_path_relative_to_its_own_file(tmp_path):
     write(
         tmp_path,
         "machines/gated.yaml",
-        "base: small.yaml\nname: gated\npe_array: {pe: {sparsity: zero_gating}}\n",
+        "base: small.yaml\nname: gated\npe_array: {pe: {mechanism: {kind: zero_gating}}}\n",
     )
     hw = load_hwconfig(
         write(tmp_path, "study/slow.yaml", "base: ../machines/gated.yaml\nname: slow\nclock_hz: 5e8\n")
     )
-    assert (hw.name, hw.clock_hz, hw.pe_array.pe.sparsity, hw.pe_array.columns) == (
+    assert (hw.name, hw.clock_hz, hw.pe_array.pe.mechanism.kind, hw.pe_array.columns) == (
         "slow",
         5e8,
         "zero_gating",
