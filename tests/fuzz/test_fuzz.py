@@ -154,7 +154,10 @@ def test_mutated_hwconfigs(tmp_path_factory, crop_trace, data, name):
         blob = yaml.safe_dump(mutate_tree(data, yaml.safe_load(text))).encode("utf-8")
     else:
         blob = mutate_bytes(data, text)
-    path = tmp_path_factory.mktemp("hwconfig") / f"{name}.yaml"
+    folder = tmp_path_factory.mktemp("hwconfig")
+    for shipped in HWCONFIG_DIR.glob("*.yaml"):  # the bases a config may extend (`base: cnvlutin.yaml`)
+        shutil.copyfile(shipped, folder / shipped.name)
+    path = folder / f"{name}.yaml"
     path.write_bytes(blob)
     validated = run_cli(["validate", str(path)], TIMEOUT_S, MEMORY_MIB)
     judge("hwconfig", validated, "valid hardware config")
