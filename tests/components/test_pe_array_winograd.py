@@ -16,10 +16,10 @@ import pytest
 from sparsesim import load_hwconfig, load_trace, simulate
 from sparsesim.components.pe_array import PeArray
 from sparsesim.config import hwconfig_to_dict, parse_hwconfig
+from sparsesim.config.overrides import with_parameter
 from sparsesim.errors import ConfigError, SimulationError
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.mechanisms import mechanism_class
-from sparsesim.report.sweep import with_parameter
 from sparsesim.sparse.winograd import SKIP_MODES
 from sparsesim.workload.ops import conv2d_reference
 from sparsesim.workload.pruning import prune_weights
