@@ -493,7 +493,7 @@ def winograd_work(
     x, u16, geometry = _checked_operands(input_chw, weights_kcrs, padding)
     shape = (geometry.filters, geometry.tile_rows, geometry.tile_cols)
     if skip == "none":
-        issued = np.full(shape, TILE_PRODUCTS * geometry.channels, dtype=np.int64)
+        issued: NDArray[np.int64] = np.full(shape, TILE_PRODUCTS * geometry.channels, dtype=np.int64)
     elif skip == "transformed_weights":
         per_filter = np.count_nonzero(u16, axis=(0, 2)).astype(np.int64)
         issued = np.repeat(per_filter, geometry.tiles).reshape(shape)
