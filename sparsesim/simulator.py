@@ -20,6 +20,7 @@ from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
+from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.workload.ops import conv2d_reference_bands
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 # The datapath's output may differ from numpy's only by float rounding: both sum in float64, the reference
 # was stored as float32 (relative rounding 6e-8), so 1e-6 of the layer's output scale is a safe bound.
 FUNCTIONAL_CHECK_RELATIVE_TOLERANCE = 1e-6
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return float(numerator) / float(denominator) if denominator else None
 
 
 def _functional_check(
@@ -286,7 +283,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
             },
         }
     for entry in components.values():
-        entry["energy_share"] = _ratio(entry["energy_pj"], total_energy)
+        entry["energy_share"] = ratio(entry["energy_pj"], total_energy)
 
     output, zeroed, zeroed_kind = _datapath_output(layer, run, compacted)
     functional_check = _functional_check(
@@ -322,18 +319,18 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         #     performed/cycle x effectual/performed x 1/(effectual/operations),
         # where "performed" are the MACs that occupy a cycle (actual computes, gated ones included).
         "throughput": {
-            "algorithmic_per_cycle": _ratio(algorithmic, cycles),
-            "actual_per_cycle": _ratio(actual, cycles),
-            "effectual_per_actual": _ratio(effectual, actual),
-            "effectual_per_algorithmic": _ratio(effectual, algorithmic),
-            "mac_utilization": _ratio(actual, cycles * pe.mac_lanes),
+            "algorithmic_per_cycle": ratio(algorithmic, cycles),
+            "actual_per_cycle": ratio(actual, cycles),
+            "effectual_per_actual": ratio(effectual, actual),
+            "effectual_per_algorithmic": ratio(effectual, algorithmic),
+            "mac_utilization": ratio(actual, cycles * pe.mac_lanes),
         },
         # Lecture eq. (3.9), the energy twin: "performed" are the MACs that cost energy (gated ones excluded).
         "energy_efficiency": {
-            "algorithmic_per_pj": _ratio(algorithmic, total_energy),
-            "charged_per_pj": _ratio(charged, total_energy),
-            "effectual_per_charged": _ratio(effectual, charged),
-            "effectual_per_algorithmic": _ratio(effectual, algorithmic),
+            "algorithmic_per_pj": ratio(algorithmic, total_energy),
+            "charged_per_pj": ratio(charged, total_energy),
+            "effectual_per_charged": ratio(effectual, charged),
+            "effectual_per_algorithmic": ratio(effectual, algorithmic),
         },
         "energy_pj": total_energy,
         "components": components,
@@ -366,7 +363,7 @@ def _dram_traffic(run, word_bytes: int) -> dict:
     return {
         "bytes": moved,
         "uncompressed_bytes": dense,
-        "compression_ratio": {tensor: _ratio(dense[tensor], moved[tensor]) for tensor in moved},
+        "compression_ratio": {tensor: ratio(dense[tensor], moved[tensor]) for tensor in moved},
     }
 
 

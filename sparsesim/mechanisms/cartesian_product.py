@@ -62,8 +62,8 @@ from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling, Tile
 from sparsesim.mechanisms.base import DatapathOutput, Mechanism, Plan, TileWork
 from sparsesim.mechanisms.datapath import apply_activation
+from sparsesim.quantities import ratio
 from sparsesim.sparse.cartesian import (
-    ConvShape,
     PeGrid,
     group_work,
     issue_activations,
@@ -195,16 +195,8 @@ class CartesianProduct(Mechanism):
         """Work out every tile's cycles and actions, and the layer's sums, from the real operands."""
         operands = plan.operands
         geometry = operands.geometry
-        shape = ConvShape(
-            geometry.height,
-            geometry.width,
-            geometry.kernel_r,
-            geometry.kernel_s,
-            geometry.stride,
-            geometry.padding,
-        )
         bands = {
-            rows: plan_band(shape, self.grid, *rows)
+            rows: plan_band(geometry, self.grid, *rows)
             for rows in dict.fromkeys((tile.out_row_start, tile.out_row_stop) for tile in tiling.tiles)
         }
         group = self._group_size(list(bands.values()))
@@ -332,12 +324,12 @@ class CartesianProduct(Mechanism):
         """The layer's Cartesian-product counters and their ratios."""
         s = dict(prepared.summary)
         multiplier_cycles = array.busy_cycles * self.grid.multipliers
-        s["multiplier_utilization"] = _ratio(s["products"], multiplier_cycles)
-        s["kept_multiplier_utilization"] = _ratio(s["kept_products"], multiplier_cycles)
-        s["conflict_stall_fraction"] = _ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
-        s["barrier_idle_fraction"] = _ratio(s["barrier_idle_cycles"], s["group_cycles"] * self.grid.pes)
-        s["wasted_fraction"] = _ratio(s["wasted_products"], s["products"])
-        s["halo_fraction"] = _ratio(s["halo_products"], s["kept_products"])
+        s["multiplier_utilization"] = ratio(s["products"], multiplier_cycles)
+        s["kept_multiplier_utilization"] = ratio(s["kept_products"], multiplier_cycles)
+        s["conflict_stall_fraction"] = ratio(s["conflict_stall_cycles"], s["pe_busy_cycles"])
+        s["barrier_idle_fraction"] = ratio(s["barrier_idle_cycles"], s["group_cycles"] * self.grid.pes)
+        s["wasted_fraction"] = ratio(s["wasted_products"], s["products"])
+        s["halo_fraction"] = ratio(s["halo_products"], s["kept_products"])
         return s
 
     @classmethod
@@ -376,10 +368,6 @@ class CartesianProduct(Mechanism):
 class CartesianProductDense(CartesianProduct):
     Config = DenseConfig
     dense = True
-
-
-def _ratio(numerator: float, denominator: float) -> float | None:
-    return float(numerator) / float(denominator) if denominator else None
 
 
 def _percent(value: float | None) -> str:

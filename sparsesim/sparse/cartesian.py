@@ -109,17 +109,6 @@ class PeGrid:
         return self.pes * self.weights_per_vector * self.activations_per_vector
 
 
-def ConvShape(
-    height: int, width: int, kernel_r: int, kernel_s: int, stride: int, padding: int
-) -> ConvGeometry:
-    """Deprecated: the :class:`~sparsesim.sparse.geometry.ConvGeometry` of one channel and one filter.
-
-    The planar tiling needs only the spatial bounds; pass the layer's ``ConvGeometry`` instead. Kept only
-    until :mod:`sparsesim.components.cartesian_pe_array` does.
-    """
-    return ConvGeometry(1, height, width, 1, kernel_r, kernel_s, stride, padding)
-
-
 def split_bounds(n: int, parts: int) -> NDArray[np.int64]:
     """``parts + 1`` non-decreasing bounds that split ``n`` items into parts differing by at most one."""
     return (np.arange(parts + 1, dtype=np.int64) * n) // parts
