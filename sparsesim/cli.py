@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+import warnings
 
 import click
 
@@ -79,6 +80,12 @@ def main(verbose: bool) -> None:
         sparsesim run hwconfigs/cnvlutin.yaml traces/vgg16_china --baseline hwconfigs/dadiannao.yaml
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line of the user's terms (``warning: ...``), not a line of our source."""
+    click.echo(f"warning: {message}", err=True)
 
 
 @main.command()

@@ -142,3 +142,16 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_pa
         write_atomic(target, "{}\n")
         assert sorted(p.name for p in tmp_path.iterdir()) == [".r.json.writing0.tmp", "r.json"]
     assert target.read_text() == "{}\n"
+
+
+def test_an_old_config_validates_with_one_warning_line_saying_how_to_migrate(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("name: old\npe_array:\n  pe:\n    sparsity: zero_skip_activations\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "sparsesim", "validate", str(old)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert result.stderr == (
+        f"warning: {old}: pe_array.pe.sparsity, early_termination and the mechanism's parameters are now one "
+        "block: replace them under pe_array.pe with `{mechanism: {kind: zero_skip_activations}}`\n"
+    )
