@@ -1,7 +1,11 @@
-"""Shared fixtures: the shipped real trace and hardware configs."""
+"""Shared fixtures: the shipped real trace and hardware configs, and the session's simulation cache."""
 
 from __future__ import annotations
 
+import copy
+import os
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,61 @@ def pruned_trace(vgg16_trace, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("pruned") / "vgg16_pruned50"
     return prune_trace(vgg16_trace, out, sparsity=0.5, layers=["conv2_2", "conv3_1"])
+
+
+class SimulationCache:
+    """Each (hardware config, trace, layers) simulated once per test session, its report shared.
+
+    ``simulated(hw)`` is ``sparsesim.simulate(hw, trace, layers)`` memoised: ``hw`` is a shipped config's name
+    or a config object (two configs with equal fields are one key), ``trace`` defaults to the shipped trace,
+    ``layers`` to all of the trace's layers. The whole network on a shipped config is what the golden tier
+    runs: tests that check a few layers of a shipped config take them from that report (its layers are the
+    network's, simulated once) rather than simulating them again. Every call returns a fresh copy, so a test
+    may change what it gets without changing what the next test sees. ``simulated.many`` simulates the
+    configs not yet cached with one ``simulate_configs`` pass (each layer read once for all of them).
+    """
+
+    def __init__(self, default_trace):
+        self._default_trace = default_trace
+        self._reports: dict = {}
+        self.runs: Counter = Counter()  # key -> simulations (one each, unless the cache is bypassed)
+
+    @staticmethod
+    def _hwconfig(hw):
+        if isinstance(hw, str):
+            from sparsesim import load_hwconfig
+
+            return load_hwconfig(HWCONFIG_DIR / f"{hw}.yaml")
+        return hw
+
+    @staticmethod
+    def _key(hw, trace, layers):
+        # repr of the frozen config dataclass: every field, so equal configs share one entry.
+        where = os.path.realpath(os.fspath(trace.path))
+        selected = None if layers is None else tuple(layers)
+        return (repr(hw), where, trace.name, tuple(trace.layer_names), selected)
+
+    def many(self, hws: Sequence, trace=None, layers: Sequence[str] | None = None) -> list:
+        from sparsesim.report import Report
+        from sparsesim.simulator import simulate_configs
+
+        trace = self._default_trace if trace is None else trace
+        configs = [self._hwconfig(hw) for hw in hws]
+        keys = [self._key(hw, trace, layers) for hw in configs]
+        missing = {key: hw for key, hw in zip(keys, configs, strict=True) if key not in self._reports}
+        if missing:
+            reports = simulate_configs(list(missing.values()), trace, layers)
+            for key, report in zip(missing, reports, strict=True):
+                self._reports[key] = report
+                self.runs[key] += 1
+        return [Report(copy.deepcopy(self._reports[key].data)) for key in keys]
+
+    def __call__(self, hw, trace=None, layers: Sequence[str] | None = None):
+        return self.many([hw], trace, layers)[0]
+
+
+@pytest.fixture(scope="session")
+def simulated(vgg16_trace) -> SimulationCache:
+    """The session's :class:`SimulationCache`: ``simulated("cnvlutin")`` is the whole shipped network on
+    cnvlutin, simulated once whichever test asks first."""
+    return SimulationCache(vgg16_trace)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim import simulate
 from sparsesim.components.pe_array import PeArray
 from sparsesim.mechanisms.datapath import im2col
 from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
@@ -65,14 +64,12 @@ def test_terminating_tile_cycles_equal_the_cycle_stepped_reference(
     np.testing.assert_allclose(termination.output, np.array(outputs), rtol=0, atol=1e-9)
 
 
-def test_exact_termination_is_exact_and_predictive_reports_its_error(vgg16_trace, hwconfigs):
-    from sparsesim import load_hwconfig
-    from tests.conftest import HWCONFIG_DIR
-
+def test_exact_termination_is_exact_and_predictive_reports_its_error(simulated):
+    # The shipped configs' whole-network runs (shared with the golden tier), on two of their layers.
     layers = ["conv3_1", "conv5_2"]
-    exact = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_exact.yaml"), vgg16_trace, layers=layers)
-    predictive = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_predictive.yaml"), vgg16_trace, layers=layers)
-    for e, p in zip(exact.layers, predictive.layers, strict=True):
+    exact = [simulated("snapea_exact").layer(name) for name in layers]
+    predictive = [simulated("snapea_predictive").layer(name) for name in layers]
+    for e, p in zip(exact, predictive, strict=True):
         assert e["functional_check"]["passed"] and e["functional_check"]["exact"]
         assert e["mechanism"]["kind"] == p["mechanism"]["kind"] == "relu_early_termination"
         e_summary, p_summary = e["mechanism"]["summary"], p["mechanism"]["summary"]
@@ -85,12 +82,8 @@ def test_exact_termination_is_exact_and_predictive_reports_its_error(vgg16_trace
         assert p["computes"]["actual"] < e["computes"]["actual"]
 
 
-def test_negative_inputs_disable_exact_termination(vgg16_trace):
-    from sparsesim import load_hwconfig
-    from tests.conftest import HWCONFIG_DIR
-
-    report = simulate(load_hwconfig(HWCONFIG_DIR / "snapea_exact.yaml"), vgg16_trace, layers=["conv1_1"])
-    layer = report.layers[0]
+def test_negative_inputs_disable_exact_termination(simulated):
+    layer = simulated("snapea_exact").layer("conv1_1")  # the whole-network run (golden tier), shared
     assert layer["mechanism"]["kind"] == "relu_early_termination"
     assert not layer["mechanism"]["summary"]["sound"]
     assert layer["computes"]["early_terminated"] == 0 and layer["functional_check"]["passed"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim import simulate
 from sparsesim.components.pe_array import PeArray
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.sparse.activation_work import lane_boundaries
@@ -51,8 +50,8 @@ def test_term_pe_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, rows,
         assert pe.work(tile).cycles == expected, f"tile {tile.index}"
 
 
-def test_diffy_is_exact_on_the_16_bit_operands_and_reports_the_quantisation(vgg16_trace, hwconfigs):
-    report = simulate(hwconfigs["diffy"], vgg16_trace, layers=["conv1_1", "conv3_1"])
+def test_diffy_is_exact_on_the_16_bit_operands_and_reports_the_quantisation(simulated):
+    report = simulated("diffy")  # the whole network (shared with the golden tier): every layer, not two
     for layer in report.layers:
         check = layer["functional_check"]
         assert check["passed"] and not check["exact"]  # the datapath equals numpy on the 16-bit values

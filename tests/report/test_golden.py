@@ -2,6 +2,9 @@
 
 Cycles and compute counts must be identical; energy equal to 1e-9 relative. If a change is intended,
 regenerate with ``python -m tests.goldens`` (tests/goldens.py) and say why in the commit.
+
+The whole-network runs come from the session's simulation cache (``simulated`` in tests/conftest.py): other
+tests read layers of the same reports instead of simulating them again.
 """
 
 from __future__ import annotations
@@ -10,24 +13,18 @@ import json
 
 import pytest
 
-from sparsesim import load_hwconfig, load_trace, simulate
 from sparsesim.report.golden import compare_to_golden, golden_path, golden_summary
-from tests.conftest import HWCONFIG_DIR, SHIPPED_HWCONFIGS, TRACE_DIR
+from tests.conftest import SHIPPED_HWCONFIGS
 from tests.goldens import GOLDEN_DIR, REGENERATE
-
-
-@pytest.fixture(scope="module")
-def full_trace():
-    return load_trace(TRACE_DIR)
 
 
 @pytest.mark.golden
 @pytest.mark.parametrize("hw_name", SHIPPED_HWCONFIGS)
-def test_shipped_pair_matches_its_golden_results(hw_name, full_trace):
-    hw = load_hwconfig(HWCONFIG_DIR / f"{hw_name}.yaml")
-    report = simulate(hw, full_trace)
+def test_shipped_pair_matches_its_golden_results(hw_name, simulated, vgg16_trace):
+    report = simulated(hw_name)  # the whole shipped network
+    assert [layer["name"] for layer in report.layers] == list(vgg16_trace.layer_names)
     assert report.totals["functional_check_passed"]
-    path = golden_path(GOLDEN_DIR, hw.name, full_trace.name)
+    path = golden_path(GOLDEN_DIR, report.data["hwconfig"]["name"], vgg16_trace.name)
     assert path.is_file(), f"no golden file {path}: run {REGENERATE} {hw_name}"
     problems = compare_to_golden(golden_summary(report), json.loads(path.read_text()))
     assert not problems, (
