@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+# One BLAS thread per test process, set before numpy is first imported (pytest loads this file before any
+# test module). The suite's matrix products are small: a second OpenBLAS thread buys them little and, on the
+# 2-core machine shared with other jobs, its spin-waiting doubled the CPU time of the BLAS-heavy tests
+# (SnaPEA's whole network: 28 s of CPU with the default threads, 14 s with one). The results do not depend
+# on it: the golden tier passes either way. An explicit setting in the environment wins.
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 # Property tests draw the same examples on every run, so the tests (and CI) pass or fail on the code alone.
 # For fresh random draws (hunting new counterexamples): `python -m pytest --hypothesis-profile=explore`.
 settings.register_profile("deterministic", derandomize=True)
