@@ -74,8 +74,18 @@ MECHANISM_BYTES = {
 }
 
 
-@pytest.mark.parametrize("hw_name", sorted(MECHANISM_BYTES))
-@pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_1", "conv4_2"])
+# The layers: conv1_2 (the largest activations), conv2_1, and conv4_2 (the largest weights with the most
+# pixels). SnaPEA's machines, whose walk of every output took 7-8 s of CPU on conv4_2 under tracemalloc, take
+# conv5_1 instead: the same weights (512x512x3x3, so the same issue plans), a quarter of the pixels, and
+# their bound as tight there (peak / bound 0.75 and 0.85, against 0.67 and 0.80 on conv4_2).
+LAYERS = {name: ["conv1_2", "conv2_1", "conv4_2"] for name in MECHANISM_BYTES}
+LAYERS.update({name: ["conv1_2", "conv2_1", "conv5_1"] for name in ("snapea_exact", "snapea_predictive")})
+
+
+@pytest.mark.parametrize(
+    ("layer_name", "hw_name"),
+    [(layers[index], name) for index in range(3) for name, layers in sorted(LAYERS.items())],
+)
 def test_simulate_layer_peak_memory_is_bounded_by_the_layers_own_sizes(
     hw_name, layer_name, hwconfigs, vgg16_trace
 ):
