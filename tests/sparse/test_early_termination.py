@@ -64,6 +64,38 @@ def dense_relu(operands, weights, bias):
     return np.maximum(weights @ operands.T + bias[:, None], 0.0)
 
 
+class WholeLayers:
+    """The whole real layers' operands, dense ReLU outputs and exact-mode results, each computed once for
+    the module (several tests look at the same exact run; nothing here is changed by a test)."""
+
+    def __init__(self, trace):
+        self.trace = trace
+        self._operands = {}
+        self._dense = {}
+        self._exact = {}
+
+    def operands(self, layer_name):
+        if layer_name not in self._operands:
+            self._operands[layer_name] = whole_layer(self.trace, layer_name)
+        return self._operands[layer_name]
+
+    def dense(self, layer_name):
+        if layer_name not in self._dense:
+            self._dense[layer_name] = dense_relu(*self.operands(layer_name))
+        return self._dense[layer_name]
+
+    def exact(self, layer_name, skip):
+        if (layer_name, skip) not in self._exact:
+            result = early_termination(*self.operands(layer_name), mode="exact", skip_zero_activations=skip)
+            self._exact[layer_name, skip] = result
+        return self._exact[layer_name, skip]
+
+
+@pytest.fixture(scope="module")
+def whole(vgg16_trace):
+    return WholeLayers(vgg16_trace)
+
+
 def assert_equals_reference(
     result: TerminationResult, operands, weights, bias, mode, n_spec, threshold, skip
 ):
@@ -141,11 +173,11 @@ def test_real_cuts_exercise_termination(vgg16_trace, cut):
 # --- whole real layers --------------------------------------------------------------------------------------
 
 
-def test_exact_mode_reproduces_the_dense_relu_output_of_conv3_1(vgg16_trace):
-    operands, weights, bias = whole_layer(vgg16_trace, "conv3_1")
-    result = early_termination(operands, weights, bias, mode="exact")
+def test_exact_mode_reproduces_the_dense_relu_output_of_conv3_1(vgg16_trace, whole):
+    weights = whole.operands("conv3_1")[1]
+    result = whole.exact("conv3_1", skip=False)
     assert result.sound and not result.mispredicted.any()
-    np.testing.assert_allclose(result.output, dense_relu(operands, weights, bias), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result.output, whole.dense("conv3_1"), rtol=0, atol=1e-9)
     # and the trace's own (float32) reference output
     reference = vgg16_trace.layer("conv3_1").output.reshape(weights.shape[0], -1)
     np.testing.assert_allclose(result.output, reference, rtol=1e-4, atol=1e-4)
@@ -154,9 +186,9 @@ def test_exact_mode_reproduces_the_dense_relu_output_of_conv3_1(vgg16_trace):
 
 @pytest.mark.parametrize("skip", [False, True], ids=["no_skip", "skip_zero_activations"])
 @pytest.mark.parametrize("layer_name", LAYERS_WITH_SAVINGS)
-def test_exact_mode_saves_macs_on_real_layers(vgg16_trace, layer_name, skip):
-    operands, weights, bias = whole_layer(vgg16_trace, layer_name)
-    result = early_termination(operands, weights, bias, mode="exact", skip_zero_activations=skip)
+def test_exact_mode_saves_macs_on_real_layers(whole, layer_name, skip):
+    operands, weights, bias = whole.operands(layer_name)
+    result = whole.exact(layer_name, skip)
     nonzero_weights = (weights != 0).astype(np.float64)
     if skip:
         unterminated = np.rint(nonzero_weights @ (operands != 0).T.astype(np.float64)).astype(np.int64)
@@ -167,7 +199,7 @@ def test_exact_mode_saves_macs_on_real_layers(vgg16_trace, layer_name, skip):
     # Measured on the shipped trace: 17 % (conv4_2) to 63 % (conv2_2) of the MACs are avoided.
     saved = 1 - result.macs_performed.sum() / unterminated.sum()
     assert 0.1 < saved < 0.9
-    np.testing.assert_allclose(result.output, dense_relu(operands, weights, bias), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result.output, whole.dense(layer_name), rtol=0, atol=1e-9)
 
 
 def test_negative_activations_of_conv1_1_disable_termination(vgg16_trace):
@@ -193,9 +225,9 @@ def test_one_negative_synthetic_activation_disables_termination():
     assert positive_only.sound and positive_only.terminated.any()
 
 
-def test_predictive_mode_counts_exactly_the_wrong_predictions_on_conv3_1(vgg16_trace):
-    operands, weights, bias = whole_layer(vgg16_trace, "conv3_1")
-    dense = dense_relu(operands, weights, bias)
+def test_predictive_mode_counts_exactly_the_wrong_predictions_on_conv3_1(whole):
+    operands, weights, bias = whole.operands("conv3_1")
+    dense = whole.dense("conv3_1")
     result = early_termination(operands, weights, bias, mode="predictive", n_speculative=16, threshold=0.0)
     assert result.sound
     # Exact checks never zero a positive output: an output is 0 where the dense one is > 0 iff mispredicted.
@@ -203,14 +235,14 @@ def test_predictive_mode_counts_exactly_the_wrong_predictions_on_conv3_1(vgg16_t
     assert result.mispredicted.sum() > 0
     right = ~result.mispredicted
     np.testing.assert_allclose(result.output[right], dense[right], rtol=0, atol=1e-9)
-    exact = early_termination(operands, weights, bias, mode="exact")
+    exact = whole.exact("conv3_1", skip=False)
     assert result.macs_performed.sum() < exact.macs_performed.sum()
 
 
-def test_predictive_mode_without_speculation_and_threshold_minus_infinity_is_exact_mode(vgg16_trace):
-    operands, weights, bias = whole_layer(vgg16_trace, "conv5_2")
+def test_predictive_mode_without_speculation_and_threshold_minus_infinity_is_exact_mode(whole):
+    operands, weights, bias = whole.operands("conv5_2")
     for skip in (False, True):
-        exact = early_termination(operands, weights, bias, mode="exact", skip_zero_activations=skip)
+        exact = whole.exact("conv5_2", skip)
         never = early_termination(
             operands,
             weights,
