@@ -19,14 +19,20 @@ LAYERS = ["conv2_2", "conv3_1"]
 
 
 @pytest.fixture(scope="module")
-def derived(vgg16_trace, tmp_path_factory):
+def derived(vgg16_trace, pruned_trace, tmp_path_factory):
     root = tmp_path_factory.mktemp("structured")
-    return {
+    traces = {
         method: prune_trace(
             vgg16_trace, root / method.replace(":", ""), sparsity=0.5, method=method, layers=LAYERS
         )
-        for method in ("magnitude", "filter", "channel", "block:16")
+        for method in ("filter", "channel", "block:16")
     }
+    # Magnitude pruning at 0.5 of the same layers: the session's pruned_trace (tests/conftest.py).
+    assert pruned_trace.layer_names == tuple(LAYERS)
+    assert pruned_trace.provenance["pruning"]["method"] == "magnitude"
+    assert pruned_trace.provenance["pruning"]["sparsity"] == 0.5
+    traces["magnitude"] = pruned_trace
+    return traces
 
 
 def test_coarse_masks_remove_whole_groups(vgg16_trace):
