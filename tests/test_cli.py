@@ -33,7 +33,7 @@ def test_run_with_baseline_prints_components_speedup_and_writes_json_and_csv(tmp
         CNVLUTIN,
         TRACE_DIR,
         "--layer",
-        "conv2_2",
+        "conv5_3",  # a small layer: this checks the command's plumbing
         "--baseline",
         DADIANNAO,
         "--json",
@@ -42,10 +42,10 @@ def test_run_with_baseline_prints_components_speedup_and_writes_json_and_csv(tmp
         out_csv,
     )
     assert result.exit_code == 0, result.output
-    assert "speed-up" in result.output and "pe_array" in result.output and "conv2_2" in result.output
+    assert "speed-up" in result.output and "pe_array" in result.output and "conv5_3" in result.output
     data = json.loads(out_json.read_text())
     assert data["comparison"]["baseline"] == "dadiannao"
-    assert data["comparison"]["layers"]["conv2_2"]["speedup"] > 1
+    assert data["comparison"]["layers"]["conv5_3"]["speedup"] > 1
     assert out_csv.read_text().splitlines()[0].startswith("layer,cycles")
 
 
