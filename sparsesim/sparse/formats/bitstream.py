@@ -14,6 +14,8 @@ from sparsesim.errors import SparsesimError
 
 #: Widest field a writer or reader handles (fields travel as int64 inside numpy).
 MAX_FIELD_BITS = 62
+#: Fields converted at a time by :func:`varfields_to_bits` (bounds its temporaries to about 128 MB).
+_CHUNK_FIELDS = 1 << 20
 
 
 class FormatDecodeError(SparsesimError, ValueError):
@@ -65,11 +67,23 @@ def varfields_to_bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
         raise ValueError(f"field widths must be between 0 and {MAX_FIELD_BITS} bits")
     if values.min() < 0 or np.any((values >> widths) != 0):
         raise ValueError("a field value does not fit its width")
-    total = int(widths.sum())
-    starts = np.cumsum(widths) - widths
-    rep_values = np.repeat(values, widths)
-    shifts = np.repeat(widths + starts - 1, widths) - np.arange(total, dtype=np.int64)
-    return ((rep_values >> shifts) & 1).astype(np.uint8)
+    # As fields_to_bits: each value aligned to the top of a 32- or 64-bit big-endian word and unpacked, one
+    # row per field; the first widths[i] bits of row i are kept (row-major order is the stream's order).
+    # Chunks of fields bound the temporaries (a byte per bit of the words, not int64 per bit of the stream).
+    out = np.empty(int(widths.sum()), dtype=np.uint8)
+    written = 0
+    for start in range(0, len(values), _CHUNK_FIELDS):
+        chunk_values = values[start : start + _CHUNK_FIELDS]
+        chunk_widths = widths[start : start + _CHUNK_FIELDS]
+        word_bits, word, unsigned = (
+            (32, ">u4", np.uint32) if chunk_widths.max() <= 32 else (64, ">u8", np.uint64)
+        )
+        aligned = chunk_values.astype(unsigned) << (word_bits - chunk_widths).astype(unsigned)
+        bits = np.unpackbits(aligned.astype(word).view(np.uint8)).reshape(len(chunk_values), word_bits)
+        kept = bits[np.arange(word_bits) < chunk_widths[:, None]]
+        out[written : written + kept.size] = kept
+        written += kept.size
+    return out
 
 
 class BitWriter:

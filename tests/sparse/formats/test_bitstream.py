@@ -33,6 +33,27 @@ def test_fields_round_trip_one_at_a_time_and_vectorised(fields):
     assert r.remaining == 0
 
 
+@given(st.lists(st.tuples(st.integers(0, 62), st.integers(0, 2**62 - 1)), min_size=1, max_size=40))
+def test_vectorised_fields_split_into_chunks_give_the_same_stream(fields):
+    """varfields_to_bits converts a bounded number of fields at a time; the chunks join seamlessly, 0-bit
+    fields included."""
+    from sparsesim.sparse.formats import bitstream
+
+    fields = [(width, value % (1 << width)) for width, value in fields]
+    values = np.array([x for _, x in fields])
+    widths = np.array([width for width, _ in fields])
+    whole = bitstream.varfields_to_bits(values, widths)
+    chunk_fields = bitstream._CHUNK_FIELDS
+    bitstream._CHUNK_FIELDS = 3
+    try:
+        chunked = bitstream.varfields_to_bits(values, widths)
+    finally:
+        bitstream._CHUNK_FIELDS = chunk_fields
+    one_at_a_time = [bitstream.fields_to_bits(np.array([x]), width) for width, x in fields]
+    assert np.array_equal(chunked, whole) and np.array_equal(whole, np.concatenate(one_at_a_time))
+    assert whole.dtype == np.uint8 and whole.size == widths.sum()
+
+
 def test_reading_past_the_end_raises_a_format_decode_error_with_the_bit_position():
     w = BitWriter()
     w.write_fields(np.arange(4), 3)
