@@ -22,8 +22,10 @@ POOL_AFTER = {"conv1_2", "conv2_2", "conv3_3", "conv4_3"}
 
 
 @pytest.fixture(scope="module")
-def source():
-    return load_trace(TRACE_DIR)
+def source(vgg16_trace):
+    """The shipped trace, as loaded once for the session (each layer read from disk once)."""
+    assert vgg16_trace.path == str(TRACE_DIR)
+    return vgg16_trace
 
 
 @pytest.fixture(scope="module")
