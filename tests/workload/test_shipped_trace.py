@@ -17,8 +17,11 @@ POOL_AFTER = {"conv1_2", "conv2_2", "conv3_3", "conv4_3"}
 
 
 @pytest.fixture(scope="module")
-def trace():
-    return load_trace(TRACE_DIR)  # validates dtypes, shapes, finiteness and every checksum
+def trace(vgg16_trace):
+    # The session's load_trace of it, which validated dtypes, shapes, finiteness and every checksum; its
+    # layers are read from disk once for all the tests, not once per test.
+    assert vgg16_trace.path == str(TRACE_DIR)
+    return vgg16_trace
 
 
 def test_shipped_trace_has_the_13_vgg16_conv_layers_with_their_shapes(trace):
