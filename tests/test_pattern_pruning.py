@@ -5,6 +5,9 @@ kernel), so without retraining its output error is higher than unstructured magn
 every filter carries the same work and a kernel needs one pattern id instead of an index per weight, so a
 pattern PE runs balanced where weight skipping (Cambricon-X) on unstructured zeros waits for its busiest
 filter. No fine-tuning follows the pruning here (nor in the traces): errors are one-shot errors.
+
+Each (config, derived trace) pair is simulated once (the session's ``simulated`` cache), whichever tests
+look at it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sparsesim import simulate
 from sparsesim.cli import main
 from sparsesim.sparse.formats import tensor_size_bits
 from sparsesim.sparse.patterns import pattern_metadata_bits, pattern_prune
@@ -75,9 +77,8 @@ def test_pattern_pruning_errs_more_than_magnitude_pruning_at_the_same_sparsity(d
         assert pattern > magnitude > 0
 
 
-def test_the_pattern_pe_runs_pattern_pruned_weights_balanced_and_exactly(derived, hwconfigs):
-    hw = hwconfigs["patdnn"]
-    report = simulate(hw, derived["pattern:8"])
+def test_the_pattern_pe_runs_pattern_pruned_weights_balanced_and_exactly(derived, simulated):
+    report = simulated("patdnn", derived["pattern:8"])
     for entry in report.layers:
         assert entry["functional_check"]["passed"] and entry["functional_check"]["exact"]
         summary = entry["mechanism"]["summary"]
@@ -93,10 +94,10 @@ def test_the_pattern_pe_runs_pattern_pruned_weights_balanced_and_exactly(derived
     assert "8 x 4" in table and "1.00" in table
 
 
-def test_pattern_pe_beats_weight_skipping_on_unstructured_zeros_at_the_same_sparsity(derived, hwconfigs):
+def test_pattern_pe_beats_weight_skipping_on_unstructured_zeros_at_the_same_sparsity(derived, simulated):
     for method in ("pattern:8", "pattern:8:0.5"):
-        pattern = simulate(hwconfigs["patdnn"], derived[method])
-        unstructured = simulate(hwconfigs["cambricon_x"], derived[f"magnitude@{method}"])
+        pattern = simulated("patdnn", derived[method])
+        unstructured = simulated("cambricon_x", derived[f"magnitude@{method}"])
         busy = {
             name: sum(
                 e["components"]["pe_array"]["cycle_states"]["pe_array"]["busy_cycles"] for e in r.layers
@@ -111,13 +112,13 @@ def test_pattern_pe_beats_weight_skipping_on_unstructured_zeros_at_the_same_spar
         assert metadata["pattern"] * 3 < metadata["unstructured"]
 
 
-def test_filter_reorder_shortens_connectivity_pruned_layers(derived, hwconfigs):
+def test_filter_reorder_shortens_connectivity_pruned_layers(derived, simulated):
     """Connectivity pruning leaves filters with different kernel counts; dealt in reordered sequence, the
     16 filters of a tile are alike. Without reorder (the same kernels, but no pattern PE: Cambricon-X's
     weight skipping walks them in the original order) the busiest filter of each tile sets the pace."""
     trace = derived["pattern:8:0.5"]
-    pattern = simulate(hwconfigs["patdnn"], trace)
-    in_order = simulate(hwconfigs["cambricon_x"], trace)
+    pattern = simulated("patdnn", trace)
+    in_order = simulated("cambricon_x", trace)
     for ordered, plain in zip(pattern.layers, in_order.layers, strict=True):
         assert ordered["computes"]["actual"] == plain["computes"]["actual"]
         assert (
