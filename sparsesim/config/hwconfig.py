@@ -176,29 +176,6 @@ def _param(
     return field
 
 
-def param(
-    default: _T,
-    doc: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    choices: tuple[str, ...] | None = None,
-) -> _T:
-    """Declare one parameter of a mechanism's block (see :func:`_param`): every number needs bounds."""
-    return _param(default, doc, ge=ge, gt=gt, le=le, choices=choices)
-
-
-def energy_param(default: float, doc: str) -> float:
-    """Declare the energy of one of a mechanism's actions, in pJ per action (see :func:`_energy`)."""
-    return typing.cast(float, _energy(default, doc))
-
-
-def block(cls: Callable[[], _T], doc: str) -> _T:
-    """Declare a nested block of a mechanism's config (its ``energy_pj``), defaulting to its defaults."""
-    return _block(cls, doc)
-
-
 def _block(cls: Callable[[], _T], doc: str) -> _T:
     """Declare a nested hardware block, defaulting to all of its own defaults."""
     field: _T = dataclasses.field(default_factory=cls, metadata={"doc": doc})
@@ -218,6 +195,13 @@ def _latency(default: int, doc: str) -> int:
 def _energy(default: float | None, doc: str, derived: str | None = None) -> Any:
     """An energy per action in pJ, from 0 to ``MAX_PJ_PER_ACTION``."""
     return _param(default, doc, ge=0, le=MAX_PJ_PER_ACTION, derived=derived)
+
+
+# The same declarations, public for the mechanisms' config blocks (sparsesim.mechanisms): a parameter, the
+# energy of an action, a nested block.
+param = _param
+energy_param = _energy
+block = _block
 
 
 class _Block:
