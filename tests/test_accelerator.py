@@ -7,6 +7,8 @@ import pytest
 
 from sparsesim.accelerator import run_layer
 from sparsesim.config import parse_hwconfig
+from sparsesim.config.overrides import with_parameter
+from sparsesim.errors import SimulationError
 from sparsesim.simulator import simulate_layer
 from sparsesim.workload.ops import layer_reference
 from sparsesim.workload.trace import Layer
@@ -153,3 +155,23 @@ def test_linear_and_strided_layers_simulate_and_pass_the_functional_check(make_l
     assert computes["algorithmic"] == layer.algorithmic_macs
     assert computes["actual"] + computes["skipped"] == computes["algorithmic"]
     assert result["cycles"] > 0
+
+
+@pytest.mark.parametrize(
+    "hw_name, kind",
+    [
+        ("snapea_exact", "relu_early_termination"),
+        ("predictivenet", "msb_first"),
+        ("ucnn", "weight_repetition"),
+    ],
+)
+def test_a_mechanism_that_walks_whole_outputs_refuses_filters_split_over_channel_blocks(
+    hw_name, kind, hwconfigs, vgg16_trace
+):
+    hw = with_parameter(hwconfigs[hw_name], "pe_array.pe.weight_spad_bytes", 1024)  # 512 of 4608 weights
+    with pytest.raises(
+        SimulationError,
+        match=rf"conv5_3: {kind} needs each filter whole in a PE, but the "
+        r"weight scratchpad holds 56 of 512 channels: raise pe_array.pe.weight_spad_bytes",
+    ):
+        run_layer(hw, vgg16_trace.layer("conv5_3"))

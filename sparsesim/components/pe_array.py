@@ -58,8 +58,15 @@ class PeArray(Component):
 
     def load(self, plan: Plan, tiling: LayerTiling) -> None:
         """Prepare the mechanism's work for a layer (see :meth:`~sparsesim.mechanisms.Mechanism.prepare`)."""
+        mechanism, operands = self.mechanism, plan.operands
+        if mechanism.needs_whole_filters and tiling.n_channel_blocks != 1:
+            raise SimulationError(
+                f"{operands.name}: {mechanism.kind()} needs each filter whole in a PE, but the weight "
+                f"scratchpad holds {tiling.channels_per_block} of {operands.geometry.channels} channels: "
+                "raise pe_array.pe.weight_spad_bytes"
+            )
         self.tiling = tiling
-        self.prepared = self.mechanism.prepare(plan, tiling)
+        self.prepared = mechanism.prepare(plan, tiling)
 
     def prepare(
         self,

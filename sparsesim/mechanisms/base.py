@@ -119,7 +119,8 @@ class Mechanism:
     Config: ClassVar[type[MechanismConfig]]
     #: The dataflow the mechanism's PEs are built for: the name of a mapper in :mod:`sparsesim.mapping`.
     dataflow: ClassVar[str] = "output_stationary"
-    #: Whether each filter must be whole in a PE (one channel block): the mechanism walks whole outputs.
+    #: Whether each filter must be whole in a PE (one channel block: the mechanism walks whole outputs); the
+    #: PE array refuses a tiling that splits them, naming the mechanism.
     needs_whole_filters: ClassVar[bool] = False
     #: The actions that are MACs performed and charged (the report's ``charged`` computes).
     charged_actions: ClassVar[tuple[str, ...]] = ("compute",)

@@ -36,7 +36,6 @@ from sparsesim.mechanisms.relu_early_termination import (
     termination_output,
     termination_summary,
     termination_table,
-    whole_filters,
 )
 from sparsesim.mechanisms.sequential import OutputSequentialPe, SequentialWork
 from sparsesim.sparse.deltas import from_fixed_point, to_fixed_point
@@ -105,7 +104,6 @@ class MsbFirst(OutputSequentialPe):
     def prepare(self, plan: Plan, tiling: LayerTiling) -> SequentialWork:
         operands = plan.operands
         geometry = operands.geometry
-        whole_filters(tiling, geometry.channels, "MSB-first prediction")
         # The activations reach the PE as 16-bit fixed point (machine_input already rounded them: this
         # recovers the same integers and scale).
         ints, frac_bits = to_fixed_point(operands.input_chw, bits=MSB_FIRST_WORD_BITS)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from sparsesim.config import MechanismConfig, param
-from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling
 from sparsesim.mechanisms.base import DatapathOutput, Plan, TileWork
 from sparsesim.mechanisms.datapath import im2col_bands, nonzero_products
@@ -68,14 +67,6 @@ class Terminated:
     unterminated_macs: np.ndarray
 
 
-def whole_filters(tiling: LayerTiling, channels: int, what: str) -> None:
-    if tiling.n_channel_blocks != 1:
-        raise SimulationError(
-            f"{what} needs each filter whole in a PE, but the weight scratchpad holds "
-            f"{tiling.channels_per_block} of {channels} channels: raise pe_array.pe.weight_spad_bytes"
-        )
-
-
 class ReluEarlyTermination(OutputSequentialPe):
     Config = Config
     needs_whole_filters = True
@@ -83,7 +74,6 @@ class ReluEarlyTermination(OutputSequentialPe):
     def prepare(self, plan: Plan, tiling: LayerTiling) -> SequentialWork:
         operands = plan.operands
         geometry = operands.geometry
-        whole_filters(tiling, geometry.channels, "early termination")
         weights = operands.weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
         skip = self.config.skip_zero_activations
         result = early_termination(

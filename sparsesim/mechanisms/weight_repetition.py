@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim.config import ConfigBlock, MechanismConfig, block, energy_param
-from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling
 from sparsesim.mechanisms.base import DatapathOutput, Plan, TileWork
 from sparsesim.mechanisms.datapath import apply_activation, im2col_bands
@@ -47,12 +46,6 @@ class WeightRepetition(OutputSequentialPe):
     def prepare(self, plan: Plan, tiling: LayerTiling) -> SequentialWork:
         operands = plan.operands
         geometry = operands.geometry
-        if tiling.n_channel_blocks != 1:
-            raise SimulationError(
-                f"weight repetition needs each filter whole in a PE, but the weight scratchpad holds "
-                f"{tiling.channels_per_block} of {geometry.channels} channels: raise "
-                "pe_array.pe.weight_spad_bytes"
-            )
         from sparsesim.sparse.weight_repetition import repetition_work  # see the note after the imports
 
         weights = operands.weights_kcrs.reshape(geometry.filters, -1).astype(np.float64)
