@@ -2,11 +2,14 @@
 
 One frozen dataclass per hardware block (:class:`DramConfig`, :class:`GlobalBufferConfig`,
 :class:`NocConfig`, :class:`PeArrayConfig`, :class:`PeConfig`, :class:`EnergyConfig`), gathered under
-:class:`HwConfig`. Every parameter is declared once, with :func:`_param`: its type (the annotation), its
-default, a one-line description and its allowed values (``ge`` / ``gt`` bounds or ``choices``). That single
-declaration drives the defaults, the validation, :func:`explain_hwconfig` (``sparsesim validate --explain``)
-and :func:`hwconfig_to_dict`. Rules that tie several parameters together (a burst holds at least one word,
-a scratchpad holds at least one word per lane, ...) are declared once in ``_CROSS_FIELD_RULES``.
+:class:`HwConfig`. Every parameter is declared once, with :func:`~sparsesim.config.schema.param`: its type
+(the annotation), its default, a one-line description and its allowed values (``ge`` / ``gt`` bounds or
+``choices``). That single declaration drives the defaults, the validation, :func:`explain_hwconfig`
+(``sparsesim validate --explain``) and :func:`hwconfig_to_dict`, through the engine every config reader
+shares (:mod:`sparsesim.config.schema`); this module adds the hardware: its blocks, the mechanisms'
+registry, the rules across parameters, ``base:`` files and the YAML loader. Rules that tie several
+parameters together (a burst holds at least one word, a scratchpad holds at least one word per lane, ...)
+are declared once in ``_CROSS_FIELD_RULES``.
 
 Validation collects every problem before raising one :class:`~sparsesim.errors.ConfigError`, each problem
 with the dotted path of the parameter (``pe_array.pe.activation_lanes: must be >= 1, got 0``). It runs when
@@ -73,17 +76,30 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import numbers
 import os
 import re
 import typing
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import yaml
 
+from sparsesim.config.schema import (
+    Block,
+    block,
+    build,
+    describe,
+    explain_param,
+    flat_defaults,
+    flatten,
+    iter_params,
+    param,
+    read_block,
+    required_param,
+    tree_problems,
+)
 from sparsesim.errors import ConfigError
 from sparsesim.files import InputFileError, read_input_text
 from sparsesim.sparse.motion import INTERPOLATIONS
@@ -151,82 +167,27 @@ MAX_PJ_PER_ACTION = 1e9
 MAX_PE_ROWS = MAX_PE_COLUMNS = 1024
 MAX_PES = 65536
 
-_T = TypeVar("_T")
-
-
-def _param(
-    default: _T,
-    doc: str,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    choices: tuple[str, ...] | None = None,
-    derived: str | None = None,
-) -> _T:
-    """Declare one parameter: default, one-line description and allowed values, in one place.
-
-    ``ge`` / ``gt`` are inclusive / exclusive lower bounds and ``le`` an inclusive upper bound (every size,
-    count, rate and energy has one, so that no value that passes validation can exhaust memory or overflow
-    a float later); ``choices`` the allowed strings; ``derived`` describes how a ``None`` default is
-    computed from other parameters when the config is built.
-    """
-    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "choices": choices, "derived": derived}
-    field: _T = dataclasses.field(default=default, metadata=metadata)
-    return field
-
-
-def _block(cls: Callable[[], _T], doc: str) -> _T:
-    """Declare a nested hardware block, defaulting to all of its own defaults."""
-    field: _T = dataclasses.field(default_factory=cls, metadata={"doc": doc})
-    return field
-
 
 def _rate(default: float, doc: str) -> float:
     """A transfer or processing rate per cycle, from ``MIN_RATE_PER_CYCLE`` to ``MAX_RATE_PER_CYCLE``."""
-    return _param(default, doc, ge=MIN_RATE_PER_CYCLE, le=MAX_RATE_PER_CYCLE)
+    return param(default, doc, ge=MIN_RATE_PER_CYCLE, le=MAX_RATE_PER_CYCLE)
 
 
 def _latency(default: int, doc: str) -> int:
     """A latency in cycles, from 0 to ``MAX_LATENCY_CYCLES``."""
-    return _param(default, doc, ge=0, le=MAX_LATENCY_CYCLES)
+    return param(default, doc, ge=0, le=MAX_LATENCY_CYCLES)
 
 
 def _energy(default: float | None, doc: str, derived: str | None = None) -> Any:
     """An energy per action in pJ, from 0 to ``MAX_PJ_PER_ACTION``."""
-    return _param(default, doc, ge=0, le=MAX_PJ_PER_ACTION, derived=derived)
+    return param(default, doc, ge=0, le=MAX_PJ_PER_ACTION, derived=derived)
 
 
-# The same declarations, public for the mechanisms' config blocks (sparsesim.mechanisms): a parameter, the
-# energy of an action, a nested block.
-param = _param
+#: The base of every config block, for the blocks a mechanism declares (its ``Energy``). The mechanisms
+#: declare their parameters with the same ``param``, ``energy_param`` and ``block``.
+ConfigBlock = Block
 energy_param = _energy
-block = _block
-
-
-class _Block:
-    """Base of every config dataclass: normalises numbers after construction.
-
-    An integer given for a ``float`` parameter becomes a float and a numpy scalar becomes the Python
-    number, so that equal configs compare, hash and serialise identically. Wrong types are left alone:
-    :class:`HwConfig` reports them with their dotted path.
-    """
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(typing.cast(Any, self)):
-            kind = _leaf_kind(type(self), f.name)
-            value = getattr(self, f.name)
-            value_type = type(value)
-            if isinstance(value, bool):
-                continue
-            if kind in ("float", "float?") and isinstance(value, numbers.Real) and value_type is not float:
-                object.__setattr__(self, f.name, float(value))
-            elif kind == "int" and isinstance(value, numbers.Integral) and value_type is not int:
-                object.__setattr__(self, f.name, int(value))
-
-
-#: The base of every config block, for the blocks a mechanism declares (its ``Energy``).
-ConfigBlock = _Block
+_iter_params = iter_params  # the name the tests use
 
 # ---------------------------------------------------------------------------------------------------------
 # The hardware blocks
@@ -234,7 +195,7 @@ ConfigBlock = _Block
 
 
 @dataclass(frozen=True, kw_only=True)
-class DramConfig(_Block):
+class DramConfig(Block):
     """Off-chip DRAM: one channel with a peak bandwidth, a latency per transaction and a burst size."""
 
     bandwidth_bytes_per_cycle: float = _rate(
@@ -243,7 +204,7 @@ class DramConfig(_Block):
     latency_cycles: int = _latency(
         100, "Access latency, paid once per transaction (a transaction is one or more bursts)."
     )
-    burst_bytes: int = _param(
+    burst_bytes: int = param(
         64,
         "Transfer granularity: transfers are rounded up to whole bursts; one read/write action = one burst.",
         ge=1,
@@ -252,11 +213,11 @@ class DramConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GlobalBufferConfig(_Block):
+class GlobalBufferConfig(Block):
     """On-chip global buffer (SRAM or eDRAM) between DRAM and the NoC."""
 
-    capacity_bytes: int = _param(131072, "Storage capacity of the global buffer.", ge=1, le=2**40)
-    banks: int = _param(
+    capacity_bytes: int = param(131072, "Storage capacity of the global buffer.", ge=1, le=2**40)
+    banks: int = param(
         1,
         "1 = a single port shared by reads and writes; >= 2 = separate read and write ports.",
         ge=1,
@@ -267,10 +228,10 @@ class GlobalBufferConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NocConfig(_Block):
+class NocConfig(Block):
     """On-chip network from the global buffer to the PEs."""
 
-    kind: str = _param(
+    kind: str = param(
         "multicast_bus",
         "Interconnect model; on a multicast bus a word sent to many PEs is sent once.",
         choices=NOC_KINDS,
@@ -280,7 +241,7 @@ class NocConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MechanismConfig(_Block):
+class MechanismConfig(Block):
     """Base of a PE mechanism's config block (``pe_array.pe.mechanism``): its ``kind`` and, in each subclass,
     the mechanism's own parameters and an ``energy_pj`` block with one entry per action it adds.
 
@@ -290,7 +251,7 @@ class MechanismConfig(_Block):
     declares a ``sparsesim.mechanisms`` entry point.
     """
 
-    kind: str = _param(
+    kind: str = param(
         "dense", "The PE mechanism; `sparsesim validate --explain` lists every kind and its keys."
     )
 
@@ -305,13 +266,38 @@ class MechanismConfig(_Block):
             # Each kind's block defaults to its own kind (the dataclass decorator reads this field next).
             annotations = cls.__dict__.get("__annotations__", {})
             cls.__annotations__ = {"kind": "str", **annotations}
-            cls.kind = _param(kind, MechanismConfig.__dataclass_fields__["kind"].metadata["doc"])  # type: ignore[assignment]
+            cls.kind = param(kind, MechanismConfig.__dataclass_fields__["kind"].metadata["doc"])  # type: ignore[assignment]
             known = MechanismConfig.KINDS.get(kind)
             where = (cls.__module__, cls.__qualname__)
             if known is not None and (known.__module__, known.__qualname__) != where:
                 raise TypeError(f"two mechanisms named {kind!r}: {known.__module__} and {cls.__module__}")
             cls.KIND = kind
             MechanismConfig.KINDS[kind] = cls
+
+    @classmethod
+    def select(cls, data: Mapping[Any, Any], path: str, problems: list[tuple[str, str]]) -> type | None:
+        """The config class of the mechanism ``data["kind"]`` names, or None with the problem added."""
+        kind = data.get("kind", "dense")
+        kinds = mechanism_kinds()
+        if isinstance(kind, str) and kind in kinds:
+            return kinds[kind]
+        if not isinstance(kind, str):
+            problems.append((path + ".kind", f"expected a mechanism's name, got {describe(kind)}"))
+            return None
+        close = difflib.get_close_matches(kind, list(kinds), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append((path + ".kind", f"unknown mechanism {kind!r}{hint}; known: {', '.join(kinds)}"))
+        return None
+
+    @classmethod
+    def select_built(cls, values: Mapping[str, Any], prefix: str) -> type:
+        return mechanism_config_class(values.get(prefix + "kind", "dense"))
+
+    def own_problems(self, prefix: str) -> list[tuple[str, str]]:
+        """A registered kind's block must keep its kind (``dataclasses.replace`` could change it)."""
+        if self.kind == type(self).KIND:
+            return []
+        return [(prefix + "kind", f"a {type(self).KIND} block cannot have kind {self.kind!r}")]
 
     @classmethod
     def cross_field_problems(
@@ -360,28 +346,28 @@ def _default_mechanism() -> MechanismConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeConfig(_Block):
+class PeConfig(Block):
     """One processing element: its MAC lanes, its three scratchpads and its sparsity mechanism."""
 
-    activation_lanes: int = _param(
+    activation_lanes: int = param(
         16,
         "Input activations consumed per cycle per PE, each lane from its own slice of the input channels.",
         ge=1,
         le=256,
     )
-    filter_lanes: int = _param(
+    filter_lanes: int = param(
         16,
         "Filters each activation is multiplied with per cycle "
         "(MACs per cycle per PE = activation_lanes * filter_lanes).",
         ge=1,
         le=256,
     )
-    input_spad_bytes: int = _param(
+    input_spad_bytes: int = param(
         512, "Input activation scratchpad (register file) of one PE.", ge=1, le=2**30
     )
-    weight_spad_bytes: int = _param(8192, "Weight scratchpad of one PE.", ge=1, le=2**30)
-    psum_spad_bytes: int = _param(128, "Partial sum scratchpad of one PE.", ge=1, le=2**30)
-    activation_threshold: float = _param(
+    weight_spad_bytes: int = param(8192, "Weight scratchpad of one PE.", ge=1, le=2**30)
+    psum_spad_bytes: int = param(128, "Partial sum scratchpad of one PE.", ge=1, le=2**30)
+    activation_threshold: float = param(
         0.0,
         "Activation pruning (Cnvlutin's pruning, Minerva): input activations with |a| <= this are zeroed "
         "before they are stored or sent (lossy if > 0: the output error is reported). 0 = exact zeros only.",
@@ -397,17 +383,17 @@ class PeConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeArrayConfig(_Block):
+class PeArrayConfig(Block):
     """A 2-D array of identical PEs fed by the NoC."""
 
-    rows: int = _param(
+    rows: int = param(
         1,
         "PE rows: each row works on a different output position, in lockstep (rows x columns <= 65536).",
         ge=1,
         le=MAX_PE_ROWS,
     )
-    columns: int = _param(16, "PE columns: each column works on different filters.", ge=1, le=MAX_PE_COLUMNS)
-    pe: PeConfig = _block(PeConfig, "One processing element.")
+    columns: int = param(16, "PE columns: each column works on different filters.", ge=1, le=MAX_PE_COLUMNS)
+    pe: PeConfig = block(PeConfig, "One processing element.")
 
 
 _FORMAT_DOC = (
@@ -417,42 +403,42 @@ _FORMAT_DOC = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class LevelFormatsConfig(_Block):
+class LevelFormatsConfig(Block):
     """How the tensors are stored at one level of the memory hierarchy (Sparseloop's format vocabulary)."""
 
-    weights: str = _param("U", "Format of the weights. " + _FORMAT_DOC + ".", choices=WEIGHT_FORMATS)
-    inputs: str = _param("U", "Format of the input activations.", choices=ACTIVATION_FORMATS)
-    outputs: str = _param("U", "Format of the (finished) output activations.", choices=ACTIVATION_FORMATS)
+    weights: str = param("U", "Format of the weights. " + _FORMAT_DOC + ".", choices=WEIGHT_FORMATS)
+    inputs: str = param("U", "Format of the input activations.", choices=ACTIVATION_FORMATS)
+    outputs: str = param("U", "Format of the (finished) output activations.", choices=ACTIVATION_FORMATS)
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeFormatsConfig(_Block):
+class PeFormatsConfig(Block):
     """How the operands reach and sit in a PE's scratchpads (partial sums are always uncompressed)."""
 
-    weights: str = _param("U", "Format of the weights in the PE.", choices=WEIGHT_FORMATS)
-    inputs: str = _param("U", "Format of the input activations in the PE.", choices=ACTIVATION_FORMATS)
+    weights: str = param("U", "Format of the weights in the PE.", choices=WEIGHT_FORMATS)
+    inputs: str = param("U", "Format of the input activations in the PE.", choices=ACTIVATION_FORMATS)
 
 
 @dataclass(frozen=True, kw_only=True)
-class FormatsConfig(_Block):
+class FormatsConfig(Block):
     """The format of each tensor at each storage level. Sizes moved and stored follow the real data.
 
     A tensor whose format changes on the way in (DRAM -> global buffer -> PE) needs the decoder at that
     boundary; on the way out (PE -> global buffer -> DRAM) the encoder is not modelled (free).
     """
 
-    dram: LevelFormatsConfig = _block(LevelFormatsConfig, "Formats in DRAM (what DRAM traffic moves).")
-    global_buffer: LevelFormatsConfig = _block(
+    dram: LevelFormatsConfig = block(LevelFormatsConfig, "Formats in DRAM (what DRAM traffic moves).")
+    global_buffer: LevelFormatsConfig = block(
         LevelFormatsConfig, "Formats in the global buffer (its occupancy, hence the tiling)."
     )
-    pe: PeFormatsConfig = _block(PeFormatsConfig, "Formats in the PEs' scratchpads.")
+    pe: PeFormatsConfig = block(PeFormatsConfig, "Formats in the PEs' scratchpads.")
 
 
 @dataclass(frozen=True, kw_only=True)
-class MappingConfig(_Block):
+class MappingConfig(Block):
     """How layers are mapped onto the machine (the compiler's part)."""
 
-    compaction: str = _param(
+    compaction: str = param(
         "zero_filters_and_channels",
         "zero_filters_and_channels: filters and input channels whose weights are all zero are dropped before "
         "mapping (their MACs count as skipped; a dropped filter outputs activation(bias)); none: kept.",
@@ -461,10 +447,10 @@ class MappingConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DecoderConfig(_Block):
+class DecoderConfig(Block):
     """A decoder of compressed tensors on the way from DRAM to the PEs (one per machine, or none)."""
 
-    at: str = _param(
+    at: str = param(
         "none",
         "Where it sits: global_buffer_input (DRAM -> buffer), global_buffer_output (buffer -> NoC, so the "
         "NoC carries the PE format), pe_input (NoC -> PEs, so the NoC carries the buffer format), or none.",
@@ -476,7 +462,7 @@ class DecoderConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TemporalConfig(_Block):
+class TemporalConfig(Block):
     """Temporal reuse across video frames (EVA²'s activation motion compensation) and its motion unit.
 
     Only :func:`sparsesim.temporal.simulate_frames` reads it; a single-frame ``simulate`` ignores it. Key
@@ -484,54 +470,54 @@ class TemporalConfig(_Block):
     the warp of the stored activation on the motion unit, then only the layers after the target.
     """
 
-    key_frame_interval: int = _param(
+    key_frame_interval: int = param(
         1,
         "Every this many frames is a key frame (1 = every frame: no temporal reuse).",
         ge=1,
         le=10**6,
     )
-    target_layer: str = _param(
+    target_layer: str = param(
         "",
         "Last layer run on predicted frames' behalf by the key frame: its output (as the next layer reads "
         "it, max-pooled where the network pools) is stored and warped. Required when key_frame_interval > 1.",
     )
-    key_frame_threshold: float = _param(
+    key_frame_threshold: float = param(
         0.0,
         "Adaptive key frames (EVA²): a would-be predicted frame whose motion-estimation match error, per "
         "pixel and channel, exceeds this becomes a key frame (0 = off: fixed interval only).",
         ge=0,
     )
-    search_radius_pixels: int = _param(
+    search_radius_pixels: int = param(
         8,
         "Motion search: every whole-pixel vector with |dy|, |dx| <= this is tried ((2r+1)^2 vectors).",
         ge=0,
         le=64,
     )
-    interpolation: str = _param(
+    interpolation: str = param(
         "bilinear",
         "Warp of the stored activation: bilinear for fractional vectors (vector / stride), or nearest.",
         choices=INTERPOLATIONS,
     )
-    difference_lanes: int = _param(
+    difference_lanes: int = param(
         64,
         "Motion unit: absolute pixel differences per cycle (tile SADs, the diff-tile producer).",
         ge=1,
         le=2**20,
     )
-    accumulate_lanes: int = _param(
+    accumulate_lanes: int = param(
         16,
         "Motion unit: tile SADs added into receptive-field costs per cycle (the consumer).",
         ge=1,
         le=2**20,
     )
-    warp_lanes: int = _param(4, "Motion unit: warped activations produced per cycle.", ge=1, le=2**20)
+    warp_lanes: int = param(4, "Motion unit: warped activations produced per cycle.", ge=1, le=2**20)
 
 
 _DRAM_DERIVED = "derived when omitted or null: 200 * dram.burst_bytes / word_bytes, i.e. 200 pJ per word"
 
 
 @dataclass(frozen=True, kw_only=True)
-class DramEnergyConfig(_Block):
+class DramEnergyConfig(Block):
     """Energy of the DRAM's actions, pJ per burst."""
 
     read: float | None = _energy(None, "pJ per burst read.", derived=_DRAM_DERIVED)
@@ -539,7 +525,7 @@ class DramEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class GlobalBufferEnergyConfig(_Block):
+class GlobalBufferEnergyConfig(Block):
     """Energy of the global buffer's actions, pJ per word."""
 
     read: float = _energy(6.0, "pJ per word read (Eyeriss: 6x a MAC).")
@@ -547,14 +533,14 @@ class GlobalBufferEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class NocEnergyConfig(_Block):
+class NocEnergyConfig(Block):
     """Energy of the NoC's actions, pJ per word."""
 
     transfer: float = _energy(2.0, "pJ per word injected; a multicast word counts once (Eyeriss: 2x a MAC).")
 
 
 @dataclass(frozen=True, kw_only=True)
-class PeArrayEnergyConfig(_Block):
+class PeArrayEnergyConfig(Block):
     """Energy of the actions every PE has, pJ per MAC or per word; the same table for every PE of the array.
 
     A mechanism's own actions (UCNN's activation additions, SCNN's crossbar transfers, ...) have their
@@ -574,7 +560,7 @@ class PeArrayEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class DecoderEnergyConfig(_Block):
+class DecoderEnergyConfig(Block):
     """Energy of the decoder's actions."""
 
     decode: float = _energy(0.5, "pJ per stored element decoded (assumed: about half a scratchpad access).")
@@ -582,7 +568,7 @@ class DecoderEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class MotionUnitEnergyConfig(_Block):
+class MotionUnitEnergyConfig(Block):
     """Energy of the motion unit's actions (EVA²); assumed values, not the paper's (see eva2.yaml)."""
 
     absolute_difference: float = _energy(
@@ -601,21 +587,21 @@ class MotionUnitEnergyConfig(_Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class EnergyConfig(_Block):
+class EnergyConfig(Block):
     """Energy per action (Accelergy-style table): energy = sum of action counts x pJ per action."""
 
-    dram: DramEnergyConfig = _block(DramEnergyConfig, "DRAM actions, pJ per burst.")
-    global_buffer: GlobalBufferEnergyConfig = _block(GlobalBufferEnergyConfig, "Global buffer, pJ per word.")
-    noc: NocEnergyConfig = _block(NocEnergyConfig, "NoC, pJ per word injected.")
-    pe_array: PeArrayEnergyConfig = _block(PeArrayEnergyConfig, "Each PE, pJ per MAC or per word.")
-    decoder: DecoderEnergyConfig = _block(DecoderEnergyConfig, "Decoder, pJ per element or metadata word.")
-    motion_unit: MotionUnitEnergyConfig = _block(
+    dram: DramEnergyConfig = block(DramEnergyConfig, "DRAM actions, pJ per burst.")
+    global_buffer: GlobalBufferEnergyConfig = block(GlobalBufferEnergyConfig, "Global buffer, pJ per word.")
+    noc: NocEnergyConfig = block(NocEnergyConfig, "NoC, pJ per word injected.")
+    pe_array: PeArrayEnergyConfig = block(PeArrayEnergyConfig, "Each PE, pJ per MAC or per word.")
+    decoder: DecoderEnergyConfig = block(DecoderEnergyConfig, "Decoder, pJ per element or metadata word.")
+    motion_unit: MotionUnitEnergyConfig = block(
         MotionUnitEnergyConfig, "EVA²'s motion unit (temporal reuse), pJ per operation or word."
     )
 
 
 @dataclass(frozen=True, kw_only=True)
-class HwConfig(_Block):
+class HwConfig(Block):
     """A whole accelerator: DRAM → global buffer → NoC → PE array, plus its energy table.
 
     Construction validates the whole tree and raises :class:`ConfigError` listing every problem.
@@ -626,26 +612,24 @@ class HwConfig(_Block):
     too.
     """
 
-    name: str = dataclasses.field(
-        metadata={"doc": "Short identifier of the machine, used in reports.", "required": True}
-    )
-    description: str = _param("", "Free text: what this machine is and where its numbers come from.")
-    clock_hz: float = _param(1.0e9, "Clock frequency; turns cycles into seconds.", ge=1e3, le=1e12)
-    word_bytes: int = _param(2, "Bytes per data word (activation, weight, partial sum).", ge=1, le=16)
-    dram: DramConfig = _block(DramConfig, "Off-chip DRAM.")
-    global_buffer: GlobalBufferConfig = _block(GlobalBufferConfig, "On-chip global buffer.")
-    noc: NocConfig = _block(NocConfig, "Network from the global buffer to the PEs.")
-    pe_array: PeArrayConfig = _block(PeArrayConfig, "The array of processing elements.")
-    formats: FormatsConfig = _block(FormatsConfig, "Storage format of each tensor at each level.")
-    decoder: DecoderConfig = _block(DecoderConfig, "Decoder of compressed tensors.")
-    mapping: MappingConfig = _block(MappingConfig, "How layers are mapped onto the machine.")
-    temporal: TemporalConfig = _block(TemporalConfig, "Temporal reuse across frames (EVA²); off by default.")
-    energy_pj: EnergyConfig = _block(EnergyConfig, "Energy per action, in pJ.")
+    name: str = required_param("Short identifier of the machine, used in reports.")
+    description: str = param("", "Free text: what this machine is and where its numbers come from.")
+    clock_hz: float = param(1.0e9, "Clock frequency; turns cycles into seconds.", ge=1e3, le=1e12)
+    word_bytes: int = param(2, "Bytes per data word (activation, weight, partial sum).", ge=1, le=16)
+    dram: DramConfig = block(DramConfig, "Off-chip DRAM.")
+    global_buffer: GlobalBufferConfig = block(GlobalBufferConfig, "On-chip global buffer.")
+    noc: NocConfig = block(NocConfig, "Network from the global buffer to the PEs.")
+    pe_array: PeArrayConfig = block(PeArrayConfig, "The array of processing elements.")
+    formats: FormatsConfig = block(FormatsConfig, "Storage format of each tensor at each level.")
+    decoder: DecoderConfig = block(DecoderConfig, "Decoder of compressed tensors.")
+    mapping: MappingConfig = block(MappingConfig, "How layers are mapped onto the machine.")
+    temporal: TemporalConfig = block(TemporalConfig, "Temporal reuse across frames (EVA²); off by default.")
+    energy_pj: EnergyConfig = block(EnergyConfig, "Energy per action, in pJ.")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        problems, bad_paths = _tree_problems(self)
-        problems += _cross_field_problems(_flatten(self), bad_paths)
+        problems, bad_paths = tree_problems(self)
+        problems += _cross_field_problems(flatten(self), bad_paths)
         if problems:
             raise ConfigError(f"<HwConfig {self.name!r}>", problems)
 
@@ -662,193 +646,6 @@ class HwConfig(_Block):
             component: {action: float(pj) for action, pj in actions.items()}
             for component, actions in table.items()
         }
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Introspection of the declarations
-# ---------------------------------------------------------------------------------------------------------
-
-_KINDS: dict[type, dict[str, str | type]] = {}
-
-
-def _field_kinds(cls: type) -> dict[str, str | type]:
-    """Map each field of a config class to 'int', 'float', 'float?', 'str' or a nested config class."""
-    if cls not in _KINDS:
-        hints = typing.get_type_hints(cls)
-        kinds: dict[str, str | type] = {}
-        for f in dataclasses.fields(cls):
-            hint = hints[f.name]
-            if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-                kinds[f.name] = hint
-            elif hint is bool:
-                kinds[f.name] = "bool"
-            elif hint is int:
-                kinds[f.name] = "int"
-            elif hint is float:
-                kinds[f.name] = "float"
-            elif hint is str:
-                kinds[f.name] = "str"
-            elif hint == (float | None):
-                kinds[f.name] = "float?"
-            else:  # pragma: no cover - a declaration error, caught by the tests
-                raise TypeError(f"{cls.__name__}.{f.name}: unsupported parameter type {hint!r}")
-        _KINDS[cls] = kinds
-    return _KINDS[cls]
-
-
-def _leaf_kind(cls: type, name: str) -> str | None:
-    kind = _field_kinds(cls)[name]
-    return kind if isinstance(kind, str) else None
-
-
-def _iter_params(cls: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field[Any], str | type]]:
-    """Yield ``(dotted_path, field, kind)`` for every field, blocks before their children, in order."""
-    kinds = _field_kinds(cls)
-    for f in dataclasses.fields(cls):
-        path = prefix + f.name
-        kind = kinds[f.name]
-        yield path, f, kind
-        if isinstance(kind, type):
-            yield from _iter_params(kind, path + ".")
-
-
-def _flat_defaults(cls: type = HwConfig, prefix: str = "") -> dict[str, Any]:
-    """Every leaf parameter's declared default, by dotted path (``name`` is absent: it has none)."""
-    return {
-        path: f.default
-        for path, f, kind in _iter_params(cls, prefix)
-        if isinstance(kind, str) and f.default is not dataclasses.MISSING
-    }
-
-
-def _flatten(obj: object, prefix: str = "") -> dict[str, Any]:
-    """Every leaf value of a config instance, by dotted path."""
-    flat: dict[str, Any] = {}
-    for f in dataclasses.fields(typing.cast(Any, obj)):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            flat.update(_flatten(value, prefix + f.name + "."))
-        else:
-            flat[prefix + f.name] = value
-    return flat
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checks of one value
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _describe(value: object) -> str:
-    """How a wrong value is named in a message, in the user's (YAML) terms."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return f"the string {value!r}"
-        return f"the string {value!r} (write numbers without quotes)"
-    if _is_int(value):
-        return f"the integer {value}"
-    if _is_number(value):
-        return f"the float {value!r}"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def _value_problems(f: dataclasses.Field[Any], kind: str, value: object) -> list[str]:
-    """Every problem of one leaf value against its declaration (type, finiteness, bounds, choices)."""
-    if kind == "float?" and value is None:
-        return []
-    if kind == "bool":
-        return [] if isinstance(value, bool) else [f"expected true or false, got {_describe(value)}"]
-    if kind == "int":
-        if not _is_int(value):
-            return [f"expected an integer, got {_describe(value)}"]
-    elif kind in ("float", "float?"):
-        if not _is_number(value):
-            return [f"expected a number, got {_describe(value)}"]
-        if not math.isfinite(typing.cast(float, value)):
-            return [f"must be a finite number, got {value}"]
-    elif kind == "str":
-        if not isinstance(value, str):
-            return [f"expected a string, got {_describe(value)}"]
-        if f.metadata.get("required") and not value.strip():
-            return ["must not be empty"]
-    meta = f.metadata
-    if meta.get("choices") is not None and value not in meta["choices"]:
-        message = f"must be one of {', '.join(meta['choices'])}; got {value!r}"
-        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
-        return [message + (f" (did you mean {close[0]!r}?)" if close else "")]
-    number = typing.cast(float, value)
-    if meta.get("ge") is not None and not number >= meta["ge"]:
-        return [f"must be >= {_number_text(meta['ge'])}, got {value}"]
-    if meta.get("gt") is not None and not number > meta["gt"]:
-        return [f"must be > {_number_text(meta['gt'])}, got {value}"]
-    if meta.get("le") is not None and not number <= meta["le"]:
-        return [f"must be <= {_number_text(meta['le'])}, got {_value_text(value)}"]
-    return []
-
-
-def _value_text(value: object) -> str:
-    """A value as a message shows it: a huge integer by its size, not by its thousands of digits."""
-    if _is_int(value) and abs(typing.cast(int, value)) >= 10**30:
-        return f"an integer of {len(str(abs(typing.cast(int, value))))} digits"
-    return str(value)
-
-
-def _number_text(bound: float) -> str:
-    if float(bound).is_integer():
-        whole = int(bound)
-        exponent = whole.bit_length() - 1
-        if whole >= 2**16 and whole == 2**exponent:
-            return f"2**{exponent}"
-        if whole >= 10**6 and str(whole).rstrip("0") == "1":
-            return f"1e{len(str(whole)) - 1}"
-        return str(whole)
-    if 0 < bound < 1 and (1 / bound).is_integer():
-        return f"1/{int(1 / bound)}"
-    return str(bound)
-
-
-def _tree_problems(obj: object, prefix: str = "") -> tuple[list[tuple[str, str]], set[str]]:
-    """Leaf problems of a constructed config tree (for configs built in Python, not parsed)."""
-    problems: list[tuple[str, str]] = []
-    bad: set[str] = set()
-    kinds = _field_kinds(type(obj))
-    for f in dataclasses.fields(typing.cast(Any, obj)):
-        path, kind, value = prefix + f.name, kinds[f.name], getattr(obj, f.name)
-        if isinstance(kind, type):
-            if isinstance(value, MechanismConfig) and value.kind != type(value).KIND:
-                problems.append(
-                    (path + ".kind", f"a {type(value).KIND} block cannot have kind {value.kind!r}")
-                )
-                bad.add(path + ".kind")
-            if isinstance(value, kind):
-                sub_problems, sub_bad = _tree_problems(value, path + ".")
-                problems += sub_problems
-                bad |= sub_bad
-            else:
-                problems.append((path, f"expected a {kind.__name__}, got {_describe(value)}"))
-                bad |= {p for p, _, _ in _iter_params(kind, path + ".")}
-            continue
-        for message in _value_problems(f, kind, value):
-            problems.append((path, message))
-            bad.add(path)
-    return problems, bad
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -985,84 +782,10 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _read_block(
-    cls: type,
-    data: Mapping[Any, Any],
-    prefix: str,
-    values: dict[str, Any],
-    bad: set[str],
-    problems: list[tuple[str, str]],
-) -> None:
-    """Check one mapping against a config class: keys, types and values; valid leaves go to ``values``."""
-    kinds = _field_kinds(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for name, f in fields.items():
-        if f.metadata.get("required") and name not in data:
-            problems.append((prefix + name, "missing required key"))
-            bad.add(prefix + name)
-    for key, value in data.items():
-        if not isinstance(key, str):
-            problems.append((prefix.rstrip("."), f"keys must be strings, got {_describe(key)} as a key"))
-            continue
-        path = prefix + key
-        if key not in fields:
-            # Hints only for the first problems: no one reads a thousand, and each costs a string match.
-            close = difflib.get_close_matches(key, list(fields), n=1) if len(problems) < 100 else []
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            problems.append((path, f"unknown key; {hint}allowed keys here: {', '.join(fields)}"))
-            continue
-        kind = kinds[key]
-        if isinstance(kind, type):
-            if value is None:  # a block whose keys are all commented out: all defaults
-                continue
-            if not isinstance(value, Mapping):
-                problems.append((path, f"expected a mapping of {key}'s parameters, got {_describe(value)}"))
-                bad |= {p for p, _, _ in _iter_params(kind, path + ".")}
-                continue
-            if issubclass(kind, MechanismConfig):
-                resolved = _mechanism_class(value.get("kind", "dense"), path + ".kind", problems)
-                if resolved is None:
-                    bad.add(path + ".kind")
-                    continue
-                kind = resolved
-            _read_block(kind, value, path + ".", values, bad, problems)
-            continue
-        if kind == "str" and isinstance(value, _ExponentFloat):
-            value = value.text
-        messages = _value_problems(fields[key], kind, value)
-        if messages:
-            problems += [(path, message) for message in messages]
-            bad.add(path)
-        else:
-            values[path] = value
-
-
-def _mechanism_class(kind: object, path: str, problems: list[tuple[str, str]]) -> type | None:
-    """The config class of the mechanism ``kind`` names, or None with the problem added."""
-    kinds = mechanism_kinds()
-    if isinstance(kind, str) and kind in kinds:
-        return kinds[kind]
-    if not isinstance(kind, str):
-        problems.append((path, f"expected a mechanism's name, got {_describe(kind)}"))
-        return None
-    close = difflib.get_close_matches(kind, list(kinds), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    problems.append((path, f"unknown mechanism {kind!r}{hint}; known: {', '.join(kinds)}"))
-    return None
-
-
-def _build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
-    """Construct a config class from the valid leaves given, leaving the others at their defaults."""
-    kwargs: dict[str, Any] = {}
-    for name, kind in _field_kinds(cls).items():
-        path = prefix + name
-        if isinstance(kind, type) and issubclass(kind, MechanismConfig):
-            kind = mechanism_config_class(values.get(path + ".kind", "dense"))
-        if isinstance(kind, type):
-            kwargs[name] = _build(kind, values, path + ".")
-        elif path in values:
-            kwargs[name] = values[path]
-    return cls(**kwargs)
+def _yaml_value(f: dataclasses.Field[Any], kind: str, value: object) -> object:
+    """A value as our YAML loader read it, for :func:`read_block`: a string parameter given ``0E0`` reads
+    the string "0E0" (see :class:`_ExponentFloat`)."""
+    return value.text if kind == "str" and isinstance(value, _ExponentFloat) else value
 
 
 # The flat PE keys of configs written before mechanisms were modules (sparsesim 0.1.0), and where they went.
@@ -1170,22 +893,22 @@ def parse_hwconfig(data: object, source: str = "<dict>") -> HwConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(
             source,
-            [("", f"the top level must be a mapping of parameter names to values, got {_describe(data)}")],
+            [("", f"the top level must be a mapping of parameter names to values, got {describe(data)}")],
         )
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
     bad: set[str] = set()
     data = _migrated(data, source)
-    _read_block(HwConfig, data, "", values, bad, problems)
-    defaults = _flat_defaults()
+    read_block(HwConfig, data, "", values, bad, problems, _yaml_value)
+    defaults = flat_defaults(HwConfig)
     kind = values.get(MECHANISM_PATH + ".kind", "dense")
     if kind in mechanism_kinds():
-        defaults.update(_flat_defaults(mechanism_config_class(kind), MECHANISM_PATH + "."))
+        defaults.update(flat_defaults(mechanism_config_class(kind), MECHANISM_PATH + "."))
     problems += _cross_field_problems({**defaults, **values}, bad)
     if problems:
         raise ConfigError(source, problems)
     try:
-        return typing.cast(HwConfig, _build(HwConfig, values))
+        return typing.cast(HwConfig, build(HwConfig, values))
     except ConfigError as error:  # pragma: no cover - the checks above are the same checks
         raise ConfigError(source, error.problems) from None
 
@@ -1332,7 +1055,7 @@ def _read_config_file(path: str, source: str, where: str, referrer: str | None) 
 def _base_problem(base: object) -> str | None:
     """What is wrong with the value of a ``base:`` key, or None."""
     if not isinstance(base, str):
-        return f"must be the path of a config file (a string), got {_describe(base)}"
+        return f"must be the path of a config file (a string), got {describe(base)}"
     if not base.strip():
         return "must be the path of a config file, got an empty string"
     if "\0" in base:
@@ -1354,7 +1077,7 @@ def _config_chain(source: str) -> list[tuple[str, Any]]:
     while True:
         data = _read_config_file(path, source, where, referrer)
         if chain and not isinstance(data, Mapping):
-            message = f"the top level must be a mapping of parameter names to values, got {_describe(data)}"
+            message = f"the top level must be a mapping of parameter names to values, got {describe(data)}"
             raise ConfigError(source, [("", message + where)])
         if not isinstance(data, Mapping) or BASE_KEY not in data:
             chain.append((path, data))
@@ -1454,26 +1177,11 @@ def hwconfig_to_dict(cfg: HwConfig, *, fill_derived: bool = False) -> dict[str, 
     return data
 
 
-def _allowed_text(f: dataclasses.Field[Any]) -> str:
-    meta = f.metadata
-    if meta.get("choices") is not None:
-        return "one of: " + " | ".join(meta["choices"])
-    bounds = []
-    if meta.get("ge") is not None:
-        bounds.append(f">= {_number_text(meta['ge'])}")
-    if meta.get("gt") is not None:
-        bounds.append(f"> {_number_text(meta['gt'])}")
-    if meta.get("le") is not None:
-        bounds.append(f"<= {_number_text(meta['le'])}")
-    return ", ".join(bounds)
-
-
 def explain_hwconfig() -> str:
     """Describe every parameter: dotted path, type, default, allowed values and a one-line description.
 
     This is the text of ``sparsesim validate --explain``.
     """
-    type_names = {"int": "int", "float": "float", "float?": "float", "str": "str", "bool": "bool"}
     lines = [
         "Hardware config parameters (YAML keys, nested by block). Every key is optional except `name`.",
         "Integers are accepted where a float is expected; booleans and quoted numbers are not numbers.",
@@ -1484,13 +1192,13 @@ def explain_hwconfig() -> str:
         "replaces the base's whole); the merged config is then validated as one.",
         "",
     ]
-    params = list(_iter_params(HwConfig))
+    params = list(iter_params(HwConfig))
     mechanism_at = next(i for i, (path, _, _) in enumerate(params) if path == MECHANISM_PATH)
     # The mechanism block: every registered kind with its own parameters, in place of the base's `kind`.
     params[mechanism_at + 2 : mechanism_at + 2] = [
         item
         for kind, cls in mechanism_kinds().items()
-        for item in _iter_params(cls, f"{MECHANISM_PATH}[kind={kind}].")
+        for item in iter_params(cls, f"{MECHANISM_PATH}[kind={kind}].")
     ]
     for path, f, kind in params:
         if path.endswith("].kind"):  # the head of one kind's block: what the mechanism is
@@ -1498,23 +1206,8 @@ def explain_hwconfig() -> str:
             doc = (mechanism_config_class(kind_name).__doc__ or "").strip().split("\n\n", 1)[0]
             lines.append(f"{'  ' * path.count('.')}{path.rsplit('.', 1)[0]}:  {' '.join(doc.split())}")
             continue
-        depth = path.count(".")
-        indent = "  " * depth
-        if isinstance(kind, type):
-            lines.append(f"{indent}{path}:  {f.metadata['doc']}")
-            continue
-        if f.metadata.get("required"):
-            default = "required"
-        elif f.metadata.get("derived"):
-            default = f"default: {f.metadata['derived']}"
-        else:
-            default = f"default: {f.default!r}"
-        allowed = _allowed_text(f)
-        if path == MECHANISM_PATH + ".kind":
-            allowed = "one of: " + " | ".join(mechanism_kinds())
-        head = f"{path}  ({type_names[kind]}, {default}" + (f", {allowed})" if allowed else ")")
-        lines.append(f"{indent}{head}")
-        lines.append(f"{indent}    {f.metadata['doc']}")
+        kinds = "one of: " + " | ".join(mechanism_kinds()) if path == MECHANISM_PATH + ".kind" else None
+        lines += explain_param(path, f, kind, kinds)
     lines += ["", "Rules across parameters:"]
     lines += [f"  {rule.path} >= {rule.expression()}  ({rule.why})" for rule in _CROSS_FIELD_RULES]
     lines.append(f"  pe_array.rows * pe_array.columns <= {MAX_PES}  (the PE models keep a few values per PE)")
