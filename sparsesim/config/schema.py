@@ -286,7 +286,7 @@ def _type_problem(kind: str, value: object) -> str | None:
             return f"must be a finite number, got {value}"
     if kind == "str" and not isinstance(value, str):
         return f"expected a string, got {describe(value)}"
-    if kind == "int list" and not (isinstance(value, tuple) and all(is_int(item) for item in value)):
+    if kind == "int list" and not isinstance(value, tuple):
         return f"expected a list of integers, got {describe(value)}"
     return None
 
@@ -330,6 +330,8 @@ def value_problems(f: dataclasses.Field[Any], kind: str, value: object) -> list[
     if isinstance(value, tuple):
         if meta.get("max_items") is not None and len(value) > meta["max_items"]:
             return [f"must have at most {meta['max_items']:,} entries, got {len(value):,}"]
+        if not all(is_int(item) for item in value):
+            return [f"expected a list of integers, got {describe(value)}"]
         problems = (_bound_problem(meta, item) for item in value)
         return [f"every entry {problem}" for problem in problems if problem is not None][:1]
     if isinstance(value, numbers.Real):
@@ -422,10 +424,15 @@ def read_block(
     fields = {key_of(f): f for f in dataclasses.fields(cls)}
     by_key = {(key.lower() if ignore_case else key): f for key, f in fields.items()}
     for key, declared in fields.items():
-        written = key.lower() if ignore_case else key
-        if declared.metadata.get("required") and written not in data:
+        if (key.lower() if ignore_case else key) in data:
+            continue
+        sub = kinds[declared.name]
+        if declared.metadata.get("required"):
             problems.append((prefix + key, "missing required key"))
             bad.add(prefix + key)
+        elif isinstance(sub, type) and any(f.metadata.get("required") for f in dataclasses.fields(sub)):
+            # A block left out whose keys are required: each one is missing.
+            read_block(sub, {}, prefix + key + ".", values, bad, problems, convert)
     for key, value in data.items():
         if not isinstance(key, str):
             problems.append((prefix.rstrip("."), f"keys must be strings, got {describe(key)} as a key"))

@@ -1,38 +1,21 @@
 """SCALE-Sim's ``.cfg`` files, read directly into a frozen :class:`SystolicArrayConfig`.
 
 The format is an INI file (Python :mod:`configparser` rules: ``key: value`` or ``key = value``, keys are
-case-insensitive, ``#`` / ``;`` start a comment line). These are the entries SCALE-Sim 3.0.0 knows; every
-other section or key is rejected, and every problem is reported at once in one
-:class:`~sparsesim.errors.ConfigError` naming the file and ``section.Key``. Numbers are integers with
-an upper bound (below); the bounds are far above any real array and keep what the simulator derives from
-them small (see "Limits").
+case-insensitive, ``#`` / ``;`` start a comment line). Each section SCALE-Sim 3.0.0 knows is a frozen
+dataclass below (:class:`ArchitecturePresetsSection`, ...) whose fields declare each key once, with the
+shared engine :mod:`sparsesim.config.schema`: its spelling (``ArrayHeight``), type, default, bounds or
+choices and a one-line description; :func:`explain_scalesim_config` lists them all. Every other section or
+key is rejected (with the closest known one), and every problem is reported at once in one
+:class:`~sparsesim.errors.ConfigError` naming the file and ``section.Key``. Values are text: integers are
+read within their declared bounds (:func:`~sparsesim.workload.topology.parse_bounded_int`), booleans are
+``True`` / ``False`` in any case, ``Bandwidth`` is comma-separated integers; then the engine checks them.
 
-``[general]``
-    ``run_name`` — any text of at most 256 characters (kept, used in reports).
-``[architecture_presets]``
-    ``ArrayHeight``, ``ArrayWidth`` — PE rows and columns, 1 to :data:`MAX_ARRAY_SIDE` (required).
-    ``IfmapSramSzkB``, ``FilterSramSzkB``, ``OfmapSramSzkB`` — SRAM sizes in KiB of 1-byte words, 1 to
-    :data:`MAX_SRAM_KIB` (required).
-    ``Dataflow`` — ``ws``, ``os`` or ``is`` (required, lower case as SCALE-Sim requires).
-    ``IfmapOffset``, ``FilterOffset``, ``OfmapOffset`` — address offsets, 0 to :data:`MAX_OFFSET` (default
-    0, 10000000, 20000000). ``Bandwidth`` — comma-separated words per cycle, at most
-    :data:`MAX_BANDWIDTH_ENTRIES` entries of 1 to :data:`MAX_WORDS_PER_CYCLE`; only used by SCALE-Sim's
-    USER bandwidth mode. ``MemoryBanks`` (1 to :data:`MAX_BANKS`), ``ReadRequestBuffer``,
-    ``WriteRequestBuffer`` (1 to :data:`MAX_REQUEST_BUFFER`), ``TopologyCsvLoc`` (a path) — accepted and
-    checked, they do not change CALC-mode results.
-``[network_presets]``
-    ``TopologyCsvLoc`` — accepted (the topology is given on the command line).
-``[run_presets]``
-    ``InterfaceBandwidth`` — ``CALC`` (the default; sparsesim models this mode only: a stall-free read
-    side whose DRAM traffic is estimated, see :mod:`sparsesim.systolic.array`) or ``USER`` (rejected).
-    ``UseRamulatorTrace`` — must be false.
-``[layout]``
-    SCALE-Sim's custom SRAM layout keys; accepted and checked (bank bandwidths 1 to
-    :data:`MAX_WORDS_PER_CYCLE`, bank counts and ports 1 to :data:`MAX_BANKS`), they only act in USER
-    bandwidth mode.
-``[sparsity]``
-    ``SparsitySupport`` must be false (a systolic run here is dense); the other keys are accepted
-    (``BlockSize`` and ``NonZeroElems`` 1 to :data:`MAX_BANKS`, ``RandomNumberGeneratorSeed`` 0 to 2**64 - 1).
+What sparsesim models, and so refuses otherwise: ``Dataflow`` ``ws``, ``os`` or ``is`` in lower case;
+``InterfaceBandwidth`` ``CALC`` (a stall-free read side whose DRAM traffic is estimated, see
+:mod:`sparsesim.systolic.array`; ``USER`` is refused with the reason); ``UseRamulatorTrace`` and
+``SparsitySupport`` false (a systolic run here is dense). ``Bandwidth``, ``MemoryBanks``, the request
+buffers, ``[layout]`` and the rest of ``[sparsity]`` are accepted and checked; they do not change
+CALC-mode results.
 
 **Limits, and why.** ``ArrayHeight`` / ``ArrayWidth`` <= 4096: the largest systolic arrays built are
 256 x 256 (TPU v1) and studies sweep to a few thousand; SRAMs <= 32768 KiB (32 MiB) each: TPU v1's
@@ -46,10 +29,22 @@ SCALE-Sim's are under 1 KiB) and must be a regular file (:func:`sparsesim.files.
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from sparsesim.config.schema import (
+    Block,
+    block,
+    build,
+    explain_param,
+    iter_params,
+    param,
+    read_block,
+    required_param,
+    tree_problems,
+)
 from sparsesim.errors import ConfigError
 from sparsesim.files import InputFileError, read_input_text
 from sparsesim.workload.topology import parse_bounded_int, shown
@@ -64,7 +59,9 @@ __all__ = [
     "MAX_REQUEST_BUFFER",
     "MAX_SRAM_KIB",
     "MAX_WORDS_PER_CYCLE",
+    "ScaleSimConfigFile",
     "SystolicArrayConfig",
+    "explain_scalesim_config",
     "load_scalesim_config",
     "parse_scalesim_config",
 ]
@@ -86,145 +83,204 @@ MAX_BANKS = 1 << 16
 MAX_REQUEST_BUFFER = 1 << 20
 #: Largest ``.cfg`` file read, in bytes.
 MAX_CONFIG_BYTES = 1 << 20
-_MAX_SEED = (1 << 64) - 1
-_MAX_TEXT_CHARS = {"run_name": 256}  # other text values (paths, SparseRep): 4096
+_MAX_TEXT_CHARS = 4096  # paths and SparseRep; run_name: 256
+_DENSE_ONLY = "must be False: sparsesim's systolic mode is dense and models no DRAM simulator"
+_USER_MODE = (
+    "USER bandwidth mode is not supported: sparsesim reproduces SCALE-Sim's CALC mode "
+    "(stall-free reads, estimated DRAM traffic); set InterfaceBandwidth: CALC"
+)
+_UNUSED = "Accepted and checked; it does not change CALC-mode results."
 
-# section -> {lower-case key: (spelling used in messages, kind, largest value for numbers)}
-_KNOWN: dict[str, dict[str, tuple[str, str, int]]] = {
-    "general": {"run_name": ("run_name", "text", 0)},
-    "architecture_presets": {
-        "arrayheight": ("ArrayHeight", "positive", MAX_ARRAY_SIDE),
-        "arraywidth": ("ArrayWidth", "positive", MAX_ARRAY_SIDE),
-        "ifmapsramszkb": ("IfmapSramSzkB", "positive", MAX_SRAM_KIB),
-        "filtersramszkb": ("FilterSramSzkB", "positive", MAX_SRAM_KIB),
-        "ofmapsramszkb": ("OfmapSramSzkB", "positive", MAX_SRAM_KIB),
-        "ifmapoffset": ("IfmapOffset", "non_negative", MAX_OFFSET),
-        "filteroffset": ("FilterOffset", "non_negative", MAX_OFFSET),
-        "ofmapoffset": ("OfmapOffset", "non_negative", MAX_OFFSET),
-        "dataflow": ("Dataflow", "dataflow", 0),
-        "bandwidth": ("Bandwidth", "positive_list", MAX_WORDS_PER_CYCLE),
-        "memorybanks": ("MemoryBanks", "positive", MAX_BANKS),
-        "readrequestbuffer": ("ReadRequestBuffer", "positive", MAX_REQUEST_BUFFER),
-        "writerequestbuffer": ("WriteRequestBuffer", "positive", MAX_REQUEST_BUFFER),
-        "topologycsvloc": ("TopologyCsvLoc", "text", 0),
-    },
-    "network_presets": {"topologycsvloc": ("TopologyCsvLoc", "text", 0)},
-    "run_presets": {
-        "interfacebandwidth": ("InterfaceBandwidth", "bandwidth_mode", 0),
-        "useramulatortrace": ("UseRamulatorTrace", "false", 0),
-    },
-    "layout": {
-        "ifmapcustomlayout": ("IfmapCustomLayout", "bool", 0),
-        "filtercustomlayout": ("FilterCustomLayout", "bool", 0),
-        "ifmapsrambankbandwidth": ("IfmapSRAMBankBandwidth", "positive", MAX_WORDS_PER_CYCLE),
-        "ifmapsrambanknum": ("IfmapSRAMBankNum", "positive", MAX_BANKS),
-        "ifmapsrambankport": ("IfmapSRAMBankPort", "positive", MAX_BANKS),
-        "filtersrambankbandwidth": ("FilterSRAMBankBandwidth", "positive", MAX_WORDS_PER_CYCLE),
-        "filtersrambanknum": ("FilterSRAMBankNum", "positive", MAX_BANKS),
-        "filtersrambankport": ("FilterSRAMBankPort", "positive", MAX_BANKS),
-    },
-    "sparsity": {
-        "sparsitysupport": ("SparsitySupport", "false", 0),
-        "sparserep": ("SparseRep", "text", 0),
-        "optimizedmapping": ("OptimizedMapping", "bool", 0),
-        "blocksize": ("BlockSize", "positive", MAX_BANKS),
-        "randomnumbergeneratorseed": ("RandomNumberGeneratorSeed", "non_negative", _MAX_SEED),
-        "nonzeroelems": ("NonZeroElems", "positive", MAX_BANKS),
-    },
-}
-_REQUIRED = ("arrayheight", "arraywidth", "ifmapsramszkb", "filtersramszkb", "ofmapsramszkb", "dataflow")
-_BOOLEANS = {"true": True, "false": False}
+
+def _text(doc: str, key: str, max_chars: int = _MAX_TEXT_CHARS) -> str:
+    return param("", doc, max_chars=max_chars, key=key)
+
+
+def _count(doc: str, key: str, le: int, ge: int = 1) -> int | None:
+    """An optional whole number from ``ge`` to ``le`` (None when the file leaves it out)."""
+    return param(None, doc, ge=ge, le=le, key=key)
+
+
+def _flag(doc: str, key: str, refused: dict[Any, str] | None = None) -> bool:
+    return param(False, doc, refused=refused, key=key)
+
+
+class _Section(Block):
+    """A section of a ``.cfg`` file: its keys are case-insensitive, as in SCALE-Sim."""
+
+    KEYS_IGNORE_CASE = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneralSection(_Section):
+    """``[general]``."""
+
+    run_name: str = _text("Name of the run (kept, used in reports).", "run_name", max_chars=256)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchitecturePresetsSection(_Section):
+    """``[architecture_presets]``: the array, its three SRAMs and its dataflow."""
+
+    array_height: int = required_param("PE rows.", ge=1, le=MAX_ARRAY_SIDE, key="ArrayHeight")
+    array_width: int = required_param("PE columns.", ge=1, le=MAX_ARRAY_SIDE, key="ArrayWidth")
+    ifmap_sram_kib: int = required_param(
+        "Input feature map SRAM, KiB of 1-byte words.", ge=1, le=MAX_SRAM_KIB, key="IfmapSramSzkB"
+    )
+    filter_sram_kib: int = required_param(
+        "Filter SRAM, KiB of 1-byte words.", ge=1, le=MAX_SRAM_KIB, key="FilterSramSzkB"
+    )
+    ofmap_sram_kib: int = required_param(
+        "Output feature map SRAM, KiB of 1-byte words.", ge=1, le=MAX_SRAM_KIB, key="OfmapSramSzkB"
+    )
+    ifmap_offset: int = param(0, "Address offset of the ifmap.", ge=0, le=MAX_OFFSET, key="IfmapOffset")
+    filter_offset: int = param(
+        10_000_000, "Address offset of the filters.", ge=0, le=MAX_OFFSET, key="FilterOffset"
+    )
+    ofmap_offset: int = param(
+        20_000_000, "Address offset of the ofmap.", ge=0, le=MAX_OFFSET, key="OfmapOffset"
+    )
+    dataflow: str = required_param(
+        "Weight, output or input stationary, in lower case as SCALE-Sim requires.",
+        choices=DATAFLOWS,
+        key="Dataflow",
+    )
+    bandwidth_words_per_cycle: tuple[int, ...] = param(
+        (),
+        "Comma-separated words per cycle; only SCALE-Sim's USER bandwidth mode uses it.",
+        ge=1,
+        le=MAX_WORDS_PER_CYCLE,
+        max_items=MAX_BANDWIDTH_ENTRIES,
+        key="Bandwidth",
+    )
+    memory_banks: int | None = _count(_UNUSED, "MemoryBanks", MAX_BANKS)
+    read_request_buffer: int | None = _count(_UNUSED, "ReadRequestBuffer", MAX_REQUEST_BUFFER)
+    write_request_buffer: int | None = _count(_UNUSED, "WriteRequestBuffer", MAX_REQUEST_BUFFER)
+    topology_csv_loc: str = _text("Accepted (the topology is given on the command line).", "TopologyCsvLoc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkPresetsSection(_Section):
+    """``[network_presets]``."""
+
+    topology_csv_loc: str = _text("Accepted (the topology is given on the command line).", "TopologyCsvLoc")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPresetsSection(_Section):
+    """``[run_presets]``."""
+
+    interface_bandwidth: str = param(
+        "CALC",
+        "CALC: a stall-free read side whose DRAM traffic is estimated (sparsesim.systolic.array), the only "
+        "mode sparsesim models.",
+        choices=("CALC", "USER"),
+        refused={"USER": _USER_MODE},
+        key="InterfaceBandwidth",
+    )
+    use_ramulator_trace: bool = _flag("Must be false.", "UseRamulatorTrace", {True: _DENSE_ONLY})
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutSection(_Section):
+    """``[layout]``: SCALE-Sim's custom SRAM layout; checked, it only acts in USER bandwidth mode."""
+
+    ifmap_custom_layout: bool = _flag(_UNUSED, "IfmapCustomLayout")
+    filter_custom_layout: bool = _flag(_UNUSED, "FilterCustomLayout")
+    ifmap_sram_bank_bandwidth: int | None = _count(_UNUSED, "IfmapSRAMBankBandwidth", MAX_WORDS_PER_CYCLE)
+    ifmap_sram_bank_num: int | None = _count(_UNUSED, "IfmapSRAMBankNum", MAX_BANKS)
+    ifmap_sram_bank_port: int | None = _count(_UNUSED, "IfmapSRAMBankPort", MAX_BANKS)
+    filter_sram_bank_bandwidth: int | None = _count(_UNUSED, "FilterSRAMBankBandwidth", MAX_WORDS_PER_CYCLE)
+    filter_sram_bank_num: int | None = _count(_UNUSED, "FilterSRAMBankNum", MAX_BANKS)
+    filter_sram_bank_port: int | None = _count(_UNUSED, "FilterSRAMBankPort", MAX_BANKS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SparsitySection(_Section):
+    """``[sparsity]``: a systolic run here is dense."""
+
+    sparsity_support: bool = _flag("Must be false.", "SparsitySupport", {True: _DENSE_ONLY})
+    sparse_rep: str = _text(_UNUSED, "SparseRep")
+    optimized_mapping: bool = _flag(_UNUSED, "OptimizedMapping")
+    block_size: int | None = _count(_UNUSED, "BlockSize", MAX_BANKS)
+    random_number_generator_seed: int | None = _count(
+        _UNUSED, "RandomNumberGeneratorSeed", (1 << 64) - 1, ge=0
+    )
+    non_zero_elems: int | None = _count(_UNUSED, "NonZeroElems", MAX_BANKS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScaleSimConfigFile(Block):
+    """A whole ``.cfg`` file, one block per section; any other section is refused."""
+
+    ENTRY = "section"
+
+    general: GeneralSection = block(GeneralSection, "[general]")
+    architecture_presets: ArchitecturePresetsSection = block(
+        ArchitecturePresetsSection, "[architecture_presets]: the array, its SRAMs and its dataflow."
+    )
+    network_presets: NetworkPresetsSection = block(NetworkPresetsSection, "[network_presets]")
+    run_presets: RunPresetsSection = block(RunPresetsSection, "[run_presets]")
+    layout: LayoutSection = block(LayoutSection, "[layout]: custom SRAM layouts (USER mode only).")
+    sparsity: SparsitySection = block(SparsitySection, "[sparsity]: must stay off.")
 
 
 @dataclass(frozen=True)
-class SystolicArrayConfig:
+class SystolicArrayConfig(Block):
     """A dense systolic array with three double-buffered SRAMs, as SCALE-Sim models it.
 
     Words are one byte (SCALE-Sim's fixed word size), so an SRAM of ``s`` KiB holds ``1024 * s`` words.
+    Construction checks every field against its declaration and raises :class:`ConfigError` naming
+    ``source`` and every bad field.
     """
 
-    array_rows: int
-    array_cols: int
-    ifmap_sram_bytes: int
-    filter_sram_bytes: int
-    ofmap_sram_bytes: int
-    dataflow: str
-    run_name: str = "systolic_run"
-    ifmap_offset: int = 0
-    filter_offset: int = 10_000_000
-    ofmap_offset: int = 20_000_000
-    source: str = "<config>"
+    array_rows: int = required_param("PE rows.", ge=1, le=MAX_ARRAY_SIDE)
+    array_cols: int = required_param("PE columns.", ge=1, le=MAX_ARRAY_SIDE)
+    ifmap_sram_bytes: int = required_param("Input feature map SRAM.", ge=1, le=1024 * MAX_SRAM_KIB)
+    filter_sram_bytes: int = required_param("Filter SRAM.", ge=1, le=1024 * MAX_SRAM_KIB)
+    ofmap_sram_bytes: int = required_param("Output feature map SRAM.", ge=1, le=1024 * MAX_SRAM_KIB)
+    dataflow: str = required_param("ws, os or is.", choices=DATAFLOWS)
+    run_name: str = param("systolic_run", "Name of the run, used in reports.")
+    ifmap_offset: int = param(0, "Address offset of the ifmap.", ge=0, le=MAX_OFFSET)
+    filter_offset: int = param(10_000_000, "Address offset of the filters.", ge=0, le=MAX_OFFSET)
+    ofmap_offset: int = param(20_000_000, "Address offset of the ofmap.", ge=0, le=MAX_OFFSET)
+    source: str = param("<config>", "The file it was read from, named by errors.")
 
     def __post_init__(self) -> None:
-        problems = []
-        bounds = {
-            "array_rows": (1, MAX_ARRAY_SIDE),
-            "array_cols": (1, MAX_ARRAY_SIDE),
-            "ifmap_sram_bytes": (1, 1024 * MAX_SRAM_KIB),
-            "filter_sram_bytes": (1, 1024 * MAX_SRAM_KIB),
-            "ofmap_sram_bytes": (1, 1024 * MAX_SRAM_KIB),
-            "ifmap_offset": (0, MAX_OFFSET),
-            "filter_offset": (0, MAX_OFFSET),
-            "ofmap_offset": (0, MAX_OFFSET),
-        }
-        for name, (low, high) in bounds.items():
-            value = getattr(self, name)
-            if type(value) is not int or not low <= value <= high:
-                problems.append((name, f"must be an integer from {low} to {high:,}, got {value!r}"))
-        if self.dataflow not in DATAFLOWS:
-            problems.append(("dataflow", f"must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}"))
+        super().__post_init__()
+        problems, _ = tree_problems(self)
         if problems:
             raise ConfigError(self.source, problems)
 
 
-def _check(kind: str, text: str, high: int, spelling: str) -> tuple[object, str | None]:
-    """Return ``(value, None)`` or ``(None, message)``; ``high`` bounds numbers, ``spelling`` names texts."""
-    if kind == "text":
-        limit = _MAX_TEXT_CHARS.get(spelling, 4096)
-        if len(text) > limit:
-            return None, f"must be at most {limit:,} characters, got {len(text):,}"
-        return text, None
-    if kind in ("positive", "non_negative"):
-        try:
-            return parse_bounded_int(text, 1 if kind == "positive" else 0, high), None
-        except ValueError as error:
-            return None, str(error)
-    if kind == "positive_list":
-        if text.count(",") >= MAX_BANDWIDTH_ENTRIES:
-            return None, f"must have at most {MAX_BANDWIDTH_ENTRIES:,} entries, got {text.count(',') + 1:,}"
-        values = []
-        for part in text.split(","):
+def _from_text(f: dataclasses.Field[Any], kind: str, text: object) -> object:
+    """An INI value (text) as the declared type: integers within the declared bounds (read as
+    :func:`~sparsesim.workload.topology.parse_bounded_int` reads them: short messages whatever the text),
+    comma-separated integers, ``True`` / ``False`` in any case; ``ValueError`` says what is wrong."""
+    text = str(text).strip()
+    low, high = f.metadata.get("ge"), f.metadata.get("le")
+    if kind in ("int", "int?"):
+        return parse_bounded_int(text, low, high)
+    if kind == "int list":
+        parts = text.split(",")
+        if len(parts) > f.metadata["max_items"]:  # before any is read
+            return tuple(parts)  # refused by its length: "must have at most N entries"
+        entries = []
+        for number, part in enumerate(parts, 1):
             try:
-                values.append(parse_bounded_int(part, 1, high))
-            except ValueError:
-                return None, f"must be comma-separated integers >= 1, got {shown(text)}"
-        return values, None
-    if kind == "dataflow":
-        if text not in DATAFLOWS:
-            return None, f"must be one of {', '.join(DATAFLOWS)} (lower case), got {shown(text)}"
-        return text, None
-    if kind == "bandwidth_mode":
-        if text == "USER":
-            return None, (
-                "USER bandwidth mode is not supported: sparsesim reproduces SCALE-Sim's CALC mode "
-                "(stall-free reads, estimated DRAM traffic); set InterfaceBandwidth: CALC"
-            )
-        if text != "CALC":
-            return None, f"must be CALC or USER, got {shown(text)}"
-        return text, None
-    if kind in ("bool", "false"):
-        if text.lower() not in _BOOLEANS:
-            return None, f"must be True or False, got {shown(text)}"
-        value = _BOOLEANS[text.lower()]
-        if kind == "false" and value:
-            return None, "must be False: sparsesim's systolic mode is dense and models no DRAM simulator"
-        return value, None
-    raise AssertionError(kind)  # pragma: no cover - the table above uses only these kinds
-
-
-def _label(name: str) -> str:
-    """A section or key name as written, shortened for a message."""
-    return name if len(name) <= 40 else f"{name[:40]}... ({len(name):,} characters)"
+                entries.append(parse_bounded_int(part, low, high))
+            except ValueError as error:
+                if str(error).startswith("must be an integer"):
+                    raise ValueError(
+                        f"must be comma-separated integers >= {low}, got {shown(text)}"
+                    ) from None
+                raise ValueError(f"entry {number} {error}") from None
+        return tuple(entries)
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"must be True or False, got {shown(text)}")
+        return text.lower() == "true"
+    return text
 
 
 def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayConfig:
@@ -240,42 +296,34 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
         raise ConfigError(source, [("", f"not a valid .cfg (INI) file: {message}")]) from None
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
-    for section in parser.sections():
-        known = _KNOWN.get(section)
-        if known is None:
-            problems.append((_label(section), f"unknown section; known sections: {', '.join(_KNOWN)}"))
-            continue
-        for key, text_value in parser.items(section):
-            if key not in known:
-                spellings = ", ".join(spelling for spelling, _, _ in known.values())
-                problems.append((f"{section}.{_label(key)}", f"unknown key; known keys here: {spellings}"))
-                continue
-            spelling, kind, high = known[key]
-            value, message = _check(kind, text_value.strip(), high, spelling)
-            if message:
-                problems.append((f"{section}.{spelling}", message))
-            else:
-                values[key] = value
-    for key in _REQUIRED:
-        if key not in values and not any(
-            path.endswith("." + _KNOWN["architecture_presets"][key][0]) for path, _ in problems
-        ):
-            problems.append((f"architecture_presets.{_KNOWN['architecture_presets'][key][0]}", "is required"))
+    data = {section: dict(parser.items(section)) for section in parser.sections()}
+    read_block(ScaleSimConfigFile, data, "", values, set(), problems, _from_text)
     if problems:
         raise ConfigError(source, problems)
+    arch = build(ScaleSimConfigFile, values).architecture_presets
     return SystolicArrayConfig(
-        array_rows=values["arrayheight"],
-        array_cols=values["arraywidth"],
-        ifmap_sram_bytes=1024 * values["ifmapsramszkb"],
-        filter_sram_bytes=1024 * values["filtersramszkb"],
-        ofmap_sram_bytes=1024 * values["ofmapsramszkb"],
-        dataflow=values["dataflow"],
-        run_name=values.get("run_name", "systolic_run"),
-        ifmap_offset=values.get("ifmapoffset", 0),
-        filter_offset=values.get("filteroffset", 10_000_000),
-        ofmap_offset=values.get("ofmapoffset", 20_000_000),
+        array_rows=arch.array_height,
+        array_cols=arch.array_width,
+        ifmap_sram_bytes=1024 * arch.ifmap_sram_kib,
+        filter_sram_bytes=1024 * arch.filter_sram_kib,
+        ofmap_sram_bytes=1024 * arch.ofmap_sram_kib,
+        dataflow=arch.dataflow,
+        run_name=values.get("general.run_name", "systolic_run"),
+        ifmap_offset=arch.ifmap_offset,
+        filter_offset=arch.filter_offset,
+        ofmap_offset=arch.ofmap_offset,
         source=source,
     )
+
+
+def explain_scalesim_config() -> str:
+    """Every section and key of a ``.cfg`` file: spelling, type, default, allowed values and description."""
+    lines = [
+        "SCALE-Sim .cfg entries (INI sections; keys in any case). Every key is optional unless required."
+    ]
+    for path, f, kind in iter_params(ScaleSimConfigFile):
+        lines += explain_param(path, f, kind)
+    return "\n".join(lines) + "\n"
 
 
 def load_scalesim_config(path: str | os.PathLike) -> SystolicArrayConfig:

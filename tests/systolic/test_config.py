@@ -17,6 +17,7 @@ from sparsesim.systolic.config import (
     MAX_REQUEST_BUFFER,
     MAX_SRAM_KIB,
     MAX_WORDS_PER_CYCLE,
+    explain_scalesim_config,
 )
 
 HWCONFIGS = Path(__file__).parents[2] / "hwconfigs"
@@ -83,7 +84,7 @@ def test_every_problem_is_reported_at_once_with_section_and_key():
     assert message.startswith("bad.cfg: 5 problem(s)")
     assert dict(error.value.problems) == {
         "architecture_presets.ArrayHeight": "must be >= 1, got 0",
-        "architecture_presets.Dataflow": "must be one of ws, os, is (lower case), got 'WS'",
+        "architecture_presets.Dataflow": "must be one of ws, os, is; got 'WS' (did you mean 'ws'?)",
         "architecture_presets.Bandwidth": "must be comma-separated integers >= 1, got '10, x'",
         "architecture_presets.arraydepth": dict(error.value.problems)["architecture_presets.arraydepth"],
         "extras": dict(error.value.problems)["extras"],
@@ -102,7 +103,7 @@ def test_every_problem_is_reported_at_once_with_section_and_key():
         (
             ("InterfaceBandwidth: CALC", "InterfaceBandwidth: calc"),
             "run_presets.InterfaceBandwidth",
-            "must be CALC or USER",
+            "must be one of CALC, USER; got 'calc' (did you mean 'CALC'?)",
         ),
         (
             ("UseRamulatorTrace: False", "UseRamulatorTrace: True"),
@@ -124,7 +125,7 @@ def test_every_problem_is_reported_at_once_with_section_and_key():
             "architecture_presets.FilterOffset",
             "must be >= 0",
         ),
-        (("OfmapSramSzkB:   64\n", ""), "architecture_presets.OfmapSramSzkB", "is required"),
+        (("OfmapSramSzkB:   64\n", ""), "architecture_presets.OfmapSramSzkB", "missing required key"),
     ],
 )
 def test_bad_entries_raise_config_error_naming_the_key(change, path, message):
@@ -259,3 +260,43 @@ def test_load_refuses_oversized_and_non_utf8_files(tmp_path):
     latin.write_bytes(SCALESIM_REPO_CFG.replace("scale_example", "caf\xe9").encode("latin-1"))
     with pytest.raises(ConfigError, match=r"(?s)latin.cfg: .*the config is not UTF-8 text"):
         load_scalesim_config(latin)
+
+
+def test_unknown_sections_and_keys_name_the_closest_known_one():
+    text = SCALESIM_REPO_CFG.replace("ArrayWidth:     32", "ArrayWidth: 32\nArrayHeigth: 4") + "[Sparsity]\n"
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config(text, "x.cfg")
+    problems = dict(error.value.problems)
+    assert problems["architecture_presets.arrayheigth"].startswith("unknown key; did you mean 'ArrayHeight'?")
+    assert problems["Sparsity"].startswith("unknown section; did you mean 'sparsity'?")
+
+
+def test_a_missing_section_reports_each_required_key():
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config("[general]\nrun_name = r\n", "x.cfg")
+    assert [path for path, _ in error.value.problems] == [
+        f"architecture_presets.{key}"
+        for key in (
+            "ArrayHeight",
+            "ArrayWidth",
+            "IfmapSramSzkB",
+            "FilterSramSzkB",
+            "OfmapSramSzkB",
+            "Dataflow",
+        )
+    ]
+
+
+def test_a_bandwidth_entry_beyond_its_limit_is_named():
+    with pytest.raises(ConfigError) as error:
+        parse_scalesim_config(SCALESIM_REPO_CFG.replace("Bandwidth : 10", "Bandwidth : 10, 2000000"), "x.cfg")
+    assert error.value.problems == [
+        ("architecture_presets.Bandwidth", "entry 2 must be at most 1,048,576, got 2,000,000")
+    ]
+
+
+def test_explain_lists_every_key_with_its_spelling_and_bounds():
+    text = explain_scalesim_config()
+    assert "architecture_presets.ArrayHeight  (int, required, >= 1, <= 4096)" in text
+    assert "run_presets.InterfaceBandwidth  (str, default: 'CALC', one of: CALC | USER, not USER)" in text
+    assert "sparsity.RandomNumberGeneratorSeed" in text
