@@ -312,12 +312,22 @@ def formats(trace, layers):
 )
 @_user_errors
 def validate(hwconfig, explain):
-    """Check HWCONFIG: every problem is listed with its dotted path. With --explain, document the template."""
+    """Check HWCONFIG: every problem is listed with its dotted path. With --explain, document the template.
+
+    A HWCONFIG ending in .cfg is a SCALE-Sim config (for `sparsesim systolic`), checked the same way."""
     from sparsesim.config import explain_hwconfig, hwconfig_to_dict, load_hwconfig
 
     if explain:
         click.echo(explain_hwconfig(), nl=False)
-    if hwconfig:
+    if hwconfig and hwconfig.endswith(".cfg"):
+        import dataclasses
+
+        from sparsesim.systolic import load_scalesim_config
+
+        cfg = load_scalesim_config(hwconfig)
+        click.echo(f"{hwconfig}: valid SCALE-Sim config {cfg.run_name!r}")
+        click.echo(json.dumps(dataclasses.asdict(cfg), indent=2))
+    elif hwconfig:
         hw = load_hwconfig(hwconfig)
         click.echo(f"{hwconfig}: valid hardware config {hw.name!r}")
         click.echo(json.dumps(hwconfig_to_dict(hw, fill_derived=True), indent=2))

@@ -61,6 +61,15 @@ def test_validate_and_explain():
     assert result.exit_code == 0 and "pe_array.pe.activation_lanes" in result.output
 
 
+def test_validate_checks_a_scalesim_cfg_too(tmp_path):
+    result = invoke("validate", HWCONFIG_DIR / "systolic_32x32_ws.cfg")
+    assert result.exit_code == 0 and '"dataflow": "ws"' in result.output
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("[architecture_presets]\nArrayHeigth: 4\n")
+    result = CliRunner().invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 2 and "did you mean 'ArrayHeight'?" in result.output
+
+
 def test_bad_inputs_give_one_clear_message_and_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\npe_array: {rows: 0}\n")
