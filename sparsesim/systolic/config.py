@@ -83,7 +83,7 @@ MAX_BANKS = 1 << 16
 MAX_REQUEST_BUFFER = 1 << 20
 #: Largest ``.cfg`` file read, in bytes.
 MAX_CONFIG_BYTES = 1 << 20
-_MAX_TEXT_CHARS = 4096  # paths and SparseRep; run_name: 256
+_MAX_TEXT_CHARS = 4096
 _DENSE_ONLY = "must be False: sparsesim's systolic mode is dense and models no DRAM simulator"
 _USER_MODE = (
     "USER bandwidth mode is not supported: sparsesim reproduces SCALE-Sim's CALC mode "
@@ -92,8 +92,9 @@ _USER_MODE = (
 _UNUSED = "Accepted and checked; it does not change CALC-mode results."
 
 
-def _text(doc: str, key: str, max_chars: int = _MAX_TEXT_CHARS) -> str:
-    return param("", doc, max_chars=max_chars, key=key)
+def _text(doc: str, key: str) -> str:
+    """A text of at most ``_MAX_TEXT_CHARS`` (a path, SparseRep)."""
+    return param("", doc, max_chars=_MAX_TEXT_CHARS, key=key)
 
 
 def _count(doc: str, key: str, le: int, ge: int = 1) -> int | None:
@@ -102,6 +103,7 @@ def _count(doc: str, key: str, le: int, ge: int = 1) -> int | None:
 
 
 def _flag(doc: str, key: str, refused: dict[Any, str] | None = None) -> bool:
+    """A boolean, False when the file leaves it out."""
     return param(False, doc, refused=refused, key=key)
 
 
@@ -115,7 +117,7 @@ class _Section(Block):
 class GeneralSection(_Section):
     """``[general]``."""
 
-    run_name: str = _text("Name of the run (kept, used in reports).", "run_name", max_chars=256)
+    run_name: str = param("systolic_run", "Name of the run (kept, used in reports).", max_chars=256)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,7 +302,8 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
     read_block(ScaleSimConfigFile, data, "", values, set(), problems, _from_text)
     if problems:
         raise ConfigError(source, problems)
-    arch = build(ScaleSimConfigFile, values).architecture_presets
+    built = build(ScaleSimConfigFile, values)
+    arch = built.architecture_presets
     return SystolicArrayConfig(
         array_rows=arch.array_height,
         array_cols=arch.array_width,
@@ -308,7 +311,7 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
         filter_sram_bytes=1024 * arch.filter_sram_kib,
         ofmap_sram_bytes=1024 * arch.ofmap_sram_kib,
         dataflow=arch.dataflow,
-        run_name=values.get("general.run_name", "systolic_run"),
+        run_name=built.general.run_name,
         ifmap_offset=arch.ifmap_offset,
         filter_offset=arch.filter_offset,
         ofmap_offset=arch.ofmap_offset,
