@@ -393,11 +393,6 @@ def tree_problems(obj: object, prefix: str = "") -> tuple[list[Problem], set[str
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _label(name: str) -> str:
-    """A key as written, shortened for a message."""
-    return name if len(name) <= 40 else f"{name[:40]}... ({len(name):,} characters)"
-
-
 def unknown_key_problem(key: str, allowed: list[str], hint: bool = True, entry: str = "key") -> str:
     """The message for an unknown ``key`` (an unknown ``entry``): the closest allowed one if ``hint``,
     and every allowed one."""
@@ -442,7 +437,7 @@ def read_block(
             # Hints only for the first problems: no one reads a thousand, and each costs a string match.
             entry = getattr(cls, "ENTRY", "key")
             message = unknown_key_problem(key, list(fields), len(problems) < 100, entry)
-            problems.append((prefix + _label(key), message))
+            problems.append((prefix + key, message))
             continue
         f = found
         path, kind = prefix + key_of(f), kinds[f.name]

@@ -285,6 +285,11 @@ def _from_text(f: dataclasses.Field[Any], kind: str, text: object) -> object:
     return text
 
 
+def _label(name: str) -> str:
+    """A section or key name as written, shortened for a message (every known name is shorter)."""
+    return name if len(name) <= 40 else f"{name[:40]}... ({len(name):,} characters)"
+
+
 def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayConfig:
     """Parse the text of a SCALE-Sim ``.cfg`` file (see the module docstring for the entries)."""
     parser = configparser.ConfigParser(interpolation=None, strict=True)
@@ -298,7 +303,10 @@ def parse_scalesim_config(text: str, source: str = "<config>") -> SystolicArrayC
         raise ConfigError(source, [("", f"not a valid .cfg (INI) file: {message}")]) from None
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
-    data = {section: dict(parser.items(section)) for section in parser.sections()}
+    data = {
+        _label(section): {_label(key): value for key, value in parser.items(section)}
+        for section in parser.sections()
+    }
     read_block(ScaleSimConfigFile, data, "", values, set(), problems, _from_text)
     if problems:
         raise ConfigError(source, problems)
