@@ -34,6 +34,8 @@ from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "Block",
+    "Converter",
+    "Problem",
     "allowed_text",
     "block",
     "build",
@@ -42,6 +44,8 @@ __all__ = [
     "field_kinds",
     "flat_defaults",
     "flatten",
+    "is_int",
+    "is_number",
     "iter_params",
     "key_of",
     "number_text",
@@ -51,6 +55,7 @@ __all__ = [
     "tree_problems",
     "unknown_key_problem",
     "value_problems",
+    "value_text",
 ]
 
 _T = TypeVar("_T")
