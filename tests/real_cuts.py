@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from sparsesim.workload.ops import conv2d_reference
@@ -21,3 +23,20 @@ def crop(layer, channels: int, height: int, width: int, filters: int, name: str)
     return Layer(
         name, "conv2d", x, w, b, out.astype(np.float32), layer.stride, layer.padding, layer.activation
     )
+
+
+_PRUNED: dict[tuple, np.ndarray] = {}
+
+
+def pruned_weights(trace, layer_name: str, sparsity: float) -> np.ndarray:
+    """``layer_name``'s whole weights magnitude-pruned to ``sparsity`` (one-shot, in memory), computed once
+    per session for each (trace, layer, sparsity) and shared read-only: the many parametrised cases that cut
+    a small piece out of the same pruned layer do not each sort the layer's weights again."""
+    from sparsesim.workload.pruning import prune_weights
+
+    key = (os.path.realpath(os.fspath(trace.path)), trace.name, layer_name, sparsity)
+    if key not in _PRUNED:
+        weights = prune_weights(trace.layer(layer_name).weights, sparsity)
+        weights.setflags(write=False)
+        _PRUNED[key] = weights
+    return _PRUNED[key]

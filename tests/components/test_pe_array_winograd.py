@@ -13,17 +13,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparsesim import load_hwconfig, load_trace, simulate
+from sparsesim import load_hwconfig, simulate
 from sparsesim.components.pe_array import PeArray
 from sparsesim.config import hwconfig_to_dict, parse_hwconfig
 from sparsesim.config.overrides import with_parameter
 from sparsesim.errors import ConfigError, SimulationError
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.mechanisms import mechanism_class
+from sparsesim.report import Report
 from sparsesim.sparse.winograd import SKIP_MODES
 from sparsesim.workload.ops import conv2d_reference
-from sparsesim.workload.pruning import prune_weights
-from tests.conftest import HWCONFIG_DIR, TRACE_DIR
+from tests.conftest import HWCONFIG_DIR
+from tests.real_cuts import pruned_weights
 from tests.reference.winograd_reference import reference_tile
 
 # (layer, channel slice, row slice, column slice, filters): zeros and nonzeros, odd sizes (partial tiles).
@@ -69,7 +70,7 @@ def real_cut(trace, layer_name, channels, rows, cols, filters, pruning=0.0):
     """A small cut of a real layer; with ``pruning``, the whole layer's weights are magnitude-pruned to that
     fraction first (one-shot, in memory), then cut."""
     layer = trace.layer(layer_name)
-    weights = prune_weights(layer.weights, pruning) if pruning else layer.weights
+    weights = pruned_weights(trace, layer_name, pruning) if pruning else layer.weights
     return (
         np.ascontiguousarray(layer.input[channels, rows, cols]),
         np.ascontiguousarray(weights[:filters, channels]),
@@ -214,16 +215,24 @@ def test_the_shipped_config_is_dadiannao_with_winograd_pes():
 # --- whole real layers --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def two_layers():
-    return load_trace(TRACE_DIR, layers=["conv1_1", "conv1_2"])
+TWO_LAYERS = ["conv1_1", "conv1_2"]
 
 
-def test_dense_winograd_does_2_25x_fewer_multiplications_than_dadiannao(two_layers):
-    winograd = simulate(load_hwconfig(HWCONFIG_DIR / "winograd.yaml"), two_layers)
-    dadiannao = simulate(load_hwconfig(HWCONFIG_DIR / "dadiannao.yaml"), two_layers)
-    assert winograd.totals["functional_check_passed"]
-    for ours, theirs in zip(winograd.layers, dadiannao.layers, strict=True):
+def _first_two_layers(report):
+    """conv1_1 and conv1_2 of a whole-network report, with their totals as a run of those two would sum
+    them (each layer is simulated on its own: the layers are those of a run of the two alone)."""
+    layers = report.layers[: len(TWO_LAYERS)]
+    assert [layer["name"] for layer in layers] == TWO_LAYERS
+    return layers, Report.totals_of(layers, report.data["hwconfig"]["config"]["clock_hz"])
+
+
+def test_dense_winograd_does_2_25x_fewer_multiplications_than_dadiannao(simulated):
+    # The golden tier's whole-network runs, shared: their first two layers.
+    (winograd, winograd_totals), (dadiannao, dadiannao_totals) = (
+        _first_two_layers(simulated(name)) for name in ("winograd", "dadiannao")
+    )
+    assert winograd_totals["functional_check_passed"]
+    for ours, theirs in zip(winograd, dadiannao, strict=True):
         assert ours["functional_check"]["exact"] and ours["functional_check"]["datapath"]["passed"]
         assert theirs["computes"]["actual"] == ours["computes"]["algorithmic"]
         assert theirs["computes"]["actual"] / ours["computes"]["actual"] == 2.25  # 112x160: even, full tiles
@@ -233,25 +242,24 @@ def test_dense_winograd_does_2_25x_fewer_multiplications_than_dadiannao(two_laye
     # (conv1_1's 3 channels leave 13 of DaDianNao's 16 lanes idle: 9 cycles per output, 36 per 2x2 tile; a
     # Winograd lane fills its 16 multipliers with the 16 positions of one channel: 3 cycles per tile.)
     busy = [
-        [
-            layer["components"]["pe_array"]["cycle_states"]["pe_array"]["busy_cycles"]
-            for layer in report.layers
-        ]
-        for report in (dadiannao, winograd)
+        [layer["components"]["pe_array"]["cycle_states"]["pe_array"]["busy_cycles"] for layer in layers]
+        for layers in (dadiannao, winograd)
     ]
     assert busy[0][1] / busy[1][1] == 2.25
     assert busy[0][0] / busy[1][0] == 12.0
-    assert winograd.totals["cycles"] < dadiannao.totals["cycles"]
-    assert winograd.totals["energy_pj"] < dadiannao.totals["energy_pj"]
+    assert winograd_totals["cycles"] < dadiannao_totals["cycles"]
+    assert winograd_totals["energy_pj"] < dadiannao_totals["energy_pj"]
     # Effectual MACs (both operands nonzero) outnumber the products Winograd performs on conv1_1.
-    assert winograd.layers[0]["computes"]["actual"] < winograd.layers[0]["computes"]["effectual"]
+    assert winograd[0]["computes"]["actual"] < winograd[0]["computes"]["effectual"]
 
 
-def test_offline_transformed_weights_cost_weight_traffic(two_layers):
+def test_offline_transformed_weights_cost_weight_traffic(simulated):
     hw = load_hwconfig(HWCONFIG_DIR / "winograd.yaml")
-    offline = simulate(with_parameter(hw, "pe_array.pe.mechanism.weight_transform", "offline"), two_layers)
-    on_chip = simulate(hw, two_layers)
-    for moved, kept in zip(offline.layers, on_chip.layers, strict=True):
+    offline = simulated(
+        with_parameter(hw, "pe_array.pe.mechanism.weight_transform", "offline"), layers=TWO_LAYERS
+    )
+    on_chip, _ = _first_two_layers(simulated("winograd"))  # the golden tier's run, shared
+    for moved, kept in zip(offline.layers, on_chip, strict=True):
         assert moved["dram_traffic"]["bytes"]["weights"] * 9 == kept["dram_traffic"]["bytes"]["weights"] * 16
         assert moved["computes"] == kept["computes"]
         assert moved["components"]["pe_array"]["actions"]["weight_transform_add"] == 0

@@ -34,6 +34,7 @@ from sparsesim.sparse.winograd import (
 )
 from sparsesim.workload.ops import conv2d_reference
 from sparsesim.workload.pruning import prune_weights
+from tests.real_cuts import pruned_weights
 from tests.reference.winograd_reference import f23_input, f23_weights, reference_layer, transform_2d
 
 # (layer, channel slice, row slice, column slice, filters): zeros and nonzeros, odd sizes (partial tiles).
@@ -49,7 +50,7 @@ def real_cut(trace, layer_name, channels, rows, cols, filters, pruning=0.0):
     ``pruning``, the whole layer's weights are magnitude-pruned to that fraction first (one-shot, in
     memory), then cut."""
     layer = trace.layer(layer_name)
-    weights = prune_weights(layer.weights, pruning) if pruning else layer.weights
+    weights = pruned_weights(trace, layer_name, pruning) if pruning else layer.weights
     return (
         np.asarray(layer.input[channels, rows, cols], dtype=np.float64),
         np.asarray(weights[:filters, channels], dtype=np.float64),
@@ -270,7 +271,7 @@ def test_counts_obey_the_rules_on_synthetic_tensors(convolution, lanes):
 @pytest.mark.parametrize("layer_name", ["conv1_2", "conv2_2", "conv4_2"])
 def test_magnitude_pruned_zeros_mostly_vanish_in_the_transformed_weights(vgg16_trace, layer_name, pruning):
     layer = vgg16_trace.layer(layer_name)
-    pruned = prune_weights(layer.weights, pruning)
+    pruned = pruned_weights(vgg16_trace, layer_name, pruning)
     assert density(pruned) == pytest.approx(1 - pruning, abs=1e-4)
     u = transform_weights(pruned)
     # Measured: U is 65-75 % dense at 50 % pruning, 30-39 % dense at 80 %.
