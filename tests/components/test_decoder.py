@@ -41,10 +41,27 @@ def tile_streams(layer, tile, geometry, fmt_weights, fmt_inputs):
     return streams
 
 
+@pytest.fixture(scope="module")
+def encoded_streams():
+    """Each tile's encoded streams, keyed by (layer, tiling, formats): the decoder's rates change its cycles,
+    not the tiling or the streams, so the three rates' runs of a layer share one encoding of its tiles."""
+    cache: dict = {}
+
+    def streams(layer, tiling, fmt_weights, fmt_inputs):
+        key = (layer.name, repr(tiling.tiles), fmt_weights, fmt_inputs)
+        if key not in cache:
+            cache[key] = [
+                tile_streams(layer, tile, tiling.geometry, fmt_weights, fmt_inputs) for tile in tiling.tiles
+            ]
+        return cache[key]
+
+    return streams
+
+
 @pytest.mark.parametrize("layer_name", LAYERS)
 @pytest.mark.parametrize("rates", [(192.0, 3072.0), (1.5, 8.0), (0.5, 64.0)])
 def test_decoder_busy_cycles_equal_the_reference_on_real_encoded_streams(
-    vgg16_trace, hwconfigs, layer_name, rates
+    vgg16_trace, hwconfigs, encoded_streams, layer_name, rates
 ):
     hw = with_decoder(hwconfigs["eyeriss_v2"], elements_per_cycle=rates[0], metadata_bits_per_cycle=rates[1])
     layer = real_layer(vgg16_trace, layer_name)
@@ -53,8 +70,7 @@ def test_decoder_busy_cycles_equal_the_reference_on_real_encoded_streams(
     buffer = hw.formats.global_buffer
     expected = 0
     elements = 0
-    for tile in run.tiling.tiles:
-        streams = tile_streams(layer, tile, run.tiling.geometry, buffer.weights, buffer.inputs)
+    for streams in encoded_streams(layer, run.tiling, buffer.weights, buffer.inputs):
         expected += reference_decoder_cycles(streams, *rates)
         elements += sum(s.payload_bits // 16 for s in streams)
     assert run.accelerator.decoder.port.busy_cycles == expected
@@ -67,9 +83,15 @@ def test_decoder_cycles_closed_form():
     assert decoder_cycles(1, 80, 4.0, 8.0) == 10  # metadata-bound
 
 
-def test_a_slow_decoder_becomes_the_bottleneck(vgg16_trace, hwconfigs):
+@pytest.fixture(scope="module")
+def conv5_2_run(vgg16_trace, hwconfigs):
+    """conv5_2 on the shipped eyeriss_v2, run once for the two tests that read it."""
+    return run_layer(hwconfigs["eyeriss_v2"], vgg16_trace.layer("conv5_2"))
+
+
+def test_a_slow_decoder_becomes_the_bottleneck(vgg16_trace, hwconfigs, conv5_2_run):
     layer = vgg16_trace.layer("conv5_2")
-    fast = run_layer(hwconfigs["eyeriss_v2"], layer)
+    fast = conv5_2_run
     slow = run_layer(with_decoder(hwconfigs["eyeriss_v2"], elements_per_cycle=0.25), layer)
     assert slow.cycles > 1.5 * fast.cycles
     assert slow.accelerator.decoder.port.busy_cycles > 0.5 * slow.cycles
@@ -77,10 +99,10 @@ def test_a_slow_decoder_becomes_the_bottleneck(vgg16_trace, hwconfigs):
     assert slow.pe_array.stall_cycles > fast.pe_array.stall_cycles
 
 
-def test_compressed_dram_traffic_follows_the_real_encoded_sizes(vgg16_trace, hwconfigs):
+def test_compressed_dram_traffic_follows_the_real_encoded_sizes(vgg16_trace, hwconfigs, conv5_2_run):
     hw = hwconfigs["eyeriss_v2"]
     layer = vgg16_trace.layer("conv5_2")
-    run = run_layer(hw, layer)
+    run = conv5_2_run
     geometry = run.tiling.geometry
     expected_bursts = 0
     input_bytes = dense_input_bytes = 0
