@@ -40,8 +40,11 @@ FRAMES_GOLDEN_RUNS = {
 trace at test time) and the config they run on, whose summaries are checked in under tests/golden/frames."""
 
 
-def frames_golden_run(name: str, root: Path, work_dir: Path):
-    """Derive the frames of golden run ``name`` into ``work_dir`` and simulate them (a FramesReport)."""
+def frames_golden_run(name: str, root: Path, work_dir: Path, source=None):
+    """Derive the frames of golden run ``name`` into ``work_dir`` and simulate them (a FramesReport).
+
+    ``source``: the shipped trace ``root / "traces" / "vgg16_china"`` already loaded (the test session's,
+    its layers read once), else it is loaded from there."""
     from sparsesim.config import load_hwconfig
     from sparsesim.temporal import simulate_frames
     from sparsesim.workload.pan import make_pan_frames
@@ -50,7 +53,9 @@ def frames_golden_run(name: str, root: Path, work_dir: Path):
     hw = load_hwconfig(root / "hwconfigs" / config_file)
     if overrides:
         hw = dataclasses.replace(hw, temporal=dataclasses.replace(hw.temporal, **overrides))
-    sequence = make_pan_frames(root / "traces" / "vgg16_china", work_dir / name, **pan_arguments)
+    if source is None:
+        source = root / "traces" / "vgg16_china"
+    sequence = make_pan_frames(source, work_dir / name, **pan_arguments)
     return simulate_frames(hw, sequence)
 
 

@@ -159,8 +159,9 @@ def test_cli_makes_a_pan_and_simulates_it(tmp_path):
 
 @pytest.mark.golden
 @pytest.mark.parametrize("name", sorted(FRAMES_GOLDEN_RUNS))
-def test_documented_frame_sequences_match_their_golden_results(name, tmp_path):
-    report = frames_golden_run(name, ROOT, tmp_path)
+def test_documented_frame_sequences_match_their_golden_results(name, tmp_path, vgg16_trace):
+    assert vgg16_trace.path == str(ROOT / "traces" / "vgg16_china")
+    report = frames_golden_run(name, ROOT, tmp_path, source=vgg16_trace)  # the session's loaded trace
     assert report.totals["functional_check_passed"]
     path = FRAMES_GOLDEN_DIR / f"{name}.json"
     assert path.is_file(), f"no golden file {path}: run {REGENERATE} eva2"
