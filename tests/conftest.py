@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import os
+import tracemalloc
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +59,31 @@ def pruned_trace(vgg16_trace, tmp_path_factory):
     return prune_trace(vgg16_trace, out, sparsity=0.5, layers=["conv2_2", "conv3_1"])
 
 
+#: The (shipped config, layer) pairs whose working set tests/test_simulator.py bounds: the layers are conv1_2
+#: (the largest activations), conv2_1, and conv4_2 (the largest weights with the most pixels); SnaPEA's
+#: machines take conv5_1 instead of conv4_2 (the same weights, a quarter of the pixels; see test_simulator).
+PEAK_MEMORY_LAYERS = {
+    name: ("conv1_2", "conv2_1", "conv4_2")
+    for name in ("cnvlutin", "cnvlutin_pruning", "dadiannao", "diffy", "moe", "predictivenet", "ucnn")
+}
+PEAK_MEMORY_LAYERS.update(
+    {name: ("conv1_2", "conv2_1", "conv5_1") for name in ("snapea_exact", "snapea_predictive")}
+)
+
+
+def peak_bytes_of(function, *args):
+    """``function(*args)``'s result and the most bytes it held at once above what was allocated before it
+    (tracemalloc: every allocation, byte-exact and deterministic)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start_bytes = tracemalloc.get_traced_memory()[0]
+        result = function(*args)
+        return result, tracemalloc.get_traced_memory()[1] - start_bytes
+    finally:
+        tracemalloc.stop()
+
+
 class SimulationCache:
     """Each (hardware config, trace, layers) simulated once per test session, its report shared.
 
@@ -66,12 +94,19 @@ class SimulationCache:
     network's, simulated once) rather than simulating them again. Every call returns a fresh copy, so a test
     may change what it gets without changing what the next test sees. ``simulated.many`` simulates the
     configs not yet cached with one ``simulate_configs`` pass (each layer read once for all of them).
+
+    While it simulates the shipped network on a shipped config, the layers of :data:`PEAK_MEMORY_LAYERS` are
+    simulated under tracemalloc, each on its own (:func:`peak_bytes_of`, as a test would measure them), and
+    their peaks kept: ``simulated.peak_bytes(name, layer)`` gives them to tests/test_simulator.py, so the
+    working-set bounds are measured on the golden tier's own runs instead of simulating those layers again.
     """
 
     def __init__(self, default_trace):
         self._default_trace = default_trace
         self._reports: dict = {}
         self.runs: Counter = Counter()  # key -> simulations (one each, unless the cache is bypassed)
+        self._peaks: dict[tuple[str, str], int] = {}  # (shipped config, layer) -> peak bytes
+        self._shipped_reprs: dict[str, str] = {}  # shipped config name -> repr of its config
 
     @staticmethod
     def _hwconfig(hw):
@@ -97,7 +132,8 @@ class SimulationCache:
         keys = [self._key(hw, trace, layers) for hw in configs]
         missing = {key: hw for key, hw in zip(keys, configs, strict=True) if key not in self._reports}
         if missing:
-            reports = simulate_configs(list(missing.values()), trace, layers)
+            with self._measuring_peaks(trace is self._default_trace and layers is None):
+                reports = simulate_configs(list(missing.values()), trace, layers)
             for key, report in zip(missing, reports, strict=True):
                 self._reports[key] = report
                 self.runs[key] += 1
@@ -105,6 +141,50 @@ class SimulationCache:
 
     def __call__(self, hw, trace=None, layers: Sequence[str] | None = None):
         return self.many([hw], trace, layers)[0]
+
+    def _is_shipped(self, hw) -> bool:
+        if hw.name not in PEAK_MEMORY_LAYERS:
+            return False
+        if hw.name not in self._shipped_reprs:
+            self._shipped_reprs[hw.name] = repr(self._hwconfig(hw.name))
+        return repr(hw) == self._shipped_reprs[hw.name]
+
+    @contextlib.contextmanager
+    def _measuring_peaks(self, whole_shipped_network: bool):
+        """While ``simulate_configs`` runs the shipped network, its ``simulate_layer`` calls on the layers of
+        :data:`PEAK_MEMORY_LAYERS` run under tracemalloc (the same call, the same result)."""
+        import sparsesim.simulator as simulator
+
+        if not whole_shipped_network:
+            yield
+            return
+        simulate_layer = simulator.simulate_layer
+
+        def measured(hw, layer, *args):
+            if layer.name not in PEAK_MEMORY_LAYERS.get(hw.name, ()) or not self._is_shipped(hw):
+                return simulate_layer(hw, layer, *args)
+            result, self._peaks[hw.name, layer.name] = peak_bytes_of(simulate_layer, hw, layer, *args)
+            return result
+
+        simulator.simulate_layer = measured
+        try:
+            yield
+        finally:
+            simulator.simulate_layer = simulate_layer
+
+    def peak_bytes(self, hw_name: str, layer_name: str) -> int:
+        """The peak bytes of ``simulate_layer`` on ``layer_name`` of the shipped network on the shipped
+        config ``hw_name``, measured in that config's whole-network run (run now if no test has asked)."""
+        assert layer_name in PEAK_MEMORY_LAYERS[hw_name]
+        key = (hw_name, layer_name)
+        if key not in self._peaks:
+            self(hw_name)
+        if key not in self._peaks:  # cached from another load of the same trace: measure the layer alone
+            from sparsesim.simulator import simulate_layer
+
+            layer = self._default_trace.layer(layer_name)
+            _, self._peaks[key] = peak_bytes_of(simulate_layer, self._hwconfig(hw_name), layer)
+        return self._peaks[key]
 
 
 @pytest.fixture(scope="session")

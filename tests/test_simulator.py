@@ -14,6 +14,7 @@ import pytest
 from sparsesim.mechanisms.datapath import DATAPATH_BAND_VALUES
 from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.early_termination import FILTER_BLOCK_WEIGHTS
+from tests.conftest import PEAK_MEMORY_LAYERS
 
 # Working set allowed on top of one band of the datapath's column matrix, in multiples of the layer's
 # operand bytes (input, weights and reference output as held in memory). Today's largest is 1.7x (conv2_1,
@@ -32,17 +33,6 @@ RESULT_MULTIPLE = 7
 # Early termination's issue plans, a block of filters at a time: positions in issue order, phase masks, phase
 # weights (float64, up to 4 columns a filter) and the negative phase's order: up to 64 bytes a weight.
 PLAN_BYTES_PER_WEIGHT = 64
-
-
-def _peak_bytes(hw, layer) -> int:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        start_bytes = tracemalloc.get_traced_memory()[0]
-        simulate_layer(hw, layer)
-        return tracemalloc.get_traced_memory()[1] - start_bytes
-    finally:
-        tracemalloc.stop()
 
 
 # Beyond OPERAND_MULTIPLE x the layer's operands and one band of operands (float64), what each machine may
@@ -74,12 +64,13 @@ MECHANISM_BYTES = {
 }
 
 
-# The layers: conv1_2 (the largest activations), conv2_1, and conv4_2 (the largest weights with the most
-# pixels). SnaPEA's machines, whose walk of every output took 7-8 s of CPU on conv4_2 under tracemalloc, take
-# conv5_1 instead: the same weights (512x512x3x3, so the same issue plans), a quarter of the pixels, and
-# their bound as tight there (peak / bound 0.75 and 0.85, against 0.67 and 0.80 on conv4_2).
-LAYERS = {name: ["conv1_2", "conv2_1", "conv4_2"] for name in MECHANISM_BYTES}
-LAYERS.update({name: ["conv1_2", "conv2_1", "conv5_1"] for name in ("snapea_exact", "snapea_predictive")})
+# The layers (PEAK_MEMORY_LAYERS in tests/conftest.py): conv1_2 (the largest activations), conv2_1, and
+# conv4_2 (the largest weights with the most pixels). SnaPEA's machines, whose walk of every output took 7-8 s
+# of CPU on conv4_2 under tracemalloc, take conv5_1 instead: the same weights (512x512x3x3, so the same issue
+# plans), a quarter of the pixels, and their bound as tight there (peak / bound 0.75 and 0.85, against 0.67
+# and 0.80 on conv4_2).
+LAYERS = PEAK_MEMORY_LAYERS
+assert sorted(LAYERS) == sorted(MECHANISM_BYTES)
 
 
 @pytest.mark.parametrize(
@@ -87,10 +78,14 @@ LAYERS.update({name: ["conv1_2", "conv2_1", "conv5_1"] for name in ("snapea_exac
     [(layers[index], name) for index in range(3) for name, layers in sorted(LAYERS.items())],
 )
 def test_simulate_layer_peak_memory_is_bounded_by_the_layers_own_sizes(
-    hw_name, layer_name, hwconfigs, vgg16_trace
+    hw_name, layer_name, simulated, vgg16_trace
 ):
+    """Each peak is measured (tracemalloc, from a collected heap, around the one simulate_layer call) in the
+    golden tier's whole-network run of the config, which simulates each layer on its own: the session cache
+    (tests/conftest.py) measures these layers as it simulates them, instead of this test simulating them a
+    second time."""
     layer = vgg16_trace.layer(layer_name)
-    peak_bytes = _peak_bytes(hwconfigs[hw_name], layer)
+    peak_bytes = simulated.peak_bytes(hw_name, layer_name)
     bound_bytes = (
         OPERAND_MULTIPLE * _operand_bytes(layer) + 8 * DATAPATH_BAND_VALUES + MECHANISM_BYTES[hw_name](layer)
     )
