@@ -139,7 +139,7 @@ def test_the_make_trace_command_derives_a_pattern_trace(vgg16_trace, tmp_path):
             "--method",
             "pattern:8:0.5",
             "--layer",
-            "conv1_2",
+            "conv1_1",  # the first layer: the CLI's plumbing, with no layer before it to re-run
         ],
     )
     assert result.exit_code == 0, result.output

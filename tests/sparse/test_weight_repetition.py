@@ -39,6 +39,23 @@ def layer_matrices(trace, layer_name):
     return operands, layer.weights, layer.bias.astype(np.float64)
 
 
+@pytest.fixture(scope="module")
+def matrices(vgg16_trace):
+    """:func:`layer_matrices` of the shipped trace, each layer's built once for the module and shared
+    read-only (conv1_2's operands are 82 MB; each test of a layer built them again)."""
+    cache: dict[str, tuple] = {}
+
+    def of(layer_name):
+        if layer_name not in cache:
+            operands, weights, bias = layer_matrices(vgg16_trace, layer_name)
+            operands.setflags(write=False)
+            cache[layer_name] = (operands, weights, bias)
+        operands, weights, bias = cache[layer_name]
+        return operands, weights, bias.copy()
+
+    return of
+
+
 def real_cut(trace, layer_name, bits):
     """A small real cut of a 3x3 layer (stride 1, pad 1) with the layer's weights quantised to ``bits``.
 
@@ -212,8 +229,8 @@ def test_real_cuts_exercise_repetition_and_skipping(vgg16_trace, layer_name, bit
 
 @pytest.mark.parametrize("bits", [3, 8])
 @pytest.mark.parametrize("layer_name", ("conv1_2", "conv3_1", "conv5_2"))
-def test_factorised_output_equals_the_dense_product_on_real_layers(vgg16_trace, layer_name, bits):
-    operands, weights, bias = layer_matrices(vgg16_trace, layer_name)
+def test_factorised_output_equals_the_dense_product_on_real_layers(matrices, layer_name, bits):
+    operands, weights, bias = matrices(layer_name)
     quantised = quantize_weights(weights, bits).reshape(len(weights), -1).astype(np.float64)
     output = factorised_output(operands, quantised, bias)
     dense = quantised @ operands.T + bias[:, None]
@@ -222,15 +239,15 @@ def test_factorised_output_equals_the_dense_product_on_real_layers(vgg16_trace, 
     np.testing.assert_allclose(output, dense, rtol=1e-9, atol=1e-9 * np.abs(dense).max())
 
 
-def test_unquantised_factorised_output_reproduces_the_trace_output_of_conv3_1(vgg16_trace):
-    operands, weights, bias = layer_matrices(vgg16_trace, "conv3_1")
+def test_unquantised_factorised_output_reproduces_the_trace_output_of_conv3_1(vgg16_trace, matrices):
+    operands, weights, bias = matrices("conv3_1")
     output = np.maximum(factorised_output(operands, weights.reshape(len(weights), -1), bias), 0.0)
     reference = vgg16_trace.layer("conv3_1").output.reshape(len(weights), -1)
     np.testing.assert_allclose(output, reference, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("layer_name", REPORTED_LAYERS)
-def test_quantisation_trades_output_error_for_multiplies_on_real_layers(vgg16_trace, layer_name):
+def test_quantisation_trades_output_error_for_multiplies_on_real_layers(vgg16_trace, matrices, layer_name):
     """Measured on the shipped trace (one lane walks all C*R*S positions of an output; per-layer scale):
 
     | bits 2/3/4/8 | weights zeroed   | issued / multiplies: no skip ; skip | rel. RMS error       |
@@ -242,7 +259,7 @@ def test_quantisation_trades_output_error_for_multiplies_on_real_layers(vgg16_tr
     (error of the ReLU output vs the trace's own output; the unquantised layer gives ~2.5e-8). Weight reads
     are saved in the same ratio as multiplies.
     """
-    operands, weights, bias = layer_matrices(vgg16_trace, layer_name)
+    operands, weights, bias = matrices(layer_name)
     reference = vgg16_trace.layer(layer_name).output.reshape(len(weights), -1)
     errors = []
     for bits in (2, 3, 4, 8):

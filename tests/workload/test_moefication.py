@@ -126,7 +126,8 @@ def test_cli_writes_the_same_trace_as_the_function(tmp_path, vgg16_trace):
     )
     assert result.exit_code == 0, result.output
     direct = tmp_path / "direct"
-    moefy_trace(str(TRACE_DIR), direct, experts=4, top_k=1, layers=["conv1_1"])
+    assert vgg16_trace.path == str(TRACE_DIR)
+    moefy_trace(vgg16_trace, direct, experts=4, top_k=1, layers=["conv1_1"])  # the session's loaded source
     made, again = (json.loads((d / "manifest.json").read_text()) for d in (out, direct))
     assert made["layers"] == again["layers"]  # same arrays, byte for byte
     bad = CliRunner().invoke(main, ["make-trace", "moefy", str(TRACE_DIR), str(out), "--experts", "7"])

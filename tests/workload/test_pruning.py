@@ -143,12 +143,14 @@ def test_provenance_records_the_pruning_and_its_source(source, pruned50):
     }
 
 
-def test_same_arguments_give_byte_identical_files(tmp_path, monkeypatch):
+def test_same_arguments_give_byte_identical_files(source, tmp_path, monkeypatch):
+    # The source as the session loaded it (its path is TRACE_DIR): reading the trace from a path is
+    # test_a_trace_whose_layers_are_not_consecutive_cannot_be_rechained's and the CLI tests'.
     outputs = []
     for run in ("a", "b"):
         (tmp_path / run).mkdir()
         monkeypatch.chdir(tmp_path / run)  # the command in the provenance records OUT as given
-        prune_trace(str(TRACE_DIR), "out", sparsity=0.4, method="magnitude_per_filter", layers=["conv1_1"])
+        prune_trace(source, "out", sparsity=0.4, method="magnitude_per_filter", layers=["conv1_1"])
         outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / run / "out").iterdir())})
     assert sorted(outputs[0]) == ["conv1_1.npz", "manifest.json"]
     assert outputs[0] == outputs[1]
