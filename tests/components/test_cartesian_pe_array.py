@@ -15,7 +15,7 @@ from sparsesim.mapping import ConvGeometry, tile_layer_planar
 from sparsesim.mechanisms.cartesian_product import CartesianProduct, CartesianProductDense
 from sparsesim.mechanisms.dense import Dense
 from sparsesim.workload.ops import conv2d_reference
-from tests.reference.cartesian_reference import reference_band
+from tests.reference.cartesian_reference import reference_band, reference_largest_region
 
 # (layer, channel slice, row slice, column slice, filters): zeros, nonzeros and imbalance between PEs.
 CUTS = [
@@ -87,15 +87,20 @@ def check_against_reference(x, w, b, grid, kind, arbitration="stall"):
             arbitration=arbitration,
         )
         walks.append((tile, kwargs))
-    # Kc: as many filters as the largest accumulator region of any band lets fit.
+    # Kc: as many filters as the largest accumulator region of any band lets fit (the regions are the
+    # geometry's: the reference computes them before, and apart from, its walk of the products).
+    x_list, w_list = x.tolist(), w.tolist()
     regions = [
-        reference_band(x.tolist(), w.tolist(), group_filters=1, **kw)[0]["largest_region"] for _, kw in walks
+        reference_largest_region(
+            x_list, w_list, **{key: kw[key] for key in ("stride", "padding", "band", "grid")}
+        )
+        for _, kw in walks
     ]
     group = banks * entries // max(regions)
     assert pe.prepared.summary["output_channel_group"] == group
     reference_sums = np.zeros((w.shape[0], geometry.out_height, geometry.out_width))
     for tile, kwargs in walks:
-        counts, sums = reference_band(x.tolist(), w.tolist(), group_filters=group, **kwargs)
+        counts, sums = reference_band(x_list, w_list, group_filters=group, **kwargs)
         work = pe.work(tile)
         assert work.cycles == counts["cycles"], f"tile {tile.index}"
         algorithmic = (

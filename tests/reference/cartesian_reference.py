@@ -70,11 +70,14 @@ def reference_band(
     group_filters,
     dense,
     arbitration="stall",
+    walk=True,
 ):
     """Walk one band (``band = (start, stop)`` output rows) cycle by cycle.
 
     ``inputs``: (C, H, W) nested lists; ``weights``: (K, C, R, S) nested lists; ``grid``: (rows, columns,
     F, I, A); ``group_filters``: Kc. Returns (counts dict, {(k, y, x): sum of the kept products}).
+    ``walk=False`` stops before the products: the counts then hold only ``largest_region`` (see
+    :func:`reference_largest_region`).
     """
     pe_rows, pe_cols, f_width, i_width, banks = grid
     channels, height, width = len(inputs), len(inputs[0]), len(inputs[0][0])
@@ -131,6 +134,8 @@ def reference_band(
     counts = dict.fromkeys(COUNTS, 0)
     counts["pe_cycles"] = [0] * len(pes)
     counts["largest_region"] = largest_region
+    if not walk:
+        return {"largest_region": largest_region}, {}
     sums = {}
     groups = [list(range(g, min(filters, g + group_filters))) for g in range(0, filters, group_filters)]
     group_cycles, group_halo = [], []
@@ -209,3 +214,21 @@ def reference_band(
         exchange_left -= 1
     counts["cycles"] = t
     return counts, sums
+
+
+def reference_largest_region(inputs, weights, *, stride, padding, band, grid):
+    """The band's ``largest_region`` (its largest PE accumulator region, from which the caller derives Kc):
+    a function of the geometry alone (the PE grid, the band, the kernel, stride and padding), computed as
+    :func:`reference_band` computes it, without walking the products."""
+    counts, _ = reference_band(
+        inputs,
+        weights,
+        stride=stride,
+        padding=padding,
+        band=band,
+        grid=grid,
+        group_filters=1,
+        dense=True,
+        walk=False,
+    )
+    return counts["largest_region"]
