@@ -51,6 +51,31 @@ def hwconfigs():
 
 
 @pytest.fixture(scope="session")
+def crop_trace(vgg16_trace, tmp_path_factory):
+    """Two corners of the shipped VGG16 trace: conv1_1 on real pixels (dense input) and conv2_2 on its real
+    ReLU activations (sparse input), small enough that a simulation takes a few milliseconds.
+
+    The fuzz tier mutates it; the make-trace CLI tests derive from its conv1_1 (the command's plumbing on
+    real data, without validating and reading the whole shipped trace that the function tests derive from).
+    """
+    from sparsesim.workload.trace import save_trace
+    from tests.real_cuts import crop
+
+    path = tmp_path_factory.mktemp("fuzz") / "vgg16_china_crop"
+    layers = [
+        crop(vgg16_trace.layer("conv1_1"), 3, 10, 12, 16, "conv1_1"),
+        crop(vgg16_trace.layer("conv2_2"), 32, 8, 10, 16, "conv2_2"),
+    ]
+    provenance = {
+        "derived_from": "traces/vgg16_china (real HED/VGG16 weights on china.jpg, CC BY 2.0)",
+        "transform": "corners of conv1_1 and conv2_2 (first channels, rows, columns and filters); "
+        "outputs recomputed from the cropped operands; for the fuzz tests",
+    }
+    save_trace(path, "vgg16_china_crop", provenance, layers)
+    return path
+
+
+@pytest.fixture(scope="session")
 def pruned_trace(vgg16_trace, tmp_path_factory):
     """conv2_2 and conv3_1 of the shipped network, magnitude-pruned to 50 % and re-run (derived here)."""
     from sparsesim.workload.pruning import prune_trace

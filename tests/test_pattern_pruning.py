@@ -127,26 +127,28 @@ def test_filter_reorder_shortens_connectivity_pruned_layers(derived, simulated):
         )
 
 
-def test_the_make_trace_command_derives_a_pattern_trace(vgg16_trace, tmp_path):
+def test_the_make_trace_command_derives_a_pattern_trace(crop_trace, tmp_path):
+    """On a small real cut (crop_trace: conv1_1's first 16 filters over 10x12 pixels): the command's plumbing
+    and recorded sparsity; what pattern pruning makes of the shipped layers is the tests' above."""
     out = tmp_path / "p"
     result = CliRunner().invoke(
         main,
         [
             "make-trace",
             "prune",
-            str(vgg16_trace.path),
+            str(crop_trace),
             str(out),
             "--method",
             "pattern:8:0.5",
             "--layer",
-            "conv1_1",  # the first layer: the CLI's plumbing, with no layer before it to re-run
+            "conv1_1",
         ],
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["provenance"]["pruning"]["sparsity"] == pytest.approx(1 - 4 / 9 * 0.5)
     bad = CliRunner().invoke(
-        main, ["make-trace", "prune", str(vgg16_trace.path), str(out), "--method", "pattern:0"]
+        main, ["make-trace", "prune", str(crop_trace), str(out), "--method", "pattern:0"]
     )
     assert bad.exit_code != 0 and "pattern:P or pattern:P:RATE" in bad.output
 

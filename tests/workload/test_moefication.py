@@ -16,7 +16,7 @@ from sparsesim.cli import main
 from sparsesim.mechanisms.datapath import im2col
 from sparsesim.workload.moefication import MoeficationError, layer_operands, moefy_layer, moefy_trace
 from sparsesim.workload.ops import layer_reference, maxpool2x2
-from tests.conftest import HWCONFIG_DIR, TRACE_DIR
+from tests.conftest import HWCONFIG_DIR
 
 FIRST = ["conv1_1", "conv1_2", "conv2_1"]  # the chain crosses the first max-pool
 
@@ -107,14 +107,16 @@ def test_bad_parameters_are_typed_errors(vgg16_trace, tmp_path):
         moefy_trace(vgg16_trace, tmp_path / "x", experts=4, top_k=5, layers=["conv1_1"])
 
 
-def test_cli_writes_the_same_trace_as_the_function(tmp_path, vgg16_trace):
+def test_cli_writes_the_same_trace_as_the_function(tmp_path, crop_trace):
+    """On a small real cut (crop_trace: conv1_1's first 16 filters over 10x12 pixels): the command's plumbing;
+    moefying the shipped layers themselves is the function tests' (moefied, above)."""
     out = tmp_path / "cli"
     result = CliRunner().invoke(
         main,
         [
             "make-trace",
             "moefy",
-            str(TRACE_DIR),
+            str(crop_trace),
             str(out),
             "--experts",
             "4",
@@ -126,9 +128,10 @@ def test_cli_writes_the_same_trace_as_the_function(tmp_path, vgg16_trace):
     )
     assert result.exit_code == 0, result.output
     direct = tmp_path / "direct"
-    assert vgg16_trace.path == str(TRACE_DIR)
-    moefy_trace(vgg16_trace, direct, experts=4, top_k=1, layers=["conv1_1"])  # the session's loaded source
+    moefy_trace(str(crop_trace), direct, experts=4, top_k=1, layers=["conv1_1"])
     made, again = (json.loads((d / "manifest.json").read_text()) for d in (out, direct))
     assert made["layers"] == again["layers"]  # same arrays, byte for byte
-    bad = CliRunner().invoke(main, ["make-trace", "moefy", str(TRACE_DIR), str(out), "--experts", "7"])
+    bad = CliRunner().invoke(
+        main, ["make-trace", "moefy", str(crop_trace), str(out), "--experts", "7", "--layer", "conv1_1"]
+    )
     assert bad.exit_code != 0 and "cannot be split into 7 experts" in bad.output
