@@ -24,6 +24,7 @@ from sparsesim.config import (
     mechanism_kinds,
     parse_hwconfig,
 )
+from sparsesim.config.schema import flat_defaults
 from sparsesim.errors import ConfigError
 
 HWCONFIG_DIR = Path(__file__).resolve().parents[2] / "hwconfigs"
@@ -579,7 +580,33 @@ def valid_mappings(text: st.SearchStrategy[str] = ANY_TEXT) -> st.SearchStrategy
         optional={path: value_strategy(path, f, hint, text) for path, f, hint in others},
     )
     with_mechanism = st.tuples(flat, st.one_of(st.just({}), mechanism_mappings(text)))
-    return with_mechanism.map(lambda parts: {**parts[0], **parts[1]}).map(nest).map(consistent_formats)
+    return (
+        with_mechanism.map(lambda parts: {**parts[0], **parts[1]})
+        .map(nest)
+        .map(consistent_formats)
+        .filter(mechanism_rules_hold)
+    )
+
+
+def mechanism_rules_hold(tree: dict[str, Any]) -> bool:
+    """Whether the drawn machine obeys its mechanism's own cross-field rules (e.g. Winograd's 16
+    accumulators per filter lane), asked of the mechanism itself: a new mechanism needs no edit here."""
+    prefix = "pe_array.pe.mechanism."
+    drawn = leaves(tree)
+    cls = mechanism_kinds()[drawn.get(prefix + "kind", "dense")]
+    values = {**flat_defaults(HwConfig), **flat_defaults(cls, prefix), **drawn}
+    return not cls.cross_field_problems(values, set(), prefix)
+
+
+def leaves(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping's leaves by dotted path."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(leaves(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 @settings(max_examples=200, deadline=None)
