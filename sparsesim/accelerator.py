@@ -31,7 +31,7 @@ from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
 from sparsesim.core import Component, transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling
-from sparsesim.mapping.mappers import mapper
+from sparsesim.mapping.mappers import KernelWords, mapper
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic
 from sparsesim.mechanisms import LayerOperands
 
@@ -210,7 +210,8 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     value_bits = 8 * hw.word_bytes
     sizer = SliceSizer(operands.input_chw, plan.sized_weights, operands.output_khw, value_bits=value_bits)
     map_layer = mapper(mechanism.dataflow)
-    tiling = map_layer(hw, operands.geometry, sizer, mechanism.channel_granule(), layer.name)
+    kernel_words = KernelWords(mechanism.spad_words_per_kernel(plan), plan.buffer_words_per_kernel)
+    tiling = map_layer(hw, operands.geometry, sizer, mechanism.channel_granule(), layer.name, kernel_words)
     tiling, weight_ranges = mechanism.retile(plan, tiling)
     machine.pe_array.load(plan, tiling)
     traffic = layer_traffic(hw, tiling, sizer, weight_ranges)

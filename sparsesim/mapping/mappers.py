@@ -15,20 +15,34 @@ Both size tiles on the real data in the buffer's formats when those are compress
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sparsesim.errors import SimulationError
 from sparsesim.mapping.tiling import ConvGeometry, LayerTiling, tile_layer, tile_layer_planar
 from sparsesim.mapping.traffic import SliceSizer, buffer_footprint_words
 
-#: ``mapper(hw, geometry, sizer, channel_granule, layer_name) -> LayerTiling``
-Mapper = Callable[[object, ConvGeometry, SliceSizer, int, str], LayerTiling]
+
+@dataclass(frozen=True)
+class KernelWords:
+    """Words one kernel (one filter's weights of one channel) occupies: ``R x S`` unless the mechanism
+    stores or holds it transformed (Winograd's ``U``: 16)."""
+
+    spad: int
+    buffer: int
+
+
+#: ``mapper(hw, geometry, sizer, channel_granule, layer_name, kernel_words) -> LayerTiling``;
+#: ``kernel_words``: one kernel's words in a PE's weight scratchpad and, uncompressed, in the buffer.
+Mapper = Callable[[object, ConvGeometry, SliceSizer, int, str, KernelWords], LayerTiling]
 
 
 def _compressed(hw) -> bool:
     return any(fmt != "U" for fmt in vars(hw.formats.global_buffer).values())
 
 
-def output_stationary(hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str):
+def output_stationary(
+    hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str, kernel_words: KernelWords
+):
     return tile_layer(
         geometry,
         columns=hw.pe_array.columns,
@@ -39,10 +53,15 @@ def output_stationary(hw, geometry: ConvGeometry, sizer: SliceSizer, channel_gra
         layer_name=name,
         footprint_words=buffer_footprint_words(hw, geometry, sizer) if _compressed(hw) else None,
         channel_granule=channel_granule,
+        spad_words_per_kernel=kernel_words.spad,
+        buffer_words_per_kernel=kernel_words.buffer,
     )
 
 
-def planar(hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str):
+def planar(
+    hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str, kernel_words: KernelWords
+):
+    """(The weights stream through the buffer and a PE holds one at a time: their size sets no tile.)"""
     return tile_layer_planar(
         geometry,
         global_buffer_bytes=hw.global_buffer.capacity_bytes,

@@ -80,21 +80,30 @@ class LayerTiling:
 
 
 def _tile_footprint_words(
-    geometry: ConvGeometry, filters: int, channels: int, out_rows: int, include_weights: bool = True
+    geometry: ConvGeometry,
+    filters: int,
+    channels: int,
+    out_rows: int,
+    include_weights: bool = True,
+    kernel_words: int | None = None,
 ) -> int:
     in_rows = min(geometry.height, (out_rows - 1) * geometry.stride + geometry.kernel_r)
-    weights = filters * channels * geometry.kernel_positions if include_weights else 0
+    kernel = geometry.kernel_positions if kernel_words is None else kernel_words
+    weights = filters * channels * kernel if include_weights else 0
     inputs = channels * in_rows * geometry.width
     outputs = filters * out_rows * geometry.out_width
     return weights + inputs + outputs
 
 
 def dense_footprint_words(
-    geometry: ConvGeometry, include_weights: bool = True
+    geometry: ConvGeometry, include_weights: bool = True, kernel_words: int | None = None
 ) -> Callable[[int, int, int], int]:
     """Footprint of the largest tile of a shape when every tensor is stored uncompressed (without its
-    weights when they only stream through the buffer)."""
-    return functools.partial(_tile_footprint_words, geometry, include_weights=include_weights)
+    weights when they only stream through the buffer). ``kernel_words``: words of one stored kernel, by
+    default ``R x S`` (a transform-domain mechanism stores another: Winograd's ``U`` is 4 x 4)."""
+    return functools.partial(
+        _tile_footprint_words, geometry, include_weights=include_weights, kernel_words=kernel_words
+    )
 
 
 def _largest_fitting(limit: int, fits: Callable[[int], bool]) -> int:
@@ -138,6 +147,8 @@ def tile_layer(
     layer_name: str = "layer",
     footprint_words: Callable[[int, int, int], int] | None = None,
     channel_granule: int = 1,
+    spad_words_per_kernel: int | None = None,
+    buffer_words_per_kernel: int | None = None,
 ) -> LayerTiling:
     """Choose tile sizes (see the module docstring) and list the tiles in execution order.
 
@@ -146,18 +157,24 @@ def tile_layer(
     compressed formats, pass one that measures the real tiles: the search assumes only that a larger row
     block never occupies less. ``channel_granule``: channel blocks are kept a multiple of it when the
     layer has more channels than that (N:M sparsity needs whole groups of M channels).
+    ``spad_words_per_kernel`` / ``buffer_words_per_kernel``: words of one kernel in a PE's weight scratchpad
+    and, uncompressed, in the buffer; by default ``R x S`` (see
+    :meth:`~sparsesim.mechanisms.Mechanism.spad_words_per_kernel`).
     """
-    footprint = footprint_words or dense_footprint_words(geometry)
+    footprint = footprint_words or dense_footprint_words(geometry, kernel_words=buffer_words_per_kernel)
     filters_per_group = min(geometry.filters, columns * filter_lanes)
     spad_words = weight_spad_bytes // word_bytes
-    channels = _granular(
-        min(geometry.channels, spad_words // (filter_lanes * geometry.kernel_positions)), channel_granule
+    kernel_words = spad_words_per_kernel or geometry.kernel_positions
+    kernel_text = (
+        f"{geometry.kernel_r}x{geometry.kernel_s} weights"
+        if spad_words_per_kernel is None
+        else f"kernels of {kernel_words} words"
     )
+    channels = _granular(min(geometry.channels, spad_words // (filter_lanes * kernel_words)), channel_granule)
     if channels < 1:
         raise SimulationError(
             f"{layer_name}: no tile fits the PE weight scratchpad: {filter_lanes} filter lanes x "
-            f"{geometry.kernel_r}x{geometry.kernel_s} weights need "
-            f"{filter_lanes * geometry.kernel_positions * word_bytes} bytes, "
+            f"{kernel_text} need {filter_lanes * kernel_words * word_bytes} bytes, "
             f"pe_array.pe.weight_spad_bytes is {weight_spad_bytes}"
         )
     half_buffer_words = global_buffer_bytes // word_bytes // 2

@@ -17,7 +17,8 @@ The simulator calls it generically, for each layer (:mod:`sparsesim.accelerator`
 
     operands = LayerOperands(... mechanism.machine_input(activations) ...)   # what the PEs compute with
     plan     = mechanism.plan(operands)           # immutable; e.g. a mixture of experts reorders filters
-    tiling   = MAPPERS[mechanism.dataflow](...)   # the mapping: tiles of the loop nest (sparsesim.mapping)
+    tiling   = MAPPERS[mechanism.dataflow](...)   # the mapping: tiles of the loop nest (sparsesim.mapping),
+                                                  # kernels sized by mechanism.spad_words_per_kernel(plan)
     tiling, weight_ranges = mechanism.retile(plan, tiling)
     prepared = mechanism.prepare(plan, tiling)    # immutable: per-layer work from the real tensors
     for each tile, when the PE array gets it: mechanism.tile_work(prepared, tile) -> TileWork
@@ -94,6 +95,11 @@ class Plan:
     sized_weights: np.ndarray
     state: Any = None
 
+    @property
+    def buffer_words_per_kernel(self) -> int:
+        """Words of one kernel as the buffer and DRAM hold it (``sized_weights`` is ``(K, C, ...)``)."""
+        return int(np.prod(self.sized_weights.shape[2:], dtype=np.int64))
+
 
 @dataclass(frozen=True)
 class DatapathOutput:
@@ -163,6 +169,12 @@ class Mechanism:
     def channel_granule(self) -> int:
         """Channel blocks of the mapping come in multiples of this (N:M groups, SIMD vectors)."""
         return 1
+
+    def spad_words_per_kernel(self, plan: Plan) -> int:
+        """Words one kernel (one filter's weights of one channel) occupies in a PE's weight scratchpad: the
+        mapper sizes channel blocks by it. By default the ``R x S`` weights; a transform-domain mechanism
+        holds its transformed kernel (Winograd: 4 x 4)."""
+        return plan.operands.geometry.kernel_positions
 
     def plan(self, operands: LayerOperands) -> Plan:
         """The layer as the machine runs it; by default the operands as they are."""

@@ -217,6 +217,10 @@ class Winograd(Mechanism):
             return Plan(operands, operands.weights_kcrs, WinogradPlan(reason))
         return Plan(operands, _weight_words(transform_weights(operands.weights_kcrs)), WinogradPlan(None))
 
+    def spad_words_per_kernel(self, plan: Plan) -> int:
+        """A PE holds each kernel as its 4 x 4 ``U`` (transformed offline, or by the PE on arrival)."""
+        return TILE_PRODUCTS if plan.state.used else super().spad_words_per_kernel(plan)
+
     def prepare(self, plan: Plan, tiling: LayerTiling) -> WinogradLayer:
         """Per row block and channel block of the mapping, the products each (filter, Winograd tile)
         issues, counted on the real operands (:func:`~sparsesim.sparse.winograd.winograd_work`)."""
@@ -224,6 +228,7 @@ class Winograd(Mechanism):
             return WinogradLayer(plan, {}, direct=self.direct.prepare(plan, tiling))
         operands = plan.operands
         geometry = operands.geometry
+        # The mappers size channel blocks by spad_words_per_kernel; a tiling made by hand may not.
         need = self.filter_lanes * tiling.channels_per_block * TILE_PRODUCTS * self.word_bytes
         if need > self.weight_spad_bytes:
             raise SimulationError(

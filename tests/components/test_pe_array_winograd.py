@@ -21,8 +21,10 @@ from sparsesim.errors import ConfigError, SimulationError
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.mechanisms import mechanism_class
 from sparsesim.report import Report
+from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.winograd import SKIP_MODES
 from sparsesim.workload.ops import conv2d_reference
+from sparsesim.workload.trace import Layer
 from tests.conftest import HWCONFIG_DIR
 from tests.real_cuts import pruned_weights
 from tests.reference.winograd_reference import reference_tile
@@ -170,17 +172,22 @@ def test_other_layers_run_on_the_dense_pes(geometry, reason):
     np.testing.assert_allclose(winograd.output().values, dense.output().values, rtol=1e-12, atol=1e-12)
 
 
-def test_transformed_weights_must_fit_the_weight_scratchpad(vgg16_trace):
+def test_the_mapper_sizes_channel_blocks_for_the_transformed_kernels(vgg16_trace):
     x, w, b = real_cut(vgg16_trace, *CUTS[0])
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
-    # 2 filter lanes x 5 channels of 3x3 weights fit 90 words; their U needs 160.
-    tiling = tile_layer(
-        geometry, columns=2, filter_lanes=2, weight_spad_bytes=180, global_buffer_bytes=1 << 20, word_bytes=2
-    )
-    assert tiling.channels_per_block == 5
-    pe = PeArray(winograd_hw(1, 2, 16, 2, 90, "none", "offline").pe_array)
+    # 2 filter lanes in 90 words of weight scratchpad: 5 channels of 3x3 kernels fit, of 4x4 U only 2.
+    sizes = dict(columns=2, filter_lanes=2, weight_spad_bytes=180, global_buffer_bytes=1 << 20, word_bytes=2)
+    by_hand = tile_layer(geometry, **sizes)
+    assert by_hand.channels_per_block == 5
+    assert tile_layer(geometry, **sizes, spad_words_per_kernel=16).channels_per_block == 2
+    hw = winograd_hw(1, 2, 16, 2, 90, "none", "offline")
     with pytest.raises(SimulationError, match="need 320 bytes of weight scratchpad"):
-        pe.prepare(x, geometry, tiling, w, b)
+        PeArray(hw.pe_array).prepare(x, geometry, by_hand, w, b)
+    # A run maps the layer through the mechanism's spad_words_per_kernel, and computes it.
+    output = np.maximum(conv2d_reference(x, w, b, 1, 1), 0.0).astype(np.float32)
+    entry = simulate_layer(hw, Layer("cut", "conv2d", x, w, b, output, stride=1, padding=1))
+    assert entry["tiling"]["channels_per_block"] == 2
+    assert entry["functional_check"]["passed"]
 
 
 def test_config_checks_the_accumulators_and_the_modes():
