@@ -158,7 +158,7 @@ def tile_layer(
     block never occupies less. ``channel_granule``: channel blocks are kept a multiple of it when the
     layer has more channels than that (N:M sparsity needs whole groups of M channels).
     ``spad_words_per_kernel`` / ``buffer_words_per_kernel``: words of one kernel in a PE's weight scratchpad
-    and, uncompressed, in the buffer; by default ``R x S`` (see
+    and, uncompressed, in the buffer and DRAM (the tiles' ``weight_words``); by default ``R x S`` (see
     :meth:`~sparsesim.mechanisms.Mechanism.spad_words_per_kernel`).
     """
     footprint = footprint_words or dense_footprint_words(geometry, kernel_words=buffer_words_per_kernel)
@@ -218,7 +218,9 @@ def tile_layer(
                         channel_stop=channel_stop,
                         is_first_channel_block=first,
                         is_last_channel_block=last,
-                        weight_words=n_filters * n_channels * geometry.kernel_positions
+                        weight_words=n_filters
+                        * n_channels
+                        * (buffer_words_per_kernel or geometry.kernel_positions)
                         if send_weights
                         else 0,
                         input_words=n_channels * (in_stop - in_start) * geometry.width,

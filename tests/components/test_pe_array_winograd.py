@@ -188,6 +188,9 @@ def test_the_mapper_sizes_channel_blocks_for_the_transformed_kernels(vgg16_trace
     entry = simulate_layer(hw, Layer("cut", "conv2d", x, w, b, output, stride=1, padding=1))
     assert entry["tiling"]["channels_per_block"] == 2
     assert entry["functional_check"]["passed"]
+    # DRAM moves U, 16 words per kernel, uncompressed: what the report counts as the uncompressed weights too.
+    traffic = entry["dram_traffic"]
+    assert traffic["uncompressed_bytes"]["weights"] == traffic["bytes"]["weights"] == w.shape[0] * 5 * 16 * 2
 
 
 def test_config_checks_the_accumulators_and_the_modes():
