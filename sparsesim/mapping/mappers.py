@@ -61,7 +61,7 @@ def output_stationary(
 def planar(
     hw, geometry: ConvGeometry, sizer: SliceSizer, channel_granule: int, name: str, kernel_words: KernelWords
 ):
-    """(The weights stream through the buffer and a PE holds one at a time: their size sets no tile.)"""
+    """SCNN's planar bands; ``kernel_words`` sets nothing here: the weights stream through the buffer."""
     return tile_layer_planar(
         geometry,
         global_buffer_bytes=hw.global_buffer.capacity_bytes,
