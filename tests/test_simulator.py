@@ -13,7 +13,7 @@ import pytest
 
 from sparsesim.mechanisms.datapath import DATAPATH_BAND_VALUES
 from sparsesim.simulator import simulate_layer
-from sparsesim.sparse.early_termination import FILTER_BLOCK_WEIGHTS
+from sparsesim.sparse.early_termination import CHECKPOINT_SEGMENTS, FILTER_BLOCK_WEIGHTS
 from tests.conftest import PEAK_MEMORY_LAYERS
 
 # Working set allowed on top of one band of the datapath's column matrix, in multiples of the layer's
@@ -31,8 +31,9 @@ def _operand_bytes(layer) -> int:
 # counts, outputs) and two flags, 6.5x the reference output's (float32) bytes.
 RESULT_MULTIPLE = 7
 # Early termination's issue plans, a block of filters at a time: positions in issue order, phase masks, phase
-# weights (float64, up to 4 columns a filter) and the negative phase's order: up to 64 bytes a weight.
-PLAN_BYTES_PER_WEIGHT = 64
+# weights (float64, up to 4 columns a filter) and the negative phase's order (up to 64 bytes a weight), and
+# the negative phase's checkpoint weights (float64, a column a filter and checkpoint).
+PLAN_BYTES_PER_WEIGHT = 64 + 8 * (CHECKPOINT_SEGMENTS - 1)
 
 
 # Beyond OPERAND_MULTIPLE x the layer's operands and one band of operands (float64), what each machine may

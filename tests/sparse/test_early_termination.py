@@ -359,15 +359,18 @@ def test_fast_model_equals_reference_on_synthetic_matrices(layer, setting, skip,
     st.booleans(),
     st.integers(1, 4),
     st.integers(1, 20),
+    st.integers(1, 12),
 )
-def test_operand_bands_and_filter_blocks_give_the_reference_results_on_synthetic_matrices(
-    layer, setting, skip, band_windows, block_weights
+def test_operand_bands_filter_blocks_and_checkpoints_give_the_reference_results_on_synthetic_matrices(
+    layer, setting, skip, band_windows, block_weights, segments
 ):
-    """Operands given a band of windows at a time, issue plans built a few filters at a time."""
+    """Operands given a band of windows at a time, issue plans built a few filters at a time, negative phases
+    cut into 1 to 12 checkpoint segments (more segments than MACs included)."""
     operands, weights, bias = layer
     mode, n_spec, threshold = setting
-    whole_blocks = early_termination_module.FILTER_BLOCK_WEIGHTS
+    defaults = early_termination_module.FILTER_BLOCK_WEIGHTS, early_termination_module.CHECKPOINT_SEGMENTS
     early_termination_module.FILTER_BLOCK_WEIGHTS = block_weights
+    early_termination_module.CHECKPOINT_SEGMENTS = segments
     try:
         result = early_termination(
             lambda: (operands[i : i + band_windows] for i in range(0, len(operands), band_windows)),
@@ -379,7 +382,7 @@ def test_operand_bands_and_filter_blocks_give_the_reference_results_on_synthetic
             skip_zero_activations=skip,
         )
     finally:
-        early_termination_module.FILTER_BLOCK_WEIGHTS = whole_blocks
+        early_termination_module.FILTER_BLOCK_WEIGHTS, early_termination_module.CHECKPOINT_SEGMENTS = defaults
     assert_equals_reference(result, operands, weights, bias, mode, n_spec % 7, threshold, skip)
 
 
