@@ -36,7 +36,7 @@ import numpy as np
 from sparsesim.errors import TraceError
 from sparsesim.workload.chain import to_float16
 from sparsesim.workload.ops import conv2d_reference, maxpool2x2, relu
-from sparsesim.workload.trace import Layer, Trace, load_trace, save_trace
+from sparsesim.workload.trace import SHIPPED_COMPRESS_LEVEL, Layer, Trace, load_trace, save_trace
 
 __all__ = [
     "HED_WHEEL_SHA256",
@@ -335,5 +335,5 @@ def make_vgg16_hed_trace(
         },
     }
     name = f"vgg16_hed_{stem}_{height}x{width}"
-    save_trace(out, name, provenance, stored)
+    save_trace(out, name, provenance, stored, compress_level=SHIPPED_COMPRESS_LEVEL)
     return load_trace(out)

@@ -130,6 +130,22 @@ def test_two_saves_of_the_same_layers_are_byte_identical(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
+def test_the_compression_level_changes_the_files_not_the_arrays_or_their_checksums(tmp_path):
+    layers = [synthetic_conv_layer(), synthetic_linear_layer()]
+    for level in (0, 9):
+        save_trace(tmp_path / str(level), "synthetic", SYNTHETIC_PROVENANCE, layers, compress_level=level)
+    stored, deflated = (json.loads((tmp_path / str(level) / "manifest.json").read_text()) for level in (0, 9))
+    for plain, small in zip(stored["layers"], deflated["layers"], strict=True):
+        assert plain["sha256"] == small["sha256"] and plain["file_sha256"] != small["file_sha256"]
+    for level_trace in (load_trace(tmp_path / "0"), load_trace(tmp_path / "9")):
+        for layer, original in zip(level_trace.layers, layers, strict=True):
+            np.testing.assert_array_equal(layer.weights, original.weights)
+    for bad in (10, -1, 6.0, True, "9"):
+        with pytest.raises(TraceError, match=f"compress_level must be an int from 0 to 9, got {bad!r}"):
+            save_trace(tmp_path / "bad", "synthetic", SYNTHETIC_PROVENANCE, layers, compress_level=bad)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_manifest_is_sorted_and_indented_and_lists_checksums(synthetic_trace):
     text = (synthetic_trace / "manifest.json").read_text()
     manifest = json.loads(text)
