@@ -13,6 +13,7 @@ import click
 
 from sparsesim import __version__
 from sparsesim.errors import SparsesimError
+from sparsesim.host import keep_freed_memory
 
 
 def _user_errors(command):
@@ -81,6 +82,7 @@ def main(verbose: bool) -> None:
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     warnings.showwarning = _show_warning
+    keep_freed_memory()  # the command owns its process (see sparsesim/host.py)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from sparsesim.host import keep_freed_memory
+
 # One BLAS thread per test process, set before numpy is first imported (pytest loads this file before any
 # test module). The suite's matrix products are small: a second OpenBLAS thread buys them little and, on the
 # 2-core machine shared with other jobs, its spin-waiting doubled the CPU time of the BLAS-heavy tests
@@ -21,6 +23,10 @@ from hypothesis import settings
 # on it: the golden tier passes either way. An explicit setting in the environment wins.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
+
+# glibc keeps the memory numpy frees (sparsesim/host.py): on the VMs CI runs on, giving it back and faulting
+# it in again cost the suite 14 s of CPU.
+keep_freed_memory()
 
 # Property tests draw the same examples on every run, so the tests (and CI) pass or fail on the code alone.
 # For fresh random draws (hunting new counterexamples): `python -m pytest --hypothesis-profile=explore`.

@@ -19,6 +19,7 @@ ORDER = (
     "errors",
     "quantities",
     "files",
+    "host",
     "sparse",
     "config",
     "workload",
