@@ -73,8 +73,10 @@ word, so set the table explicitly for a machine with wider or narrower words.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import re
@@ -974,6 +976,9 @@ class _ExponentFloat(float):
         number.text = text
         return number
 
+    def __deepcopy__(self, memo: dict) -> _ExponentFloat:
+        return self  # immutable, as a float
+
 
 _EXPONENT_FLOAT_TAG = "tag:sparsesim,2026:exponent-float"
 _HwConfigLoader.add_implicit_resolver(
@@ -1019,9 +1024,22 @@ def parse_yaml_value(text: str, source: str) -> Any:
     if len(text) > MAX_HWCONFIG_BYTES:
         raise ConfigError(source, [("", f"the value is longer than {MAX_HWCONFIG_BYTES:,} characters")])
     try:
-        return yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+        return _yaml_data(text)
     except yaml.YAMLError as error:
         raise ConfigError(source, [("", _yaml_error_message(error))]) from None
+
+
+def _yaml_data(text: str) -> Any:
+    """``text`` read with :class:`_HwConfigLoader` (a SafeLoader subclass: no arbitrary objects), as a fresh
+    copy that the caller may change."""
+    return copy.deepcopy(_parsed_yaml(text))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_yaml(text: str) -> Any:
+    # Parsed once per text and process: PyYAML reads about 100 KB a second, and the shipped configs'
+    # comments make them 5-10 KB; a sweep or a test session loads the same files again and again.
+    return yaml.load(text, Loader=_HwConfigLoader)
 
 
 #: The top-level key that makes a config file extend another file (see the module docstring).
@@ -1043,7 +1061,7 @@ def _read_config_file(path: str, source: str, where: str, referrer: str | None) 
             raise ConfigError(source, [("", error.reason)]) from None
         raise ConfigError(source, [(BASE_KEY, f"{path}: {error.reason}{referrer}")]) from None
     try:
-        data = yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+        data = _yaml_data(text)
     except yaml.YAMLError as error:
         raise ConfigError(source, [("", _yaml_error_message(error) + where)]) from None
     if data is None:

@@ -86,6 +86,26 @@ def test_a_block_of_another_kind_replaces_the_bases_whole(tmp_path):
     assert hw == load_hwconfig(write(tmp_path, "written_out.yaml", written_out))
 
 
+def test_files_parsed_once_per_process_load_the_same_whatever_was_loaded_before(tmp_path):
+    """A file's YAML is parsed once per process and each load gets its own copy: merging the files that
+    extend a base never changes what the next load of the base, or of another file extending it, reads."""
+    from sparsesim.config.hwconfig import _parsed_yaml
+
+    write(tmp_path, "small.yaml", BASE)
+    extending = {
+        "gating.yaml": "base: small.yaml\nname: gating\npe_array: {pe: {mechanism: {kind: zero_gating}}}\n",
+        "w.yaml": "base: small.yaml\nname: wide\npe_array: {columns: 8, pe: {mechanism: {threshold: 1}}}\n",
+        "small_again.yaml": "base: small.yaml\n",
+    }
+    for name, text in extending.items():
+        write(tmp_path, name, text)
+    order = ["small.yaml", *extending, "small.yaml", *reversed(extending), "small.yaml"]
+    loaded = [repr(load_hwconfig(tmp_path / name)) for name in order]
+    for name, config in zip(order, loaded, strict=True):
+        _parsed_yaml.cache_clear()
+        assert config == repr(load_hwconfig(tmp_path / name)), name  # as a fresh process loads it
+
+
 def test_a_value_replaces_a_block_and_an_empty_block_keeps_the_base(tmp_path):
     write(tmp_path, "small.yaml", BASE)
     kept = load_hwconfig(write(tmp_path, "kept.yaml", "base: small.yaml\nname: kept\npe_array:\n"))
