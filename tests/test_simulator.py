@@ -111,3 +111,29 @@ def test_simulate_layer_leaves_no_array_for_the_garbage_collector(hw_name, hwcon
         gc.enable()
     # What is left is simpy's own cycle (an Environment and its events), a few kB.
     assert freed_by_collection_bytes < 100_000
+
+
+def test_a_loaded_layers_effectual_macs_are_counted_once_and_a_writable_layers_every_time(
+    crop_trace, hwconfigs, monkeypatch
+):
+    import dataclasses
+
+    import sparsesim.simulator as simulator
+    from sparsesim.workload.trace import load_trace
+
+    counted = []
+
+    def counting(*args):
+        counted.append(args)
+        return effectual_macs(*args)
+
+    effectual_macs = simulator.effectual_macs
+    monkeypatch.setattr(simulator, "effectual_macs", counting)
+    loaded = load_trace(crop_trace, keep_in_memory=True).layer("conv2_2")
+    writable = dataclasses.replace(loaded, input=loaded.input.copy(), weights=loaded.weights.copy())
+    for layer, counts in ((loaded, 1), (writable, 3)):
+        reports = [simulate_layer(hwconfigs[name], layer) for name in ("cnvlutin", "dadiannao", "eyeriss_v1")]
+        assert len(counted) == counts, layer
+        effectual = effectual_macs(*counted[0])
+        assert [report["computes"]["effectual"] for report in reports] == [effectual] * 3
+        counted.clear()
