@@ -3,12 +3,12 @@
 Why. A layer's simulation allocates and frees numpy temporaries of a few MB thousands of times (im2col bands,
 gathers, block sums). With glibc's default, adaptive thresholds, such blocks are mapped and unmapped, or
 trimmed off the heap's top, over and over, and every reuse faults its pages in again. Where a page fault is
-costly, as in a VM whose freed memory goes back to the host (the virtio balloon's free page reporting, as on
-the VMs CI runs on), that dominates: a gather into fresh 2 MB blocks took 14 ns an element with the
-defaults and 1.9 ns with the settings below, and the test suite 14 s (5 %) less CPU. Fixed thresholds keep
-blocks below ``MMAP_THRESHOLD_BYTES`` on the heap and up to ``TRIM_THRESHOLD_BYTES`` of free heap in the
-process; the price is resident memory held at its peak instead of shrinking between layers (the suite's
-peak resident set: 856 MB against 800 MB).
+costly, as in a VM whose freed memory goes back to the host (the virtio balloon's free page reporting, on
+the 2-core VM this was measured on), that dominates: a gather into fresh 2 MB blocks took 14 ns an element
+with the defaults and 1.9 ns with the settings below, and the test suite 14 s (5 %) less CPU. Fixed
+thresholds keep blocks below ``MMAP_THRESHOLD_BYTES`` on the heap and up to ``TRIM_THRESHOLD_BYTES`` of free
+heap in the process; the price is resident memory held at its peak instead of shrinking between layers (the
+suite's peak resident set: 856 MB against 800 MB).
 
 Only a process that sparsesim owns sets them: the ``sparsesim`` command and the test session. Importing the
 library changes nothing in the host process. Results do not depend on it: only where numpy's memory comes
