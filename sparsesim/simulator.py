@@ -23,6 +23,7 @@ from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
+from sparsesim.report.report import bound_of
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.workload.ops import conv2d_reference_bands
 
@@ -357,6 +358,7 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         },
         "energy_pj": total_energy,
         "components": components,
+        "bound": bound_of(cycles, components),
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "mechanism": {"kind": mechanism.kind(), "summary": pe.summary()},
         "tiling": {

@@ -7,6 +7,7 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   skipped, gated, charged); the lecture's ``throughput`` (eq. 3.4) and ``energy_efficiency`` (eq. 3.9)
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
+  ``bound`` (what bounds the layer, roofline-style: see :func:`bound_of`);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
   ``tiling`` (the dataflow and the tile sizes); ``functional_check`` (``passed``, the names of the
   ``failed`` parts, and each part:
@@ -30,7 +31,8 @@ from sparsesim.quantities import ratio
 # 2: functional_check in two parts (stored_output, datapath), failed; no reference.
 # 3: the mechanism's summary under "mechanism" (kind, summary), replacing early_termination,
 #    mixture_of_experts, structured_sparsity, kernel_patterns and cartesian_product; tiling.dataflow.
-REPORT_SCHEMA_VERSION = 3
+# 4: bound, per layer and in the totals.
+REPORT_SCHEMA_VERSION = 4
 
 _COMPUTES = (
     "algorithmic",
@@ -122,6 +124,7 @@ class Report:
             },
             "energy_pj": energy,
             "components": components,
+            "bound": bound_of(cycles, components),
             "dram_traffic": dram_traffic,
             "functional_check_passed": all(entry["functional_check"]["passed"] for entry in layers),
         }
@@ -157,6 +160,21 @@ class Report:
         )
         row["functional_check"] = "pass" if passed else "FAIL"
         return row
+
+    def _bound_table(self) -> str:
+        """Per layer and in total: the port bounding it, every port's busy share (see :func:`bound_of`)."""
+        ports = list(self.totals["bound"]["busy_shares"])
+        rows = []
+        for entry in self.layers + [dict(self.totals, name="total")]:
+            bound = entry["bound"]
+            shares = [_percent(bound["busy_shares"].get(port)) for port in ports]
+            rows.append([entry["name"], f"{entry['cycles']:,}", bound["by"], *shares])
+        return (
+            "\nwhat bounds each layer: each port's busy cycles over the layer's cycles (a port serves one\n"
+            "transaction at a time, so the busiest bounds the layer; below 100 %, the rest of its cycles no\n"
+            "port is busy for: latencies, and stages waiting on each other)\n"
+            + render_table(["layer", "cycles", "bound by", *ports], rows, separator_before_last=True)
+        )
 
     def _mechanism_table(self):
         """The PE mechanism's own table of its layers' summaries, or None (the mechanism shows none)."""
@@ -218,6 +236,7 @@ class Report:
         out.write(render_table(header, rows, separator_before_last=True))
         if comparison:
             out.write("speed-up = baseline cycles / cycles; energy ratio = energy / baseline energy\n")
+        out.write(self._bound_table())
 
         totals = self.totals
         out.write("\nper component, all layers\n")
@@ -323,6 +342,30 @@ def compare_reports(report: Report, baseline: Report) -> dict:
             "speedup": ratio(baseline.totals["cycles"], report.totals["cycles"]),
             "energy_ratio": ratio(report.totals["energy_pj"], baseline.totals["energy_pj"]),
         },
+    }
+
+
+def bound_of(cycles: int, components: dict) -> dict:
+    """What bounds a layer (or layers run back to back), as a roofline reads it.
+
+    A port serves one transaction at a time, so each port's busy cycles are a lower bound on the cycles:
+    the PE array's gives the compute bound, a link's its bytes over its bandwidth. The busiest port is the
+    bound: ``by`` (its path), ``bound_cycles`` and ``share`` (its busy cycles over ``cycles``; 1.0: the layer
+    runs at its bound, lower: for the rest of its cycles no port is busy: latencies, and stages waiting on
+    each other). ``busy_shares``: every port's busy cycles over ``cycles``. Ties go to the port met first,
+    from DRAM to the PE array.
+    """
+    busy = {
+        port: states["busy_cycles"]
+        for comp in components.values()
+        for port, states in comp["cycle_states"].items()
+    }
+    by = max(busy, key=lambda port: busy[port])
+    return {
+        "by": by,
+        "bound_cycles": busy[by],
+        "share": ratio(busy[by], cycles),
+        "busy_shares": {port: ratio(n, cycles) for port, n in busy.items()},
     }
 
 

@@ -76,6 +76,40 @@ def test_cycle_states_add_up_and_energy_shares_sum_to_one(reports):
             )
 
 
+def test_no_layer_beats_its_busiest_port_and_the_report_names_it(reports):
+    """A port serves one transaction at a time, so no layer (nor the network) takes fewer cycles than any
+    port is busy: the PE array's compute, a link's bytes over its bandwidth. Nor does it perform more MACs
+    than its lanes can in its cycles. Checked on every layer of every shipped config; ``bound`` names the
+    busiest port and every port's share."""
+    for name, report in reports.items():
+        for entry in [*report.layers, report.totals]:
+            cycles, bound = entry["cycles"], entry["bound"]
+            busy = {
+                port: states["busy_cycles"]
+                for comp in entry["components"].values()
+                for port, states in comp["cycle_states"].items()
+            }
+            assert max(busy.values()) <= cycles, (name, entry.get("name"))
+            assert (
+                bound["by"] == max(busy, key=lambda port: busy[port])
+                and bound["bound_cycles"] == busy[bound["by"]]
+            )
+            assert bound["share"] == busy[bound["by"]] / cycles
+            assert bound["busy_shares"] == {port: n / cycles for port, n in busy.items()}
+            if "mac_utilization" in entry["throughput"]:
+                assert entry["throughput"]["mac_utilization"] <= 1.0, (name, entry.get("name"))
+
+
+def test_the_table_says_what_bounds_each_layer(reports):
+    lines = reports["cnvlutin"].render().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("what bounds each layer"))
+    header = lines[start + 3].split()
+    assert header[:3] == ["layer", "cycles", "bound"] and "pe_array" in header and "dram" in header
+    rows = {line.split()[0]: line.split() for line in lines[start + 5 : start + 5 + 13]}
+    # conv5_2 moves its weights from DRAM for 7 % of PE work (issue 11); conv1_2 is compute-bound.
+    assert rows["conv5_2"][2] == "dram" and rows["conv1_2"][2] == "pe_array"
+
+
 def test_gating_saves_energy_but_no_cycles_and_skipping_saves_both(vgg16_trace, hwconfigs, reports):
     import dataclasses
 
@@ -133,7 +167,7 @@ def test_json_and_csv_renderings_are_complete(reports, vgg16_trace, tmp_path):
     report = reports["cnvlutin"]
     names = list(vgg16_trace.layer_names)
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert [layer["name"] for layer in data["layers"]] == names
     assert all(
         layer["mechanism"] == {"kind": "zero_skip_activations", "summary": None} for layer in data["layers"]
