@@ -1039,7 +1039,7 @@ def _yaml_data(text: str) -> Any:
 def _parsed_yaml(text: str) -> Any:
     # Parsed once per text and process: PyYAML reads about 100 KB a second, and the shipped configs'
     # comments make them 5-10 KB; a sweep or a test session loads the same files again and again.
-    return yaml.load(text, Loader=_HwConfigLoader)
+    return yaml.load(text, Loader=_HwConfigLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 #: The top-level key that makes a config file extend another file (see the module docstring).
