@@ -450,6 +450,7 @@ class _NegativePhase:
 
 
 def _negative_phase(plan: _IssuePlan, weights: NDArray[np.float64], skip: bool) -> _NegativePhase:
+    """The negative phases of ``plan``'s filters and their checkpoint matrices (:class:`_NegativePhase`)."""
     n_filters, n_positions = weights.shape
     lengths = plan.nonzero - plan.first_check
     longest = int(lengths.max(initial=0))
