@@ -5,7 +5,7 @@ Any module may import this one, as it may import :mod:`sparsesim.errors` and :mo
 
 from __future__ import annotations
 
-__all__ = ["ratio"]
+__all__ = ["percent", "ratio"]
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -15,3 +15,8 @@ def ratio(numerator: float, denominator: float) -> float | None:
     layer or a machine that did nothing shows ``null`` rather than raising or printing ``inf``.
     """
     return float(numerator) / float(denominator) if denominator else None
+
+
+def percent(share: float | None) -> str:
+    """A share (a :func:`ratio`) as a percentage with one decimal for tables; ``n/a`` when it is undefined."""
+    return "n/a" if share is None else f"{share * 100:.1f}%"

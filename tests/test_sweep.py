@@ -30,3 +30,16 @@ def test_sweep_tabulates_each_value_against_the_first(hwconfigs, vgg16_trace):
     assert data["rows"][0]["speedup"] == 1.0 and data["rows"][0]["energy_saving"] == 0.0
     assert data["rows"][1]["effectual_computes"] < data["rows"][0]["effectual_computes"]
     assert [layer["name"] for layer in data["rows"][1]["layers"]] == ["conv5_3"]
+
+
+def test_the_sweep_shows_the_bound_moving_off_dram_as_its_bandwidth_grows(hwconfigs, vgg16_trace):
+    from sparsesim.report.sweep import render_sweep
+
+    data = sweep(hwconfigs["cnvlutin"], vgg16_trace, "dram.bandwidth_bytes_per_cycle", [4, 1024], ["conv5_3"])
+    narrow, wide = data["rows"]
+    assert (
+        narrow["bound"]["by"] == narrow["layers"][0]["bound"]["by"] == "dram"
+        and narrow["bound"]["share"] > 0.95
+    )
+    assert wide["bound"]["by"] != "dram" and wide["cycles"] < narrow["cycles"]
+    assert f"dram {100 * narrow['bound']['share']:.1f}%" in render_sweep(data)

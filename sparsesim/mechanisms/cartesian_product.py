@@ -62,7 +62,7 @@ from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling, Tile
 from sparsesim.mechanisms.base import DatapathOutput, Mechanism, Plan, TileWork
 from sparsesim.mechanisms.datapath import apply_activation
-from sparsesim.quantities import ratio
+from sparsesim.quantities import percent, ratio
 from sparsesim.sparse.cartesian import (
     PeGrid,
     group_work,
@@ -344,7 +344,7 @@ class CartesianProduct(Mechanism):
                     "x".join(str(n) for n in c["pe_tile"]),
                     str(c["bands"]),
                     *(
-                        _percent(c[key])
+                        percent(c[key])
                         for key in (
                             "multiplier_utilization",
                             "kept_multiplier_utilization",
@@ -368,10 +368,6 @@ class CartesianProduct(Mechanism):
 class CartesianProductDense(CartesianProduct):
     Config = DenseConfig
     dense = True
-
-
-def _percent(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
 HEADER = ["layer", "Kc", "PE tile", "bands", "busy", "kept", "conflicts", "barrier", "wasted", "halo"]

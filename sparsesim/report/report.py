@@ -26,7 +26,7 @@ import csv
 import io
 import json
 
-from sparsesim.quantities import ratio
+from sparsesim.quantities import percent, ratio
 
 # 2: functional_check in two parts (stored_output, datapath), failed; no reference.
 # 3: the mechanism's summary under "mechanism" (kind, summary), replacing early_termination,
@@ -167,7 +167,7 @@ class Report:
         rows = []
         for entry in self.layers + [dict(self.totals, name="total")]:
             bound = entry["bound"]
-            shares = [_percent(bound["busy_shares"].get(port)) for port in ports]
+            shares = [percent(bound["busy_shares"].get(port)) for port in ports]
             rows.append([entry["name"], f"{entry['cycles']:,}", bound["by"], *shares])
         return (
             "\nwhat bounds each layer: each port's busy cycles over the layer's cycles (a port serves one\n"
@@ -371,10 +371,6 @@ def bound_of(cycles: int, components: dict) -> dict:
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
-
-
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
 def render_table(header: list[str], rows: list[list[str]], separator_before_last: bool = False) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 
+from sparsesim.quantities import percent
 from sparsesim.report.report import Report, render_table
 
 
@@ -41,12 +42,14 @@ def sweep_data(dotted_path: str, values: list, reports: list[Report]) -> dict:
                 "effectual_computes": t["computes"]["effectual"],
                 "worst_layer_relative_rms_error": _worst_lossy_error(report),
                 "datapath_exact": t["functional_check_passed"],
+                "bound": {"by": t["bound"]["by"], "share": t["bound"]["share"]},
                 "layers": [
                     {
                         "name": entry["name"],
                         "cycles": entry["cycles"],
                         "energy_pj": entry["energy_pj"],
                         "lossy_error": entry["functional_check"].get("lossy_error"),
+                        "bound": {"by": entry["bound"]["by"], "share": entry["bound"]["share"]},
                     }
                     for entry in report.layers
                 ],
@@ -67,6 +70,7 @@ def render_sweep(data: dict) -> str:
         "effectual MACs",
         "worst rel. error",
         "datapath",
+        "bound by",
     ]
     rows = [
         [
@@ -78,11 +82,13 @@ def render_sweep(data: dict) -> str:
             f"{r['effectual_computes']:,}",
             f"{r['worst_layer_relative_rms_error']:.3g}",
             "exact" if r["datapath_exact"] else "FAIL",
+            f"{r['bound']['by']} {percent(r['bound']['share'])}",
         ]
         for r in data["rows"]
     ]
     out.write(render_table(header, rows))
     out.write(
         "worst rel. error: the largest relative RMS output error of a layer against the trace's reference\n"
+        "bound by: the port busy longest over all layers, and its share of the cycles (see `sparsesim run`)\n"
     )
     return out.getvalue()
