@@ -171,8 +171,8 @@ class Report:
             rows.append([entry["name"], f"{entry['cycles']:,}", bound["by"], *shares])
         return (
             "\nwhat bounds each layer: each port's busy cycles over the layer's cycles (a port serves one\n"
-            "transaction at a time, so the busiest bounds the layer; below 100 %, the rest of its cycles no\n"
-            "port is busy for: latencies, and stages waiting on each other)\n"
+            "transaction at a time, so the busiest bounds the layer; below 100 %, it idles the rest of the\n"
+            "time, while the stages that feed it or drain it work or wait, and latencies run)\n"
             + render_table(["layer", "cycles", "bound by", *ports], rows, separator_before_last=True)
         )
 
@@ -351,9 +351,9 @@ def bound_of(cycles: int, components: dict) -> dict:
     A port serves one transaction at a time, so each port's busy cycles are a lower bound on the cycles:
     the PE array's gives the compute bound, a link's its bytes over its bandwidth. The busiest port is the
     bound: ``by`` (its path), ``bound_cycles`` and ``share`` (its busy cycles over ``cycles``; 1.0: the layer
-    runs at its bound, lower: for the rest of its cycles no port is busy: latencies, and stages waiting on
-    each other). ``busy_shares``: every port's busy cycles over ``cycles``. Ties go to the port met first,
-    from DRAM to the PE array.
+    runs at its bound; lower: the busiest port is idle the rest of the time, while the stages that feed or
+    drain it work or wait, and latencies run). ``busy_shares``: every port's busy cycles over ``cycles``.
+    Ties go to the port met first, from DRAM to the PE array.
     """
     busy = {
         port: states["busy_cycles"]
