@@ -7,17 +7,19 @@ again for each tile's work, and runs the pipeline.
 
 The run of a layer is a four-stage pipeline of simpy processes, one event per tile transaction:
 
-    loader       DRAM -> global buffer: the tile's weights and input rows      (waits for a free buffer half)
+    loader       DRAM -> global buffer: the tile's weights and input rows, and spilled partial sums
+                 (the first tile of a buffer tile waits for a free buffer half)
     distributor  global buffer -> NoC -> PEs: weights, multicast inputs, and the partial sums of the previous
                  channel block (which must first have come back: a true data dependency)
                  (the decoder, if any, sits on the loader's or the distributor's path, as placed)
     pe_array     the tile's compute, its cycles computed from the real operands
-    writer       PEs -> NoC -> global buffer: partial sums or outputs; finished outputs -> DRAM;
-                 then the tile's half of the buffer is free again
+    writer       PEs -> NoC -> global buffer: partial sums or outputs; outputs (or partial sums) leaving
+                 the buffer -> DRAM; after the last tile of a buffer tile, its half of the buffer is free
 
 Stages hand tiles on through bounded FIFOs, so a slow stage back-pressures the ones before it: the global
-buffer holds at most two tiles (double buffering), the PEs hold one tile waiting while they compute another,
-and finished tiles wait for the writer one at a time. The layer ends when its last output reaches DRAM.
+buffer holds at most two buffer tiles (double buffering; the PE tiles of a buffer tile stream in one by
+one, see :mod:`sparsesim.mapping.loopnest`), the PEs hold one tile waiting while they compute another, and
+finished tiles wait for the writer one at a time. The layer ends when its last output reaches DRAM.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
 from sparsesim.core import Component, transfer
 from sparsesim.mapping import ConvGeometry, LayerTiling
-from sparsesim.mapping.mappers import KernelWords, mapper
+from sparsesim.mapping.directives import MappingFile
+from sparsesim.mapping.mappers import KernelWords, given_mapping, mapper
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic
 from sparsesim.mechanisms import LayerOperands
 
@@ -45,6 +48,7 @@ class LayerRun:
     accelerator: Accelerator
     tiling: LayerTiling
     traffic: list[TileTraffic]
+    mapping_given: bool = False  # the mapping came from a mapping file, not the mapper
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -101,9 +105,12 @@ class Accelerator:
 
         def loader():
             for tile in tiles:
-                yield buffer_halves.put(tile.index)
+                if tile.opens_buffer_tile:
+                    yield buffer_halves.put(tile.index)
                 log("loader", tile, "start")
                 t = traffic[tile.index]
+                if t.dram_psum_read_bytes:
+                    yield drained[tile.continues]  # the spilled partial sums must be in DRAM first
                 hops = [dram.read(t.dram_read_bytes), glb.write(t.buffer_fill_words)]
                 yield from transfer(env, hops + decode_hops(t.fill_decode, ("global_buffer_input",)))
                 log("loader", tile, "loaded")
@@ -118,7 +125,7 @@ class Accelerator:
                     env, hops + decode_hops(t.distribute_decode, ("global_buffer_output", "pe_input"))
                 )
                 if t.psum_in_words:
-                    yield drained[tile.index - 1]
+                    yield drained[tile.continues]
                     yield from transfer(env, [glb.read(t.psum_in_words), noc.send(t.psum_in_words)])
                 log("distributor", tile, "sent")
                 yield pe_inbox.put(tile)
@@ -132,7 +139,8 @@ class Accelerator:
                     yield from transfer(env, [glb.read(t.dram_write_words), dram.write(t.dram_write_bytes)])
                 log("writer", tile, "drained")
                 drained[tile.index].succeed()
-                yield buffer_halves.get()
+                if tile.closes_buffer_tile:
+                    yield buffer_halves.get()
 
         env.process(loader())
         env.process(distributor())
@@ -197,11 +205,14 @@ def layer_operands(hw, layer, mechanism) -> LayerOperands:
     )
 
 
-def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) -> LayerRun:
+def run_layer(
+    hw, layer, events: list[tuple[int, str, int, str]] | None = None, mapping_file: MappingFile | None = None
+) -> LayerRun:
     """Simulate ``layer`` (a trace layer) on the hardware config ``hw``.
 
     If ``events`` is a list, one ``(cycle, stage, tile index, what)`` line per stage event is appended to it:
-    a timeline a person can read when a timing test fails.
+    a timeline a person can read when a timing test fails. ``mapping_file``: the mappings a user gives (see
+    :mod:`sparsesim.mapping.directives`); a layer it does not name is mapped by the mechanism's mapper.
     """
     machine = Accelerator(hw)
     mechanism = machine.mechanism
@@ -209,14 +220,28 @@ def run_layer(hw, layer, events: list[tuple[int, str, int, str]] | None = None) 
     operands = plan.operands
     value_bits = 8 * hw.word_bytes
     sizer = SliceSizer(operands.input_chw, plan.sized_weights, operands.output_khw, value_bits=value_bits)
-    map_layer = mapper(mechanism.dataflow)
     kernel_words = KernelWords(mechanism.spad_words_per_kernel(plan), plan.buffer_words_per_kernel)
-    tiling = map_layer(hw, operands.geometry, sizer, mechanism.channel_granule(), layer.name, kernel_words)
+    geometry, granule = operands.geometry, mechanism.channel_granule()
+    given = mapping_file.layer_mapping(layer.name, geometry) if mapping_file is not None else None
+    if given is not None:
+        tiling = given_mapping(
+            hw,
+            geometry,
+            sizer,
+            granule,
+            layer.name,
+            kernel_words,
+            mechanism.dataflow,
+            given,
+            mapping_file.source,
+        )
+    else:
+        tiling = mapper(mechanism.dataflow)(hw, geometry, sizer, granule, layer.name, kernel_words)
     tiling, weight_ranges = mechanism.retile(plan, tiling)
     machine.pe_array.load(plan, tiling)
     traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
     cycles = machine.run(tiling, traffic, value_bits, events)
-    return LayerRun(cycles, machine, tiling, traffic)
+    return LayerRun(cycles, machine, tiling, traffic, given is not None)
 
 
 def writer_done(env: simpy.Environment, drained: list[simpy.Event]):

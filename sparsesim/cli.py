@@ -100,27 +100,41 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     metavar="HWCONFIG",
     help="Also run this hardware config and report speed-up and energy ratio against it.",
 )
+@click.option(
+    "--mapping",
+    "mapping_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Map layers as FILE says (Timeloop-style directives; a JSON report of `run` is one); the "
+    "mapper maps the layers it does not name. The baseline is always mapped by its mapper.",
+)
 @_json_option("Write the full report as JSON to FILE.")
 @_csv_option("Write one row per layer (and a TOTAL row) as CSV to FILE.")
 @_user_errors
-def run(hwconfig, trace, layers, baseline, json_path, csv_path):
+def run(hwconfig, trace, layers, baseline, mapping_path, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
 
     Prints per layer: cycles, time at the config's clock, algorithmic / actual / effectual / skipped /
     gated MACs, energy and the functional check (the trace's stored output against numpy's of its operands,
     and the output computed through the modelled datapath against numpy's of the operands the machine
     used; exit status 1 if either fails); then per component busy / stall / idle cycles and energy, and
-    the lecture's throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions.
+    the lecture's throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions, and how each layer
+    was mapped (the JSON report holds each layer's whole mapping, which --mapping takes back).
     """
     from sparsesim import load_hwconfig, load_trace
+    from sparsesim.mapping.directives import read_mapping_file
     from sparsesim.report import compare_reports
     from sparsesim.simulator import simulate_configs
 
     _check_outputs(json_path, csv_path)
     hw = load_hwconfig(hwconfig)
     base_hw = load_hwconfig(baseline) if baseline else None
+    mapping_file = read_mapping_file(mapping_path) if mapping_path else None
     loaded = load_trace(trace, layers=list(layers) or None)
-    report, *rest = simulate_configs([hw] + ([base_hw] if base_hw is not None else []), loaded)
+    configs = [hw] + ([base_hw] if base_hw is not None else [])
+    report, *rest = simulate_configs(
+        configs, loaded, mapping_files=[mapping_file] + [None] * (len(configs) - 1)
+    )
     base_report = rest[0] if rest else None
     if base_report is not None:
         report.data["comparison"] = compare_reports(report, base_report)

@@ -19,6 +19,8 @@ class ConfigError(SparsesimError):
     """
 
     SHOWN_PROBLEMS = 50
+    #: What kind of file the problems are in, for the message of several problems.
+    WHAT = "hardware config"
 
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
@@ -28,11 +30,19 @@ class ConfigError(SparsesimError):
             super().__init__(f"{source}: {path}: {message}" if path else f"{source}: {message}")
             return
         shown = self.problems[: self.SHOWN_PROBLEMS]
-        lines = [f"{source}: {len(self.problems)} problem(s) in the hardware config:"]
+        lines = [f"{source}: {len(self.problems)} problem(s) in the {self.WHAT}:"]
         lines += [f"  {path or '<top level>'}: {message}" for path, message in shown]
         if len(self.problems) > len(shown):
             lines.append(f"  ... and {len(self.problems) - len(shown):,} more")
         super().__init__("\n".join(lines))
+
+
+class MappingError(ConfigError):
+    """A mapping file is malformed, does not fit the layer it maps, or asks what the machine cannot do:
+    each ``(path, message)`` names where in the file (``layers.conv3_1.mapping[0].factors``) and what is
+    expected."""
+
+    WHAT = "mapping"
 
 
 class TraceError(SparsesimError):

@@ -21,6 +21,7 @@ from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
+from sparsesim.mapping.directives import MappingFile, to_directives
 from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.report.report import bound_of
@@ -266,11 +267,15 @@ def _effectual_macs(layer, activations: np.ndarray, weights: np.ndarray, geometr
     return effectual
 
 
-def simulate_layer(hw, layer, energy_table=None) -> dict:
-    """Simulate one trace layer on ``hw``; returns the layer's report section (a plain dict)."""
+def simulate_layer(hw, layer, energy_table=None, mapping_file: MappingFile | None = None) -> dict:
+    """Simulate one trace layer on ``hw``; returns the layer's report section (a plain dict).
+
+    ``mapping_file``: mappings the user gives (:mod:`sparsesim.mapping.directives`); the mapper maps a layer
+    it does not name.
+    """
     energy_table = energy_table or hw.energy_table()
     compacted = _compacted(hw, layer)
-    run = run_layer(hw, compacted[0] if compacted else layer)
+    run = run_layer(hw, compacted[0] if compacted else layer, mapping_file=mapping_file)
     pe = run.pe_array
     mechanism = pe.mechanism
     geometry = geometry_of(layer)
@@ -363,11 +368,15 @@ def simulate_layer(hw, layer, energy_table=None) -> dict:
         "mechanism": {"kind": mechanism.kind(), "summary": pe.summary()},
         "tiling": {
             "dataflow": mechanism.dataflow,
+            "mapped_by": "file" if run.mapping_given else "mapper",
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,
             "out_rows_per_block": run.tiling.out_rows_per_block,
+            "buffer_tiles": len({tile.buffer_tile for tile in run.tiling.tiles}),
             "tiles": len(run.tiling.tiles),
         },
+        # The mapping of the layer the machine ran (after compaction), in the form a mapping file takes.
+        "mapping": to_directives(run.tiling.mapping, run.tiling.geometry),
         "functional_check": functional_check,
     }
 
@@ -378,12 +387,14 @@ def _dram_traffic(run, word_bytes: int) -> dict:
     moved = {
         "weights": sum(t.dram_weight_bytes for t in traffic),
         "inputs": sum(t.dram_input_bytes for t in traffic),
-        "outputs": sum(t.dram_write_bytes for t in traffic),
+        "outputs": sum(t.dram_write_bytes - t.dram_psum_write_bytes for t in traffic),
+        "partial_sums": sum(t.dram_psum_read_bytes + t.dram_psum_write_bytes for t in traffic),
     }
     dense = {
         "weights": sum(tile.weight_words for tile in tiles) * word_bytes,
         "inputs": sum(tile.input_words for tile in tiles) * word_bytes,
         "outputs": sum(tile.dram_write_words for tile in tiles) * word_bytes,
+        "partial_sums": sum(t.dram_psum_read_words + t.dram_psum_write_words for t in tiles) * word_bytes,
     }
     return {
         "bytes": moved,
@@ -392,28 +403,42 @@ def _dram_traffic(run, word_bytes: int) -> dict:
     }
 
 
-def simulate(hw, trace, layers: Sequence[str] | None = None) -> Report:
-    """Simulate the trace's layers (all, or those named) on the hardware config; returns a :class:`Report`."""
-    return simulate_configs([hw], trace, layers)[0]
+def simulate(
+    hw, trace, layers: Sequence[str] | None = None, mapping_file: MappingFile | None = None
+) -> Report:
+    """Simulate the trace's layers (all, or those named) on the hardware config; returns a :class:`Report`.
+    ``mapping_file``: mappings the user gives (the mapper maps the layers it does not name)."""
+    return simulate_configs([hw], trace, layers, [mapping_file])[0]
 
 
-def simulate_configs(hws: Sequence, trace, layers: Sequence[str] | None = None) -> list[Report]:
+def simulate_configs(
+    hws: Sequence,
+    trace,
+    layers: Sequence[str] | None = None,
+    mapping_files: Sequence[MappingFile | None] | None = None,
+) -> list[Report]:
     """Simulate the trace's layers (all, or those named) on each hardware config; one :class:`Report` each.
 
     Layers are the outer loop, so that a lazily loaded trace reads each layer once for all the configs and
-    memory holds one layer at a time. An unknown layer name fails before any simulation.
+    memory holds one layer at a time. An unknown layer name, or a mapping file that names one or does not
+    fit the run, fails before any simulation. ``mapping_files``: per config, the mappings the user gives.
     """
     names = list(layers) if layers else list(trace.layer_names)
     for name in names:
         if name not in trace.layer_names:
             trace.layer(name)  # raises, naming the known layers
+    mapping_files = list(mapping_files) if mapping_files is not None else [None] * len(hws)
+    for mapping_file in mapping_files:
+        if mapping_file is not None:
+            mapping_file.check_layers(names, list(trace.layer_names))
     energy_tables = [hw.energy_table() for hw in hws]
     results: list[list[dict]] = [[] for _ in hws]
     for name in names:
         layer = trace.layer(name)
-        for hw, energy_table, per_config in zip(hws, energy_tables, results, strict=True):
+        configs = zip(hws, energy_tables, mapping_files, results, strict=True)
+        for hw, energy_table, mapping_file, per_config in configs:
             log.info("simulating %s on %s", name, hw.name)
-            per_config.append(simulate_layer(hw, layer, energy_table))
+            per_config.append(simulate_layer(hw, layer, energy_table, mapping_file))
         del layer  # before the next layer is read
     return [
         Report(

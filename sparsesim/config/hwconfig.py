@@ -1035,6 +1035,15 @@ def _yaml_data(text: str) -> Any:
     return copy.deepcopy(_parsed_yaml(text))
 
 
+def read_yaml_text(text: str, source: str, error: type[ConfigError] = ConfigError) -> Any:
+    """``text`` (YAML or JSON) read as the config files are: safely, nesting bounded, numbers as YAML 1.2
+    reads them; ``error`` naming ``source`` and the line if it is not valid YAML."""
+    try:
+        return _yaml_data(text)
+    except yaml.YAMLError as problem:
+        raise error(source, [("", _yaml_error_message(problem))]) from None
+
+
 @functools.lru_cache(maxsize=64)
 def _parsed_yaml(text: str) -> Any:
     # Parsed once per text and process: PyYAML reads about 100 KB a second, and the shipped configs'

@@ -9,7 +9,9 @@ every layer. Two so far:
 - ``planar``: SCNN's planar tiling, bands of output rows with all filters and channels, weights streamed
   (:func:`~sparsesim.mapping.tile_layer_planar`).
 
-Both size tiles on the real data in the buffer's formats when those are compressed.
+Both size tiles on the real data in the buffer's formats when those are compressed. A mapping the user gives
+(:mod:`sparsesim.mapping.directives`) replaces the mapper's: :func:`given_mapping` checks it against the
+machine and the layer's real data and makes its tiles.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sparsesim.errors import SimulationError
+from sparsesim.errors import MappingError, SimulationError
+from sparsesim.mapping.loopnest import LayerMapping, tiles_of
 from sparsesim.mapping.tiling import ConvGeometry, LayerTiling, tile_layer, tile_layer_planar
-from sparsesim.mapping.traffic import SliceSizer, buffer_footprint_words
+from sparsesim.mapping.traffic import SliceSizer, buffer_footprint_words, buffer_tile_footprint_words
 
 
 @dataclass(frozen=True)
@@ -83,3 +86,62 @@ def mapper(dataflow: str) -> Mapper:
         return MAPPERS[dataflow]
     except KeyError:
         raise SimulationError(f"no mapper for dataflow {dataflow!r}; known: {', '.join(MAPPERS)}") from None
+
+
+def given_mapping(
+    hw,
+    geometry: ConvGeometry,
+    sizer: SliceSizer,
+    channel_granule: int,
+    name: str,
+    kernel_words: KernelWords,
+    dataflow: str,
+    mapping: LayerMapping,
+    source: str = "<mapping>",
+) -> LayerTiling:
+    """The tiles of a mapping the user gives for layer ``name``; :class:`MappingError` naming ``source`` and
+    the layer for every constraint of the machine it breaks: the PE array's filter lanes, the weight
+    scratchpad, the mechanism's channel granule or its dataflow, and the global buffer's capacity (two
+    buffer tiles, double-buffered, at the real sizes of the kept slices)."""
+    pe = hw.pe_array.pe
+    k, c = mapping.extent("K"), mapping.extent("C")
+    problems = []
+    if dataflow == "planar":
+        if k != geometry.filters or c != geometry.channels:
+            problems.append(
+                f"a planar-tiled PE array (SCNN) takes every filter and channel with each band of rows: "
+                f"the PE tile must be M={geometry.filters} C={geometry.channels}, not M={k} C={c}"
+            )
+    else:
+        lanes = hw.pe_array.columns * pe.filter_lanes
+        if k > lanes:
+            problems.append(
+                f"a PE tile of M={k} filters: the PE array works on at most {lanes} at once "
+                "(pe_array.columns x pe_array.pe.filter_lanes)"
+            )
+        held = pe.weight_spad_bytes // hw.word_bytes // (pe.filter_lanes * kernel_words.spad)
+        if c > held:
+            problems.append(
+                f"a PE tile of C={c} channels: a PE's weight scratchpad holds its {pe.filter_lanes} filter "
+                f"lanes' kernels of at most {held} channels (pe_array.pe.weight_spad_bytes)"
+            )
+        if c < geometry.channels and c % channel_granule:
+            problems.append(
+                f"a PE tile of C={c} channels: the mechanism takes channels in groups of {channel_granule}"
+            )
+    if problems:
+        raise MappingError(source, [(name, problem) for problem in problems])
+    tiling = tiles_of(geometry, mapping, kernel_words.buffer)
+    need = 2 * buffer_tile_footprint_words(hw, tiling, sizer) * hw.word_bytes
+    if need > hw.global_buffer.capacity_bytes:
+        raise MappingError(
+            source,
+            [
+                (
+                    name,
+                    f"two buffer tiles (double-buffered) need {need:,} bytes of the real data; "
+                    f"global_buffer.capacity_bytes is {hw.global_buffer.capacity_bytes:,}",
+                )
+            ],
+        )
+    return tiling

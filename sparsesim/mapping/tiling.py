@@ -32,51 +32,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sparsesim.errors import SimulationError
+from sparsesim.mapping.loopnest import LayerMapping, LayerTiling, Loops, Tile, covering, tiles_of
 from sparsesim.sparse.geometry import ConvGeometry
 
-
-@dataclass(frozen=True)
-class Tile:
-    """One unit of work: a filter group x an output-row block x a channel block, and the bytes it moves."""
-
-    index: int
-    filter_start: int
-    filter_stop: int
-    out_row_start: int
-    out_row_stop: int
-    channel_start: int
-    channel_stop: int
-    is_first_channel_block: bool
-    is_last_channel_block: bool
-    weight_words: int  # weights fetched from DRAM and sent to the PEs with this tile (0 when resident)
-    input_words: int  # input activations fetched from DRAM and multicast to the PEs
-    psum_in_words: int  # partial sums sent back to the PEs (channel blocks after the first)
-    out_words: int  # partial sums or outputs returned by the PEs to the global buffer
-    dram_write_words: int  # finished outputs written to DRAM (last channel block only)
-
-
-@dataclass(frozen=True)
-class LayerTiling:
-    geometry: ConvGeometry
-    filters_per_group: int
-    channels_per_block: int
-    out_rows_per_block: int
-    tiles: tuple[Tile, ...]
-
-    @property
-    def n_filter_groups(self) -> int:
-        return -(-self.geometry.filters // self.filters_per_group)
-
-    @property
-    def n_channel_blocks(self) -> int:
-        return -(-self.geometry.channels // self.channels_per_block)
-
-    @property
-    def n_row_blocks(self) -> int:
-        return -(-self.geometry.out_height // self.out_rows_per_block)
+__all__ = ["LayerTiling", "Tile", "dense_footprint_words", "tile_layer", "tile_layer_planar"]
 
 
 def _tile_footprint_words(
@@ -192,44 +153,19 @@ def tile_layer(
             f"global_buffer.capacity_bytes is {global_buffer_bytes}"
         )
 
-    weights_resident = channels >= geometry.channels
-    tiles: list[Tile] = []
-    for filter_start in range(0, geometry.filters, filters_per_group):
-        filter_stop = min(geometry.filters, filter_start + filters_per_group)
-        n_filters = filter_stop - filter_start
-        for out_row_start in range(0, geometry.out_height, out_rows):
-            out_row_stop = min(geometry.out_height, out_row_start + out_rows)
-            in_start, in_stop = geometry.input_rows(out_row_start, out_row_stop)
-            out_words = n_filters * (out_row_stop - out_row_start) * geometry.out_width
-            for channel_start in range(0, geometry.channels, channels):
-                channel_stop = min(geometry.channels, channel_start + channels)
-                n_channels = channel_stop - channel_start
-                first = channel_start == 0
-                last = channel_stop == geometry.channels
-                send_weights = not weights_resident or out_row_start == 0
-                tiles.append(
-                    Tile(
-                        index=len(tiles),
-                        filter_start=filter_start,
-                        filter_stop=filter_stop,
-                        out_row_start=out_row_start,
-                        out_row_stop=out_row_stop,
-                        channel_start=channel_start,
-                        channel_stop=channel_stop,
-                        is_first_channel_block=first,
-                        is_last_channel_block=last,
-                        weight_words=n_filters
-                        * n_channels
-                        * (buffer_words_per_kernel or geometry.kernel_positions)
-                        if send_weights
-                        else 0,
-                        input_words=n_channels * (in_stop - in_start) * geometry.width,
-                        psum_in_words=0 if first else out_words,
-                        out_words=out_words,
-                        dram_write_words=out_words if last else 0,
-                    )
-                )
-    return LayerTiling(geometry, filters_per_group, channels, out_rows, tuple(tiles))
+    mapping = LayerMapping(
+        dram=Loops(
+            (
+                covering(geometry.filters, filters_per_group),
+                covering(geometry.channels, channels),
+                covering(geometry.out_height, out_rows),
+            ),
+            order="KPC",
+        ),
+        pe_tile=(filters_per_group, channels, out_rows),
+        buffer_keeps=frozenset({"Weights", "Outputs"}),
+    )
+    return tiles_of(geometry, mapping, buffer_words_per_kernel)
 
 
 def tile_layer_planar(
@@ -262,27 +198,10 @@ def tile_layer_planar(
             f"input rows needs {need} bytes double-buffered, global_buffer.capacity_bytes is "
             f"{global_buffer_bytes}"
         )
-    tiles: list[Tile] = []
-    for out_row_start in range(0, geometry.out_height, out_rows):
-        out_row_stop = min(geometry.out_height, out_row_start + out_rows)
-        in_start, in_stop = geometry.input_rows(out_row_start, out_row_stop)
-        out_words = filters * (out_row_stop - out_row_start) * geometry.out_width
-        tiles.append(
-            Tile(
-                index=len(tiles),
-                filter_start=0,
-                filter_stop=filters,
-                out_row_start=out_row_start,
-                out_row_stop=out_row_stop,
-                channel_start=0,
-                channel_stop=channels,
-                is_first_channel_block=True,
-                is_last_channel_block=True,
-                weight_words=filters * channels * geometry.kernel_positions,
-                input_words=channels * (in_stop - in_start) * geometry.width,
-                psum_in_words=0,
-                out_words=out_words,
-                dram_write_words=out_words,
-            )
-        )
-    return LayerTiling(geometry, filters, channels, out_rows, tuple(tiles))
+    mapping = LayerMapping(
+        dram=Loops((1, 1, covering(geometry.out_height, out_rows)), order="KPC"),
+        pe_tile=(filters, channels, out_rows),
+        buffer_keeps=frozenset({"Outputs"}),
+        pe_keeps=frozenset(),
+    )
+    return tiles_of(geometry, mapping)

@@ -108,12 +108,14 @@ class TileTraffic:
     distribute_decode: Bits  # what a decoder at global_buffer_output or pe_input parses
     psum_in_words: int
     out_words: int  # partial sums or finished outputs from the PEs into the buffer
-    dram_write_words: int  # finished outputs read out of the buffer for DRAM (buffer format)
+    dram_write_words: int  # finished outputs and spilled partial sums read out of the buffer for DRAM
     dram_write_bytes: int  # ... and their size in DRAM
+    dram_psum_read_bytes: int = 0  # spilled partial sums read back from DRAM (uncompressed)
+    dram_psum_write_bytes: int = 0  # partial sums spilled to DRAM (uncompressed; in dram_write_bytes)
 
     @property
     def dram_read_bytes(self) -> int:
-        return self.dram_weight_bytes + self.dram_input_bytes
+        return self.dram_weight_bytes + self.dram_input_bytes + self.dram_psum_read_bytes
 
 
 def _decoded(upstream: Bits, upstream_fmt: str, downstream_fmt: str) -> Bits:
@@ -135,24 +137,32 @@ def layer_traffic(
     """
     geometry = tiling.geometry
     word_bits = 8 * hw.word_bytes
+    word_bytes = hw.word_bytes
     f = hw.formats
     at = hw.decoder.at
     noc_level = f.pe if at == "global_buffer_output" else f.global_buffer
     traffic = []
     for tile in tiling.tiles:
         k0, k1, c0, c1 = tile.filter_start, tile.filter_stop, tile.channel_start, tile.channel_stop
-        r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+        rows = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+        fetched_rows = (rows,) if tile.input_fetch_rows is None else tile.input_fetch_rows
 
-        def operands(level, tile=tile, k0=k0, k1=k1, c0=c0, c1=c1, r0=r0, r1=r1) -> tuple[Bits, Bits]:
-            if weight_ranges is not None:
-                weights = _sum(
-                    *(sizer.weights(level.weights, a, b, c0, c1) for a, b in weight_ranges[tile.index])
-                )
-            else:
-                weights = sizer.weights(level.weights, k0, k1, c0, c1) if tile.weight_words else NO_BITS
-            return weights, sizer.inputs(level.inputs, c0, c1, r0, r1)
+        def weights(fmt: str, moved: bool, tile=tile, k0=k0, k1=k1, c0=c0, c1=c1) -> Bits:
+            if weight_ranges is not None:  # the mechanism says which filters the tile brings
+                return _sum(*(sizer.weights(fmt, a, b, c0, c1) for a, b in weight_ranges[tile.index]))
+            return sizer.weights(fmt, k0, k1, c0, c1) if moved else NO_BITS
 
-        dram, buffer, noc = operands(f.dram), operands(f.global_buffer), operands(noc_level)
+        def fetched(level, tile=tile, c0=c0, c1=c1, fetched_rows=fetched_rows) -> tuple[Bits, Bits]:
+            """The weights and input rows the tile brings from DRAM, in ``level``'s formats."""
+            inputs = _sum(*(sizer.inputs(level.inputs, c0, c1, *span) for span in fetched_rows))
+            return weights(level.weights, tile.weight_words > 0), inputs
+
+        def sent(level, tile=tile, c0=c0, c1=c1, rows=rows) -> tuple[Bits, Bits]:
+            """The weights and input rows the tile sends to the PEs, in ``level``'s formats."""
+            return weights(level.weights, tile.sends_weights), sizer.inputs(level.inputs, c0, c1, *rows)
+
+        dram, fill = fetched(f.dram), fetched(f.global_buffer)
+        buffer, noc = sent(f.global_buffer), sent(noc_level)
         fill_decode = distribute_decode = NO_BITS
         if at == "global_buffer_input":
             fill_decode = _sum(
@@ -165,25 +175,30 @@ def layer_traffic(
                 _decoded(buffer[1], f.global_buffer.inputs, f.pe.inputs),
             )
         if tile.is_last_channel_block:
-            rows = (tile.out_row_start, tile.out_row_stop)
-            out_words = sizer.outputs(f.global_buffer.outputs, k0, k1, *rows).words(word_bits)
-            dram_out = sizer.outputs(f.dram.outputs, k0, k1, *rows)
-            dram_write_words, dram_write_bytes = out_words, -(-dram_out.total // 8)
+            rows_out = (tile.out_row_start, tile.out_row_stop)
+            out_words = sizer.outputs(f.global_buffer.outputs, k0, k1, *rows_out).words(word_bits)
         else:
-            out_words, dram_write_words, dram_write_bytes = tile.out_words, 0, 0
+            out_words = tile.out_words
+        dram_write_words, dram_write_bytes = 0, 0
+        if tile.dram_write_words:
+            dram_out = sizer.outputs(f.dram.outputs, k0, k1, tile.out_row_start, tile.out_row_stop)
+            dram_write_words, dram_write_bytes = out_words, -(-dram_out.total // 8)
+        psum_write_bytes = tile.dram_psum_write_words * word_bytes
         traffic.append(
             TileTraffic(
                 dram_weight_bytes=-(-dram[0].total // 8),
                 dram_input_bytes=-(-dram[1].total // 8),
-                buffer_fill_words=sum(b.words(word_bits) for b in buffer),
+                buffer_fill_words=sum(b.words(word_bits) for b in fill) + tile.dram_psum_read_words,
                 fill_decode=fill_decode,
                 buffer_read_words=sum(b.words(word_bits) for b in buffer),
                 noc_in_words=sum(b.words(word_bits) for b in noc),
                 distribute_decode=distribute_decode,
                 psum_in_words=tile.psum_in_words,
                 out_words=out_words,
-                dram_write_words=dram_write_words,
-                dram_write_bytes=dram_write_bytes,
+                dram_write_words=dram_write_words + tile.dram_psum_write_words,
+                dram_write_bytes=dram_write_bytes + psum_write_bytes,
+                dram_psum_read_bytes=tile.dram_psum_read_words * word_bytes,
+                dram_psum_write_bytes=psum_write_bytes,
             )
         )
     return traffic
@@ -236,3 +251,48 @@ def buffer_footprint_words(
         return int(total.max())
 
     return footprint
+
+
+def buffer_tile_footprint_words(hw, tiling: LayerTiling, sizer: SliceSizer) -> int:
+    """Words the largest buffer tile of ``tiling`` occupies in the global buffer, measured on the real data.
+
+    The slices of the tensors its mapping keeps, in the buffer's formats (partial sums uncompressed when a
+    PE tile holds only some of the channels); a tensor the buffer does not keep passes through it and
+    occupies none of it.
+    """
+    mapping, geometry = tiling.mapping, tiling.geometry
+    f = hw.formats.global_buffer
+    word_bits = 8 * hw.word_bytes
+    keeps = mapping.buffer_keeps
+    partial = mapping.extent("C") < geometry.channels
+    largest = 0
+    for (k0, k1), (c0, c1), (p0, p1) in _buffer_tile_ranges(tiling).values():
+        words = 0
+        if "Weights" in keeps:
+            words += sizer.weights(f.weights, k0, k1, c0, c1).words(word_bits)
+        if "Inputs" in keeps:
+            words += sizer.inputs(f.inputs, c0, c1, *geometry.input_rows(p0, p1)).words(word_bits)
+        if "Outputs" in keeps:
+            words += (
+                (k1 - k0) * (p1 - p0) * geometry.out_width
+                if partial
+                else sizer.outputs(f.outputs, k0, k1, p0, p1).words(word_bits)
+            )
+        largest = max(largest, words)
+    return largest
+
+
+def _buffer_tile_ranges(tiling: LayerTiling) -> dict[int, list[tuple[int, int]]]:
+    """Per buffer tile, the ranges of K, C and P it covers: the union of its PE tiles'."""
+    ranges: dict[int, list[tuple[int, int]]] = {}
+    for tile in tiling.tiles:
+        spans = [(tile.filter_start, tile.filter_stop), (tile.channel_start, tile.channel_stop)]
+        spans.append((tile.out_row_start, tile.out_row_stop))
+        if tile.buffer_tile not in ranges:
+            ranges[tile.buffer_tile] = spans
+        else:
+            held = ranges[tile.buffer_tile]
+            ranges[tile.buffer_tile] = [
+                (min(a, x), max(b, y)) for (a, b), (x, y) in zip(held, spans, strict=True)
+            ]
+    return ranges

@@ -32,7 +32,9 @@ from sparsesim.quantities import percent, ratio
 # 3: the mechanism's summary under "mechanism" (kind, summary), replacing early_termination,
 #    mixture_of_experts, structured_sparsity, kernel_patterns and cartesian_product; tiling.dataflow.
 # 4: bound, per layer and in the totals.
-REPORT_SCHEMA_VERSION = 4
+# 5: mapping per layer (Timeloop-style directives), tiling.mapped_by and tiling.buffer_tiles,
+#    dram_traffic.*.partial_sums.
+REPORT_SCHEMA_VERSION = 5
 
 _COMPUTES = (
     "algorithmic",
@@ -176,6 +178,29 @@ class Report:
             + render_table(["layer", "cycles", "bound by", *ports], rows, separator_before_last=True)
         )
 
+    def _mapping_table(self) -> str:
+        """How each layer was mapped: its loops, its PE tile and what the buffer keeps (the JSON report's
+        ``mapping`` is the whole mapping, in the form ``--mapping`` takes)."""
+        from sparsesim.mapping.directives import summary_row
+
+        mapped = [entry for entry in self.layers if entry.get("mapping")]
+        if not mapped:
+            return ""
+        rows = [
+            [
+                entry["name"],
+                entry["tiling"]["mapped_by"],
+                *summary_row(entry["mapping"]),
+                str(entry["tiling"]["tiles"]),
+            ]
+            for entry in mapped
+        ]
+        header = ["layer", "mapped by", "DRAM loops", "buffer loops", "PE tile", "buffer keeps", "tiles"]
+        return (
+            "\nhow each layer is mapped (loops outer to inner; a PE tile's filters M, channels C, output "
+            "rows P;\nthe tensors the buffer keeps: Weights, Inputs, Outputs)\n" + render_table(header, rows)
+        )
+
     def _mechanism_table(self):
         """The PE mechanism's own table of its layers' summaries, or None (the mechanism shows none)."""
         from sparsesim.mechanisms import mechanism_class
@@ -237,6 +262,7 @@ class Report:
         if comparison:
             out.write("speed-up = baseline cycles / cycles; energy ratio = energy / baseline energy\n")
         out.write(self._bound_table())
+        out.write(self._mapping_table())
 
         totals = self.totals
         out.write("\nper component, all layers\n")
@@ -284,6 +310,7 @@ class Report:
                 _fmt(traffic["compression_ratio"][tensor]),
             ]
             for tensor, n in traffic["bytes"].items()
+            if n or tensor != "partial_sums"  # spilled partial sums: shown when a mapping spills some
         ]
         out.write(render_table(["tensor", "bytes", "uncompressed bytes", "ratio"], rows))
 
