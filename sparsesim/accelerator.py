@@ -49,6 +49,7 @@ class LayerRun:
     tiling: LayerTiling
     traffic: list[TileTraffic]
     mapping_given: bool = False  # the mapping came from a mapping file, not the mapper
+    lower_bounds: dict[str, int] | None = None  # per port: see lower_bounds()
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -241,7 +242,98 @@ def run_layer(
     machine.pe_array.load(plan, tiling)
     traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
     cycles = machine.run(tiling, traffic, value_bits, events)
-    return LayerRun(cycles, machine, tiling, traffic, given is not None)
+    bounds = lower_bounds(machine, tiling, sizer, weight_ranges)
+    return LayerRun(cycles, machine, tiling, traffic, given is not None, bounds)
+
+
+def lower_bounds(
+    machine: Accelerator, tiling: LayerTiling, sizer: SliceSizer, weight_ranges: list | None
+) -> dict[str, int]:
+    """Per port, the cycles it must be busy however the loops above the PE tile run: the PE array's
+    compute for this PE tile; each link moving every value once (DRAM: the weights and the input rows
+    the outputs read, then the outputs; the buffer's ports and the NoC: the same into the PEs and back).
+
+    An uncompressed tensor counts whole (its size is its shape's). A compressed one's stored size
+    depends on how it is cut (metadata per slice), and sizing it whole would cost a copy of the layer,
+    so it counts as the distinct slices this mapping moves, each once: a bound for this mapping, an
+    estimate across mappings. A mapping can only add re-fetches, halos, partial sums and
+    per-transaction rounding.
+    """
+    hw, geometry, tiles = machine.hw, tiling.geometry, tiling.tiles
+    f = hw.formats
+    word_bits = 8 * hw.word_bytes
+    noc_level = f.pe if hw.decoder.at == "global_buffer_output" else f.global_buffer
+    k, c, p = geometry.filters, geometry.channels, geometry.out_height
+    if weight_ranges is None:  # each PE tile's weights; a mixture of experts: the filters it fetches
+        weight_slices = {(t.filter_start, t.filter_stop, t.channel_start, t.channel_stop) for t in tiles}
+        whole_weights = [(0, k, 0, c)]
+    else:
+        ranges = sorted({span for of_tile in weight_ranges for span in of_tile})
+        weight_slices = {(a, b, 0, c) for a, b in ranges}
+        whole_weights = sorted(weight_slices)
+    sent_inputs = {
+        (t.channel_start, t.channel_stop, *geometry.input_rows(t.out_row_start, t.out_row_stop))
+        for t in tiles
+    }
+    fetched_inputs = {
+        (t.channel_start, t.channel_stop, *span)
+        for t in tiles
+        for span in (
+            t.input_fetch_rows
+            if t.input_fetch_rows is not None
+            else [geometry.input_rows(t.out_row_start, t.out_row_stop)]
+        )
+    }
+    whole_inputs = [(0, c, *span) for span in _read_row_spans(geometry)]
+    out_slices = {
+        (t.filter_start, t.filter_stop, t.out_row_start, t.out_row_stop) for t in tiles if t.dram_write_words
+    }
+
+    def least(size, fmt, slices, whole) -> int:
+        return sum(size(fmt, *piece).total for piece in (whole if fmt == "U" else slices))
+
+    def operand_bits(level, inputs) -> tuple[int, int]:
+        weights = least(sizer.weights, level.weights, weight_slices, whole_weights)
+        return weights, least(sizer.inputs, level.inputs, inputs, whole_inputs)
+
+    def output_bits(fmt) -> int:
+        return least(sizer.outputs, fmt, out_slices, [(0, k, 0, p)])
+
+    dram_read = sum(-(-bits // 8) for bits in operand_bits(f.dram, fetched_inputs))
+    dram_write = -(-output_bits(f.dram.outputs) // 8)
+    in_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, sent_inputs))
+    on_noc = sum(-(-bits // word_bits) for bits in operand_bits(noc_level, sent_inputs))
+    out_words = -(-output_bits(f.global_buffer.outputs) // word_bits)
+    dram, glb, noc = machine.dram, machine.global_buffer, machine.noc
+    bursts = dram.burst_bytes
+    bounds = {
+        dram.port.path: dram.port.cycles_for(-(-dram_read // bursts) * bursts)
+        + dram.port.cycles_for(-(-dram_write // bursts) * bursts),
+        noc.port.path: noc.port.cycles_for((on_noc + out_words) * hw.word_bytes),
+        machine.pe_array.port.path: machine.pe_array.busy_cycles,
+    }
+    moved = (in_buffer + out_words) * hw.word_bytes  # read out to the PEs and DRAM; written in likewise
+    if glb.read_port is glb.write_port:
+        bounds[glb.read_port.path] = glb.read_port.cycles_for(2 * moved)
+    else:
+        bounds[glb.read_port.path] = glb.read_port.cycles_for(moved)
+        bounds[glb.write_port.path] = glb.write_port.cycles_for(moved)
+    return bounds
+
+
+def _read_row_spans(geometry: ConvGeometry) -> list[tuple[int, int]]:
+    """The input rows some output reads, as maximal runs ``[start, stop)`` (all of them unless the stride
+    skips rows)."""
+    spans: list[tuple[int, int]] = []
+    for row in range(geometry.out_height):
+        start, stop = geometry.input_rows(row, row + 1)
+        if start == stop:
+            continue
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], stop))
+        else:
+            spans.append((start, stop))
+    return spans
 
 
 def writer_done(env: simpy.Environment, drained: list[simpy.Event]):

@@ -24,7 +24,7 @@ from sparsesim.core.energy import action_energy_pj
 from sparsesim.mapping.directives import MappingFile, to_directives
 from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
-from sparsesim.report.report import bound_of
+from sparsesim.report.report import bound_of, lower_bound_of
 from sparsesim.sparse.activation_work import effectual_macs
 from sparsesim.workload.ops import conv2d_reference_bands
 
@@ -364,6 +364,7 @@ def simulate_layer(hw, layer, energy_table=None, mapping_file: MappingFile | Non
         "energy_pj": total_energy,
         "components": components,
         "bound": bound_of(cycles, components),
+        "lower_bound": lower_bound_of(cycles, run.lower_bounds),
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "mechanism": {"kind": mechanism.kind(), "summary": pe.summary()},
         "tiling": {

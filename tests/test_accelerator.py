@@ -89,6 +89,53 @@ def test_buffer_back_pressure_never_lets_the_loader_run_more_than_two_tiles_ahea
     assert any(starts[tile] == drained[tile - 2] for tile in range(2, n_tiles))
 
 
+def given(layer, mapping):
+    from sparsesim.accelerator import geometry_of
+    from sparsesim.mapping.directives import MappingFile, to_directives
+
+    return MappingFile("test", None, {layer.name: ("m", to_directives(mapping, geometry_of(layer)))}, {})
+
+
+def test_the_buffer_holds_at_most_two_buffer_tiles_whose_pe_tiles_stream_in():
+    from sparsesim.mapping import LayerMapping, Loops
+
+    events = []
+    layer = synthetic_layer(channels=4, size=12, filters=4)
+    # 3 buffer tiles of 4 output rows, each streamed to the PEs in 2 PE tiles of 2 rows.
+    mapping = LayerMapping(dram=Loops((1, 1, 3)), pe_tile=(4, 4, 2), global_buffer=Loops((1, 1, 2)))
+    config = hw(dram={"bandwidth_bytes_per_cycle": 1.0}, global_buffer={"capacity_bytes": 8192})
+    run = run_layer(config, layer, events, mapping_file=given(layer, mapping))
+    tiles = run.tiling.tiles
+    assert [t.buffer_tile for t in tiles] == [0, 0, 1, 1, 2, 2]
+    times = stage_times(events)
+    starts, drained = times[("loader", "start")], times[("writer", "drained")]
+    # Buffer tile 2 opens only once buffer tile 0's last PE tile has drained; inside a buffer tile, the
+    # second PE tile loads without waiting for the first to drain.
+    assert starts[4] >= drained[1]
+    assert starts[1] < drained[0]
+    assert starts[3] < drained[2]
+
+
+def test_spilled_partial_sums_are_read_back_only_after_they_are_written():
+    from sparsesim.mapping import LayerMapping, Loops
+
+    events = []
+    layer = synthetic_layer(channels=8, size=8, filters=4)
+    channels_outer = LayerMapping(dram=Loops((1, 2, 2), "CKP"), pe_tile=(4, 4, 4))
+    run = run_layer(
+        hw(global_buffer={"capacity_bytes": 8192}), layer, events, mapping_file=given(layer, channels_outer)
+    )
+    tiles = run.tiling.tiles
+    assert [t.dram_psum_read_words > 0 for t in tiles] == [False, False, True, True]
+    times = stage_times(events)
+    for tile in tiles[2:]:
+        assert times[("loader", "loaded")][tile.index] > times[("writer", "drained")][tile.continues]
+    entry = simulate_layer(
+        hw(global_buffer={"capacity_bytes": 8192}), layer, mapping_file=given(layer, channels_outer)
+    )
+    assert entry["functional_check"]["passed"]
+
+
 def test_partial_sums_wait_for_the_previous_channel_block():
     events = []
     small_spad = hw(

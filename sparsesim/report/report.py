@@ -33,7 +33,7 @@ from sparsesim.quantities import percent, ratio
 #    mixture_of_experts, structured_sparsity, kernel_patterns and cartesian_product; tiling.dataflow.
 # 4: bound, per layer and in the totals.
 # 5: mapping per layer (Timeloop-style directives), tiling.mapped_by and tiling.buffer_tiles,
-#    dram_traffic.*.partial_sums.
+#    dram_traffic.*.partial_sums, lower_bound per layer and in the totals.
 REPORT_SCHEMA_VERSION = 5
 
 _COMPUTES = (
@@ -127,6 +127,11 @@ class Report:
             "energy_pj": energy,
             "components": components,
             "bound": bound_of(cycles, components),
+            # Layers run back to back: their lower bounds add up.
+            "lower_bound": {
+                "cycles": (lower := sum(entry["lower_bound"]["cycles"] for entry in layers)),
+                "gap": ratio(cycles, lower),
+            },
             "dram_traffic": dram_traffic,
             "functional_check_passed": all(entry["functional_check"]["passed"] for entry in layers),
         }
@@ -170,12 +175,18 @@ class Report:
         for entry in self.layers + [dict(self.totals, name="total")]:
             bound = entry["bound"]
             shares = [percent(bound["busy_shares"].get(port)) for port in ports]
-            rows.append([entry["name"], f"{entry['cycles']:,}", bound["by"], *shares])
+            lower = entry["lower_bound"]
+            gap = f"{lower['gap']:.2f}x" if lower["gap"] is not None else "n/a"
+            rows.append(
+                [entry["name"], f"{entry['cycles']:,}", f"{lower['cycles']:,}", gap, bound["by"], *shares]
+            )
+        header = ["layer", "cycles", "lower bound", "gap", "bound by", *ports]
         return (
             "\nwhat bounds each layer: each port's busy cycles over the layer's cycles (a port serves one\n"
             "transaction at a time, so the busiest bounds the layer; below 100 %, it idles the rest of the\n"
-            "time, while the stages that feed it or drain it work or wait, and latencies run)\n"
-            + render_table(["layer", "cycles", "bound by", *ports], rows, separator_before_last=True)
+            "time, while the stages that feed it or drain it work or wait, and latencies run); lower bound:\n"
+            "no mapping of this PE tile beats it (every value over every link once, the PEs' compute)\n"
+            + render_table(header, rows, separator_before_last=True)
         )
 
     def _mapping_table(self) -> str:
@@ -394,6 +405,14 @@ def bound_of(cycles: int, components: dict) -> dict:
         "share": ratio(busy[by], cycles),
         "busy_shares": {port: ratio(n, cycles) for port, n in busy.items()},
     }
+
+
+def lower_bound_of(cycles: int, port_bounds: dict[str, int]) -> dict:
+    """How far a layer is from what no mapping can beat: ``ports``, each port's busy cycles if every value
+    crossed it once (and the PE array computed this PE tile); ``cycles``, the largest; ``by``, its port;
+    ``gap``, the layer's cycles over it (1.0: no mapping could do better)."""
+    by = max(port_bounds, key=lambda port: port_bounds[port])
+    return {"by": by, "cycles": port_bounds[by], "gap": ratio(cycles, port_bounds[by]), "ports": port_bounds}
 
 
 def _fmt(value) -> str:
