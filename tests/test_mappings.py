@@ -16,11 +16,10 @@ from sparsesim.cli import main
 from sparsesim.errors import MappingError
 from sparsesim.mapping import LayerMapping, Loops
 from sparsesim.mapping.directives import MappingFile, read_mapping_file, to_directives
-from sparsesim.mapping.loopnest import DIMS, TENSORS, covering, dimension_sizes
+from sparsesim.mapping.loopnest import DIMS, covering, dimension_sizes
 from sparsesim.simulator import simulate_layer
+from tests.mapping.strategies import mappings
 from tests.real_cuts import crop
-
-orders = st.permutations(DIMS).map("".join)
 
 
 def given_file(name: str, directives: list, source: str = "test-mapping") -> MappingFile:
@@ -31,26 +30,6 @@ def given_file(name: str, directives: list, source: str = "test-mapping") -> Map
 def cut(vgg16_trace):
     """A real corner of conv3_1: 24 channels of 10 x 12 pixels, 40 filters (its ReLU inputs and weights)."""
     return crop(vgg16_trace.layer("conv3_1"), 24, 10, 12, 40, "conv3_1_cut")
-
-
-@st.composite
-def machine_mappings(draw, geometry, max_filters: int, max_channels: int) -> LayerMapping:
-    """A mapping the DaDianNao/Cnvlutin template can run: at most its filter lanes and scratchpad."""
-    sizes = dimension_sizes(geometry)
-    limits = {"K": max_filters, "C": max_channels, "P": sizes["P"]}
-    pe, inner, outer = [], [], []
-    for dim in DIMS:
-        extent = draw(st.integers(1, min(sizes[dim], limits[dim])))
-        factor = draw(st.integers(1, covering(sizes[dim], extent)))
-        pe.append(extent)
-        inner.append(factor)
-        outer.append(covering(sizes[dim], factor * extent))
-    return LayerMapping(
-        dram=Loops(tuple(outer), draw(orders)),
-        pe_tile=tuple(pe),
-        global_buffer=Loops(tuple(inner), draw(orders)),
-        buffer_keeps=draw(st.sets(st.sampled_from(TENSORS)).map(frozenset)),
-    )
 
 
 def small_machine(hwconfigs, name="cnvlutin"):
@@ -66,7 +45,7 @@ def small_machine(hwconfigs, name="cnvlutin"):
 def test_any_legal_mapping_runs_and_computes_the_layer(hwconfigs, cut, data):
     hw = small_machine(hwconfigs)
     geometry = geometry_of(cut)
-    mapping = data.draw(machine_mappings(geometry, 16, geometry.channels))
+    mapping = data.draw(mappings(geometry, max_filters=16))
     entry = simulate_layer(hw, cut, mapping_file=given_file(cut.name, to_directives(mapping, geometry)))
     assert entry["tiling"]["mapped_by"] == "file"
     assert entry["functional_check"]["passed"]
@@ -204,19 +183,15 @@ def test_the_shipped_mapping_runs_as_its_comment_and_the_readme_say(hwconfigs, v
     assert f"single tile takes {built_in['cycles']:,}." in readme
 
 
+def run_conv3_1(mapping_path):
+    args = ["run", "hwconfigs/cnvlutin.yaml", "traces/vgg16_china", "--layer", "conv3_1"]
+    return CliRunner().invoke(main, [*args, "--mapping", str(mapping_path)])
+
+
 def test_a_timeloop_style_mapping_file_runs_from_the_command_line(tmp_path):
     path = tmp_path / "conv3_1.yaml"
     path.write_text(TIMELOOP_STYLE)
-    args = [
-        "run",
-        "hwconfigs/cnvlutin.yaml",
-        "traces/vgg16_china",
-        "--layer",
-        "conv3_1",
-        "--mapping",
-        str(path),
-    ]
-    result = CliRunner().invoke(main, args)
+    result = run_conv3_1(path)
     assert result.exit_code == 0, result.output
     assert "conv3_1       file" in result.output
     row = next(line for line in result.output.splitlines() if line.startswith("conv3_1       file"))
@@ -253,16 +228,7 @@ def test_a_timeloop_style_mapping_file_runs_from_the_command_line(tmp_path):
 def test_a_malformed_mapping_file_says_where_and_what(tmp_path, text, where, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    args = [
-        "run",
-        "hwconfigs/cnvlutin.yaml",
-        "traces/vgg16_china",
-        "--layer",
-        "conv3_1",
-        "--mapping",
-        str(path),
-    ]
-    result = CliRunner().invoke(main, args)
+    result = run_conv3_1(path)
     assert result.exit_code == 2, result.output
     assert str(path) in result.output and message in result.output
     if where:

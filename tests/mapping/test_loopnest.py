@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from sparsesim.mapping import ConvGeometry, LayerMapping, Loops, tile_layer, tiles_of
 from sparsesim.mapping.loopnest import DIMS, TENSORS, covering, dimension_sizes, subtract_rows
+from tests.mapping.strategies import mappings
 
 geometries = st.builds(
     ConvGeometry,
@@ -25,28 +26,6 @@ geometries = st.builds(
     stride=st.integers(1, 3),
     padding=st.integers(0, 1),
 )
-orders = st.permutations(DIMS).map("".join)
-tensor_sets = st.sets(st.sampled_from(TENSORS)).map(frozenset)
-
-
-@st.composite
-def mappings(draw, geometry: ConvGeometry) -> LayerMapping:
-    """Any mapping that covers ``geometry``: PE tile extents, buffer factors, the DRAM factors they imply."""
-    sizes = dimension_sizes(geometry)
-    pe, inner, outer = [], [], []
-    for dim in DIMS:
-        extent = draw(st.integers(1, sizes[dim]))
-        factor = draw(st.integers(1, covering(sizes[dim], extent)))
-        pe.append(extent)
-        inner.append(factor)
-        outer.append(covering(sizes[dim], factor * extent))
-    return LayerMapping(
-        dram=Loops(tuple(outer), draw(orders)),
-        pe_tile=tuple(pe),
-        global_buffer=Loops(tuple(inner), draw(orders)),
-        buffer_keeps=draw(tensor_sets),
-        pe_keeps=draw(st.sampled_from([frozenset(), frozenset({"Weights"})])),
-    )
 
 
 @st.composite
