@@ -40,7 +40,7 @@ def small_machine(hwconfigs, name="cnvlutin"):
     return with_parameter(hw, "pe_array.pe.filter_lanes", 4)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_legal_mapping_runs_and_computes_the_layer(hwconfigs, cut, data):
     hw = small_machine(hwconfigs)

@@ -34,7 +34,7 @@ def mapped_layers(draw):
     return geometry, draw(mappings(geometry))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(mapped_layers())
 def test_pe_tiles_cover_the_loop_nest_exactly_once(case):
     geometry, mapping = case
@@ -52,7 +52,7 @@ def test_pe_tiles_cover_the_loop_nest_exactly_once(case):
     assert len(seen) == geometry.filters * geometry.channels * geometry.out_height
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(mapped_layers())
 def test_every_output_leaves_once_and_every_spilled_partial_sum_comes_back(case):
     geometry, mapping = case
@@ -75,7 +75,7 @@ def test_every_output_leaves_once_and_every_spilled_partial_sum_comes_back(case)
         assert bool(source.dram_psum_write_words) == bool(tile.dram_psum_read_words)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(mapped_layers())
 def test_a_buffer_that_keeps_a_tensor_fetches_no_more_of_it_than_one_that_streams_it(case):
     geometry, mapping = case
