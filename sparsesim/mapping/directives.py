@@ -402,7 +402,7 @@ def from_directives(
         buffer_keeps=keeps.get(GLOBAL_BUFFER, defaults.buffer_keeps),
         pe_keeps=keeps.get(PE_ARRAY, defaults.pe_keeps),
     )
-    problems = [(f"{path} ({where})", message) for where, message in mapping.problems(geometry)]
+    problems = [(f"{path} ({where})", message) for where, message in mapping.problems(geometry, {"K": "M"})]
     if problems:
         raise MappingError(source, problems)
     return mapping

@@ -90,27 +90,32 @@ class LayerMapping:
         """A buffer tile's (nominal) extent along ``dim``: the global buffer's factor x the PE tile's."""
         return self.global_buffer.factor(dim) * self.extent(dim)
 
-    def problems(self, geometry: ConvGeometry) -> list[tuple[str, str]]:
-        """What makes this mapping not cover ``geometry`` exactly once: ``(where, message)`` pairs."""
+    def problems(self, geometry: ConvGeometry, names: dict[str, str] | None = None) -> list[tuple[str, str]]:
+        """What makes this mapping not cover ``geometry`` exactly once: ``(where, message)`` pairs, naming the
+        dimensions as ``names`` says (Timeloop's files call the filters M)."""
         found = []
         for dim in DIMS:
             size = dimension_sizes(geometry)[dim]
+            shown = (names or {}).get(dim, dim)
             pe, g, d = self.extent(dim), self.global_buffer.factor(dim), self.dram.factor(dim)
             if pe < 1:
-                found.append((f"pe_array.{dim}", f"a PE tile's extent must be >= 1, got {pe}"))
+                found.append((f"pe_array.{shown}", f"a PE tile's extent must be >= 1, got {pe}"))
                 continue
             if pe > size:
-                found.append((f"pe_array.{dim}", f"{pe} is more than the layer's {size}"))
+                found.append((f"pe_array.{shown}", f"{pe} is more than the layer's {size}"))
             elif (g - 1) * pe >= size:
                 found.append(
-                    (f"global_buffer.{dim}", f"{g} blocks of {pe} leave at least one empty for {dim}={size}")
+                    (
+                        f"global_buffer.{shown}",
+                        f"{g} blocks of {pe} leave at least one empty for {shown}={size}",
+                    )
                 )
             elif d * g * pe < size or (d - 1) * g * pe >= size:
                 want = -(-size // (g * pe))
                 found.append(
                     (
-                        f"dram.{dim}",
-                        f"{d} blocks of {g * pe} do not cover {dim}={size} exactly once: it takes {want}",
+                        f"dram.{shown}",
+                        f"{d} blocks of {g * pe} do not cover {shown}={size} exactly once: it takes {want}",
                     )
                 )
         return found
