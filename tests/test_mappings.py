@@ -5,6 +5,7 @@ is refused with the file, the layer and the reason."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -141,31 +142,8 @@ def test_a_mapping_too_large_for_the_buffer_is_refused(hwconfigs, cut):
     assert entry["functional_check"]["passed"]
 
 
-TIMELOOP_STYLE = """\
-# A Timeloop-style mapping of conv3_1 (VGG16 at 112 x 160: C=128, 28 x 40 outputs, M=256), with its own
-# level names: DRAM and shared_glb are known aliases; PE-array levels multiply into the PE tile.
-mapping:
-  - target: DRAM
-    type: temporal
-    factors: C1 M1 R1 S1 N1 P1 Q1
-    permutation: CMRSNPQ
-  - target: shared_glb
-    type: temporal
-    factors: C1 M1 R1 S1 N1 P7 Q1
-    permutation: PCMRSNQ
-  - target: shared_glb
-    type: datatype
-    keep: [Weights, Inputs, Outputs]
-    bypass: []
-  - target: inter_PE_spatial
-    type: spatial
-    factors: C1 M16 R1 S1 N1 P1 Q1
-    permutation: MCRSNPQ
-  - target: pe_spad
-    type: temporal
-    factors: C128 M16 R3 S3 N1 P4 Q40
-    permutation: SRCMPQN
-"""
+# The shipped Timeloop-style mapping of conv3_1, with Timeloop's own level names (DRAM, shared_glb, ...).
+TIMELOOP_STYLE = Path(__file__).resolve().parent.parent / "mappings" / "conv3_1_streamed.yaml"
 
 
 def test_the_shipped_mapping_runs_as_its_comment_and_the_readme_say(hwconfigs, vgg16_trace):
@@ -189,9 +167,7 @@ def run_conv3_1(mapping_path):
 
 
 def test_a_timeloop_style_mapping_file_runs_from_the_command_line(tmp_path):
-    path = tmp_path / "conv3_1.yaml"
-    path.write_text(TIMELOOP_STYLE)
-    result = run_conv3_1(path)
+    result = run_conv3_1(TIMELOOP_STYLE)
     assert result.exit_code == 0, result.output
     assert "conv3_1       file" in result.output
     row = next(line for line in result.output.splitlines() if line.startswith("conv3_1       file"))
@@ -236,9 +212,7 @@ def test_a_malformed_mapping_file_says_where_and_what(tmp_path, text, where, mes
 
 
 def test_one_mapping_for_several_layers_is_refused_before_any_simulation(tmp_path):
-    path = tmp_path / "one.yaml"
-    path.write_text(TIMELOOP_STYLE)
-    args = ["run", "hwconfigs/cnvlutin.yaml", "traces/vgg16_china", "--mapping", str(path)]
+    args = ["run", "hwconfigs/cnvlutin.yaml", "traces/vgg16_china", "--mapping", str(TIMELOOP_STYLE)]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "one mapping for a run of 13 layers" in result.output
