@@ -31,12 +31,26 @@ import simpy
 
 from sparsesim.components import Dram, GlobalBuffer, Noc, PeArray
 from sparsesim.components.decoder import Decoder
-from sparsesim.core import Component, transfer
+from sparsesim.core import Component, Hop, transfer
+from sparsesim.core.energy import action_energy_pj
+from sparsesim.mapper import Search, search
 from sparsesim.mapping import ConvGeometry, LayerTiling
 from sparsesim.mapping.directives import MappingFile
-from sparsesim.mapping.mappers import KernelWords, given_mapping, mapper
+from sparsesim.mapping.mappers import KernelWords, given_mapping
 from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic
 from sparsesim.mechanisms import LayerOperands
+
+
+@dataclass(frozen=True)
+class TileHops:
+    """One tile's transfers through the pipeline's stages: each a list of hops (see
+    :func:`sparsesim.core.transfer`); an empty list is no transfer."""
+
+    load: list[Hop]  # DRAM -> global buffer (the loader)
+    send: list[Hop]  # global buffer -> NoC -> PEs: operands (the distributor)
+    psum: list[Hop]  # global buffer -> NoC -> PEs: partial sums of the previous channel block
+    out: list[Hop]  # PEs -> NoC -> global buffer (the writer)
+    drain: list[Hop]  # global buffer -> DRAM: outputs or spilled partial sums leaving the buffer
 
 
 @dataclass
@@ -50,6 +64,8 @@ class LayerRun:
     traffic: list[TileTraffic]
     mapping_given: bool = False  # the mapping came from a mapping file, not the mapper
     lower_bounds: dict[str, int] | None = None  # per port: see lower_bounds()
+    energy_pj: float = 0.0  # every component's actions at the machine's energy table
+    search: Search | None = None  # what the mapper searched (None: the mapping was given)
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -83,21 +99,37 @@ class Accelerator:
     def mechanism(self):
         return self.pe_array.mechanism
 
+    def tile_hops(self, t: TileTraffic, value_bits: int) -> TileHops:
+        """The transfers of one tile's traffic, hop by hop (their actions counted on the components)."""
+        dram, glb, noc, decoder = self.dram, self.global_buffer, self.noc, self.decoder
+
+        def decode_hops(bits, placements) -> list[Hop]:
+            if decoder is None or decoder.at not in placements or not bits.total:
+                return []
+            return [decoder.decode(bits.payload // value_bits, bits.metadata)]
+
+        load = [dram.read(t.dram_read_bytes), glb.write(t.buffer_fill_words)]
+        send = [glb.read(t.buffer_read_words), noc.send(t.noc_in_words)]
+        drain = [glb.read(t.dram_write_words), dram.write(t.dram_write_bytes)] if t.dram_write_bytes else []
+        return TileHops(
+            load=load + decode_hops(t.fill_decode, ("global_buffer_input",)),
+            send=send + decode_hops(t.distribute_decode, ("global_buffer_output", "pe_input")),
+            psum=[glb.read(t.psum_in_words), noc.send(t.psum_in_words)] if t.psum_in_words else [],
+            out=[noc.send(t.out_words), glb.write(t.out_words)],
+            drain=drain,
+        )
+
     def run(self, tiling: LayerTiling, traffic: list[TileTraffic], value_bits: int, events=None) -> int:
         """Run the tile pipeline over ``tiling`` (the PE array already loaded); returns the layer's cycles."""
         env = self.env
-        dram, glb, noc, decoder, pe = self.dram, self.global_buffer, self.noc, self.decoder, self.pe_array
+        pe = self.pe_array
 
         def log(stage: str, tile, what: str) -> None:
             if events is not None:
                 events.append((int(env.now), stage, tile.index, what))
 
-        def decode_hops(bits, placements) -> list:
-            if decoder is None or decoder.at not in placements or not bits.total:
-                return []
-            return [decoder.decode(bits.payload // value_bits, bits.metadata)]
-
         tiles = tiling.tiles
+        hops = [self.tile_hops(traffic[tile.index], value_bits) for tile in tiles]
         buffer_halves = simpy.Store(env, capacity=2)
         loaded = simpy.Store(env)
         pe_inbox = simpy.Store(env, capacity=1)
@@ -109,35 +141,28 @@ class Accelerator:
                 if tile.opens_buffer_tile:
                     yield buffer_halves.put(tile.index)
                 log("loader", tile, "start")
-                t = traffic[tile.index]
-                if t.dram_psum_read_bytes:
+                if traffic[tile.index].dram_psum_read_bytes:
                     yield drained[tile.continues]  # the spilled partial sums must be in DRAM first
-                hops = [dram.read(t.dram_read_bytes), glb.write(t.buffer_fill_words)]
-                yield from transfer(env, hops + decode_hops(t.fill_decode, ("global_buffer_input",)))
+                yield from transfer(env, hops[tile.index].load)
                 log("loader", tile, "loaded")
                 yield loaded.put(tile)
 
         def distributor():
             for _ in tiles:
                 tile = yield loaded.get()
-                t = traffic[tile.index]
-                hops = [glb.read(t.buffer_read_words), noc.send(t.noc_in_words)]
-                yield from transfer(
-                    env, hops + decode_hops(t.distribute_decode, ("global_buffer_output", "pe_input"))
-                )
-                if t.psum_in_words:
+                yield from transfer(env, hops[tile.index].send)
+                if hops[tile.index].psum:
                     yield drained[tile.continues]
-                    yield from transfer(env, [glb.read(t.psum_in_words), noc.send(t.psum_in_words)])
+                    yield from transfer(env, hops[tile.index].psum)
                 log("distributor", tile, "sent")
                 yield pe_inbox.put(tile)
 
         def writer():
             for _ in tiles:
                 tile = yield finished.get()
-                t = traffic[tile.index]
-                yield from transfer(env, [noc.send(t.out_words), glb.write(t.out_words)])
-                if t.dram_write_bytes:
-                    yield from transfer(env, [glb.read(t.dram_write_words), dram.write(t.dram_write_bytes)])
+                yield from transfer(env, hops[tile.index].out)
+                if hops[tile.index].drain:
+                    yield from transfer(env, hops[tile.index].drain)
                 log("writer", tile, "drained")
                 drained[tile.index].succeed()
                 if tile.closes_buffer_tile:
@@ -207,43 +232,98 @@ def layer_operands(hw, layer, mechanism) -> LayerOperands:
 
 
 def run_layer(
-    hw, layer, events: list[tuple[int, str, int, str]] | None = None, mapping_file: MappingFile | None = None
+    hw,
+    layer,
+    events: list[tuple[int, str, int, str]] | None = None,
+    mapping_file: MappingFile | None = None,
+    objective: str = "cycles",
+    weights_resident: bool = False,
 ) -> LayerRun:
     """Simulate ``layer`` (a trace layer) on the hardware config ``hw``.
 
     If ``events`` is a list, one ``(cycle, stage, tile index, what)`` line per stage event is appended to it:
     a timeline a person can read when a timing test fails. ``mapping_file``: the mappings a user gives (see
-    :mod:`sparsesim.mapping.directives`); a layer it does not name is mapped by the mechanism's mapper.
+    :mod:`sparsesim.mapping.directives`); a layer it does not name is mapped by the mapper
+    (:mod:`sparsesim.mapper`) for ``objective``. ``weights_resident``: the PEs hold the layer's weights
+    before it starts (:mod:`sparsesim.mapping.residency`).
     """
-    machine = Accelerator(hw)
-    mechanism = machine.mechanism
-    plan = mechanism.plan(layer_operands(hw, layer, mechanism))
-    operands = plan.operands
-    value_bits = 8 * hw.word_bytes
-    sizer = SliceSizer(operands.input_chw, plan.sized_weights, operands.output_khw, value_bits=value_bits)
-    kernel_words = KernelWords(mechanism.spad_words_per_kernel(plan), plan.buffer_words_per_kernel)
-    geometry, granule = operands.geometry, mechanism.channel_granule()
-    given = mapping_file.layer_mapping(layer.name, geometry) if mapping_file is not None else None
-    if given is not None:
-        tiling = given_mapping(
-            hw,
-            geometry,
-            sizer,
-            granule,
-            layer.name,
-            kernel_words,
-            mechanism.dataflow,
-            given,
-            mapping_file.source,
+    setup = LayerSetup(hw, layer, weights_resident)
+    given = mapping_file.layer_mapping(layer.name, setup.geometry) if mapping_file is not None else None
+    if given is None:
+        return search(setup, objective, events)
+    tiling = given_mapping(
+        hw,
+        setup.geometry,
+        setup.sizer,
+        setup.granule,
+        layer.name,
+        setup.kernel_words,
+        setup.mechanism.dataflow,
+        given,
+        mapping_file.source,
+        weights_resident,
+    )
+    run = setup.simulate(tiling, events)
+    run.mapping_given = True
+    return run
+
+
+class LayerSetup:
+    """One layer on one machine, ready to simulate under any mapping: the mechanism's plan of the layer, its
+    slices' sizes and the PE work already prepared (shared by the mappings that prepare the same)."""
+
+    def __init__(self, hw, layer, weights_resident: bool = False):
+        self.hw = hw
+        self.weights_resident = weights_resident
+        self.name = layer.name
+        self.mechanism = mechanism = Accelerator(hw).mechanism
+        self.plan = plan = mechanism.plan(layer_operands(hw, layer, mechanism))
+        operands = plan.operands
+        self.value_bits = 8 * hw.word_bytes
+        self.sizer = SliceSizer(
+            operands.input_chw, plan.sized_weights, operands.output_khw, value_bits=self.value_bits
         )
-    else:
-        tiling = mapper(mechanism.dataflow)(hw, geometry, sizer, granule, layer.name, kernel_words)
-    tiling, weight_ranges = mechanism.retile(plan, tiling)
-    machine.pe_array.load(plan, tiling)
-    traffic = layer_traffic(hw, tiling, sizer, weight_ranges)
-    cycles = machine.run(tiling, traffic, value_bits, events)
-    bounds = lower_bounds(machine, tiling, sizer, weight_ranges)
-    return LayerRun(cycles, machine, tiling, traffic, given is not None, bounds)
+        self.kernel_words = KernelWords(mechanism.spad_words_per_kernel(plan), plan.buffer_words_per_kernel)
+        self.geometry, self.granule = operands.geometry, mechanism.channel_granule()
+        self.energy_table = hw.energy_table()
+        self._prepared: dict = {}
+
+    def prepared(self, tiling: LayerTiling):
+        """The mechanism's prepared work for ``tiling`` (after :meth:`retile`), computed once per key."""
+        key = self.mechanism.prepare_key(tiling)
+        if key is None:
+            return self.mechanism.prepare(self.plan, tiling)
+        if key not in self._prepared:
+            self._prepared[key] = self.mechanism.prepare(self.plan, tiling)
+        return self._prepared[key]
+
+    def pe_busy(self, tiling: LayerTiling) -> int:
+        """The PE array's busy cycles over ``tiling``'s tiles (no pipeline: the PE work alone)."""
+        tiling, _ = self.mechanism.retile(self.plan, tiling)
+        self._refuse_split_filters(tiling)
+        prepared = self.prepared(tiling)
+        return sum(int(self.mechanism.tile_work(prepared, tile).cycles) for tile in tiling.tiles)
+
+    def _refuse_split_filters(self, tiling: LayerTiling) -> None:
+        """:class:`SimulationError` naming the mechanism if it needs whole filters and ``tiling`` splits
+        them over channel blocks (the PE array's check, made before any work is prepared)."""
+        if self.mechanism.needs_whole_filters and tiling.n_channel_blocks != 1:
+            Accelerator(self.hw).pe_array.load(self.plan, tiling)  # raises
+
+    def simulate(self, tiling: LayerTiling, events=None) -> LayerRun:
+        """The layer's run under ``tiling`` on a fresh machine."""
+        machine = Accelerator(self.hw)
+        tiling, weight_ranges = machine.mechanism.retile(self.plan, tiling)
+        self._refuse_split_filters(tiling)
+        machine.pe_array.load(self.plan, tiling, self.prepared(tiling))
+        traffic = layer_traffic(self.hw, tiling, self.sizer, weight_ranges)
+        cycles = machine.run(tiling, traffic, self.value_bits, events)
+        bounds = lower_bounds(machine, tiling, self.sizer, weight_ranges)
+        energy = sum(
+            sum(action_energy_pj(part.path, part.actions, self.energy_table).values())
+            for part in machine.components
+        )
+        return LayerRun(cycles, machine, tiling, traffic, False, bounds, energy)
 
 
 def lower_bounds(
@@ -251,7 +331,8 @@ def lower_bounds(
 ) -> dict[str, int]:
     """Per port, the cycles it must be busy however the loops above the PE tile run: the PE array's
     compute for this PE tile; each link moving every value once (DRAM: the weights and the input rows
-    the outputs read, then the outputs; the buffer's ports and the NoC: the same into the PEs and back).
+    the outputs read, then the outputs; the buffer's write port: the same in, and the outputs from the
+    PEs; its read port and the NoC: the slices the PE tiles take, halos included, and the outputs).
 
     An uncompressed tensor counts whole (its size is its shape's). A compressed one's stored size
     depends on how it is cut (metadata per slice), and sizing it whole would cost a copy of the layer,
@@ -293,6 +374,8 @@ def lower_bounds(
         return sum(size(fmt, *piece).total for piece in (whole if fmt == "U" else slices))
 
     def operand_bits(level, inputs) -> tuple[int, int]:
+        if tiling.weights_resident:  # in the PEs before the layer starts
+            return 0, least(sizer.inputs, level.inputs, inputs, whole_inputs)
         weights = least(sizer.weights, level.weights, weight_slices, whole_weights)
         return weights, least(sizer.inputs, level.inputs, inputs, whole_inputs)
 
@@ -301,7 +384,8 @@ def lower_bounds(
 
     dram_read = sum(-(-bits // 8) for bits in operand_bits(f.dram, fetched_inputs))
     dram_write = -(-output_bits(f.dram.outputs) // 8)
-    in_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, sent_inputs))
+    into_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, fetched_inputs))
+    out_of_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, sent_inputs))
     on_noc = sum(-(-bits // word_bits) for bits in operand_bits(noc_level, sent_inputs))
     out_words = -(-output_bits(f.global_buffer.outputs) // word_bits)
     dram, glb, noc = machine.dram, machine.global_buffer, machine.noc
@@ -312,12 +396,13 @@ def lower_bounds(
         noc.port.path: noc.port.cycles_for((on_noc + out_words) * hw.word_bytes),
         machine.pe_array.port.path: machine.pe_array.busy_cycles,
     }
-    moved = (in_buffer + out_words) * hw.word_bytes  # read out to the PEs and DRAM; written in likewise
+    read = (out_of_buffer + out_words) * hw.word_bytes  # to the PEs, and the outputs to DRAM
+    written = (into_buffer + out_words) * hw.word_bytes  # from DRAM, and the outputs from the PEs
     if glb.read_port is glb.write_port:
-        bounds[glb.read_port.path] = glb.read_port.cycles_for(2 * moved)
+        bounds[glb.read_port.path] = glb.read_port.cycles_for(read + written)
     else:
-        bounds[glb.read_port.path] = glb.read_port.cycles_for(moved)
-        bounds[glb.write_port.path] = glb.write_port.cycles_for(moved)
+        bounds[glb.read_port.path] = glb.read_port.cycles_for(read)
+        bounds[glb.write_port.path] = glb.write_port.cycles_for(written)
     return bounds
 
 

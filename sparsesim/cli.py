@@ -108,10 +108,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     help="Map layers as FILE says (Timeloop-style directives; a JSON report of `run` is one); the "
     "mapper maps the layers it does not name. The baseline is always mapped by its mapper.",
 )
+@click.option(
+    "--objective",
+    type=click.Choice(["cycles", "energy", "edp"]),
+    default="cycles",
+    show_default=True,
+    help="What the mapper minimises for each layer it maps (and the baseline's): cycles, energy, or "
+    "energy x cycles (edp); the other breaks ties.",
+)
 @_json_option("Write the full report as JSON to FILE.")
 @_csv_option("Write one row per layer (and a TOTAL row) as CSV to FILE.")
 @_user_errors
-def run(hwconfig, trace, layers, baseline, mapping_path, json_path, csv_path):
+def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
 
     Prints per layer: cycles, time at the config's clock, algorithmic / actual / effectual / skipped /
@@ -133,7 +141,7 @@ def run(hwconfig, trace, layers, baseline, mapping_path, json_path, csv_path):
     loaded = load_trace(trace, layers=list(layers) or None)
     configs = [hw] + ([base_hw] if base_hw is not None else [])
     report, *rest = simulate_configs(
-        configs, loaded, mapping_files=[mapping_file] + [None] * (len(configs) - 1)
+        configs, loaded, mapping_files=[mapping_file] + [None] * (len(configs) - 1), objective=objective
     )
     base_report = rest[0] if rest else None
     if base_report is not None:

@@ -21,7 +21,11 @@ from sparsesim import __version__
 from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
+from sparsesim.errors import SimulationError
+from sparsesim.mapper import OBJECTIVES
 from sparsesim.mapping.directives import MappingFile, to_directives
+from sparsesim.mapping.residency import weight_residency
+from sparsesim.mechanisms import create_mechanism
 from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
 from sparsesim.report.report import bound_of, lower_bound_of
@@ -267,15 +271,29 @@ def _effectual_macs(layer, activations: np.ndarray, weights: np.ndarray, geometr
     return effectual
 
 
-def simulate_layer(hw, layer, energy_table=None, mapping_file: MappingFile | None = None) -> dict:
+def simulate_layer(
+    hw,
+    layer,
+    energy_table=None,
+    mapping_file: MappingFile | None = None,
+    objective: str = "cycles",
+    weights_resident: bool = False,
+) -> dict:
     """Simulate one trace layer on ``hw``; returns the layer's report section (a plain dict).
 
     ``mapping_file``: mappings the user gives (:mod:`sparsesim.mapping.directives`); the mapper maps a layer
-    it does not name.
+    it does not name, for ``objective`` (see :mod:`sparsesim.mapper`). ``weights_resident``: the PEs hold
+    the weights before the layer starts (:mod:`sparsesim.mapping.residency`).
     """
     energy_table = energy_table or hw.energy_table()
     compacted = _compacted(hw, layer)
-    run = run_layer(hw, compacted[0] if compacted else layer, mapping_file=mapping_file)
+    run = run_layer(
+        hw,
+        compacted[0] if compacted else layer,
+        mapping_file=mapping_file,
+        objective=objective,
+        weights_resident=weights_resident,
+    )
     pe = run.pe_array
     mechanism = pe.mechanism
     geometry = geometry_of(layer)
@@ -375,7 +393,10 @@ def simulate_layer(hw, layer, energy_table=None, mapping_file: MappingFile | Non
             "out_rows_per_block": run.tiling.out_rows_per_block,
             "buffer_tiles": len({tile.buffer_tile for tile in run.tiling.tiles}),
             "tiles": len(run.tiling.tiles),
+            "weights_resident": run.tiling.weights_resident,
         },
+        # What the mapper searched (None: the mapping came from a file).
+        "mapper": run.search.as_dict() if run.search is not None else None,
         # The mapping of the layer the machine ran (after compaction), in the form a mapping file takes.
         "mapping": to_directives(run.tiling.mapping, run.tiling.geometry),
         "functional_check": functional_check,
@@ -405,11 +426,16 @@ def _dram_traffic(run, word_bytes: int) -> dict:
 
 
 def simulate(
-    hw, trace, layers: Sequence[str] | None = None, mapping_file: MappingFile | None = None
+    hw,
+    trace,
+    layers: Sequence[str] | None = None,
+    mapping_file: MappingFile | None = None,
+    objective: str = "cycles",
 ) -> Report:
     """Simulate the trace's layers (all, or those named) on the hardware config; returns a :class:`Report`.
-    ``mapping_file``: mappings the user gives (the mapper maps the layers it does not name)."""
-    return simulate_configs([hw], trace, layers, [mapping_file])[0]
+    ``mapping_file``: mappings the user gives (the mapper maps the layers it does not name, for
+    ``objective``)."""
+    return simulate_configs([hw], trace, layers, [mapping_file], objective)[0]
 
 
 def simulate_configs(
@@ -417,13 +443,17 @@ def simulate_configs(
     trace,
     layers: Sequence[str] | None = None,
     mapping_files: Sequence[MappingFile | None] | None = None,
+    objective: str = "cycles",
 ) -> list[Report]:
     """Simulate the trace's layers (all, or those named) on each hardware config; one :class:`Report` each.
 
     Layers are the outer loop, so that a lazily loaded trace reads each layer once for all the configs and
     memory holds one layer at a time. An unknown layer name, or a mapping file that names one or does not
-    fit the run, fails before any simulation. ``mapping_files``: per config, the mappings the user gives.
+    fit the run, fails before any simulation. ``mapping_files``: per config, the mappings the user gives;
+    the mapper maps the other layers for ``objective`` (``cycles``, ``energy`` or ``edp``).
     """
+    if objective not in OBJECTIVES:
+        raise SimulationError(f"unknown mapping objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     names = list(layers) if layers else list(trace.layer_names)
     for name in names:
         if name not in trace.layer_names:
@@ -433,13 +463,17 @@ def simulate_configs(
         if mapping_file is not None:
             mapping_file.check_layers(names, list(trace.layer_names))
     energy_tables = [hw.energy_table() for hw in hws]
+    shapes = [trace.weight_shape(name) for name in names]
+    residencies = [weight_residency(hw, create_mechanism(hw.pe_array, hw.word_bytes), shapes) for hw in hws]
     results: list[list[dict]] = [[] for _ in hws]
     for name in names:
         layer = trace.layer(name)
-        configs = zip(hws, energy_tables, mapping_files, results, strict=True)
-        for hw, energy_table, mapping_file, per_config in configs:
+        configs = zip(hws, energy_tables, mapping_files, residencies, results, strict=True)
+        for hw, energy_table, mapping_file, residency, per_config in configs:
             log.info("simulating %s on %s", name, hw.name)
-            per_config.append(simulate_layer(hw, layer, energy_table, mapping_file))
+            per_config.append(
+                simulate_layer(hw, layer, energy_table, mapping_file, objective, residency.resident)
+            )
         del layer  # before the next layer is read
     return [
         Report(
@@ -452,9 +486,10 @@ def simulate_configs(
                     "format_version": trace.format_version,
                     "provenance": trace.provenance,
                 },
+                "residency": residency.as_dict(),
                 "layers": per_config,
                 "totals": Report.totals_of(per_config, hw.clock_hz),
             }
         )
-        for hw, per_config in zip(hws, results, strict=True)
+        for hw, residency, per_config in zip(hws, residencies, results, strict=True)
     ]

@@ -27,6 +27,7 @@ ORDER = (
     "mechanisms",
     "core",
     "components",
+    "mapper",
     "accelerator",
     "report",
     "simulator",

@@ -12,6 +12,7 @@ import pytest
 from sparsesim import load_hwconfig, simulate
 from sparsesim.config.overrides import with_parameter
 from sparsesim.errors import SimulationError
+from sparsesim.mapping.directives import MappingFile
 from tests.conftest import HWCONFIG_DIR
 
 LAYERS = ["conv2_2", "conv4_2"]
@@ -30,8 +31,12 @@ def reports(moe_hw, vgg16_trace, simulated):
     dense = with_parameter(moe_hw, "pe_array.pe.mechanism.kind", "dense")
     network = simulated("moe")
     entries = {"moe": [network.layer(name) for name in LAYERS]}
-    for name, hw in (("every_expert", every_expert), ("dense", dense)):
-        entries[name] = simulate(hw, vgg16_trace, LAYERS).layers
+    entries["every_expert"] = simulate(every_expert, vgg16_trace, LAYERS).layers
+    # The dense machine over the same tiles, so that their weights move alike.
+    same_tiles = MappingFile(
+        "test", None, {e["name"]: ("mapping", e["mapping"]) for e in entries["every_expert"]}, {}
+    )
+    entries["dense"] = simulate(dense, vgg16_trace, LAYERS, same_tiles).layers
     return entries
 
 

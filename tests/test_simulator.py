@@ -102,15 +102,17 @@ def test_simulate_layer_leaves_no_array_for_the_garbage_collector(hw_name, hwcon
     gc.disable()
     tracemalloc.start()
     try:
-        simulate_layer(hwconfigs[hw_name], layer)
+        entry = simulate_layer(hwconfigs[hw_name], layer)
         before_collection_bytes = tracemalloc.get_traced_memory()[0]
         gc.collect()
         freed_by_collection_bytes = before_collection_bytes - tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
         gc.enable()
-    # What is left is simpy's own cycle (an Environment and its events), a few kB.
-    assert freed_by_collection_bytes < 100_000
+    # What is left is simpy's own cycle (an Environment, its events and the tiles' transfers), ~20 kB per
+    # simulation of conv1_2's 56 tiles: the mapper simulates several mappings of the layer. (A layer's
+    # array is megabytes.)
+    assert freed_by_collection_bytes < 25_000 * entry["mapper"]["simulated"]
 
 
 def test_a_loaded_layers_effectual_macs_are_counted_once_and_a_writable_layers_every_time(

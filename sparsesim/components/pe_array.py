@@ -56,8 +56,10 @@ class PeArray(Component):
     def stall_cycles(self) -> int:
         return self.port.stall_cycles
 
-    def load(self, plan: Plan, tiling: LayerTiling) -> None:
-        """Prepare the mechanism's work for a layer (see :meth:`~sparsesim.mechanisms.Mechanism.prepare`)."""
+    def load(self, plan: Plan, tiling: LayerTiling, prepared: Any = None) -> None:
+        """Prepare the mechanism's work for a layer (see :meth:`~sparsesim.mechanisms.Mechanism.prepare`),
+        or take ``prepared``, the work already prepared for a tiling of the same
+        :meth:`~sparsesim.mechanisms.Mechanism.prepare_key`."""
         mechanism, operands = self.mechanism, plan.operands
         if mechanism.needs_whole_filters and tiling.n_channel_blocks != 1:
             raise SimulationError(
@@ -66,7 +68,7 @@ class PeArray(Component):
                 "raise pe_array.pe.weight_spad_bytes"
             )
         self.tiling = tiling
-        self.prepared = mechanism.prepare(plan, tiling)
+        self.prepared = mechanism.prepare(plan, tiling) if prepared is None else prepared
 
     def prepare(
         self,

@@ -229,6 +229,7 @@ class LayerTiling:
     out_rows_per_block: int
     tiles: tuple[Tile, ...]
     mapping: LayerMapping | None = None
+    weights_resident: bool = False  # the PEs held the weights before the layer (no tile moves any)
 
     @property
     def n_filter_groups(self) -> int:
@@ -243,10 +244,17 @@ class LayerTiling:
         return -(-self.geometry.out_height // self.out_rows_per_block)
 
 
-def tiles_of(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int | None = None) -> LayerTiling:
+def tiles_of(
+    geometry: ConvGeometry,
+    mapping: LayerMapping,
+    kernel_words: int | None = None,
+    weights_resident: bool = False,
+) -> LayerTiling:
     """The PE tiles of ``mapping`` and what each moves (see the module docstring for the reuse rules).
 
     ``kernel_words``: uncompressed words of one kernel in the buffer and DRAM (by default ``R x S``).
+    ``weights_resident``: the PEs hold the layer's weights before it starts (see
+    :mod:`sparsesim.mapping.residency`): no tile fetches or sends any.
     ``mapping`` must cover the layer (:meth:`LayerMapping.problems` empty).
     """
     kernel = kernel_words or geometry.kernel_positions
@@ -280,9 +288,9 @@ def tiles_of(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int | 
                 held_rows.clear()
 
         weight_slice = (k0, k1, c0, c1)
-        send_weights = not ("Weights" in pe_keeps and weight_slice == pe_weights)
+        send_weights = not weights_resident and not ("Weights" in pe_keeps and weight_slice == pe_weights)
         pe_weights = weight_slice
-        if "Weights" in keeps:
+        if "Weights" in keeps and not weights_resident:
             fetch_weights = weight_slice not in held_weights
             held_weights.add(weight_slice)
         else:
@@ -338,7 +346,13 @@ def tiles_of(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int | 
         )
         last_writer[out_slice] = position
     return LayerTiling(
-        geometry, mapping.extent("K"), mapping.extent("C"), mapping.extent("P"), tuple(tiles), mapping
+        geometry,
+        mapping.extent("K"),
+        mapping.extent("C"),
+        mapping.extent("P"),
+        tuple(tiles),
+        mapping,
+        weights_resident,
     )
 
 

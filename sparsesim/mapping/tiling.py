@@ -1,4 +1,6 @@
-"""Tiling a convolution (or linear layer) onto the PE array and the global buffer.
+"""Two fixed tilings of a convolution (or linear layer) onto the PE array and the global buffer: the
+simulator's mappings before the mapper (:mod:`sparsesim.mapper`) searched them; tests and studies of one PE
+array use them to make a tiling without a machine or a search.
 
 The dataflow is output stationary, as in DaDianNao and Cnvlutin:
 

@@ -18,7 +18,7 @@ Flow of one tile (``words`` are ``word_bytes`` words; a compressed slice occupie
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,91 +208,44 @@ def _sum(*parts: Bits) -> Bits:
     return Bits(sum(p.payload for p in parts), sum(p.metadata for p in parts))
 
 
-def buffer_footprint_words(
-    hw, geometry: ConvGeometry, sizer: SliceSizer, include_weights: bool = True
-) -> Callable[[int, int, int], int]:
-    """Words the largest tile of a shape occupies in the global buffer, measured on the real data.
-
-    Weights (unless they only stream through: ``include_weights=False``) and inputs in the buffer's formats;
-    outputs as uncompressed partial sums when the layer needs several channel blocks, else in the buffer's
-    output format.
-    """
-    f = hw.formats.global_buffer
-    word_bits = 8 * hw.word_bytes
-
-    def footprint(filters: int, channels: int, out_rows: int) -> int:
-        groups = [(k, min(geometry.filters, k + filters)) for k in range(0, geometry.filters, filters)]
-        blocks = [(c, min(geometry.channels, c + channels)) for c in range(0, geometry.channels, channels)]
-        row_blocks = [
-            (r, min(geometry.out_height, r + out_rows)) for r in range(0, geometry.out_height, out_rows)
-        ]
-        weights = np.array(
-            [
-                [sizer.weights(f.weights, *g, *b).words(word_bits) if include_weights else 0 for b in blocks]
-                for g in groups
-            ]
-        )
-        inputs = np.array(
-            [
-                [sizer.inputs(f.inputs, *b, *geometry.input_rows(*r)).words(word_bits) for r in row_blocks]
-                for b in blocks
-            ]
-        )
-        if len(blocks) > 1:
-            outputs = np.array(
-                [[(g[1] - g[0]) * (r[1] - r[0]) * geometry.out_width for r in row_blocks] for g in groups]
-            )
-        else:
-            outputs = np.array(
-                [[sizer.outputs(f.outputs, *g, *r).words(word_bits) for r in row_blocks] for g in groups]
-            )
-        # Largest tile = max over (group, channel block, row block) of weights + inputs + outputs.
-        total = weights[:, :, None] + inputs[None, :, :] + outputs[:, None, :]
-        return int(total.max())
-
-    return footprint
-
-
-def buffer_tile_footprint_words(hw, tiling: LayerTiling, sizer: SliceSizer) -> int:
-    """Words the largest buffer tile of ``tiling`` occupies in the global buffer, measured on the real data.
+def mapping_footprint_words(hw, geometry: ConvGeometry, sizer: SliceSizer, mapping) -> int:
+    """Words the largest buffer tile of ``mapping`` (a :class:`~sparsesim.mapping.LayerMapping`) occupies in
+    the global buffer, measured on the real data.
 
     The slices of the tensors its mapping keeps, in the buffer's formats (partial sums uncompressed when a
     PE tile holds only some of the channels); a tensor the buffer does not keep passes through it and
     occupies none of it.
     """
-    mapping, geometry = tiling.mapping, tiling.geometry
     f = hw.formats.global_buffer
     word_bits = 8 * hw.word_bytes
     keeps = mapping.buffer_keeps
     partial = mapping.extent("C") < geometry.channels
-    largest = 0
-    for (k0, k1), (c0, c1), (p0, p1) in _buffer_tile_ranges(tiling).values():
-        words = 0
-        if "Weights" in keeps:
-            words += sizer.weights(f.weights, k0, k1, c0, c1).words(word_bits)
-        if "Inputs" in keeps:
-            words += sizer.inputs(f.inputs, c0, c1, *geometry.input_rows(p0, p1)).words(word_bits)
-        if "Outputs" in keeps:
-            words += (
-                (k1 - k0) * (p1 - p0) * geometry.out_width
+
+    def blocks(size: int, extent: int) -> list[tuple[int, int]]:
+        return [(start, min(size, start + extent)) for start in range(0, size, extent)]
+
+    groups = blocks(geometry.filters, mapping.buffer_extent("K"))
+    channels = blocks(geometry.channels, mapping.buffer_extent("C"))
+    rows = blocks(geometry.out_height, mapping.buffer_extent("P"))
+    weights = np.zeros((len(groups), len(channels)), dtype=np.int64)
+    inputs = np.zeros((len(channels), len(rows)), dtype=np.int64)
+    outputs = np.zeros((len(groups), len(rows)), dtype=np.int64)
+    if "Weights" in keeps:
+        weights[:] = [[sizer.weights(f.weights, *g, *c).words(word_bits) for c in channels] for g in groups]
+    if "Inputs" in keeps:
+        inputs[:] = [
+            [sizer.inputs(f.inputs, *c, *geometry.input_rows(*r)).words(word_bits) for r in rows]
+            for c in channels
+        ]
+    if "Outputs" in keeps:
+        outputs[:] = [
+            [
+                (g[1] - g[0]) * (r[1] - r[0]) * geometry.out_width
                 if partial
-                else sizer.outputs(f.outputs, k0, k1, p0, p1).words(word_bits)
-            )
-        largest = max(largest, words)
-    return largest
-
-
-def _buffer_tile_ranges(tiling: LayerTiling) -> dict[int, list[tuple[int, int]]]:
-    """Per buffer tile, the ranges of K, C and P it covers: the union of its PE tiles'."""
-    ranges: dict[int, list[tuple[int, int]]] = {}
-    for tile in tiling.tiles:
-        spans = [(tile.filter_start, tile.filter_stop), (tile.channel_start, tile.channel_stop)]
-        spans.append((tile.out_row_start, tile.out_row_stop))
-        if tile.buffer_tile not in ranges:
-            ranges[tile.buffer_tile] = spans
-        else:
-            held = ranges[tile.buffer_tile]
-            ranges[tile.buffer_tile] = [
-                (min(a, x), max(b, y)) for (a, b), (x, y) in zip(held, spans, strict=True)
+                else sizer.outputs(f.outputs, *g, *r).words(word_bits)
+                for r in rows
             ]
-    return ranges
+            for g in groups
+        ]
+    # The largest buffer tile: max over (filter block, channel block, row block) of the three slices.
+    return int((weights[:, :, None] + inputs[None, :, :] + outputs[:, None, :]).max())

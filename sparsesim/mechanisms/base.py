@@ -17,10 +17,12 @@ The simulator calls it generically, for each layer (:mod:`sparsesim.accelerator`
 
     operands = LayerOperands(... mechanism.machine_input(activations) ...)   # what the PEs compute with
     plan     = mechanism.plan(operands)           # immutable; e.g. a mixture of experts reorders filters
-    tiling   = MAPPERS[mechanism.dataflow](...)   # the mapping: tiles of the loop nest (sparsesim.mapping),
-                                                  # kernels sized by mechanism.spad_words_per_kernel(plan)
+    tiling   = search(...)                        # the mapper (sparsesim.mapper) searches the mappings of
+                                                  # mechanism.dataflow, kernels sized by
+                                                  # mechanism.spad_words_per_kernel(plan); for each:
     tiling, weight_ranges = mechanism.retile(plan, tiling)
-    prepared = mechanism.prepare(plan, tiling)    # immutable: per-layer work from the real tensors
+    prepared = mechanism.prepare(plan, tiling)    # immutable: per-layer work from the real tensors (once
+                                                  # per mechanism.prepare_key(tiling), shared)
     for each tile, when the PE array gets it: mechanism.tile_work(prepared, tile) -> TileWork
     mechanism.output(prepared) -> DatapathOutput  # the output values through the modelled datapath
     mechanism.summary(prepared, pe_array)        # the layer's section of the report (or None)
@@ -34,7 +36,7 @@ ARCHITECTURE.md, "How to add a mechanism").
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -128,6 +130,9 @@ class Mechanism:
     #: Whether each filter must be whole in a PE (one channel block: the mechanism walks whole outputs); the
     #: PE array refuses a tiling that splits them, naming the mechanism.
     needs_whole_filters: ClassVar[bool] = False
+    #: Whether a filter group's tiles must run one after the other (the mapper then keeps the filters the
+    #: outermost loop that splits the layer).
+    filter_groups_in_turn: ClassVar[bool] = False
     #: The actions that are MACs performed and charged (the report's ``charged`` computes).
     charged_actions: ClassVar[tuple[str, ...]] = ("compute",)
 
@@ -176,6 +181,11 @@ class Mechanism:
         holds its transformed kernel (Winograd: 4 x 4)."""
         return plan.operands.geometry.kernel_positions
 
+    def held_kernel_words(self, kernel: tuple[int, int]) -> int:
+        """Words a PE holds for one kernel of ``(R, S)`` weights, known from the shape alone (the weights'
+        residency across layers is decided before any layer is read): by default ``R x S``."""
+        return kernel[0] * kernel[1]
+
     def plan(self, operands: LayerOperands) -> Plan:
         """The layer as the machine runs it; by default the operands as they are."""
         return Plan(operands, operands.weights_kcrs)
@@ -188,6 +198,12 @@ class Mechanism:
     def prepare(self, plan: Plan, tiling: LayerTiling) -> Any:
         """The layer's work from the real operands, as an immutable value :meth:`tile_work` reads."""
         raise NotImplementedError
+
+    def prepare_key(self, tiling: LayerTiling) -> Hashable | None:
+        """What of ``tiling`` :meth:`prepare` depends on: two tilings with the same key, not None, prepare
+        the same work, which the mapper then computes once for all the mappings it rates. None (the
+        default): prepared again for every tiling."""
+        return None
 
     def tile_work(self, prepared: Any, tile: Tile) -> TileWork:
         """One tile's cycles and actions (a pure function of ``prepared`` and ``tile``)."""

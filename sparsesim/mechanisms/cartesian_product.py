@@ -217,6 +217,13 @@ class CartesianProduct(Mechanism):
         )
         return CartesianWork(plan, works, sums, summary)
 
+    def prepare_key(self, tiling: LayerTiling) -> tuple:
+        """Every tile's work is worked out by its place in the tiling: the tiles' ranges, in order."""
+        return tuple(
+            (t.filter_start, t.filter_stop, t.channel_start, t.channel_stop, t.out_row_start, t.out_row_stop)
+            for t in tiling.tiles
+        )
+
     def tile_work(self, prepared: CartesianWork, tile: Tile) -> TileWork:
         return prepared.tile_work[tile.index]
 

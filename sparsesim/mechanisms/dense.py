@@ -69,6 +69,10 @@ class BroadcastPe(Mechanism):
             nonzeros[start] = block.sum(axis=0, dtype=np.int64)
         return BroadcastWork(plan, cycles, nonzeros)
 
+    def prepare_key(self, tiling: LayerTiling) -> int:
+        """The work is counted per channel block."""
+        return tiling.channels_per_block
+
     def block_cycles(self, block_counts: np.ndarray, kernel_positions: int) -> np.ndarray:
         """Each window's cycles in a channel block, from its channels' nonzero counts per window."""
         return window_cycles(block_counts, self.activation_lanes, kernel_positions, self.pace)

@@ -81,6 +81,9 @@ class Routed:
 class MixtureOfExperts(Mechanism):
     Config = Config
     needs_whole_filters = True
+    # An expert's weights are fetched once per filter group (sparsesim.mapping.experts): its tiles must run
+    # one after the other.
+    filter_groups_in_turn = True
 
     def plan(self, operands) -> Plan:
         """The layer's experts, router and routing on the operands the machine uses, and the layer with its

@@ -36,6 +36,10 @@ class SequentialWork:
 class OutputSequentialPe(Mechanism):
     """Lanes that walk whole outputs; subclasses give the work items per output."""
 
+    def prepare_key(self, tiling):
+        """The work items are counted per channel block."""
+        return tiling.channels_per_block
+
     def tile_work(self, prepared: SequentialWork, tile: Tile) -> TileWork:
         geometry = prepared.plan.operands.geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)

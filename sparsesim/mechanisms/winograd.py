@@ -8,7 +8,7 @@ stride > 1, a linear layer), and a layer whose Winograd tiles would take more mu
 convolution (outputs too few to fill the 2x2 tiles), falls back to the dense broadcast PEs of
 :mod:`sparsesim.mechanisms.dense`; the report's mechanism summary says which and why.
 
-What is modelled, on the output-stationary mapping (:func:`~sparsesim.mapping.tile_layer`):
+What is modelled, on the output-stationary dataflow (:mod:`sparsesim.mapper`):
 
 - **Weights** are held in the PEs' weight scratchpads as ``U``, 16 words per kernel instead of 9 (checked
   when a layer is prepared). ``weight_transform: offline`` (as in Lavin & Gray, and in the sparse-Winograd
@@ -250,6 +250,17 @@ class Winograd(Mechanism):
                     lanes=self.activation_lanes,
                 )
         return WinogradLayer(plan, blocks)
+
+    def held_kernel_words(self, kernel: tuple[int, int]) -> int:
+        """A 3x3 kernel may be held as its 4 x 4 ``U`` (whether the layer runs as Winograd depends on more
+        than the kernel: counted as if it did)."""
+        return max(TILE_PRODUCTS, kernel[0] * kernel[1]) if kernel == (3, 3) else kernel[0] * kernel[1]
+
+    def prepare_key(self, tiling: LayerTiling) -> tuple:
+        """The work is counted per row block and channel block."""
+        rows = sorted({(t.out_row_start, t.out_row_stop) for t in tiling.tiles})
+        channels = sorted({(t.channel_start, t.channel_stop) for t in tiling.tiles})
+        return tiling.channels_per_block, tuple(rows), tuple(channels)
 
     def tile_work(self, prepared: WinogradLayer, tile: Tile) -> TileWork:
         if prepared.direct is not None:

@@ -2,14 +2,17 @@
 
 A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPORT_SCHEMA_VERSION``:
 
-- ``hwconfig`` (name and every parameter), ``trace`` (name, format version, provenance);
+- ``hwconfig`` (name and every parameter), ``trace`` (name, format version, provenance); ``residency``
+  (whether the weights stay in the PEs across layers: :mod:`sparsesim.mapping.residency`);
 - ``layers``: per layer, ``cycles`` and ``time_s``; ``computes`` (algorithmic, actual, effectual, ineffectual,
   skipped, gated, charged); the lecture's ``throughput`` (eq. 3.4) and ``energy_efficiency`` (eq. 3.9)
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``bound`` (what bounds the layer, roofline-style: see :func:`bound_of`);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling`` (the dataflow and the tile sizes); ``functional_check`` (``passed``, the names of the
+  ``tiling`` (the dataflow and the tile sizes); ``mapping`` (the layer's mapping, as ``--mapping`` takes it)
+  and ``mapper`` (its objective, the mappings in its space and how many it simulated; null when a
+  mapping file mapped the layer); ``functional_check`` (``passed``, the names of the
   ``failed`` parts, and each part:
   ``stored_output``, the trace's output against numpy's of its operands, and ``datapath``, the machine's
   output against numpy's of the operands it used; ``lossy_error`` for lossy machines);
@@ -34,7 +37,9 @@ from sparsesim.quantities import percent, ratio
 # 4: bound, per layer and in the totals.
 # 5: mapping per layer (Timeloop-style directives), tiling.mapped_by and tiling.buffer_tiles,
 #    dram_traffic.*.partial_sums, lower_bound per layer and in the totals.
-REPORT_SCHEMA_VERSION = 5
+# 6: mapper per layer (objective, space, simulated; null when a mapping file mapped the layer),
+#    tiling.weights_resident, residency (the weights kept in the PEs across layers).
+REPORT_SCHEMA_VERSION = 6
 
 _COMPUTES = (
     "algorithmic",
@@ -53,6 +58,14 @@ FAILED_PART_MEANINGS = {
     "stored_output": "the trace's stored output is not numpy's of the trace's operands and activation",
     "datapath": "the datapath's output is not numpy's of the operands the machine used",
 }
+
+
+def _mapped_by(entry: dict) -> str:
+    """``file``, or ``mapper (cycles, 5 of 7)``: its objective and how many of its space it simulated."""
+    search = entry.get("mapper")
+    if entry["tiling"]["mapped_by"] != "mapper" or not search:
+        return entry["tiling"]["mapped_by"]
+    return f"mapper ({search['objective']}, {search['simulated']} of {search['space']})"
 
 
 class Report:
@@ -200,7 +213,7 @@ class Report:
         rows = [
             [
                 entry["name"],
-                entry["tiling"]["mapped_by"],
+                _mapped_by(entry),
                 *summary_row(entry["mapping"]),
                 str(entry["tiling"]["tiles"]),
             ]
@@ -209,7 +222,25 @@ class Report:
         header = ["layer", "mapped by", "DRAM loops", "buffer loops", "PE tile", "buffer keeps", "tiles"]
         return (
             "\nhow each layer is mapped (loops outer to inner; a PE tile's filters M, channels C, output "
-            "rows P;\nthe tensors the buffer keeps: Weights, Inputs, Outputs)\n" + render_table(header, rows)
+            "rows P;\nthe tensors the buffer keeps: Weights, Inputs, Outputs; the mapper's objective, and "
+            "how many mappings\nof its space it simulated)\n" + render_table(header, rows)
+        )
+
+    def _residency_line(self) -> str:
+        """Where the weights live between layers (see :mod:`sparsesim.mapping.residency`)."""
+        residency = self.data.get("residency")
+        if not residency:
+            return ""
+        need, held = residency["words_per_pe"], residency["weight_spad_words"]
+        if residency["weights_in_pes"]:
+            return (
+                f"weights: resident in the PEs' weight scratchpads ({need:,} of {held:,} words per PE); "
+                f"loaded once, {residency['bytes_loaded_once']:,} bytes, before the layers (not in their "
+                "cycles or energy)\n"
+            )
+        return (
+            f"weights: fetched layer by layer (the layers' {need:,} words per PE exceed the weight "
+            f"scratchpad's {held:,})\n"
         )
 
     def _mechanism_table(self):
@@ -274,6 +305,7 @@ class Report:
             out.write("speed-up = baseline cycles / cycles; energy ratio = energy / baseline energy\n")
         out.write(self._bound_table())
         out.write(self._mapping_table())
+        out.write(self._residency_line())
 
         totals = self.totals
         out.write("\nper component, all layers\n")

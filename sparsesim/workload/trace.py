@@ -250,6 +250,7 @@ class LazyLayers(Sequence[Layer]):
         self._directory = directory
         self._entries = tuple(entries)
         self.names: tuple[str, ...] = tuple(entry["name"] for entry, _ in self._entries)
+        self.weight_shapes = {entry["name"]: tuple(shapes["weights"]) for entry, shapes in self._entries}
         self._live: weakref.WeakValueDictionary[str, Layer] = weakref.WeakValueDictionary()
         self._kept: dict[str, Layer] = {}
         self._keep = keep
@@ -301,6 +302,12 @@ class Trace:
         if isinstance(self.layers, LazyLayers):
             return self.layers.names
         return tuple(layer.name for layer in self.layers)
+
+    def weight_shape(self, name: str) -> tuple[int, ...]:
+        """The shape of layer ``name``'s weights, without reading the layer when it is not in memory."""
+        if isinstance(self.layers, LazyLayers):
+            return self.layers.weight_shapes[name]
+        return tuple(self.layer(name).weights.shape)
 
     def layer(self, name: str) -> Layer:
         """The layer called ``name``; :class:`TraceError` listing the known names if there is none."""

@@ -30,12 +30,30 @@ def with_decoder(hw, **changes):
     return dataclasses.replace(hw, decoder=dataclasses.replace(hw.decoder, **changes))
 
 
-def tile_streams(layer, tile, geometry, fmt_weights, fmt_inputs):
-    """The encoded streams a tile brings to the PEs: its weights (when it brings them) and input rows."""
-    r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+@dataclasses.dataclass(frozen=True)
+class _Joined:
+    """Streams moved in one transaction: their bits add up."""
+
+    n_bits: int
+
+
+def _joined(streams) -> _Joined:
+    return _Joined(sum(stream.n_bits for stream in streams))
+
+
+def tile_streams(layer, tile, geometry, fmt_weights, fmt_inputs, fetched=False):
+    """The encoded streams a tile brings to the PEs (its input rows, then its weights when it sends them),
+    or, ``fetched``, those it fetches from DRAM (the input rows not yet in the buffer, then its weights
+    when the buffer does not hold them yet)."""
     c0, c1 = tile.channel_start, tile.channel_stop
-    streams = [encode_tensor(layer.input[c0:c1, r0:r1], "activations", fmt_inputs)]
-    if tile.weight_words:
+    if fetched:
+        rows = tile.input_fetch_rows
+        encoded = [encode_tensor(layer.input[c0:c1, r0:r1], "activations", fmt_inputs) for r0, r1 in rows]
+        streams = [_joined(encoded)]
+    else:
+        r0, r1 = geometry.input_rows(tile.out_row_start, tile.out_row_stop)
+        streams = [encode_tensor(layer.input[c0:c1, r0:r1], "activations", fmt_inputs)]
+    if tile.weight_words if fetched else tile.sends_weights:
         weights = layer.weights[tile.filter_start : tile.filter_stop, c0:c1]
         streams.append(encode_tensor(weights, "weights", fmt_weights))
     return streams
@@ -107,7 +125,9 @@ def test_compressed_dram_traffic_follows_the_real_encoded_sizes(vgg16_trace, hwc
     expected_bursts = 0
     input_bytes = dense_input_bytes = 0
     for tile in run.tiling.tiles:
-        streams = tile_streams(layer, tile, geometry, hw.formats.dram.weights, hw.formats.dram.inputs)
+        streams = tile_streams(
+            layer, tile, geometry, hw.formats.dram.weights, hw.formats.dram.inputs, fetched=True
+        )
         expected_bursts += -(-sum(-(-s.n_bits // 8) for s in streams) // hw.dram.burst_bytes)
         input_bytes += -(-streams[0].n_bits // 8)
         dense_input_bytes += tile.input_words * hw.word_bytes

@@ -289,13 +289,16 @@ def test_dense_winograd_does_2_25x_fewer_multiplications_than_dadiannao(simulate
     assert winograd[0]["computes"]["actual"] < winograd[0]["computes"]["effectual"]
 
 
-def test_offline_transformed_weights_cost_weight_traffic(simulated):
+def test_offline_transformed_weights_cost_weight_traffic(vgg16_trace):
+    # Layer by layer: two layers' weights alone would stay in the PEs (sparsesim.mapping.residency) and
+    # move no weight at all.
     hw = load_hwconfig(HWCONFIG_DIR / "winograd.yaml")
-    offline = simulated(
-        with_parameter(hw, "pe_array.pe.mechanism.weight_transform", "offline"), layers=TWO_LAYERS
-    )
-    on_chip, _ = _first_two_layers(simulated("winograd"))  # the golden tier's run, shared
-    for moved, kept in zip(offline.layers, on_chip, strict=True):
+    offline_hw = with_parameter(hw, "pe_array.pe.mechanism.weight_transform", "offline")
+    layers = [vgg16_trace.layer(name) for name in TWO_LAYERS]
+    offline = [simulate_layer(offline_hw, layer) for layer in layers]
+    on_chip = [simulate_layer(hw, layer) for layer in layers]
+    assert all(entry["dram_traffic"]["bytes"]["weights"] for entry in offline)
+    for moved, kept in zip(offline, on_chip, strict=True):
         assert moved["dram_traffic"]["bytes"]["weights"] * 9 == kept["dram_traffic"]["bytes"]["weights"] * 16
         assert moved["computes"] == kept["computes"]
         assert moved["components"]["pe_array"]["actions"]["weight_transform_add"] == 0

@@ -1,0 +1,209 @@
+"""The mapper: each layer's mapping, searched for the objective the user names.
+
+1. **The space** (:mod:`sparsesim.mapping.space`): the mappings the machine's dataflow allows whose buffer
+   tiles fit the global buffer at the real compressed sizes of their slices (twice: double-buffered).
+2. **The fast estimate** ranks every one of them: the words each port moves, counted from the loop bounds
+   as Timeloop counts them, over the port's bandwidth, against the PE array's busy cycles (computed on the
+   real operands for each PE-tile shape: the PE work does not depend on the loops above the PE tile).
+3. **The best are simulated exactly**, in the estimate's order, as long as their PE tiles add up to at most
+   :data:`SIMULATED_TILES` (the best-rated one always is; most layers' spaces are simulated whole), and
+   the best simulation is the layer's run: the estimate ranks, the simulation decides.
+
+Objectives: ``cycles`` (then energy), ``energy`` (then cycles) or ``edp`` (energy x cycles). Everything
+is deterministic: the space is listed in a fixed order and ties go to the earlier candidate. The run
+reports the size of the space, how many mappings were simulated, and the mapping chosen.
+
+Ignored: mappings that split the filters or channels of a PE tile below the lanes and scratchpad the
+machine has (they leave hardware idle); loop orders inside a buffer tile other than rows innermost (see
+:mod:`sparsesim.mapping.space`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sparsesim.errors import SimulationError
+from sparsesim.mapping import LayerMapping, tiles_of
+from sparsesim.mapping.loopnest import DIMS
+from sparsesim.mapping.space import KEEPS, candidates, words_moved
+from sparsesim.mapping.traffic import mapping_footprint_words
+
+#: How each objective orders (cycles, energy pJ): the first element decides, the second breaks ties.
+OBJECTIVES: dict[str, Callable[[int, float], tuple[float, float]]] = {
+    "cycles": lambda cycles, energy: (cycles, energy),
+    "energy": lambda cycles, energy: (energy, cycles),
+    "edp": lambda cycles, energy: (cycles * energy, cycles),
+}
+#: The best-rated mappings are simulated, in order, while their PE tiles add up to at most this many (the
+#: best-rated one always is): every mapping of a small space, the best few of a large one.
+SIMULATED_TILES = 2048
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the mapper did for one layer."""
+
+    objective: str
+    space: int  # mappings in the layer's space (legal, fitting)
+    simulated: int  # of them, simulated exactly
+
+    def as_dict(self) -> dict:
+        return {"objective": self.objective, "space": self.space, "simulated": self.simulated}
+
+
+def pe_tile_of(setup) -> tuple[int, int, int | None]:
+    """The PE tile's filters and channels for the machine's dataflow, rows left to the search."""
+    hw, geometry = setup.hw, setup.geometry
+    if setup.mechanism.dataflow == "planar":
+        return geometry.filters, geometry.channels, None
+    pe = hw.pe_array.pe
+    filters = min(geometry.filters, hw.pe_array.columns * pe.filter_lanes)
+    held = pe.weight_spad_bytes // hw.word_bytes // (pe.filter_lanes * setup.kernel_words.spad)
+    channels = geometry.channels if setup.weights_resident else min(geometry.channels, held)
+    granule = setup.granule
+    if channels >= granule:
+        channels = channels // granule * granule
+    if channels < 1:
+        raise SimulationError(
+            f"{setup.name}: no tile fits the PE weight scratchpad: {pe.filter_lanes} filter lanes x "
+            f"kernels of {setup.kernel_words.spad} words need "
+            f"{pe.filter_lanes * setup.kernel_words.spad * hw.word_bytes} bytes, "
+            f"pe_array.pe.weight_spad_bytes is {pe.weight_spad_bytes}"
+        )
+    return filters, channels, None
+
+
+def space_of(setup) -> list[LayerMapping]:
+    """The layer's space (see :mod:`sparsesim.mapping.space`); the channel block is halved until some
+    mapping fits, as a last resort; :class:`SimulationError` if none does even with one channel."""
+    hw, geometry = setup.hw, setup.geometry
+    capacity = hw.global_buffer.capacity_bytes
+
+    def fits(mapping: LayerMapping) -> bool:
+        footprint = mapping_footprint_words(hw, geometry, setup.sizer, mapping)
+        return 2 * footprint * hw.word_bytes <= capacity
+
+    filters, channels, _ = pe_tile_of(setup)
+    if setup.mechanism.dataflow == "planar":
+        keeps = (frozenset({"Inputs", "Outputs"}),)
+        # The coarsest bands that fit only: SCNN's PE work is worked out anew for every banding (as long as
+        # a whole simulation), and finer bands gained it 1 % of its cycles on the shipped trace.
+        space = candidates(geometry, (filters, channels, None), fits, keeps, frozenset(), 1, row_steps=1)
+        what = f"one output row of {filters} filters with its input rows"
+    else:
+        keeps = (frozenset({"Inputs", "Outputs"}),) if setup.weights_resident else KEEPS
+        in_turn = setup.mechanism.filter_groups_in_turn
+        while True:
+            space = candidates(geometry, (filters, channels, None), fits, keeps, groups_in_turn=in_turn)
+            if space or channels == 1:
+                break
+            channels = max(1, -(-channels // 2) // setup.granule * setup.granule)
+        what = f"one output row of {filters} filters over one channel"
+    if not space:
+        raise SimulationError(
+            f"{setup.name}: no tile fits the global buffer: {what} does not fit double-buffered in "
+            f"global_buffer.capacity_bytes = {capacity}"
+        )
+    return space
+
+
+def search(setup, objective: str = "cycles", events: list | None = None):
+    """The layer's best run over its space for ``objective`` (see the module docstring): a
+    :class:`~sparsesim.accelerator.LayerRun` whose ``search`` says what was searched. ``events``: the
+    chosen mapping's pipeline events are appended to it (its run is repeated to log them)."""
+    if objective not in OBJECTIVES:
+        raise SimulationError(f"unknown mapping objective {objective!r}; known: {', '.join(OBJECTIVES)}")
+    space = space_of(setup)
+    rank = OBJECTIVES[objective]
+    rates = _Rater(setup)
+    ranked = sorted(range(len(space)), key=lambda i: rates.key(space[i], rank) + (i,))
+    best, best_key, best_tiling, simulated, tiles = None, None, None, 0, 0
+    for position, i in enumerate(ranked):
+        tiling = tiles_of(setup.geometry, space[i], setup.kernel_words.buffer, setup.weights_resident)
+        if simulated and tiles + len(tiling.tiles) > SIMULATED_TILES:
+            break
+        run = setup.simulate(tiling)
+        simulated += 1
+        tiles += len(tiling.tiles)
+        key = (rank(run.cycles, run.energy_pj), position)
+        if best_key is None or key < best_key:
+            best, best_key, best_tiling = run, key, tiling
+    if events is not None:
+        best = setup.simulate(best_tiling, events)
+    best.search = Search(objective, len(space), simulated)
+    return best
+
+
+class _Rater:
+    """The fast estimate of :mod:`sparsesim.mapping.space` on one machine: ``(cycles, energy pJ)``."""
+
+    def __init__(self, setup):
+        self.setup = setup
+        hw = setup.hw
+        self.word_bytes = hw.word_bytes
+        table = setup.energy_table
+        self.pj = {
+            "dram": table["dram"]["read"] * hw.word_bytes / hw.dram.burst_bytes,
+            "buffer_read": table["global_buffer"]["read"],
+            "buffer_write": table["global_buffer"]["write"],
+            "noc": table["noc"]["transfer"],
+        }
+        self.pe_busy: dict[int, int] = {}  # PE-tile rows -> the PE array's busy cycles
+        self._words: dict = {}
+
+    def key(self, mapping: LayerMapping, rank) -> tuple:
+        """The estimate's order for an objective's ``rank``: its measure, then fewer PE tiles (each is a
+        transaction, whose latencies the estimate counts on the ports but not in the pipeline's bubbles:
+        the estimate ties when the PEs bound the layer), then the other measure."""
+        first, second = rank(*self.rate(mapping))
+        return first, self._words_of(mapping).tiles, second
+
+    def _words_of(self, mapping: LayerMapping):
+        if mapping not in self._words:
+            kernel_words = 0 if self.setup.weights_resident else self.setup.kernel_words.buffer
+            self._words[mapping] = words_moved(self.setup.geometry, mapping, kernel_words)  # no weights move
+        return self._words[mapping]
+
+    def rate(self, mapping: LayerMapping) -> tuple[int, float]:
+        setup, hw = self.setup, self.setup.hw
+        rows = mapping.extent("P")
+        if rows not in self.pe_busy:
+            self.pe_busy[rows] = setup.pe_busy(tiles_of(setup.geometry, mapping, setup.kernel_words.buffer))
+        words = self._words_of(mapping)
+        wb = self.word_bytes
+        gb, noc = hw.global_buffer, hw.noc
+        dram_latency = hw.dram.latency_cycles
+        decoder = hw.decoder.latency_cycles if hw.decoder.at != "none" else 0
+        fill_latency = dram_latency + (decoder if hw.decoder.at == "global_buffer_input" else 0)
+        send_latency = noc.latency_cycles + (decoder if hw.decoder.at != "global_buffer_input" else 0)
+        # Each port is held for every transaction through it: the latencies on its path, then its bytes.
+        loads, sends = words.tiles * fill_latency, words.tiles * send_latency
+        outs, psums = words.tiles * noc.latency_cycles, words.psum_sends * noc.latency_cycles
+        drains = words.drains * dram_latency
+        dram = (words.dram_read + words.dram_write) * wb / hw.dram.bandwidth_bytes_per_cycle + loads + drains
+        on_noc = words.noc * wb / noc.bandwidth_bytes_per_cycle + sends + outs + psums
+        reads = words.buffer_read * wb / gb.read_bandwidth_bytes_per_cycle + sends + psums + drains
+        writes = words.buffer_write * wb / gb.write_bandwidth_bytes_per_cycle + loads + outs
+        if gb.banks < 2:  # one port of the smaller bandwidth
+            shared = min(gb.read_bandwidth_bytes_per_cycle, gb.write_bandwidth_bytes_per_cycle)
+            buffer = (
+                (words.buffer_read + words.buffer_write) * wb / shared + sends + psums + drains + loads + outs
+            )
+        else:
+            buffer = max(reads, writes)
+        # A tile that waits for the partial sums of the one before: they go back to the buffer, and come out
+        # again, each over the NoC and a buffer port, after their latencies.
+        slowest = min(noc.bandwidth_bytes_per_cycle, gb.read_bandwidth_bytes_per_cycle)
+        waits = 2 * (words.waiting_tiles * noc.latency_cycles + words.waiting_words * wb / slowest)
+        cycles = max(self.pe_busy[rows] + waits, dram, buffer, on_noc)
+        energy = (
+            (words.dram_read + words.dram_write) * self.pj["dram"]
+            + words.buffer_read * self.pj["buffer_read"]
+            + words.buffer_write * self.pj["buffer_write"]
+            + words.noc * self.pj["noc"]
+        )
+        return int(cycles), energy
+
+
+__all__ = ["DIMS", "OBJECTIVES", "Search", "search"]

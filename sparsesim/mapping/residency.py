@@ -1,0 +1,53 @@
+"""Residency across layers: the network's weights kept in the PEs' weight scratchpads.
+
+A machine whose weight scratchpads are large enough holds every layer's weights at once (DaDianNao's
+synapse buffers: 2 MiB eDRAM per tile, 32 MiB in all, "all synapses on chip"). Its weights are then loaded
+once, before the first inference, and stay: a layer fetches none from DRAM, and none pass through the
+global buffer or over the NoC. The report counts that one-time load apart from the layers' cycles.
+
+The test: each PE holds, for every layer, its ``filter_lanes`` filters of every filter group (the PEs of a
+column share the filters, the rows replicate them), uncompressed, each kernel as the mechanism holds it
+(:meth:`~sparsesim.mechanisms.Mechanism.held_kernel_words`); the layers simulated together must fit in
+``pe_array.pe.weight_spad_bytes``. Compressed weight formats in the PEs are not credited (conservative).
+Ignored: the one-time load's cycles; weights kept in the global buffer (it holds the activations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightResidency:
+    """Whether the layers' weights stay in the PEs, and the words one PE needs and holds."""
+
+    resident: bool
+    words_per_pe: int  # every layer's weights one PE holds, uncompressed
+    spad_words: int  # what its weight scratchpad holds
+    bytes_loaded: int  # the whole network's weights, loaded once when resident (else 0)
+
+    def as_dict(self) -> dict:
+        return {
+            "weights_in_pes": self.resident,
+            "words_per_pe": self.words_per_pe,
+            "weight_spad_words": self.spad_words,
+            "bytes_loaded_once": self.bytes_loaded,
+        }
+
+
+def weight_residency(hw, mechanism, weight_shapes: Iterable[tuple[int, ...]]) -> WeightResidency:
+    """Whether the weights of the layers of ``weight_shapes`` (``(K, C, R, S)``, or ``(K, C)`` for a
+    linear layer) all fit in ``hw``'s PEs at once (see the module docstring). A planar-tiled machine
+    (SCNN) streams its weights by design: never resident."""
+    pe = hw.pe_array.pe
+    lanes = hw.pe_array.columns * pe.filter_lanes
+    spad_words = pe.weight_spad_bytes // hw.word_bytes
+    words = total = 0
+    for shape in weight_shapes:
+        filters, channels, *kernel = shape
+        kernel_words = mechanism.held_kernel_words(tuple(kernel) or (1, 1))
+        words += -(-filters // lanes) * pe.filter_lanes * channels * kernel_words
+        total += filters * channels * kernel_words
+    resident = mechanism.dataflow != "planar" and words <= spad_words
+    return WeightResidency(resident, words, spad_words, total * hw.word_bytes if resident else 0)

@@ -1,0 +1,258 @@
+"""The mapper's search space, and the fast estimate that ranks it.
+
+A candidate is a :class:`~sparsesim.mapping.loopnest.LayerMapping`. The space of a layer, for the
+output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
+
+- the **PE tile** takes as many filters as the PE array has filter lanes (``columns x filter_lanes``) and as
+  many channels as the weight scratchpads hold (the mechanism's channel granule respected): fewer would
+  only leave lanes or scratchpad idle. Its output rows ``r`` are searched: ``ceil(P / n)`` for ``n`` = 1, 2,
+  4, ... blocks, as long as the layer stays within :data:`MAX_PE_TILES` PE tiles (or :data:`ROW_STEPS`
+  times the PE tiles of the coarsest rows that fit, if more), and further until some mapping fits;
+- the **buffer tile** is ``g`` PE tiles along each dimension, ``g`` = ``ceil(n / m)`` of the ``n`` PE tiles
+  for ``m`` = 1, 2, 4, ... (so the DRAM loops run ``m`` times); only *maximal* buffer tiles are kept: those
+  that fit the global buffer (twice, double-buffered, at the real sizes of the kept slices) and are not
+  inside another that fits. (A buffer tile inside one that fits is taken to fit: true of every format's
+  sizes, which do not grow when a slice shrinks, and it spares sizing the many small slices);
+- the **DRAM loop order**: every order of the dimensions the DRAM loops split (the others do not matter);
+- what the **buffer keeps**: every tensor, or all but the weights or the inputs (they then stream through
+  it, tile by tile), each with its own maximal buffer tiles; a streaming variant whose buffer tiles equal
+  the keep-all variant's is dropped (it moves more and saves nothing);
+- inside the buffer tile, the PE tiles run filters, channels, rows (rows innermost: the PEs keep a tile's
+  weights for every row block, and a partial sum comes back ``g_P`` tiles after it left, not at once).
+
+The planar dataflow (SCNN) takes every filter and channel in a PE tile (a band of rows): its space is the
+band's rows and the bands per buffer tile, with the weights streaming.
+
+:func:`words_moved` rates a candidate from its loop bounds alone, the way Timeloop counts accesses: the
+words each port moves (uncompressed), walked buffer tile by buffer tile with the reuse rules of
+:mod:`sparsesim.mapping.loopnest`. The mapper turns them into cycles over each port's bandwidth, against
+the PE array's busy cycles, to rank the space; it does not bound it (compressed tensors move fewer words
+than it counts), so the best candidates are then simulated.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sparsesim.mapping.loopnest import DIMS, LayerMapping, Loops, covering, dimension_sizes
+from sparsesim.sparse.geometry import ConvGeometry
+
+#: At most this many PE tiles per layer when the mapper splits output rows (a layer whose filter groups x
+#: channel blocks are more than this keeps whole rows): each PE tile is a transaction of the simulation.
+MAX_PE_TILES = 64
+#: ... or this many times the PE tiles of the coarsest rows that fit, if more (one more halving).
+ROW_STEPS = 2
+#: What the buffer may keep, most first; the tensors left out stream through it.
+KEEPS = (
+    frozenset({"Weights", "Inputs", "Outputs"}),
+    frozenset({"Inputs", "Outputs"}),
+    frozenset({"Weights", "Outputs"}),
+)
+#: The order of a buffer tile's PE tiles, outer to inner.
+BUFFER_ORDER = "KCP"
+
+
+def halvings(n: int) -> list[int]:
+    """1, 2, 4, ... below ``n``, then ``n``: the numbers of blocks the mapper tries to cut ``n`` things in."""
+    counts, m = [], 1
+    while m < n:
+        counts.append(m)
+        m *= 2
+    return [*counts, n]
+
+
+def extents(size: int) -> list[int]:
+    """The block extents of :func:`halvings`, largest first, without repeats."""
+    return sorted({covering(size, m) for m in halvings(size)}, reverse=True)
+
+
+def _orders(dram: dict[str, int], filters_first: bool = False) -> list[str]:
+    """Every DRAM loop order that differs in effect: the unsplit dimensions outermost (in :data:`DIMS`'s
+    order), then each permutation of the split ones (``filters_first``: those starting with K if it is
+    split)."""
+    unsplit = "".join(dim for dim in DIMS if dram[dim] == 1)
+    split = [dim for dim in DIMS if dram[dim] > 1]
+    orders = itertools.permutations(split)
+    return [
+        unsplit + "".join(order)
+        for order in orders
+        if not filters_first or "K" not in split or order[0] == "K"
+    ]
+
+
+def candidates(
+    geometry: ConvGeometry,
+    pe_tile: tuple[int, int, int | None],
+    fits: Callable[[LayerMapping], bool],
+    keeps_options: tuple[frozenset[str], ...] = KEEPS,
+    pe_keeps: frozenset[str] = frozenset({"Weights"}),
+    max_pe_tiles: int = MAX_PE_TILES,
+    groups_in_turn: bool = False,
+    row_steps: int = ROW_STEPS,
+) -> list[LayerMapping]:
+    """The space described in the module docstring, in a fixed order. ``pe_tile``: the PE tile's filters
+    and channels, and its rows (None: searched). ``fits(mapping)``: whether its buffer tiles fit.
+    ``groups_in_turn``: only mappings whose filter groups run in turn (:func:`filter_groups_in_turn`)."""
+    sizes = dimension_sizes(geometry)
+    k_pe, c_pe, p_pe = pe_tile
+    found: list[LayerMapping] = []
+    rows_options = extents(sizes["P"]) if p_pe is None else [p_pe]
+    fewest = 0  # the PE tiles of the coarsest rows that fit
+    for rows in rows_options:
+        pe = {"K": k_pe, "C": c_pe, "P": rows}
+        blocks = {dim: covering(sizes[dim], pe[dim]) for dim in DIMS}
+        n_tiles = blocks["K"] * blocks["C"] * blocks["P"]
+        if found and n_tiles > max(max_pe_tiles, row_steps * fewest):
+            break
+        steps = {dim: extents(blocks[dim]) for dim in DIMS}  # PE tiles per buffer tile, largest first
+        kept_before: list[tuple] = []
+        for keeps in keeps_options:
+            if not fits(_mapping(pe, blocks, (1, 1, 1), "KCP", keeps, pe_keeps)):
+                continue  # not even one PE tile per buffer tile fits
+            # Fitting depends on the buffer tile's extents, not on the order. In decreasing order, a tile
+            # smaller than one that fits is taken to fit too and is not maximal: it is not even sized.
+            maximal: list[tuple[int, int, int]] = []
+            for g in itertools.product(*(steps[dim] for dim in DIMS)):
+                if any(all(a <= b for a, b in zip(g, m, strict=True)) for m in maximal):
+                    continue
+                if groups_in_turn and g[0] > 1 and (g[1], g[2]) != (steps["C"][0], steps["P"][0]):
+                    continue  # several filter groups, and the DRAM loops split more than the filters
+                if fits(_mapping(pe, blocks, g, "KCP", keeps, pe_keeps)):
+                    maximal.append(g)
+            if maximal and maximal == kept_before:
+                continue  # the same buffer tiles as a variant that keeps more
+            kept_before = maximal or kept_before
+            for g in maximal:
+                dram = {dim: covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)}
+                orders = _orders(dram, filters_first=groups_in_turn)
+                found.extend(_mapping(pe, blocks, g, order, keeps, pe_keeps) for order in orders)
+        if found and not fewest:
+            fewest = n_tiles
+    return found
+
+
+def filter_groups_in_turn(mapping: LayerMapping) -> bool:
+    """Whether each filter group's PE tiles run one after the other: the filters are the outermost DRAM
+    loop that splits the layer, and a buffer tile with several groups is the only one of its groups."""
+    split = [dim for dim in mapping.dram.order if mapping.dram.factor(dim) > 1]
+    if split and split[0] != "K":
+        return False
+    return mapping.global_buffer.factor("K") == 1 or split in ([], ["K"])
+
+
+def _mapping(pe, blocks, g, order: str, keeps: frozenset[str], pe_keeps: frozenset[str]) -> LayerMapping:
+    """The mapping of PE tiles ``pe`` (extent per dimension), ``g`` of them per buffer tile."""
+    return LayerMapping(
+        dram=Loops(tuple(covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)), order=order),
+        pe_tile=(pe["K"], pe["C"], pe["P"]),
+        global_buffer=Loops(tuple(g), order=BUFFER_ORDER),
+        buffer_keeps=keeps,
+        pe_keeps=pe_keeps,
+    )
+
+
+@dataclass(frozen=True)
+class Words:
+    """The words a candidate moves per port, uncompressed: its fast rating (see :func:`words_moved`)."""
+
+    dram_read: int
+    dram_write: int
+    buffer_read: int  # out of the global buffer: to the PEs and to DRAM
+    buffer_write: int  # into the global buffer: from DRAM and from the PEs
+    noc: int  # both ways
+    # PE tiles that continue the partial sums of the tile just before them: each waits for those to be
+    # written back and sent again before it can start (the PEs idle meanwhile), and the words of those sums.
+    waiting_tiles: int = 0
+    waiting_words: int = 0
+    # Transactions: each PE tile is loaded, sent and returned once; some send partial sums back to the PEs,
+    # and some write outputs or partial sums from the buffer to DRAM. (Each holds its ports for its latency.)
+    tiles: int = 0
+    psum_sends: int = 0
+    drains: int = 0
+
+
+def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int) -> Words:
+    """The uncompressed words ``mapping`` moves per port, counted buffer tile by buffer tile with the reuse
+    rules of :mod:`sparsesim.mapping.loopnest` (the order of :data:`BUFFER_ORDER` inside a buffer tile)."""
+    sizes = dimension_sizes(geometry)
+    width, out_width = geometry.width, geometry.out_width
+    keeps = mapping.buffer_keeps
+    ext = {dim: mapping.buffer_extent(dim) for dim in DIMS}
+    pe_rows = mapping.extent("P")
+    tiles = []
+    for index in itertools.product(*(range(mapping.dram.factor(dim)) for dim in mapping.dram.order)):
+        block = dict(zip(mapping.dram.order, index, strict=True))
+        tiles.append(
+            {dim: (block[dim] * ext[dim], min(sizes[dim], (block[dim] + 1) * ext[dim])) for dim in DIMS}
+        )
+
+    def same(a, b, dims: str) -> bool:
+        return a is not None and b is not None and all(a[d] == b[d] for d in dims)
+
+    dram_read = dram_write = fill = returned = sent = waiting_tiles = waiting_words = 0
+    n_tiles = psum_sends = drains = 0
+    for i, ranges in enumerate(tiles):
+        before = tiles[i - 1] if i else None
+        after = tiles[i + 1] if i + 1 < len(tiles) else None
+        k = ranges["K"][1] - ranges["K"][0]
+        c = ranges["C"][1] - ranges["C"][0]
+        p0, p1 = ranges["P"]
+        pieces_k = covering(k, mapping.extent("K"))
+        pieces_c = covering(c, mapping.extent("C"))
+        # Input rows each PE tile reads (halo included), and the rows the whole buffer tile reads.
+        spans = [geometry.input_rows(p, min(p1, p + pe_rows)) for p in range(p0, p1, pe_rows)]
+        halo_rows = sum(stop - start for start, stop in spans)
+        union_rows = 0
+        covered = 0  # spans are in increasing order: count each row once
+        for start, stop in spans:
+            union_rows += max(0, stop - max(start, covered))
+            covered = max(covered, stop)
+        weights = k * c * kernel_words
+        # The PEs keep their weights while the rows run (innermost); they are sent again unless the previous
+        # buffer tile ended with the same ones.
+        held_by_pes = same(before, ranges, "KC") and pieces_k * pieces_c == 1
+        sent_weights = 0 if held_by_pes else weights
+        if "Weights" in keeps:
+            fetched_weights = 0 if same(before, ranges, "KC") else weights
+        else:
+            fetched_weights = sent_weights
+        sent_inputs = halo_rows * c * width * pieces_k
+        if "Inputs" in keeps:
+            fetched_inputs = 0 if same(before, ranges, "CP") else union_rows * c * width
+        else:
+            fetched_inputs = sent_inputs
+        outputs = k * (p1 - p0) * out_width
+        psums_back = outputs if ranges["C"][0] > 0 and not same(before, ranges, "KP") else 0
+        leaves = outputs if not same(ranges, after, "KP") else 0
+        dram_read += fetched_weights + fetched_inputs + psums_back
+        dram_write += leaves
+        fill += fetched_weights + fetched_inputs + psums_back
+        pieces_p = covering(p1 - p0, pe_rows)
+        n_tiles += pieces_k * pieces_c * pieces_p
+        psum_sends += pieces_k * pieces_p * (pieces_c - (0 if ranges["C"][0] else 1))
+        drains += pieces_k * pieces_p if leaves else 0
+        psums_in = outputs * (pieces_c - (0 if ranges["C"][0] else 1))
+        sent += sent_weights + sent_inputs + psums_in
+        returned += outputs * pieces_c
+        # Rows are innermost: a tile's partial sums come from the tile just before it only when the buffer
+        # tile has one row block (then within it, and from the previous buffer tile's last tile).
+        if covering(p1 - p0, pe_rows) == 1:
+            waits = pieces_k * (pieces_c - 1)
+            if ranges["C"][0] > 0 and same(before, ranges, "KP") and pieces_k == 1:
+                waits += 1
+            waiting_tiles += waits
+            waiting_words += waits * outputs // pieces_k
+    return Words(
+        dram_read=dram_read,
+        dram_write=dram_write,
+        buffer_read=sent + dram_write,
+        buffer_write=fill + returned,
+        noc=sent + returned,
+        waiting_tiles=waiting_tiles,
+        waiting_words=waiting_words,
+        tiles=n_tiles,
+        psum_sends=psum_sends,
+        drains=drains,
+    )
