@@ -80,9 +80,17 @@ def space_of(setup) -> list[LayerMapping]:
     hw, geometry = setup.hw, setup.geometry
     capacity = hw.global_buffer.capacity_bytes
 
+    known: dict[tuple, bool] = {}
+
     def fits(mapping: LayerMapping) -> bool:
-        footprint = mapping_footprint_words(hw, geometry, setup.sizer, mapping)
-        return 2 * footprint * hw.word_bytes <= capacity
+        # What a buffer tile holds depends on its extents, what it keeps and whether its outputs are
+        # partial sums: PE tiles of other rows often make the same buffer tiles.
+        extents = tuple(mapping.buffer_extent(dim) for dim in DIMS)
+        key = (extents, mapping.buffer_keeps, mapping.extent("C") < geometry.channels)
+        if key not in known:
+            footprint = mapping_footprint_words(hw, geometry, setup.sizer, mapping)
+            known[key] = 2 * footprint * hw.word_bytes <= capacity
+        return known[key]
 
     filters, channels, _ = pe_tile_of(setup)
     if setup.mechanism.dataflow == "planar":
