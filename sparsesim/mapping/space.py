@@ -114,7 +114,8 @@ def candidates(
             # Fitting depends on the buffer tile's extents, not on the order. In decreasing order, a tile
             # smaller than one that fits is taken to fit too and is not maximal: it is not even sized.
             maximal: list[tuple[int, int, int]] = []
-            for g in itertools.product(*(steps[dim] for dim in DIMS)):
+            for k, c, p in itertools.product(*(steps[dim] for dim in DIMS)):
+                g = (k, c, p)
                 if any(all(a <= b for a, b in zip(g, m, strict=True)) for m in maximal):
                     continue
                 if groups_in_turn and g[0] > 1 and (g[1], g[2]) != (steps["C"][0], steps["P"][0]):
@@ -142,12 +143,20 @@ def filter_groups_in_turn(mapping: LayerMapping) -> bool:
     return mapping.global_buffer.factor("K") == 1 or split in ([], ["K"])
 
 
-def _mapping(pe, blocks, g, order: str, keeps: frozenset[str], pe_keeps: frozenset[str]) -> LayerMapping:
+def _mapping(
+    pe: dict[str, int],
+    blocks: dict[str, int],
+    g: tuple[int, int, int],
+    order: str,
+    keeps: frozenset[str],
+    pe_keeps: frozenset[str],
+) -> LayerMapping:
     """The mapping of PE tiles ``pe`` (extent per dimension), ``g`` of them per buffer tile."""
+    k, c, p = (covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS))
     return LayerMapping(
-        dram=Loops(tuple(covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)), order=order),
+        dram=Loops((k, c, p), order=order),
         pe_tile=(pe["K"], pe["C"], pe["P"]),
-        global_buffer=Loops(tuple(g), order=BUFFER_ORDER),
+        global_buffer=Loops(g, order=BUFFER_ORDER),
         buffer_keeps=keeps,
         pe_keeps=pe_keeps,
     )
