@@ -214,4 +214,4 @@ class _Rater:
         return int(cycles), energy
 
 
-__all__ = ["DIMS", "OBJECTIVES", "Search", "search"]
+__all__ = ["OBJECTIVES", "SIMULATED_TILES", "Search", "search", "space_of"]
