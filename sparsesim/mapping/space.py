@@ -20,8 +20,9 @@ output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
 - inside the buffer tile, the PE tiles run filters, channels, rows (rows innermost: the PEs keep a tile's
   weights for every row block, and a partial sum comes back ``g_P`` tiles after it left, not at once).
 
-The planar dataflow (SCNN) takes every filter and channel in a PE tile (a band of rows): its space is the
-band's rows and the bands per buffer tile, with the weights streaming.
+The planar dataflow (SCNN) takes every filter and channel in a PE tile (a band of rows): the mapper gives it
+the coarsest bands that fit (``max_pe_tiles=1, row_steps=1``) and searches the bands per buffer tile, with
+the weights streaming.
 
 :func:`words_moved` rates a candidate from its loop bounds alone, the way Timeloop counts accesses: the
 words each port moves (uncompressed), walked buffer tile by buffer tile with the reuse rules of
@@ -43,7 +44,8 @@ from sparsesim.mapping.loopnest import DIMS, LayerMapping, Loops, covering, dime
 from sparsesim.sparse.geometry import ConvGeometry
 
 #: At most this many PE tiles per layer when the mapper splits output rows (a layer whose filter groups x
-#: channel blocks are more than this keeps whole rows): each PE tile is a transaction of the simulation.
+#: channel blocks are more than this keeps its coarsest rows that fit): each PE tile is a transaction of
+#: the simulation.
 MAX_PE_TILES = 64
 #: ... or this many times the PE tiles of the coarsest rows that fit, if more (one more halving).
 ROW_STEPS = 2
