@@ -182,7 +182,7 @@ def strided_layer(stride=2, padding=1):
     return Layer("synthetic_s2", "conv2d", x, w, b, out, stride, padding, "relu")
 
 
-@pytest.mark.parametrize("kind", ["dense", "zero_gating", "zero_skip_activations"])
+@pytest.mark.parametrize("kind", ["dense", "zero_gating", "zero_skip_activations", "csc_columns"])
 @pytest.mark.parametrize("make_layer", [synthetic_linear_layer, strided_layer])
 def test_linear_and_strided_layers_simulate_and_pass_the_functional_check(make_layer, kind):
     layer = make_layer()

@@ -336,7 +336,7 @@ def test_an_unknown_mechanism_lists_the_known_ones():
     assert message.startswith(
         "unknown mechanism 'zero_skip_activation' (did you mean 'zero_skip_activations'?)"
     )
-    assert "known: cartesian_product, cartesian_product_dense, dense, " in message
+    assert "known: cartesian_product, cartesian_product_dense, csc_columns, dense, " in message
 
 
 def test_an_old_config_loads_with_a_warning_that_shows_the_new_block():
