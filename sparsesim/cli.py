@@ -400,7 +400,8 @@ def systolic(config, topology, layers, gemm, json_path, csv_path):
 
 @main.group("make-trace")
 def make_trace():
-    """Build real traces: from real weights (vgg16-hed), or derived from another trace (prune, moefy)."""
+    """Build traces: from real weights (vgg16-hed), derived from another trace (prune, moefy, pan), or from
+    Timeloop / Sparseloop problem files (timeloop)."""
 
 
 @make_trace.command("vgg16-hed")
@@ -530,6 +531,59 @@ def make_trace_moefy(source, out_dir, experts, top_k, seed, layers):
         )
     except MoeficationError as error:
         raise click.BadParameter(str(error)) from None
+    click.echo(f"wrote {out_dir} ({made.name}, {len(made.layers)} layers)")
+
+
+@make_trace.command("timeloop")
+@click.argument("problems", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the synthetic values and of the masks drawn from densities.",
+)
+@click.option(
+    "--source",
+    type=click.Path(),
+    metavar="TRACE",
+    help="Take each layer's input and weights from this trace's layer named after the problem file's stem "
+    "(the problem's densities and masks are then not used).",
+)
+@click.option(
+    "--source-layer",
+    metavar="NAME",
+    help="With --source and one problem file: take that layer of the source trace instead.",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["none", "relu"]),
+    default="none",
+    show_default=True,
+    help="The activation after each layer (a Timeloop problem names none).",
+)
+@_user_errors
+def make_trace_timeloop(problems, out_dir, seed, source, source_layer, activation):
+    """Timeloop / Sparseloop problem files (PROBLEMS, YAML) as a trace in OUT_DIR, one layer per file.
+
+    Each file's conv (Timeloop's cnn-layer or Sparseloop's grouped-CONV shape; G groups become G layers)
+    becomes a conv2d layer named after the file, padding 0. Its zero pattern is the real-data mask files'
+    (data_file_path), or a seeded draw of the given densities; the nonzero values are synthetic (seeded)
+    unless --source gives real ones. Example, Sparseloop's MobileNet layers:
+
+        sparsesim make-trace timeloop L07.yaml L09.yaml /tmp/mobilenet_masks
+    """
+    from sparsesim.workload.timeloop_problem import make_timeloop_trace
+
+    made = make_timeloop_trace(
+        list(problems),
+        out_dir,
+        seed=seed,
+        source=source,
+        source_layer=source_layer,
+        activation=activation,
+    )
     click.echo(f"wrote {out_dir} ({made.name}, {len(made.layers)} layers)")
 
 
