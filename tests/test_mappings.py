@@ -220,3 +220,50 @@ def test_one_mapping_for_several_layers_is_refused_before_any_simulation(tmp_pat
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert "one mapping for a run of 13 layers" in result.output
+
+
+def test_residual_factors_and_grouped_conv_names_read_as_timeloop_does(tmp_path):
+    """Timeloop's factor 0 is the residual (what the other levels leave of the dimension), Sparseloop's
+    grouped convolution names P and Q E and F (and G, one group here), and its BackingStorage is DRAM: the
+    shipped streamed mapping written that way runs exactly as the shipped file."""
+    path = tmp_path / "residual.yaml"
+    path.write_text(
+        "mapping:\n"
+        "  - {target: BackingStorage, type: temporal, factors: M1 C1 E1 F1 R1 S1 N1 G0, permutation: CMEFG}\n"
+        "  - {target: shared_glb, type: temporal, factors: E7 M1 C1, permutation: ECM}\n"
+        "  - {target: shared_glb, type: datatype, keep: [Weights, Inputs, Outputs], bypass: []}\n"
+        "  - {target: inter_PE_spatial, type: spatial, factors: M16}\n"
+        "  - {target: pe_spad, type: temporal, factors: M0 C0 E0 F0 R0 S0 N1 G1}\n"
+    )
+    written, shipped = run_conv3_1(path), run_conv3_1(TIMELOOP_STYLE)
+    assert written.exit_code == 0, written.output
+    assert written.output.replace(str(path), "") == shipped.output.replace(str(TIMELOOP_STYLE), "")
+
+
+@pytest.mark.parametrize(
+    "factors, message",
+    [
+        ("M0 C1 P1 Q0 R1 S1 N1", "Q=40: above the PE array"),  # the residual of Q lands at DRAM
+        ("M2 G2", "G=2: above the PE array"),
+    ],
+)
+def test_residuals_and_groups_the_machine_cannot_run_are_refused(tmp_path, factors, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"mapping:\n  - {{target: BackingStorage, type: temporal, factors: {factors}}}\n"
+        "  - {target: pe_spad, type: temporal, factors: M0 C0 P0 R0 S0}\n"
+    )
+    result = run_conv3_1(path)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+def test_two_residuals_of_one_dimension_are_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "mapping:\n  - {target: DRAM, type: temporal, factors: M0}\n"
+        "  - {target: pe_spad, type: temporal, factors: M0 C128 Q40 R3 S3}\n"
+    )
+    result = run_conv3_1(path)
+    assert result.exit_code == 2, result.output
+    assert "M=0 at more than one level" in result.output

@@ -9,13 +9,16 @@ A mapping is a list of *directives*, as in a Timeloop mapping file (``mapping:``
     - {target: pe_array, type: datatype, keep: [Weights], bypass: [Inputs, Outputs]}
 
 Dimensions are Timeloop's convolution's: ``M`` output channels (``K`` is accepted too), ``C``, ``P``, ``Q``,
-``R``, ``S``, ``N``. ``factors`` are loop bounds written ``M=2`` or ``M2``; ``permutation`` lists a level's
-loops **inner to outer**, as Timeloop's does. The subset sparsesim accepts (anything else is refused, with
-the directive and the reason):
+``R``, ``S``, ``N``; Sparseloop's grouped convolution's ``E`` and ``F`` are read as ``P`` and ``Q``, and its
+``G`` must be 1 (a layer of sparsesim is one group: see :mod:`sparsesim.workload.timeloop_problem`).
+``factors`` are loop bounds written ``M=2`` or ``M2``; a factor of 0 is Timeloop's *residual*: what the
+other levels leave of the dimension (its size over their product, rounded up), at one level per dimension.
+``permutation`` lists a level's loops **inner to outer**, as Timeloop's does. The subset sparsesim accepts
+(anything else is refused, with the directive and the reason):
 
-- ``target`` names a level: ``dram`` (also ``DRAM``, ``MainMemory``), ``global_buffer`` (also
-  ``GlobalBuffer``, ``GLB``, ``shared_glb``), or any other name: a level inside the PE array. A file may map
-  its own level names with a top-level ``levels: {shared_glb: global_buffer}``.
+- ``target`` names a level: ``dram`` (also ``DRAM``, ``MainMemory``, Sparseloop's ``BackingStorage``),
+  ``global_buffer`` (also ``GlobalBuffer``, ``GLB``, ``shared_glb``), or any other name: a level inside the
+  PE array. A file may map its own level names with a top-level ``levels: {shared_glb: global_buffer}``.
 - At ``dram`` and ``global_buffer``, temporal loops over ``M``, ``C`` and ``P`` only: sparsesim's tiles keep
   output columns (``Q``), the kernel (``R``, ``S``) and the batch (``N`` = 1) whole above the PE array.
 - Below the global buffer (the PE array's levels, temporal or spatial), the factors of each dimension
@@ -37,6 +40,7 @@ does not name are mapped as usual.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -49,6 +53,10 @@ from sparsesim.sparse.geometry import ConvGeometry
 
 #: Timeloop's dimension names, in the order sparsesim writes them; ``K`` is read as ``M``.
 TIMELOOP_DIMS = ("M", "C", "P", "Q", "R", "S", "N")
+#: Other names a file may use: ``K`` for ``M``; a grouped convolution's ``E``/``F`` for ``P``/``Q``.
+_ALIASES = {"K": "M", "E": "P", "F": "Q"}
+#: Dimensions read but not modelled: a grouped convolution's ``G`` (a layer of sparsesim is one group).
+_ONE_GROUP = "G"
 _OURS = {"M": "K", "C": "C", "P": "P"}  # Timeloop name -> sparsesim's (the tiled dimensions)
 DRAM, GLOBAL_BUFFER, PE_ARRAY = "dram", "global_buffer", "pe_array"
 _LEVEL_ALIASES = {
@@ -56,6 +64,8 @@ _LEVEL_ALIASES = {
     "mainmemory": DRAM,
     "main_memory": DRAM,
     "offchip": DRAM,
+    "backingstorage": DRAM,  # Sparseloop's name for the outermost storage
+    "backing_storage": DRAM,
     "global_buffer": GLOBAL_BUFFER,
     "globalbuffer": GLOBAL_BUFFER,
     "glb": GLOBAL_BUFFER,
@@ -280,6 +290,7 @@ def _per_layer(value: object, problems: list) -> dict[str, tuple[str, list]]:
 
 
 def _parse_factors(text: object, where: str, problems: list) -> dict[str, int]:
+    """``{dim: factor}``; a factor of 0 is Timeloop's *residual* (resolved by :func:`_resolve_residuals`)."""
     if not isinstance(text, str):
         problems.append((where, f"expected factors like 'M=2 C=1 P=7', got {_kind(text)}"))
         return {}
@@ -287,18 +298,38 @@ def _parse_factors(text: object, where: str, problems: list) -> dict[str, int]:
     for item in text.replace(",", " ").split():
         match = _FACTOR.match(item)
         dim = match.group(1).upper() if match else None
-        dim = "M" if dim == "K" else dim
-        if match is None or dim not in TIMELOOP_DIMS:
+        dim = _ALIASES.get(dim, dim)
+        if match is None or (dim not in TIMELOOP_DIMS and dim != _ONE_GROUP):
             problems.append(
-                (where, f"{item!r} is not a factor of {'/'.join(TIMELOOP_DIMS)} (K is read as M)")
+                (
+                    where,
+                    f"{item!r} is not a factor of {'/'.join(TIMELOOP_DIMS)} (K is read as M, E as P, F as Q; "
+                    "G of one group)",
+                )
             )
         elif dim in factors:
             problems.append((where, f"{dim} is given twice"))
-        elif int(match.group(2)) < 1:
-            problems.append((where, f"{item!r}: a factor must be >= 1"))
         else:
             factors[dim] = int(match.group(2))
     return factors
+
+
+def _resolve_residuals(
+    sites: list[tuple[str, dict[str, int]]], sizes: Mapping[str, int], problems: list
+) -> None:
+    """Replace each factor of 0 by what remains of its dimension (Timeloop's residual): the dimension's size
+    over the product of its other factors, rounded up (a last partial block is allowed). ``sites``: each
+    level's ``(path, factors)``, the factors changed in place; one residual per dimension."""
+    for dim, size in sizes.items():
+        zeros = [where for where, factors in sites if factors.get(dim) == 0]
+        if len(zeros) > 1:
+            problems.append((zeros[1], f"{dim}=0 at more than one level: which one holds the residual?"))
+            continue
+        if zeros:
+            others = math.prod(factors.get(dim, 1) for _, factors in sites if factors.get(dim) != 0)
+            for _, factors in sites:
+                if factors.get(dim) == 0:
+                    factors[dim] = max(1, -(-size // others))
 
 
 def _parse_order(text: object, where: str, problems: list) -> str:
@@ -308,10 +339,10 @@ def _parse_order(text: object, where: str, problems: list) -> str:
     if not isinstance(text, str) or not text.isalpha():
         problems.append((where, f"expected a permutation like 'CPM' (inner to outer), got {text!r}"))
         return "KPC"
-    dims = ["M" if c == "K" else c for c in text.upper()]
-    unknown = [c for c in dims if c not in TIMELOOP_DIMS]
+    dims = [_ALIASES.get(c, c) for c in text.upper()]
+    unknown = [c for c in dims if c not in TIMELOOP_DIMS and c != _ONE_GROUP]
     if unknown or len(set(dims)) != len(dims):
-        problems.append((where, f"{text!r}: each of {''.join(TIMELOOP_DIMS)} at most once"))
+        problems.append((where, f"{text!r}: each of {''.join(TIMELOOP_DIMS)} (and G) at most once"))
         return "KPC"
     listed = [_OURS[c] for c in reversed(dims) if c in _OURS]  # outer to inner
     # Loops a permutation leaves out run outside the listed ones (their order among themselves: K, P, C).
@@ -333,7 +364,8 @@ def from_directives(
     names |= {str(k).lower(): v for k, v in (levels or {}).items()}
     loops: dict[str, tuple[dict[str, int], str]] = {}
     keeps: dict[str, frozenset[str]] = {}
-    inside = {dim: 1 for dim in TIMELOOP_DIMS}  # the PE array's factors, multiplied
+    inside_levels: list[tuple[str, dict[str, int]]] = []  # the PE array's levels' factors
+    level_where: dict[str, str] = {}
     for index, directive in enumerate(directives):
         where = f"{path}[{index}]"
         if not isinstance(directive, Mapping):
@@ -358,25 +390,39 @@ def from_directives(
         if level in (DRAM, GLOBAL_BUFFER) and kind == "temporal":
             if level in loops:
                 problems.append((where, f"a second temporal directive for {level}"))
-            whole = [f"{d}={n}" for d, n in factors.items() if d not in _OURS and n != 1]
-            if whole:
-                problems.append(
-                    (
-                        f"{where}.factors",
-                        f"{', '.join(whole)}: above the PE array sparsesim tiles M, C and P only; output "
-                        "columns (Q), kernels (R, S) and the batch (N) stay whole",
-                    )
-                )
             loops[level] = (
                 factors,
                 _parse_order(directive.get("permutation"), f"{where}.permutation", problems),
             )
+            level_where[level] = f"{where}.factors"
         elif level == DRAM:
             problems.append((where, "a spatial loop at DRAM (several global buffers) is not modelled"))
         else:  # the PE array's levels, or the global buffer's spatial fan-out to them
-            for dim, n in factors.items():
-                inside[dim] *= n
-    whole = {"Q": geometry.out_width, "R": geometry.kernel_r, "S": geometry.kernel_s, "N": 1}
+            inside_levels.append((f"{where}.factors", factors))
+    sizes = {
+        "M": geometry.filters,
+        "C": geometry.channels,
+        "P": geometry.out_height,
+        "Q": geometry.out_width,
+        "R": geometry.kernel_r,
+        "S": geometry.kernel_s,
+        "N": 1,
+        _ONE_GROUP: 1,
+    }
+    outside = [(level_where[level], loops[level][0]) for level in (DRAM, GLOBAL_BUFFER) if level in loops]
+    _resolve_residuals(outside + inside_levels, sizes, problems)
+    for where, factors in outside:
+        whole = [f"{d}={n}" for d, n in factors.items() if d not in _OURS and n != 1]
+        if whole:
+            problems.append(
+                (
+                    where,
+                    f"{', '.join(whole)}: above the PE array sparsesim tiles M, C and P only; output "
+                    "columns (Q), kernels (R, S), the batch (N) and groups (G) stay whole",
+                )
+            )
+    inside = {dim: math.prod(factors.get(dim, 1) for _, factors in inside_levels) for dim in sizes}
+    whole = {"Q": geometry.out_width, "R": geometry.kernel_r, "S": geometry.kernel_s, "N": 1, _ONE_GROUP: 1}
     for dim, size in whole.items():
         if inside[dim] != size:
             problems.append(
