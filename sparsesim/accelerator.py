@@ -36,8 +36,10 @@ from sparsesim.core.energy import action_energy_pj
 from sparsesim.mapper import Search, search
 from sparsesim.mapping import ConvGeometry, LayerTiling
 from sparsesim.mapping.directives import MappingFile
+from sparsesim.mapping.loopnest import tiles_of
 from sparsesim.mapping.mappers import KernelWords, given_mapping
-from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic
+from sparsesim.mapping.residency import ActivationResidency
+from sparsesim.mapping.traffic import SliceSizer, TileTraffic, layer_traffic, mapping_footprint_words
 from sparsesim.mechanisms import LayerOperands
 
 
@@ -66,6 +68,7 @@ class LayerRun:
     lower_bounds: dict[str, int] | None = None  # per port: see lower_bounds()
     energy_pj: float = 0.0  # every component's actions at the machine's energy table
     search: Search | None = None  # what the mapper searched (None: the mapping was given)
+    setup: LayerSetup | None = None  # the layer on the machine, to run the mapping again
 
     @property
     def components(self) -> tuple[Component, ...]:
@@ -297,6 +300,35 @@ class LayerSetup:
             self._prepared[key] = self.mechanism.prepare(self.plan, tiling)
         return self._prepared[key]
 
+    def retain(self, tiling: LayerTiling) -> None:
+        """Forget the prepared work of every mapping but ``tiling``'s, the one chosen (memory)."""
+        key = self.mechanism.prepare_key(self.mechanism.retile(self.plan, tiling)[0])
+        self._prepared = {key: self._prepared[key]} if key in self._prepared else {}
+
+    def fits_with(self, mapping, activations: ActivationResidency) -> bool:
+        """Whether ``mapping``'s two buffer tiles (double-buffered) and ``activations`` resident across
+        layers fit the global buffer together, at the real sizes."""
+        hw = self.hw
+        tiles = mapping_footprint_words(hw, self.geometry, self.sizer, mapping, activations.tensors)
+        return 2 * tiles * hw.word_bytes + activations.resident_bytes <= hw.global_buffer.capacity_bytes
+
+    def with_activations(self, run: LayerRun, activations: ActivationResidency) -> LayerRun:
+        """``run``'s mapping again, with ``activations`` resident in the buffer across layers (see
+        :mod:`sparsesim.mapping.residency`): the same tiles, without the transfers of the resident
+        tensors through DRAM."""
+        mapping = run.tiling.mapping
+        tiling = tiles_of(
+            self.geometry,
+            mapping,
+            self.kernel_words.buffer,
+            self.weights_resident,
+            activations.inputs,
+            activations.outputs,
+        )
+        again = self.simulate(tiling)
+        again.mapping_given, again.search = run.mapping_given, run.search
+        return again
+
     def pe_busy(self, tiling: LayerTiling) -> int:
         """The PE array's busy cycles over ``tiling``'s tiles (no pipeline: the PE work alone)."""
         tiling, _ = self.mechanism.retile(self.plan, tiling)
@@ -323,7 +355,7 @@ class LayerSetup:
             sum(action_energy_pj(part.path, part.actions, self.energy_table).values())
             for part in machine.components
         )
-        return LayerRun(cycles, machine, tiling, traffic, False, bounds, energy)
+        return LayerRun(cycles, machine, tiling, traffic, False, bounds, energy, setup=self)
 
 
 def lower_bounds(
@@ -382,12 +414,17 @@ def lower_bounds(
     def output_bits(fmt) -> int:
         return least(sizer.outputs, fmt, out_slices, [(0, k, 0, p)])
 
-    dram_read = sum(-(-bits // 8) for bits in operand_bits(f.dram, fetched_inputs))
-    dram_write = -(-output_bits(f.dram.outputs) // 8)
-    into_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, fetched_inputs))
+    # Resident activations: the input is in the buffer before the layer, its outputs stay there after.
+    fetched = 1 if tiling.inputs_resident else 2  # (weights, inputs), or the weights alone
+    dram_read = sum(-(-bits // 8) for bits in operand_bits(f.dram, fetched_inputs)[:fetched])
+    dram_write = 0 if tiling.outputs_stay else -(-output_bits(f.dram.outputs) // 8)
+    into_buffer = sum(
+        -(-bits // word_bits) for bits in operand_bits(f.global_buffer, fetched_inputs)[:fetched]
+    )
     out_of_buffer = sum(-(-bits // word_bits) for bits in operand_bits(f.global_buffer, sent_inputs))
     on_noc = sum(-(-bits // word_bits) for bits in operand_bits(noc_level, sent_inputs))
     out_words = -(-output_bits(f.global_buffer.outputs) // word_bits)
+    drained_words = 0 if tiling.outputs_stay else out_words
     dram, glb, noc = machine.dram, machine.global_buffer, machine.noc
     bursts = dram.burst_bytes
     bounds = {
@@ -396,7 +433,7 @@ def lower_bounds(
         noc.port.path: noc.port.cycles_for((on_noc + out_words) * hw.word_bytes),
         machine.pe_array.port.path: machine.pe_array.busy_cycles,
     }
-    read = (out_of_buffer + out_words) * hw.word_bytes  # to the PEs, and the outputs to DRAM
+    read = (out_of_buffer + drained_words) * hw.word_bytes  # to the PEs, and the outputs to DRAM
     written = (into_buffer + out_words) * hw.word_bytes  # from DRAM, and the outputs from the PEs
     if glb.read_port is glb.write_port:
         bounds[glb.read_port.path] = glb.read_port.cycles_for(read + written)

@@ -139,6 +139,7 @@ def search(setup, objective: str = "cycles", events: list | None = None):
             best, best_key, best_tiling = run, key, tiling
     if events is not None:
         best = setup.simulate(best_tiling, events)
+    setup.retain(best_tiling)
     best.search = Search(objective, len(space), simulated)
     return best
 

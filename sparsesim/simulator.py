@@ -24,7 +24,8 @@ from sparsesim.core.energy import action_energy_pj
 from sparsesim.errors import SimulationError
 from sparsesim.mapper import OBJECTIVES
 from sparsesim.mapping.directives import MappingFile, to_directives
-from sparsesim.mapping.residency import weight_residency
+from sparsesim.mapping.residency import ActivationResidency, weight_residency
+from sparsesim.mapping.traffic import SliceSizer
 from sparsesim.mechanisms import create_mechanism
 from sparsesim.quantities import ratio
 from sparsesim.report import REPORT_SCHEMA_VERSION, Report
@@ -285,7 +286,13 @@ def simulate_layer(
     it does not name, for ``objective`` (see :mod:`sparsesim.mapper`). ``weights_resident``: the PEs hold
     the weights before the layer starts (:mod:`sparsesim.mapping.residency`).
     """
-    energy_table = energy_table or hw.energy_table()
+    compacted, run = _mapped_run(hw, layer, mapping_file, objective, weights_resident)
+    run.setup = None  # not run again: its plan and sizes go before the report's own work
+    return _layer_report(hw, layer, energy_table or hw.energy_table(), compacted, run)
+
+
+def _mapped_run(hw, layer, mapping_file, objective: str, weights_resident: bool):
+    """The layer's run under its mapping (the mapper's, or the file's), and its compaction (or None)."""
     compacted = _compacted(hw, layer)
     run = run_layer(
         hw,
@@ -294,6 +301,11 @@ def simulate_layer(
         objective=objective,
         weights_resident=weights_resident,
     )
+    return compacted, run
+
+
+def _layer_report(hw, layer, energy_table, compacted, run) -> dict:
+    """The layer's report section from its run."""
     pe = run.pe_array
     mechanism = pe.mechanism
     geometry = geometry_of(layer)
@@ -394,6 +406,8 @@ def simulate_layer(
             "buffer_tiles": len({tile.buffer_tile for tile in run.tiling.tiles}),
             "tiles": len(run.tiling.tiles),
             "weights_resident": run.tiling.weights_resident,
+            "inputs_resident": run.tiling.inputs_resident,
+            "outputs_stay": run.tiling.outputs_stay,
         },
         # What the mapper searched (None: the mapping came from a file).
         "mapper": run.search.as_dict() if run.search is not None else None,
@@ -465,15 +479,24 @@ def simulate_configs(
     energy_tables = [hw.energy_table() for hw in hws]
     shapes = [trace.weight_shape(name) for name in names]
     residencies = [weight_residency(hw, create_mechanism(hw.pe_array, hw.word_bytes), shapes) for hw in hws]
-    results: list[list[dict]] = [[] for _ in hws]
-    for name in names:
-        layer = trace.layer(name)
-        configs = zip(hws, energy_tables, mapping_files, residencies, results, strict=True)
-        for hw, energy_table, mapping_file, residency, per_config in configs:
-            log.info("simulating %s on %s", name, hw.name)
-            per_config.append(
-                simulate_layer(hw, layer, energy_table, mapping_file, objective, residency.resident)
-            )
+    chains = [
+        _ActivationChain(hw, energy_table, mapping_file, objective, residency.resident)
+        for hw, energy_table, mapping_file, residency in zip(
+            hws, energy_tables, mapping_files, residencies, strict=True
+        )
+    ]
+    following = trace.layer(names[0]) if names else None
+    for index, name in enumerate(names):
+        layer, following = following, None
+        # The next layer is read now (and kept for the next iteration): whether this layer's output is
+        # its input decides whether the output may stay in the buffer.
+        if index + 1 < len(names) and _next_in_trace(trace, name, names[index + 1]):
+            following = trace.layer(names[index + 1])
+        for chain in chains:
+            log.info("simulating %s on %s", name, chain.hw.name)
+            chain.simulate(layer, following)
+        if following is None and index + 1 < len(names):
+            following = trace.layer(names[index + 1])
         del layer  # before the next layer is read
     return [
         Report(
@@ -486,10 +509,83 @@ def simulate_configs(
                     "format_version": trace.format_version,
                     "provenance": trace.provenance,
                 },
-                "residency": residency.as_dict(),
-                "layers": per_config,
-                "totals": Report.totals_of(per_config, hw.clock_hz),
+                "residency": {**residency.as_dict(), "activations": chain.as_dict()},
+                "layers": chain.reports,
+                "totals": Report.totals_of(chain.reports, hw.clock_hz),
             }
         )
-        for hw, residency, per_config in zip(hws, residencies, results, strict=True)
+        for hw, residency, chain in zip(hws, residencies, chains, strict=True)
     ]
+
+
+def _next_in_trace(trace, name: str, next_name: str) -> bool:
+    """Whether ``next_name`` follows ``name`` in the trace (only then can it take its output as input)."""
+    order = trace.layer_names
+    return order.index(name) + 1 == order.index(next_name)
+
+
+class _ActivationChain:
+    """Layer after layer of one run on one machine, with which outputs stay in the global buffer as the
+    next layer's input (see :mod:`sparsesim.mapping.residency`): each layer is mapped as if nothing stayed,
+    one layer ahead of its report when its input may be the layer before's output; a link is kept when both
+    layers' mappings leave it room, and the two layers' mappings then run again without its transfers."""
+
+    def __init__(self, hw, energy_table, mapping_file, objective: str, weights_resident: bool):
+        self.hw, self.energy_table = hw, energy_table
+        self.mapping_file, self.objective, self.weights_resident = mapping_file, objective, weights_resident
+        self.mechanism = create_mechanism(hw.pe_array, hw.word_bytes)
+        self.held_bytes = 0  # the current layer's input, left in the buffer by the previous layer
+        self.ahead: tuple | None = None  # (layer name, compaction, run) of the next layer, mapped early
+        self.kept: list[dict] = []
+        self.spilled: list[dict] = []
+        self.reports: list[dict] = []
+
+    def _mapped(self, layer) -> tuple:
+        if self.ahead is not None and self.ahead[0] == layer.name:
+            _, compacted, run = self.ahead
+            self.ahead = None
+            return compacted, run
+        return _mapped_run(self.hw, layer, self.mapping_file, self.objective, self.weights_resident)
+
+    def simulate(self, layer, following) -> None:
+        """Append ``layer``'s report; ``following``: the next layer of the run if it follows ``layer`` in
+        the trace (else None)."""
+        compacted, run = self._mapped(layer)
+        size, keep = self._link_bytes(layer, following), False
+        if size is not None:
+            self.ahead = (following.name, *self._mapped(following))
+            next_run = self.ahead[2]
+            producer = ActivationResidency(self.held_bytes > 0, True, self.held_bytes + size)
+            keep = run.setup.fits_with(run.tiling.mapping, producer) and next_run.setup.fits_with(
+                next_run.tiling.mapping, ActivationResidency(True, False, size)
+            )
+            entry = {"from": layer.name, "to": following.name, "bytes": size}
+            (self.kept if keep else self.spilled).append(entry)
+        activations = ActivationResidency(self.held_bytes > 0, keep, self.held_bytes + (size if keep else 0))
+        if activations.inputs or activations.outputs:
+            run = run.setup.with_activations(run, activations)
+        run.setup = None  # not run again: its plan and sizes go before the report's own work
+        self.held_bytes = size if keep else 0
+        self.reports.append(_layer_report(self.hw, layer, self.energy_table, compacted, run))
+
+    def _link_bytes(self, layer, following) -> int | None:
+        """The bytes ``following``'s input takes in the buffer's format, if it is ``layer``'s output."""
+        if following is None or following.op != "conv2d" or layer.op != "conv2d":
+            return None
+        if following.input.shape != layer.output.shape:
+            return None
+        if not np.array_equal(following.input, layer.output.astype(np.float16).astype(np.float32)):
+            return None  # an operation between them (pooling...), or another tensor
+        stored = operand_input(self.hw, following, self.mechanism)
+        channels, height, _ = stored.shape
+        empty = np.zeros((0, channels, 1, 1), dtype=np.float32)
+        sizer = SliceSizer(stored, empty, np.zeros((0, 1, 1), dtype=np.float32), 8 * self.hw.word_bytes)
+        bits = sizer.inputs(self.hw.formats.global_buffer.inputs, 0, channels, 0, height).total
+        return -(-bits // 8)
+
+    def as_dict(self) -> dict:
+        return {
+            "kept_in_buffer": self.kept,
+            "spilled_to_dram": self.spilled,
+            "bytes_spilled": sum(entry["bytes"] for entry in self.spilled),
+        }

@@ -11,7 +11,7 @@ from sparsesim.accelerator import run_layer
 from sparsesim.errors import SimulationError
 from sparsesim.mapping.residency import weight_residency
 from sparsesim.mechanisms import create_mechanism
-from sparsesim.simulator import simulate_layer
+from sparsesim.simulator import simulate, simulate_layer
 from tests.test_accelerator import hw, synthetic_layer
 
 # Synthetic layers (random values, a random share of zero activations) on small synthetic machines.
@@ -138,3 +138,54 @@ def test_weights_per_pe_are_counted_from_the_shapes():
     assert (fits.words_per_pe, fits.spad_words, fits.resident) == (128, 128, True)
     assert fits.bytes_loaded == (5 * 3 * 9 + 4 * 10) * 2
     assert not weight_residency(machine_, mechanism, [(5, 3, 3, 3), (4, 11)]).resident
+
+
+def test_a_layers_output_stays_in_the_buffer_as_the_next_layers_input(simulated):
+    """Within each VGG16 block a layer's output is the next layer's input: on DaDianNao's 36 MiB buffer it
+    stays there (8 of the 12 boundaries; the other 4 have a 2x2 max-pool between them, which the machine
+    does not model), so those outputs never go to DRAM and those inputs never come from it."""
+    report = simulated("dadiannao")
+    activations = report.data["residency"]["activations"]
+    kept = [(e["from"], e["to"]) for e in activations["kept_in_buffer"]]
+    assert kept == [
+        ("conv1_1", "conv1_2"),
+        ("conv2_1", "conv2_2"),
+        ("conv3_1", "conv3_2"),
+        ("conv3_2", "conv3_3"),
+        ("conv4_1", "conv4_2"),
+        ("conv4_2", "conv4_3"),
+        ("conv5_1", "conv5_2"),
+        ("conv5_2", "conv5_3"),
+    ]
+    assert activations["spilled_to_dram"] == [] and activations["bytes_spilled"] == 0
+    for source, target in kept:
+        assert report.layer(source)["tiling"]["outputs_stay"]
+        assert report.layer(target)["tiling"]["inputs_resident"]
+        assert report.layer(source)["dram_traffic"]["bytes"]["outputs"] == 0
+        assert report.layer(target)["dram_traffic"]["bytes"]["inputs"] == 0
+    assert report.layer("conv1_1")["dram_traffic"]["bytes"]["inputs"] > 0  # the image comes from DRAM
+    assert report.layer("conv1_2")["dram_traffic"]["bytes"]["outputs"] > 0  # pooled outside the machine
+
+
+def test_an_output_that_does_not_fit_half_the_buffer_spills_and_is_counted(vgg16_trace, hwconfigs):
+    """conv5_1's output is conv5_2's input: 512 x 7 x 10 values, 71,680 bytes uncompressed. On a 128 KiB
+    buffer they do not fit beside the two layers' double-buffered tiles: it spills, DRAM carries it both
+    ways and the report counts it; on 256 KiB it stays."""
+    from sparsesim.config.overrides import with_parameter
+
+    def run(capacity):
+        hw = with_parameter(hwconfigs["dadiannao"], "global_buffer.capacity_bytes", capacity)
+        return simulate(hw, vgg16_trace, layers=["conv5_1", "conv5_2"])
+
+    spilled, kept = run(128 * 1024), run(256 * 1024)
+    link = {"from": "conv5_1", "to": "conv5_2", "bytes": 512 * 7 * 10 * 2}
+    assert spilled.data["residency"]["activations"]["spilled_to_dram"] == [link]
+    assert spilled.data["residency"]["activations"]["bytes_spilled"] == link["bytes"]
+    assert kept.data["residency"]["activations"]["kept_in_buffer"] == [link]
+    assert spilled.layer("conv5_1")["dram_traffic"]["bytes"]["outputs"] == link["bytes"]
+    assert kept.layer("conv5_1")["dram_traffic"]["bytes"]["outputs"] == 0
+    assert spilled.layer("conv5_2")["dram_traffic"]["bytes"]["inputs"] >= link["bytes"]
+    assert kept.layer("conv5_2")["dram_traffic"]["bytes"]["inputs"] == 0
+    for report in (spilled, kept):
+        assert all(entry["functional_check"]["passed"] for entry in report.layers)
+    assert "spilled to DRAM and read back: conv5_1->conv5_2 (71,680 bytes)" in spilled.render()

@@ -230,6 +230,8 @@ class LayerTiling:
     tiles: tuple[Tile, ...]
     mapping: LayerMapping | None = None
     weights_resident: bool = False  # the PEs held the weights before the layer (no tile moves any)
+    inputs_resident: bool = False  # the buffer held the input before the layer (no tile fetches any)
+    outputs_stay: bool = False  # the outputs stay in the buffer after the layer (none leaves for DRAM)
 
     @property
     def n_filter_groups(self) -> int:
@@ -249,12 +251,17 @@ def tiles_of(
     mapping: LayerMapping,
     kernel_words: int | None = None,
     weights_resident: bool = False,
+    inputs_resident: bool = False,
+    outputs_stay: bool = False,
 ) -> LayerTiling:
     """The PE tiles of ``mapping`` and what each moves (see the module docstring for the reuse rules).
 
     ``kernel_words``: uncompressed words of one kernel in the buffer and DRAM (by default ``R x S``).
     ``weights_resident``: the PEs hold the layer's weights before it starts (see
-    :mod:`sparsesim.mapping.residency`): no tile fetches or sends any.
+    :mod:`sparsesim.mapping.residency`): no tile fetches or sends any. ``inputs_resident``: the global
+    buffer holds the layer's whole input before it starts (the previous layer's output): no tile fetches
+    any from DRAM. ``outputs_stay``: the layer's outputs stay in the buffer (as the next layer's input):
+    none leaves for DRAM, and no partial sum spills.
     ``mapping`` must cover the layer (:meth:`LayerMapping.problems` empty).
     """
     kernel = kernel_words or geometry.kernel_positions
@@ -297,7 +304,9 @@ def tiles_of(
             fetch_weights = send_weights
 
         rows = geometry.input_rows(p0, p1)
-        if "Inputs" in keeps:
+        if inputs_resident:
+            fetch_rows: tuple[tuple[int, int], ...] = ()
+        elif "Inputs" in keeps:
             held = held_rows.setdefault((c0, c1), [])
             fetch_rows = tuple(subtract_rows(rows, held))
             held.extend(fetch_rows)
@@ -309,10 +318,13 @@ def tiles_of(
         first, last = c0 == 0, c1 == geometry.channels
         psum_read = out_words if not first and out_slice not in held_outputs else 0  # spilled: from DRAM
         following = next_ranges.get(piece.buffer_tile)
-        stays = "Outputs" in keeps and (
-            last_update[(piece.buffer_tile, out_slice)] != position
-            or following is not None
-            and _same(piece.buffer_ranges, following, "Outputs")
+        stays = outputs_stay or (
+            "Outputs" in keeps
+            and (
+                last_update[(piece.buffer_tile, out_slice)] != position
+                or following is not None
+                and _same(piece.buffer_ranges, following, "Outputs")
+            )
         )
         if stays:
             held_outputs.add(out_slice)
@@ -353,6 +365,8 @@ def tiles_of(
         tuple(tiles),
         mapping,
         weights_resident,
+        inputs_resident,
+        outputs_stay,
     )
 
 

@@ -1,4 +1,5 @@
-"""Residency across layers: the network's weights kept in the PEs' weight scratchpads.
+"""Residency across layers: the network's weights kept in the PEs' weight scratchpads, and a layer's output
+kept in the global buffer as the next layer's input.
 
 A machine whose weight scratchpads are large enough holds every layer's weights at once (DaDianNao's
 synapse buffers: 2 MiB eDRAM per tile, 32 MiB in all, "all synapses on chip"). Its weights are then loaded
@@ -10,6 +11,15 @@ column share the filters, the rows replicate them), uncompressed, each kernel as
 (:meth:`~sparsesim.mechanisms.Mechanism.held_kernel_words`); the layers simulated together must fit in
 ``pe_array.pe.weight_spad_bytes``. Compressed weight formats in the PEs are not credited (conservative).
 Ignored: the one-time load's cycles; weights kept in the global buffer (it holds the activations).
+
+**Activations.** When a layer's input is the previous layer's output (the same tensor: no pooling or other
+operation between them), the output can stay in the global buffer instead of going to DRAM and coming back.
+It stays when the mappings chosen for the two layers leave room for it: each layer is mapped as if nothing
+stayed (so keeping a tensor never costs a layer a worse mapping), and the tensor, at its real size in the
+buffer's format, is kept if it fits beside both layers' two buffer tiles (and beside the first layer's own
+resident input). The two layers then run their mappings again without moving it through DRAM. Otherwise it
+spills, and the report counts the spill (written by one layer, read back by the next). Ignored: a tensor
+kept across more than one layer (a skip connection), and an operation between layers done in the buffer.
 """
 
 from __future__ import annotations
@@ -51,3 +61,18 @@ def weight_residency(hw, mechanism, weight_shapes: Iterable[tuple[int, ...]]) ->
         total += filters * channels * kernel_words
     resident = mechanism.dataflow != "planar" and words <= spad_words
     return WeightResidency(resident, words, spad_words, total * hw.word_bytes if resident else 0)
+
+
+@dataclass(frozen=True)
+class ActivationResidency:
+    """One layer's activations kept in the global buffer across layers, and the room they take there."""
+
+    inputs: bool = False  # the previous layer left this layer's input in the buffer
+    outputs: bool = False  # this layer leaves its output in the buffer for the next one
+    resident_bytes: int = 0  # what the kept tensors occupy in the buffer while this layer runs
+
+    @property
+    def tensors(self) -> frozenset[str]:
+        """The tensors resident for the whole layer (by the loop nest's names)."""
+        return frozenset({"Inputs"} if self.inputs else ()) | frozenset({"Outputs"} if self.outputs else ())
+

@@ -229,17 +229,20 @@ def _sum(*parts: Bits) -> Bits:
     return Bits(sum(p.payload for p in parts), sum(p.metadata for p in parts))
 
 
-def mapping_footprint_words(hw, geometry: ConvGeometry, sizer: SliceSizer, mapping) -> int:
+def mapping_footprint_words(
+    hw, geometry: ConvGeometry, sizer: SliceSizer, mapping, resident: frozenset[str] = frozenset()
+) -> int:
     """Words the largest buffer tile of ``mapping`` (a :class:`~sparsesim.mapping.LayerMapping`) occupies in
     the global buffer, measured on the real data.
 
     The slices of the tensors its mapping keeps, in the buffer's formats (partial sums uncompressed when a
     PE tile holds only some of the channels); a tensor the buffer does not keep passes through it and
-    occupies none of it.
+    occupies none of it, and neither does a tensor ``resident`` in the buffer for the whole layer (the
+    ``Inputs`` a previous layer left there, the ``Outputs`` left for the next: they have their own room).
     """
     f = hw.formats.global_buffer
     word_bits = 8 * hw.word_bytes
-    keeps = mapping.buffer_keeps
+    keeps = mapping.buffer_keeps - resident
     partial = mapping.extent("C") < geometry.channels
 
     def blocks(size: int, extent: int) -> list[tuple[int, int]]:

@@ -3,7 +3,9 @@
 A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPORT_SCHEMA_VERSION``:
 
 - ``hwconfig`` (name and every parameter), ``trace`` (name, format version, provenance); ``residency``
-  (whether the weights stay in the PEs across layers: :mod:`sparsesim.mapping.residency`);
+  (whether the weights stay in the PEs across layers, and ``activations``: which layers' outputs stay in the
+  global buffer as the next layer's input, ``kept_in_buffer``, and which spill, ``spilled_to_dram``, with
+  their bytes: :mod:`sparsesim.mapping.residency`);
 - ``layers``: per layer, ``cycles`` and ``time_s``; ``computes`` (algorithmic, actual, effectual, ineffectual,
   skipped, gated, charged); the lecture's ``throughput`` (eq. 3.4) and ``energy_efficiency`` (eq. 3.9)
   decompositions; ``components``: per component its ``actions``, ``action_energy_pj``, ``energy_pj``,
@@ -39,7 +41,9 @@ from sparsesim.quantities import percent, ratio
 #    dram_traffic.*.partial_sums, lower_bound per layer and in the totals.
 # 6: mapper per layer (objective, space, simulated; null when a mapping file mapped the layer),
 #    tiling.weights_resident, residency (the weights kept in the PEs across layers).
-REPORT_SCHEMA_VERSION = 6
+# 7: tiling.inputs_resident and tiling.outputs_stay, residency.activations (outputs kept in the buffer as
+#    the next layer's input, or spilled).
+REPORT_SCHEMA_VERSION = 7
 
 _COMPUTES = (
     "algorithmic",
@@ -227,21 +231,36 @@ class Report:
         )
 
     def _residency_line(self) -> str:
-        """Where the weights live between layers (see :mod:`sparsesim.mapping.residency`)."""
+        """Where the weights and the activations live between layers (see
+        :mod:`sparsesim.mapping.residency`)."""
         residency = self.data.get("residency")
         if not residency:
             return ""
         need, held = residency["words_per_pe"], residency["weight_spad_words"]
         if residency["weights_in_pes"]:
-            return (
+            text = (
                 f"weights: resident in the PEs' weight scratchpads ({need:,} of {held:,} words per PE); "
                 f"loaded once, {residency['bytes_loaded_once']:,} bytes, before the layers (not in their "
                 "cycles or energy)\n"
             )
-        return (
-            f"weights: fetched layer by layer (the layers' {need:,} words per PE exceed the weight "
-            f"scratchpad's {held:,})\n"
-        )
+        else:
+            text = (
+                f"weights: fetched layer by layer (the layers' {need:,} words per PE exceed the weight "
+                f"scratchpad's {held:,})\n"
+            )
+        activations = residency.get("activations")
+        if activations and (activations["kept_in_buffer"] or activations["spilled_to_dram"]):
+            kept, spilled = activations["kept_in_buffer"], activations["spilled_to_dram"]
+
+            def links(entries) -> str:
+                return ", ".join(f"{e['from']}->{e['to']}" for e in entries) or "none"
+
+            text += (
+                f"activations: a layer's output kept in the global buffer as the next one's input: "
+                f"{links(kept)}; spilled to DRAM and read back: {links(spilled)} "
+                f"({activations['bytes_spilled']:,} bytes)\n"
+            )
+        return text
 
     def _mechanism_table(self):
         """The PE mechanism's own table of its layers' summaries, or None (the mechanism shows none)."""

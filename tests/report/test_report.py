@@ -195,7 +195,7 @@ def test_json_and_csv_renderings_are_complete(reports, vgg16_trace, tmp_path):
     report = reports["cnvlutin"]
     names = list(vgg16_trace.layer_names)
     data = json.loads(report.to_json())
-    assert data["schema_version"] == 6
+    assert data["schema_version"] == 7
     assert all(layer["tiling"]["mapped_by"] == "mapper" and layer["mapping"] for layer in data["layers"])
     assert [layer["name"] for layer in data["layers"]] == names
     assert all(
