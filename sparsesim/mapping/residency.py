@@ -75,4 +75,3 @@ class ActivationResidency:
     def tensors(self) -> frozenset[str]:
         """The tensors resident for the whole layer (by the loop nest's names)."""
         return frozenset({"Inputs"} if self.inputs else ()) | frozenset({"Outputs"} if self.outputs else ())
-
