@@ -312,11 +312,9 @@ class LayerSetup:
         tiles = mapping_footprint_words(hw, self.geometry, self.sizer, mapping, activations.tensors)
         return 2 * tiles * hw.word_bytes + activations.resident_bytes <= hw.global_buffer.capacity_bytes
 
-    def with_activations(self, run: LayerRun, activations: ActivationResidency) -> LayerRun:
-        """``run``'s mapping again, with ``activations`` resident in the buffer across layers (see
-        :mod:`sparsesim.mapping.residency`): the same tiles, without the transfers of the resident
-        tensors through DRAM."""
-        mapping = run.tiling.mapping
+    def run_mapping(self, mapping, activations: ActivationResidency) -> LayerRun:
+        """``mapping`` simulated with ``activations`` resident in the buffer across layers (see
+        :mod:`sparsesim.mapping.residency`): its tiles without the resident tensors' DRAM transfers."""
         tiling = tiles_of(
             self.geometry,
             mapping,
@@ -325,9 +323,7 @@ class LayerSetup:
             activations.inputs,
             activations.outputs,
         )
-        again = self.simulate(tiling)
-        again.mapping_given, again.search = run.mapping_given, run.search
-        return again
+        return self.simulate(tiling)
 
     def pe_busy(self, tiling: LayerTiling) -> int:
         """The PE array's busy cycles over ``tiling``'s tiles (no pipeline: the PE work alone)."""

@@ -10,6 +10,7 @@ config's table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import weakref
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparsesim import __version__
-from sparsesim.accelerator import geometry_of, input_chw, operand_input, run_layer
+from sparsesim.accelerator import LayerSetup, geometry_of, input_chw, operand_input, run_layer
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
 from sparsesim.errors import SimulationError
@@ -485,18 +486,17 @@ def simulate_configs(
             hws, energy_tables, mapping_files, residencies, strict=True
         )
     ]
-    following = trace.layer(names[0]) if names else None
     for index, name in enumerate(names):
-        layer, following = following, None
-        # The next layer is read now (and kept for the next iteration): whether this layer's output is
-        # its input decides whether the output may stay in the buffer.
-        if index + 1 < len(names) and _next_in_trace(trace, name, names[index + 1]):
-            following = trace.layer(names[index + 1])
+        layer = trace.layer(name)
+        # The next layer, if it follows this one in the trace: each machine reads it for a moment, to see
+        # whether this layer's output is its input and to map it early; it is read again at its turn, so
+        # that a run holds one layer (and its run) at a time while it reports.
+        upcoming = names[index + 1] if index + 1 < len(names) else None
+        if upcoming is not None and not _next_in_trace(trace, name, upcoming):
+            upcoming = None
         for chain in chains:
             log.info("simulating %s on %s", name, chain.hw.name)
-            chain.simulate(layer, following)
-        if following is None and index + 1 < len(names):
-            following = trace.layer(names[index + 1])
+            chain.simulate(layer, functools.partial(trace.layer, upcoming, False) if upcoming else None)
         del layer  # before the next layer is read
     return [
         Report(
@@ -526,45 +526,57 @@ def _next_in_trace(trace, name: str, next_name: str) -> bool:
 
 class _ActivationChain:
     """Layer after layer of one run on one machine, with which outputs stay in the global buffer as the
-    next layer's input (see :mod:`sparsesim.mapping.residency`): each layer is mapped as if nothing stayed,
-    one layer ahead of its report when its input may be the layer before's output; a link is kept when both
-    layers' mappings leave it room, and the two layers' mappings then run again without its transfers."""
+    next layer's input (see :mod:`sparsesim.mapping.residency`). Each layer is mapped as if nothing stayed;
+    when its input may be the layer before's output, it is mapped one step early, at the layer before's
+    turn, and only its mapping kept until its own (memory: one layer's run at a time). A link is kept when
+    both layers' mappings leave it room; the layers then run their mappings without its transfers."""
 
     def __init__(self, hw, energy_table, mapping_file, objective: str, weights_resident: bool):
         self.hw, self.energy_table = hw, energy_table
         self.mapping_file, self.objective, self.weights_resident = mapping_file, objective, weights_resident
         self.mechanism = create_mechanism(hw.pe_array, hw.word_bytes)
         self.held_bytes = 0  # the current layer's input, left in the buffer by the previous layer
-        self.ahead: tuple | None = None  # (layer name, compaction, run) of the next layer, mapped early
+        self.ahead: tuple | None = None  # (layer name, mapping, search, mapping given) of the next layer
         self.kept: list[dict] = []
         self.spilled: list[dict] = []
         self.reports: list[dict] = []
 
-    def _mapped(self, layer) -> tuple:
+    def simulate(self, layer, read_following) -> None:
+        """Append ``layer``'s report; ``read_following``: reads the next layer of the run, if it follows
+        ``layer`` in the trace (else None)."""
+        run = None
         if self.ahead is not None and self.ahead[0] == layer.name:
-            _, compacted, run = self.ahead
+            _, mapping, search, given = self.ahead
             self.ahead = None
-            return compacted, run
-        return _mapped_run(self.hw, layer, self.mapping_file, self.objective, self.weights_resident)
-
-    def simulate(self, layer, following) -> None:
-        """Append ``layer``'s report; ``following``: the next layer of the run if it follows ``layer`` in
-        the trace (else None)."""
-        compacted, run = self._mapped(layer)
+            compacted = _compacted(self.hw, layer)
+            setup = LayerSetup(self.hw, compacted[0] if compacted else layer, self.weights_resident)
+        else:
+            compacted, run = _mapped_run(
+                self.hw, layer, self.mapping_file, self.objective, self.weights_resident
+            )
+            setup, mapping, search, given = run.setup, run.tiling.mapping, run.search, run.mapping_given
+        following = read_following() if read_following is not None else None
         size, keep = self._link_bytes(layer, following), False
         if size is not None:
-            self.ahead = (following.name, *self._mapped(following))
-            next_run = self.ahead[2]
-            producer = ActivationResidency(self.held_bytes > 0, True, self.held_bytes + size)
-            keep = run.setup.fits_with(run.tiling.mapping, producer) and next_run.setup.fits_with(
-                next_run.tiling.mapping, ActivationResidency(True, False, size)
+            _, next_run = _mapped_run(
+                self.hw, following, self.mapping_file, self.objective, self.weights_resident
             )
+            next_mapping = next_run.tiling.mapping
+            producer = ActivationResidency(self.held_bytes > 0, True, self.held_bytes + size)
+            keep = setup.fits_with(mapping, producer) and next_run.setup.fits_with(
+                next_mapping, ActivationResidency(True, False, size)
+            )
+            self.ahead = (following.name, next_mapping, next_run.search, next_run.mapping_given)
+            del next_run
             entry = {"from": layer.name, "to": following.name, "bytes": size}
             (self.kept if keep else self.spilled).append(entry)
+        del following
         activations = ActivationResidency(self.held_bytes > 0, keep, self.held_bytes + (size if keep else 0))
-        if activations.inputs or activations.outputs:
-            run = run.setup.with_activations(run, activations)
+        if run is None or activations.inputs or activations.outputs:
+            run = setup.run_mapping(mapping, activations)
+            run.search, run.mapping_given = search, given
         run.setup = None  # not run again: its plan and sizes go before the report's own work
+        del setup
         self.held_bytes = size if keep else 0
         self.reports.append(_layer_report(self.hw, layer, self.energy_table, compacted, run))
 

@@ -267,6 +267,10 @@ class LazyLayers(Sequence[Layer]):
     def __getitem__(self, index: int | slice) -> Layer | tuple[Layer, ...]:
         if isinstance(index, slice):
             return tuple(self[i] for i in range(*index.indices(len(self))))
+        return self.read(index)
+
+    def read(self, index: int, remember: bool = True) -> Layer:
+        """Layer ``index``; ``remember=False``: not kept as the most recently read one (a glance ahead)."""
         entry, shapes = self._entries[index]
         layer = self._live.get(entry["name"])
         if layer is None:
@@ -274,9 +278,10 @@ class LazyLayers(Sequence[Layer]):
             if layer is None:
                 _raise(self._directory, problems)
             self._live[entry["name"]] = layer
-        if not self._keep:
-            self._kept.clear()
-        self._kept[entry["name"]] = layer
+        if remember:
+            if not self._keep:
+                self._kept.clear()
+            self._kept[entry["name"]] = layer
         return layer
 
 
@@ -309,14 +314,17 @@ class Trace:
             return self.layers.weight_shapes[name]
         return tuple(self.layer(name).weights.shape)
 
-    def layer(self, name: str) -> Layer:
-        """The layer called ``name``; :class:`TraceError` listing the known names if there is none."""
+    def layer(self, name: str, remember: bool = True) -> Layer:
+        """The layer called ``name``; :class:`TraceError` listing the known names if there is none.
+        ``remember=False``: a lazily loaded trace does not keep it once nothing else holds it."""
         names = self.layer_names
         if name not in names:
             known = ", ".join(names)
             raise TraceError(
                 f"{self.path}: no layer named {name!r} in trace {self.name!r}; known layers: {known}"
             )
+        if isinstance(self.layers, LazyLayers):
+            return self.layers.read(names.index(name), remember)
         return self.layers[names.index(name)]
 
 
