@@ -14,12 +14,18 @@ busy one.
                                      [--record benchmarks/speed_record.jsonl]
                                      [--compare benchmarks/speed_record.jsonl --max-slowdown 2.0]
 
+The mapper's estimate is timed too: for each layer, the time to rate every mapping of its space (the
+fast estimate of :mod:`sparsesim.mapping.space`, with the PE array's busy cycles of each PE-tile shape
+measured beforehand: they are simulation, not estimate), as candidates rated per second (issue 11's
+target: 10^4 per core) and, for the record, as ``estimate_over_numpy``: the time to rate every layer's
+space over numpy's time for the same layers.
+
 The speed record. ``--record FILE`` appends one JSON line to FILE: when, which commit, which Python and
-numpy, and per config the whole-trace ``sim_over_numpy`` ratio. ``--compare FILE`` compares this run's
-ratios with FILE's last record and exits with 1 if any config's ratio grew by more than ``--max-slowdown``
-times (a config the record does not have is reported, not judged). CI runs ``--compare`` against the
-record checked in; record a new line, and commit it, when a change makes the simulator faster or is
-accepted as slower.
+numpy, and per config the whole-trace ``sim_over_numpy`` and ``estimate_over_numpy`` ratios.
+``--compare FILE`` compares this run's ratios with FILE's last record and exits with 1 if any config's
+ratio grew by more than ``--max-slowdown`` times (a config or a ratio the record does not have is
+reported, not judged). CI runs ``--compare`` against the record checked in; record a new line, and commit
+it, when a change makes the simulator faster or is accepted as slower.
 
 Why our own record rather than pytest-benchmark or asv: both keep and compare absolute times (seconds
 per call, per commit), which move with whatever else a shared machine is running; our figure of merit is a
@@ -53,6 +59,26 @@ def best_time(function, repeat: int) -> float:
 
 # The BLAS libraries numpy may be built with, and the variable each reads its thread count from.
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def estimate_time(hw, layer, repeat: int) -> tuple[int, float]:
+    """The layer's space on ``hw`` and the best time to rate all of it (see the module docstring)."""
+    from sparsesim.accelerator import LayerSetup
+    from sparsesim.mapper import OBJECTIVES, Rater, space_of
+
+    setup = LayerSetup(hw, layer)
+    space = space_of(setup)
+    measured = Rater(setup)
+    for mapping in space:
+        measured.rate(mapping)  # the PE array's busy cycles of each PE-tile shape
+
+    def rate_all() -> None:
+        rater = Rater(setup)
+        rater.pe_busy = dict(measured.pe_busy)
+        for mapping in space:
+            rater.key(mapping, OBJECTIVES["cycles"])
+
+    return len(space), best_time(rate_all, repeat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,36 +119,58 @@ def main(argv: list[str] | None = None) -> int:
     for hw_path in hwconfigs:
         hw = load_hwconfig(hw_path)
         print(f"\n{hw.name} on {trace.name} (best of {args.repeat})")
-        print(f"{'layer':<8} {'MACs':>14} {'sim s':>8} {'numpy s':>8} {'sim/numpy':>10} {'sim MAC/s':>11}")
+        print(
+            f"{'layer':<8} {'MACs':>14} {'sim s':>8} {'numpy s':>8} {'sim/numpy':>10} {'sim MAC/s':>11}"
+            f" {'mappings':>9} {'rated/s':>9}"
+        )
         rows = []
         # numpy is timed next to each simulation, so that both see the same load on a shared machine.
         numpy_s = {}
         for layer in trace.layers:
             numpy_s[layer.name] = best_time(lambda layer=layer: layer_reference(layer), args.repeat)
             sim_s = best_time(lambda layer=layer, hw=hw: simulate_layer(hw, layer), args.repeat)
+            mappings, estimate_s = estimate_time(hw, layer, args.repeat)
             macs = layer.algorithmic_macs
-            rows.append({"layer": layer.name, "macs": macs, "sim_s": sim_s, "numpy_s": numpy_s[layer.name]})
+            rows.append(
+                {
+                    "layer": layer.name,
+                    "macs": macs,
+                    "sim_s": sim_s,
+                    "numpy_s": numpy_s[layer.name],
+                    "mappings": mappings,
+                    "estimate_s": estimate_s,
+                }
+            )
             print(
                 f"{layer.name:<8} {macs:>14,} {sim_s:>8.3f} {numpy_s[layer.name]:>8.3f} "
-                f"{sim_s / numpy_s[layer.name]:>9.2f}x {macs / sim_s:>11.3g}"
+                f"{sim_s / numpy_s[layer.name]:>9.2f}x {macs / sim_s:>11.3g} {mappings:>9,} "
+                f"{mappings / estimate_s:>9,.0f}"
             )
         total_macs = sum(r["macs"] for r in rows)
         total_sim = sum(r["sim_s"] for r in rows)
         total_numpy = sum(r["numpy_s"] for r in rows)
+        total_mappings = sum(r["mappings"] for r in rows)
+        total_estimate = sum(r["estimate_s"] for r in rows)
         print(
             f"{'total':<8} {total_macs:>14,} {total_sim:>8.3f} {total_numpy:>8.3f} "
-            f"{total_sim / total_numpy:>9.2f}x {total_macs / total_sim:>11.3g}"
+            f"{total_sim / total_numpy:>9.2f}x {total_macs / total_sim:>11.3g} {total_mappings:>9,} "
+            f"{total_mappings / total_estimate:>9,.0f}"
         )
         results[hw.name] = {
             "layers": rows,
             "sim_over_numpy": total_sim / total_numpy,
             "simulated_macs_per_s": total_macs / total_sim,
+            "estimate_over_numpy": total_estimate / total_numpy,
+            "mappings_rated_per_s": total_mappings / total_estimate,
         }
     if args.json:
         from sparsesim.files import write_atomic
 
         write_atomic(args.json, json.dumps(results, indent=2) + "\n")
-    ratios = {name: result["sim_over_numpy"] for name, result in results.items()}
+    ratios = {
+        measure: {name: result[measure] for name, result in results.items()}
+        for measure in ("sim_over_numpy", "estimate_over_numpy")
+    }
     status = compare_with_record(ratios, args.compare, args.max_slowdown) if args.compare else 0
     if args.record:
         append_record(args.record, trace.name, ratios)
@@ -139,8 +187,8 @@ def _commit() -> str | None:
     return done.stdout.strip() or None
 
 
-def append_record(path: str, trace_name: str, ratios: dict[str, float]) -> None:
-    """Append one line: this run's per-config ``sim_over_numpy`` ratios and where they were measured."""
+def append_record(path: str, trace_name: str, ratios: dict[str, dict[str, float]]) -> None:
+    """Append one line: this run's per-config ratios (per measure) and where they were measured."""
     import numpy
 
     line = {
@@ -152,32 +200,36 @@ def append_record(path: str, trace_name: str, ratios: dict[str, float]) -> None:
         "cpus": os.cpu_count(),
         "blas_threads": int(os.environ[BLAS_THREAD_VARIABLES[0]]),
         "trace": trace_name,
-        "sim_over_numpy": {name: round(ratio, 4) for name, ratio in sorted(ratios.items())},
+        **{
+            measure: {name: round(ratio, 4) for name, ratio in sorted(per_config.items())}
+            for measure, per_config in ratios.items()
+        },
     }
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line, sort_keys=True) + "\n")
     print(f"\nrecorded in {path}")
 
 
-def compare_with_record(ratios: dict[str, float], path: str, max_slowdown: float) -> int:
-    """Print each config's ratio against the last record of ``path``; 1 if one grew by > ``max_slowdown``."""
+def compare_with_record(ratios: dict[str, dict[str, float]], path: str, max_slowdown: float) -> int:
+    """Print each config's ratios against the last record of ``path``; 1 if one grew by > ``max_slowdown``."""
     lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
         print(f"\n{path} holds no record yet: nothing to compare with")
         return 0
     last = json.loads(lines[-1])
-    previous = last["sim_over_numpy"]
     print(f"\nagainst the record of {last['utc']} (commit {last.get('commit')}), limit {max_slowdown}x")
-    print(f"{'config':<20} {'then':>8} {'now':>8} {'now/then':>9}")
+    print(f"{'config':<20} {'measure':<20} {'then':>8} {'now':>8} {'now/then':>9}")
     failed = []
-    for name, ratio in sorted(ratios.items()):
-        if name not in previous:
-            print(f"{name:<20} {'-':>8} {ratio:>7.2f}x {'new':>9}")
-            continue
-        growth = ratio / previous[name]
-        print(f"{name:<20} {previous[name]:>7.2f}x {ratio:>7.2f}x {growth:>8.2f}x")
-        if growth > max_slowdown:
-            failed.append(name)
+    for measure, per_config in ratios.items():
+        previous = last.get(measure, {})
+        for name, ratio in sorted(per_config.items()):
+            if name not in previous:
+                print(f"{name:<20} {measure:<20} {'-':>8} {ratio:>7.2f}x {'new':>9}")
+                continue
+            growth = ratio / previous[name]
+            print(f"{name:<20} {measure:<20} {previous[name]:>7.2f}x {ratio:>7.2f}x {growth:>8.2f}x")
+            if growth > max_slowdown:
+                failed.append(f"{name} ({measure})")
     if failed:
         print(f"slower than the record by more than {max_slowdown}x: {', '.join(failed)}")
         return 1

@@ -124,7 +124,7 @@ def search(setup, objective: str = "cycles", events: list | None = None):
         raise SimulationError(f"unknown mapping objective {objective!r}; known: {', '.join(OBJECTIVES)}")
     space = space_of(setup)
     rank = OBJECTIVES[objective]
-    rates = _Rater(setup)
+    rates = Rater(setup)
     ranked = sorted(range(len(space)), key=lambda i: rates.key(space[i], rank) + (i,))
     best, best_key, best_tiling, simulated, tiles = None, None, None, 0, 0
     for position, i in enumerate(ranked):
@@ -144,7 +144,7 @@ def search(setup, objective: str = "cycles", events: list | None = None):
     return best
 
 
-class _Rater:
+class Rater:
     """The fast estimate of :mod:`sparsesim.mapping.space` on one machine: ``(cycles, energy pJ)``."""
 
     def __init__(self, setup):
@@ -215,4 +215,4 @@ class _Rater:
         return int(cycles), energy
 
 
-__all__ = ["OBJECTIVES", "SIMULATED_TILES", "Search", "search", "space_of"]
+__all__ = ["OBJECTIVES", "SIMULATED_TILES", "Rater", "Search", "search", "space_of"]
