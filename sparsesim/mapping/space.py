@@ -198,8 +198,7 @@ def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int
     keeps = mapping.buffer_keeps
     pe = {dim: mapping.extent(dim) for dim in DIMS}
     # Each buffer tile's block index per dimension, in the DRAM loops' order (the last one innermost).
-    factors = [mapping.dram.factor(dim) for dim in mapping.dram.order]
-    grids = np.indices(factors).reshape(len(factors), -1)
+    grids = _grid(tuple(mapping.dram.factor(dim) for dim in mapping.dram.order))
     block = {dim: grids[i] for i, dim in enumerate(mapping.dram.order)}
     start, stop = {}, {}
     for dim in DIMS:
@@ -207,14 +206,21 @@ def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int
         start[dim] = block[dim] * extent
         stop[dim] = np.minimum(sizes[dim], start[dim] + extent)
 
-    def same_as_previous(dims: str) -> np.ndarray:
-        """Per buffer tile: whether the one before it covers the same ranges of ``dims``."""
+    unchanged = {d: block[d][1:] == block[d][:-1] for d in DIMS}  # from the buffer tile before
+
+    def same_as_previous(a: str, b: str) -> np.ndarray:
+        """Per buffer tile: whether the one before it covers the same ranges of dimensions ``a``, ``b``."""
         same = np.zeros(block["K"].shape, dtype=bool)
-        same[1:] = np.logical_and.reduce([block[d][1:] == block[d][:-1] for d in dims])
+        np.logical_and(unchanged[a], unchanged[b], out=same[1:])
         return same
 
+    same_kc, same_cp, same_kp = (
+        same_as_previous("K", "C"),
+        same_as_previous("C", "P"),
+        same_as_previous("K", "P"),
+    )
     after_kp = np.zeros(block["K"].shape, dtype=bool)  # the next tile holds the same outputs
-    after_kp[:-1] = same_as_previous("KP")[1:]
+    after_kp[:-1] = same_kp[1:]
     k, c = stop["K"] - start["K"], stop["C"] - start["C"]
     rows = stop["P"] - start["P"]
     pieces_k, pieces_c = -(-k // pe["K"]), -(-c // pe["C"])
@@ -224,7 +230,6 @@ def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int
     halo, union = halo_rows[block["P"]], union_rows[block["P"]]
     first_channels = start["C"] == 0
     weights = k * c * kernel_words
-    same_kc, same_cp, same_kp = same_as_previous("KC"), same_as_previous("CP"), same_as_previous("KP")
     # The PEs keep their weights while the rows run (innermost); they are sent again unless the previous
     # buffer tile ended with the same ones.
     sent_weights = np.where(same_kc & (pieces_k * pieces_c == 1), 0, weights)
@@ -257,6 +262,14 @@ def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int
         psum_sends=int((pieces_k * pieces_p * later_blocks).sum()),
         drains=int(np.where(leaves > 0, pieces_k * pieces_p, 0).sum()),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _grid(factors: tuple[int, ...]) -> np.ndarray:
+    """Each buffer tile's block index per DRAM loop (``(loops, tiles)``, the last loop innermost); shared."""
+    grid = np.indices(factors).reshape(len(factors), -1)
+    grid.setflags(write=False)
+    return grid
 
 
 @functools.lru_cache(maxsize=4096)
