@@ -10,7 +10,7 @@ import pytest
 from sparsesim.components.pe_array import PeArray
 from sparsesim.mapping import ConvGeometry, tile_layer
 from sparsesim.mechanisms.datapath import dot_products, im2col
-from tests.components.test_pe_array_reference import pe_config, small_real_cut
+from tests.components.test_pe_array_reference import cut_geometry_and_tiling, pe_config, small_real_cut
 from tests.components.test_pe_array_weight_skipping import magnitude_pruned
 from tests.reference.csc_reference import reference_tile
 
@@ -33,15 +33,7 @@ def test_csc_columns_tiles_equal_the_cycle_stepped_reference(vgg16_trace, cut, a
     w = magnitude_pruned(w)
     spad_words = filter_lanes * 5 * 9  # 5 channels: several channel blocks
     hw = pe_config(rows, columns, activation_lanes, filter_lanes, spad_words, "csc_columns")
-    geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
-    tiling = tile_layer(
-        geometry,
-        columns=columns,
-        filter_lanes=filter_lanes,
-        weight_spad_bytes=2 * spad_words,
-        global_buffer_bytes=2 * 2 * 900,
-        word_bytes=2,
-    )
+    geometry, tiling = cut_geometry_and_tiling(x, w, 2 * spad_words, columns, filter_lanes)
     assert len(tiling.tiles) > 2 and tiling.n_channel_blocks > 1
     pe = PeArray(hw.pe_array)
     pe.prepare(x, geometry, tiling, w, b)

@@ -40,14 +40,14 @@ def small_real_cut(trace, layer_name, channels, rows, cols, filters):
     )
 
 
-def cut_geometry_and_tiling(x, w, weight_spad_bytes):
-    """A 3x3 'same' convolution of a small cut, tiled onto 2 PE columns of 1 filter lane with a buffer of
-    900 words per tile (double-buffered): several tiles, so tile boundaries are exercised."""
+def cut_geometry_and_tiling(x, w, weight_spad_bytes, columns=2, filter_lanes=1):
+    """A 3x3 'same' convolution of a small cut, tiled onto 2 PE columns of 1 filter lane (by default) with a
+    buffer of 900 words per tile (double-buffered): several tiles, so tile boundaries are exercised."""
     geometry = ConvGeometry(x.shape[0], x.shape[1], x.shape[2], w.shape[0], 3, 3, 1, 1)
     tiling = tile_layer(
         geometry,
-        columns=2,
-        filter_lanes=1,
+        columns=columns,
+        filter_lanes=filter_lanes,
         weight_spad_bytes=weight_spad_bytes,
         global_buffer_bytes=2 * 2 * 900,
         word_bytes=2,
