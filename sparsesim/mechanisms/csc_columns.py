@@ -30,11 +30,13 @@ filter's partial sum in the psum scratchpad).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from sparsesim.config import MechanismConfig
+from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling, Tile
 from sparsesim.mechanisms.base import Mechanism, Plan, TileWork
 from sparsesim.mechanisms.datapath import DATAPATH_BAND_VALUES, lane_cycles, window_columns
@@ -49,26 +51,28 @@ class Config(MechanismConfig, kind="csc_columns"):
 
 
 def column_work(
-    input_chw: np.ndarray, geometry: ConvGeometry, weights_kn: np.ndarray, filter_lanes: int
+    input_chw: np.ndarray,
+    geometry: ConvGeometry,
+    weights_kn: np.ndarray,
+    group_starts: Sequence[int],
+    lanes: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per PE (group of ``filter_lanes`` consecutive filters of ``weights_kn``, the last one possibly
-    smaller) and window: its issue cycles, its effectual MACs, and per window the nonzero activations.
+    """Per PE and window: its issue cycles, its effectual MACs; and per window the nonzero activations.
 
     ``weights_kn``: ``(K, C*R*S)`` the filters' weights over the channels of ``input_chw``, in ``(c, r, s)``
-    order. Returns ``(cycles (G, P), macs (G, P), nonzero activations (P,))``, int64, ``G = ceil(K / L)``.
+    order; ``group_starts``: the first filter of each PE's group (increasing; a group runs to the next
+    start, at most ``lanes`` filters). Returns ``(cycles (G, P), macs (G, P), nonzero activations (P,))``,
+    int64, for the ``G`` groups.
     """
-    n_filters = weights_kn.shape[0]
-    groups = -(-n_filters // filter_lanes)
-    nonzero = np.zeros((groups * filter_lanes, weights_kn.shape[1]), dtype=np.int64)
-    nonzero[:n_filters] = weights_kn != 0
-    per_column = nonzero.reshape(groups, filter_lanes, -1).sum(axis=1)  # (G, CRS) nonzero weights
+    nonzero = (weights_kn != 0).astype(np.int64)
+    per_column = np.add.reduceat(nonzero, np.asarray(group_starts), axis=0)  # (G, CRS) nonzero weights
     # Both products are exact in float32: integers up to 2**24, far above C*R*S*L.
-    issues = (-(-per_column // filter_lanes)).astype(np.float32)
+    issues = (-(-per_column // lanes)).astype(np.float32)
     weights = per_column.astype(np.float32)
     n_windows = geometry.out_height * geometry.out_width
     width = geometry.out_width
-    cycles = np.empty((groups, n_windows), dtype=np.int64)
-    macs = np.empty((groups, n_windows), dtype=np.int64)
+    cycles = np.empty((len(group_starts), n_windows), dtype=np.int64)
+    macs = np.empty((len(group_starts), n_windows), dtype=np.int64)
     activations = np.empty(n_windows, dtype=np.int64)
     rows_per_band = max(1, DATAPATH_BAND_VALUES // (width * weights_kn.shape[1]))
     for start in range(0, geometry.out_height, rows_per_band):
@@ -83,48 +87,62 @@ def column_work(
 
 @dataclass(frozen=True)
 class ColumnWork:
-    """Per channel block and PE-tile filter range ``(first channel, first filter, filter stop)``: the
-    :func:`column_work` of the range's filters, grouped from its first filter."""
+    """Per channel block (by its first channel): :func:`column_work` of every PE group of the layer, and
+    per PE tile's filter range ``(first, stop)`` the rows of its groups."""
 
     plan: Plan
-    blocks: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    groups: dict[tuple[int, int], slice]
 
 
-def _filter_ranges(tiling: LayerTiling) -> tuple[tuple[int, int], ...]:
-    return tuple(sorted({(tile.filter_start, tile.filter_stop) for tile in tiling.tiles}))
+def _filter_ranges(filters: int, filters_per_group: int) -> list[tuple[int, int]]:
+    """The PE tiles' filter ranges: the mapping's blocks of ``filters_per_group`` filters."""
+    return [(k, min(filters, k + filters_per_group)) for k in range(0, filters, filters_per_group)]
 
 
 class CscColumns(Mechanism):
     Config = Config
 
     def prepare_key(self, tiling: LayerTiling):
-        """The work is counted per channel block and per PE tile's filters (the PEs' filter groups)."""
-        return tiling.channels_per_block, _filter_ranges(tiling)
+        """The work is counted per channel block and PE tile's filters (the PEs' filter groups)."""
+        return tiling.channels_per_block, tiling.filters_per_group
 
     def prepare(self, plan: Plan, tiling: LayerTiling) -> ColumnWork:
         operands = plan.operands
         geometry = operands.geometry
         positions = geometry.kernel_positions
         weights = operands.weights_kcrs.reshape(geometry.filters, -1)
+        # Each PE tile's filters are dealt to PEs, filter_lanes at a time from the tile's first filter.
+        starts: list[int] = []
+        groups = {}
+        for first, last in _filter_ranges(geometry.filters, tiling.filters_per_group):
+            begin = len(starts)
+            starts.extend(range(first, last, self.filter_lanes))
+            groups[first, last] = slice(begin, len(starts))
         blocks = {}
         for start in range(0, geometry.channels, tiling.channels_per_block):
             stop = min(geometry.channels, start + tiling.channels_per_block)
-            block = dataclasses.replace(geometry, channels=stop - start)
-            for first, last in _filter_ranges(tiling):
-                blocks[start, first, last] = column_work(
-                    operands.input_chw[start:stop],
-                    block,
-                    weights[first:last, start * positions : stop * positions],
-                    self.filter_lanes,
-                )
-        return ColumnWork(plan, blocks)
+            blocks[start] = column_work(
+                operands.input_chw[start:stop],
+                dataclasses.replace(geometry, channels=stop - start),
+                weights[:, start * positions : stop * positions],
+                starts,
+                self.filter_lanes,
+            )
+        return ColumnWork(plan, blocks, groups)
 
     def tile_work(self, prepared: ColumnWork, tile: Tile) -> TileWork:
         geometry = prepared.plan.operands.geometry
-        cycles, macs, activations = prepared.blocks[tile.channel_start, tile.filter_start, tile.filter_stop]
+        cycles, macs, activations = prepared.blocks[tile.channel_start]
+        pes = prepared.groups.get((tile.filter_start, tile.filter_stop))
+        if pes is None:  # a tiling that does not split the filters in blocks of its filters_per_group
+            raise SimulationError(
+                f"csc_columns: tile {tile.index}'s filters [{tile.filter_start}, {tile.filter_stop}) are not "
+                "a block of the mapping's PE tile"
+            )
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
-        per_window = np.maximum(-(-cycles[:, windows] // self.activation_lanes), 1)
-        tile_macs = int(macs[:, windows].sum())
+        per_window = np.maximum(-(-cycles[pes, windows] // self.activation_lanes), 1)
+        tile_macs = int(macs[pes, windows].sum())
         n_pes, n_windows = per_window.shape
         algorithmic = (
             (tile.filter_stop - tile.filter_start)
