@@ -30,6 +30,27 @@ def _user_errors(command):
     return wrapper
 
 
+_MADE_TRACES: list = []  # traces made from problem files for this process, removed when it exits
+
+
+def _load_trace(path: str, layers=None):
+    """TRACE: a trace directory, or a Timeloop / Sparseloop problem file (``.yaml``) made into a trace as
+    ``sparsesim make-trace timeloop`` makes it (its zero pattern; synthetic values, seed 0)."""
+    import os
+    import tempfile
+
+    from sparsesim.workload.trace import load_trace
+
+    if os.path.isfile(path) and path.lower().endswith((".yaml", ".yml")):
+        from sparsesim.workload.timeloop_problem import make_timeloop_trace
+
+        made = tempfile.TemporaryDirectory(prefix="sparsesim-timeloop-")
+        _MADE_TRACES.append(made)
+        make_timeloop_trace([path], made.name)
+        path = made.name
+    return load_trace(path, layers=layers)
+
+
 def _check_outputs(*paths: str | None) -> None:
     """Refuse unwritable output paths before any simulation (a long run must not end in a lost result)."""
     from sparsesim.files import check_writable
@@ -120,7 +141,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @_csv_option("Write one row per layer (and a TOTAL row) as CSV to FILE.")
 @_user_errors
 def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, csv_path):
-    """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes.
+    """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes. TRACE is a trace
+    directory, or a Timeloop / Sparseloop problem file (made into a trace as `make-trace timeloop` does).
 
     Prints per layer: cycles, time at the config's clock, algorithmic / actual / effectual / skipped /
     gated MACs, energy and the functional check (the trace's stored output against numpy's of its operands,
@@ -129,7 +151,7 @@ def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, c
     the lecture's throughput (eq. 3.4) and energy-efficiency (eq. 3.9) decompositions, and how each layer
     was mapped (the JSON report holds each layer's whole mapping, which --mapping takes back).
     """
-    from sparsesim import load_hwconfig, load_trace
+    from sparsesim import load_hwconfig
     from sparsesim.mapping.directives import read_mapping_file
     from sparsesim.report import compare_reports
     from sparsesim.simulator import simulate_configs
@@ -138,7 +160,7 @@ def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, c
     hw = load_hwconfig(hwconfig)
     base_hw = load_hwconfig(baseline) if baseline else None
     mapping_file = read_mapping_file(mapping_path) if mapping_path else None
-    loaded = load_trace(trace, layers=list(layers) or None)
+    loaded = _load_trace(trace, layers=list(layers) or None)
     configs = [hw] + ([base_hw] if base_hw is not None else [])
     report, *rest = simulate_configs(
         configs, loaded, mapping_files=[mapping_file] + [None] * (len(configs) - 1), objective=objective
@@ -175,12 +197,12 @@ def compare(trace, hwconfigs, baseline, layers, json_path, csv_path):
 
         sparsesim compare traces/vgg16_china hwconfigs/dadiannao.yaml hwconfigs/cnvlutin.yaml
     """
-    from sparsesim import load_hwconfig, load_trace
+    from sparsesim import load_hwconfig
     from sparsesim.report.comparison import comparison_csv, comparison_data, render_comparison
     from sparsesim.simulator import simulate_configs
 
     _check_outputs(json_path, csv_path)
-    loaded = load_trace(trace, layers=list(layers) or None)
+    loaded = _load_trace(trace, layers=list(layers) or None)
     configs = [load_hwconfig(path) for path in hwconfigs]
     if baseline:
         configs.append(load_hwconfig(baseline))
@@ -215,7 +237,7 @@ def sweep(hwconfig, trace, setting, layers, json_path):
         sparsesim sweep hwconfigs/cnvlutin.yaml traces/vgg16_china \
             --set pe_array.pe.activation_threshold=0,1,2,4
     """
-    from sparsesim import load_hwconfig, load_trace
+    from sparsesim import load_hwconfig
     from sparsesim.config.hwconfig import parse_yaml_value
     from sparsesim.report.sweep import render_sweep, sweep_data
     from sparsesim.simulator import simulate_configs
@@ -228,7 +250,7 @@ def sweep(hwconfig, trace, setting, layers, json_path):
     values = [parse_yaml_value(item, f"--set {path}") for item in listed.split(",")]
     hw = load_hwconfig(hwconfig)
     configs = swept_configs(hw, path, values)  # every value checked before the trace is read
-    loaded = load_trace(trace, layers=list(layers) or None)
+    loaded = _load_trace(trace, layers=list(layers) or None)
     data = sweep_data(path, values, simulate_configs(configs, loaded))
     click.echo(render_sweep(data), nl=False)
     _write_outputs((json_path, lambda: _json_text(data)))
@@ -241,9 +263,7 @@ def info(trace):
     """Show TRACE's layers (shapes, density of each tensor) and where its data came from."""
     import numpy as np
 
-    from sparsesim import load_trace
-
-    loaded = load_trace(trace)
+    loaded = _load_trace(trace)
     click.echo(f"trace {loaded.name} (format version {loaded.format_version}), {len(loaded.layers)} layers\n")
     header = (
         "layer",
@@ -298,11 +318,10 @@ def formats(trace, layers):
     """
     import numpy as np
 
-    from sparsesim import load_trace
     from sparsesim.report.report import render_table
     from sparsesim.sparse.formats import compare_formats, stored_words
 
-    loaded = load_trace(trace, layers=list(layers) or None)
+    loaded = _load_trace(trace, layers=list(layers) or None)
     click.echo(f"storage formats of {loaded.name}: bits = payload + metadata; ratio = U bits / bits\n")
     for layer in loaded.layers:
         tensors = (

@@ -327,6 +327,22 @@ def test_a_made_trace_runs_on_eyeriss_v2(tmp_path):
     assert "small" in ran.output and "pass" in ran.output
 
 
+def test_run_takes_a_problem_file_in_place_of_a_trace(tmp_path):
+    """`sparsesim run HW PROBLEM.yaml` is `make-trace timeloop` (seed 0) and a run of what it made; so are
+    compare, sweep and info."""
+    densities = "    densities: {Inputs: 0.6, Weights: 0.5}\n"
+    problem = write(tmp_path / "small.yaml", cnn_problem(8, 8, 5, 6, 3, 3, densities=densities))
+    runner = CliRunner()
+    hw = str(HWCONFIG_DIR / "eyeriss_v2.yaml")
+    assert runner.invoke(main, ["make-trace", "timeloop", str(problem), str(tmp_path / "out")]).exit_code == 0
+    made = runner.invoke(main, ["run", hw, str(tmp_path / "out")])
+    direct = runner.invoke(main, ["run", hw, str(problem)])
+    assert direct.exit_code == 0, direct.output
+    assert direct.output == made.output
+    info = runner.invoke(main, ["info", str(problem)])
+    assert info.exit_code == 0 and "timeloop_small" in info.output
+
+
 def test_the_command_reports_a_bad_problem_in_one_line_and_exit_2(tmp_path):
     problem = write(tmp_path / "bad.yaml", cnn_problem(2, 2, 4, 4, 1, 1, N=2))
     result = CliRunner().invoke(main, ["make-trace", "timeloop", str(problem), str(tmp_path / "out")])
