@@ -10,7 +10,6 @@ config's table.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import weakref
 from collections.abc import Sequence
@@ -488,15 +487,19 @@ def simulate_configs(
     ]
     for index, name in enumerate(names):
         layer = trace.layer(name)
-        # The next layer, if it follows this one in the trace: each machine reads it for a moment, to see
-        # whether this layer's output is its input and to map it early; it is read again at its turn, so
-        # that a run holds one layer (and its run) at a time while it reports.
+        # The next layer, if it follows this one in the trace, is read for a moment: every machine maps this
+        # layer, sees whether its output is the next one's input and maps that one early; then it goes, and
+        # is read again at its turn, so that a run holds one layer (and its run) while it reports.
         upcoming = names[index + 1] if index + 1 < len(names) else None
-        if upcoming is not None and not _next_in_trace(trace, name, upcoming):
-            upcoming = None
+        following = None
+        if upcoming is not None and _next_in_trace(trace, name, upcoming):
+            following = trace.layer(upcoming, remember=False)
         for chain in chains:
             log.info("simulating %s on %s", name, chain.hw.name)
-            chain.simulate(layer, functools.partial(trace.layer, upcoming, False) if upcoming else None)
+            chain.map(layer, following)
+        del following
+        for chain in chains:
+            chain.report(layer)
         del layer  # before the next layer is read
     return [
         Report(
@@ -540,10 +543,12 @@ class _ActivationChain:
         self.kept: list[dict] = []
         self.spilled: list[dict] = []
         self.reports: list[dict] = []
+        self._pending: tuple | None = None  # what map() decided, for report()
 
-    def simulate(self, layer, read_following) -> None:
-        """Append ``layer``'s report; ``read_following``: reads the next layer of the run, if it follows
-        ``layer`` in the trace (else None)."""
+    def map(self, layer, following) -> None:
+        """Map ``layer`` (or take the mapping found for it one step early) and decide whether its output
+        stays in the buffer for ``following``, the next layer of the run if it follows ``layer`` in the
+        trace (else None), mapping that one early to see; :meth:`report` then runs and reports ``layer``."""
         run = None
         if self.ahead is not None and self.ahead[0] == layer.name:
             _, mapping, search, given = self.ahead
@@ -555,7 +560,6 @@ class _ActivationChain:
                 self.hw, layer, self.mapping_file, self.objective, self.weights_resident
             )
             setup, mapping, search, given = run.setup, run.tiling.mapping, run.search, run.mapping_given
-        following = read_following() if read_following is not None else None
         size, keep = self._link_bytes(layer, following), False
         if size is not None:
             _, next_run = _mapped_run(
@@ -567,17 +571,21 @@ class _ActivationChain:
                 next_mapping, ActivationResidency(True, False, size)
             )
             self.ahead = (following.name, next_mapping, next_run.search, next_run.mapping_given)
-            del next_run
             entry = {"from": layer.name, "to": following.name, "bytes": size}
             (self.kept if keep else self.spilled).append(entry)
-        del following
         activations = ActivationResidency(self.held_bytes > 0, keep, self.held_bytes + (size if keep else 0))
+        self.held_bytes = size if keep else 0
+        self._pending = (compacted, run, setup, mapping, search, given, activations)
+
+    def report(self, layer) -> None:
+        """Run ``layer`` as :meth:`map` decided and append its report."""
+        compacted, run, setup, mapping, search, given, activations = self._pending
+        self._pending = None
         if run is None or activations.inputs or activations.outputs:
             run = setup.run_mapping(mapping, activations)
             run.search, run.mapping_given = search, given
         run.setup = None  # not run again: its plan and sizes go before the report's own work
         del setup
-        self.held_bytes = size if keep else 0
         self.reports.append(_layer_report(self.hw, layer, self.energy_table, compacted, run))
 
     def _link_bytes(self, layer, following) -> int | None:
