@@ -261,7 +261,6 @@ def run_layer(
         setup.granule,
         layer.name,
         setup.kernel_words,
-        setup.mechanism.dataflow,
         given,
         mapping_file.source,
         weights_resident,

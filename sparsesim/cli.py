@@ -137,10 +137,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     help="What the mapper minimises for each layer it maps (and the baseline's): cycles, energy, or "
     "energy x cycles (edp); the other breaks ties.",
 )
+@click.option(
+    "--dataflow",
+    type=click.Choice(["any", "output_stationary", "row_stationary", "planar", "native"]),
+    help="The dataflows the mapper searches on HWCONFIG instead of its pe_array.dataflow: every one its "
+    "PEs can run (any), another one (what if Eyeriss were output stationary?), or the one its mechanism's "
+    "PEs are built for (native). The same as --set pe_array.dataflow=... in a sweep.",
+)
 @_json_option("Write the full report as JSON to FILE.")
 @_csv_option("Write one row per layer (and a TOTAL row) as CSV to FILE.")
 @_user_errors
-def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, csv_path):
+def run(hwconfig, trace, layers, baseline, mapping_path, objective, dataflow, json_path, csv_path):
     """Simulate TRACE's layers on HWCONFIG and print cycles, energy and computes. TRACE is a trace
     directory, or a Timeloop / Sparseloop problem file (made into a trace as `make-trace timeloop` does).
 
@@ -158,6 +165,10 @@ def run(hwconfig, trace, layers, baseline, mapping_path, objective, json_path, c
 
     _check_outputs(json_path, csv_path)
     hw = load_hwconfig(hwconfig)
+    if dataflow is not None:
+        from sparsesim.config.overrides import with_parameter
+
+        hw = with_parameter(hw, "pe_array.dataflow", dataflow)
     base_hw = load_hwconfig(baseline) if baseline else None
     mapping_file = read_mapping_file(mapping_path) if mapping_path else None
     loaded = _load_trace(trace, layers=list(layers) or None)

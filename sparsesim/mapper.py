@@ -6,8 +6,9 @@
    as Timeloop counts them, over the port's bandwidth, against the PE array's busy cycles (computed on the
    real operands for each PE-tile shape: the PE work does not depend on the loops above the PE tile).
 3. **The best are simulated exactly**, in the estimate's order, as long as their PE tiles add up to at most
-   :data:`SIMULATED_TILES` (the best-rated one always is; most layers' spaces are simulated whole), and
-   the best simulation is the layer's run: the estimate ranks, the simulation decides.
+   :data:`SIMULATED_TILES` (the best-rated one always is, and the best-rated of each dataflow when the
+   machine may run several; most layers' spaces are simulated whole), and the best simulation is the
+   layer's run: the estimate ranks, the simulation decides.
 
 Objectives: ``cycles`` (then energy), ``energy`` (then cycles) or ``edp`` (energy x cycles). Everything
 is deterministic: the space is listed in a fixed order and ties go to the earlier candidate. The run
@@ -20,14 +21,16 @@ machine has (they leave hardware idle); loop orders inside a buffer tile other t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerMapping, tiles_of
 from sparsesim.mapping.loopnest import DIMS
-from sparsesim.mapping.space import KEEPS, candidates, words_moved
+from sparsesim.mapping.space import KEEPS, candidates, extents, words_moved
 from sparsesim.mapping.traffic import mapping_footprint_words
+from sparsesim.sparse import row_stationary
 
 #: How each objective orders (cycles, energy pJ): the first element decides, the second breaks ties.
 OBJECTIVES: dict[str, Callable[[int, float], tuple[float, float]]] = {
@@ -38,6 +41,9 @@ OBJECTIVES: dict[str, Callable[[int, float], tuple[float, float]]] = {
 #: The best-rated mappings are simulated, in order, while their PE tiles add up to at most this many (the
 #: best-rated one always is): every mapping of a small space, the best few of a large one.
 SIMULATED_TILES = 2048
+#: Row stationary: the splits of the scratchpads' pairs into filters x channels searched per layer (see
+#: :func:`row_stationary_tiles`).
+ROW_STATIONARY_SPLITS = 4
 
 
 @dataclass(frozen=True)
@@ -52,10 +58,11 @@ class Search:
         return {"objective": self.objective, "space": self.space, "simulated": self.simulated}
 
 
-def pe_tile_of(setup) -> tuple[int, int, int | None]:
-    """The PE tile's filters and channels for the machine's dataflow, rows left to the search."""
+def pe_tile_of(setup, dataflow: str = "output_stationary") -> tuple[int, int, int | None]:
+    """The PE tile's filters and channels for an output-stationary or planar dataflow, rows left to the
+    search (row stationary has several: :func:`row_stationary_tiles`)."""
     hw, geometry = setup.hw, setup.geometry
-    if setup.mechanism.dataflow == "planar":
+    if dataflow == "planar":
         return geometry.filters, geometry.channels, None
     pe = hw.pe_array.pe
     filters = min(geometry.filters, hw.pe_array.columns * pe.filter_lanes)
@@ -74,8 +81,52 @@ def pe_tile_of(setup) -> tuple[int, int, int | None]:
     return filters, channels, None
 
 
+def row_stationary_tiles(setup) -> list[tuple[int, int]]:
+    """The PE tiles' ``(filters, channels)`` the mapper tries under row stationary: for ``c`` channels of
+    :func:`~sparsesim.mapping.space.extents` (the whole layer's, halved, ...), as many filters as the weight
+    scratchpads then hold (each PE holds a filter row of every pair of its set:
+    :func:`sparsesim.sparse.row_stationary.max_pairs`, counted on the fold of the layer's widest rows, which
+    has the fewest sets).
+
+    Which split is best is a trade on the NoC: the inputs go again to every filter group (``C H W x K / k``
+    words), the partial sums out and back for every channel block after the first (``2 K P Q x C / c``).
+    With ``k c`` = the pairs the scratchpads hold, their sum is least at ``c* = sqrt(2 k c P Q / (H W))``;
+    the :data:`ROW_STATIONARY_SPLITS` extents nearest ``c*`` (by ratio) are searched, the rest being
+    further from the least traffic and each costing the estimate a pass over all its tiles."""
+    hw, geometry = setup.hw, setup.geometry
+    array = hw.pe_array
+    widest = row_stationary.fold(array.rows, array.columns, geometry.kernel_r, geometry.out_height)
+    budget = row_stationary.max_pairs(widest, array.pe.weight_spad_bytes // hw.word_bytes, geometry.kernel_s)
+    found = []
+    for channels in extents(geometry.channels):
+        if channels < geometry.channels and channels >= setup.granule:
+            channels = channels // setup.granule * setup.granule
+        filters = min(geometry.filters, budget // channels)
+        if filters >= 1 and (filters, channels) not in found:
+            found.append((filters, channels))
+    outputs = geometry.out_height * geometry.out_width
+    best = math.sqrt(2 * budget * outputs / (geometry.height * geometry.width))
+    nearest = sorted(found, key=lambda tile: (abs(math.log(tile[1] / best)), tile))[:ROW_STATIONARY_SPLITS]
+    return [tile for tile in found if tile in nearest]  # in the order of extents: whole channels first
+
+
 def space_of(setup) -> list[LayerMapping]:
-    """The layer's space (see :mod:`sparsesim.mapping.space`); the channel block is halved until some
+    """The layer's space over the dataflows the machine may use (``pe_array.dataflow``; see
+    :mod:`sparsesim.mapping.space`); :class:`SimulationError` if no mapping fits."""
+    space: list[LayerMapping] = []
+    refusals = []
+    for dataflow in setup.hw.pe_array.dataflows:
+        try:
+            space += _space(setup, dataflow)
+        except SimulationError as error:
+            refusals.append(str(error))
+    if not space:
+        raise SimulationError("; ".join(refusals))
+    return space
+
+
+def _space(setup, dataflow: str) -> list[LayerMapping]:
+    """The layer's space under ``dataflow``; the output-stationary channel block is halved until some
     mapping fits, as a last resort; :class:`SimulationError` if none does even with one channel."""
     hw, geometry = setup.hw, setup.geometry
     capacity = hw.global_buffer.capacity_bytes
@@ -92,14 +143,31 @@ def space_of(setup) -> list[LayerMapping]:
             known[key] = 2 * footprint * hw.word_bytes <= capacity
         return known[key]
 
-    filters, channels, _ = pe_tile_of(setup)
-    if setup.mechanism.dataflow == "planar":
+    if dataflow == "row_stationary":
+        tiles = row_stationary_tiles(setup)
+        space = [
+            mapping
+            for filters, channels in tiles
+            for mapping in candidates(geometry, (filters, channels, None), fits, dataflow=dataflow)
+        ]
+        if not tiles:
+            raise SimulationError(
+                f"{setup.name}: row stationary: a PE's weight scratchpad "
+                f"(pe_array.pe.weight_spad_bytes = {hw.pe_array.pe.weight_spad_bytes}) does not hold one "
+                f"filter row of {geometry.kernel_s} words"
+            )
+        what = "one output row of one filter over one channel (row stationary)"
+    elif dataflow == "planar":
+        filters, channels, _ = pe_tile_of(setup, dataflow)
         keeps = (frozenset({"Inputs", "Outputs"}),)
         # The coarsest bands that fit only: SCNN's PE work is worked out anew for every banding (as long as
         # a whole simulation), and finer bands gained it 1 % of its cycles on the shipped trace.
-        space = candidates(geometry, (filters, channels, None), fits, keeps, frozenset(), 1, row_steps=1)
+        space = candidates(
+            geometry, (filters, channels, None), fits, keeps, frozenset(), 1, row_steps=1, dataflow=dataflow
+        )
         what = f"one output row of {filters} filters with its input rows"
     else:
+        filters, channels, _ = pe_tile_of(setup, dataflow)
         keeps = (frozenset({"Inputs", "Outputs"}),) if setup.weights_resident else KEEPS
         in_turn = setup.mechanism.filter_groups_in_turn
         while True:
@@ -126,11 +194,20 @@ def search(setup, objective: str = "cycles", events: list | None = None):
     rank = OBJECTIVES[objective]
     rates = Rater(setup)
     ranked = sorted(range(len(space)), key=lambda i: rates.key(space[i], rank) + (i,))
+    # The best-rated mapping of each dataflow is simulated whatever the budget: the estimate compares
+    # mappings of one dataflow better than across them (their PE work differs in kind).
+    leaders: dict[str, int] = {}
+    for i in ranked:
+        leaders.setdefault(space[i].dataflow, i)
+    leading = set(leaders.values())
     best, best_key, best_tiling, simulated, tiles = None, None, None, 0, 0
     for position, i in enumerate(ranked):
+        if simulated and tiles >= SIMULATED_TILES and i not in leading:
+            continue
         tiling = tiles_of(setup.geometry, space[i], setup.kernel_words.buffer, setup.weights_resident)
-        if simulated and tiles + len(tiling.tiles) > SIMULATED_TILES:
-            break
+        if simulated and tiles + len(tiling.tiles) > SIMULATED_TILES and i not in leading:
+            tiles = SIMULATED_TILES  # the budget is spent: only the other dataflows' leaders now
+            continue
         run = setup.simulate(tiling)
         simulated += 1
         tiles += len(tiling.tiles)
@@ -158,7 +235,7 @@ class Rater:
             "buffer_write": table["global_buffer"]["write"],
             "noc": table["noc"]["transfer"],
         }
-        self.pe_busy: dict[int, int] = {}  # PE-tile rows -> the PE array's busy cycles
+        self.pe_busy: dict[tuple, int] = {}  # (PE tile, dataflow) -> the PE array's busy cycles
         self._words: dict = {}
 
     def key(self, mapping: LayerMapping, rank) -> tuple:
@@ -176,9 +253,9 @@ class Rater:
 
     def rate(self, mapping: LayerMapping) -> tuple[int, float]:
         setup, hw = self.setup, self.setup.hw
-        rows = mapping.extent("P")
-        if rows not in self.pe_busy:
-            self.pe_busy[rows] = setup.pe_busy(tiles_of(setup.geometry, mapping, setup.kernel_words.buffer))
+        shape = (mapping.pe_tile, mapping.dataflow)
+        if shape not in self.pe_busy:
+            self.pe_busy[shape] = setup.pe_busy(tiles_of(setup.geometry, mapping, setup.kernel_words.buffer))
         words = self._words_of(mapping)
         wb = self.word_bytes
         gb, noc = hw.global_buffer, hw.noc
@@ -205,7 +282,7 @@ class Rater:
         # again, each over the NoC and a buffer port, after their latencies.
         slowest = min(noc.bandwidth_bytes_per_cycle, gb.read_bandwidth_bytes_per_cycle)
         waits = 2 * (words.waiting_tiles * noc.latency_cycles + words.waiting_words * wb / slowest)
-        cycles = max(self.pe_busy[rows] + waits, dram, buffer, on_noc)
+        cycles = max(self.pe_busy[shape] + waits, dram, buffer, on_noc)
         energy = (
             (words.dram_read + words.dram_write) * self.pj["dram"]
             + words.buffer_read * self.pj["buffer_read"]

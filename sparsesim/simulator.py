@@ -398,7 +398,7 @@ def _layer_report(hw, layer, energy_table, compacted, run) -> dict:
         "dram_traffic": _dram_traffic(run, hw.word_bytes),
         "mechanism": {"kind": mechanism.kind(), "summary": pe.summary()},
         "tiling": {
-            "dataflow": mechanism.dataflow,
+            "dataflow": run.tiling.mapping.dataflow,
             "mapped_by": "file" if run.mapping_given else "mapper",
             "filters_per_group": run.tiling.filters_per_group,
             "channels_per_block": run.tiling.channels_per_block,

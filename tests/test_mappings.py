@@ -98,7 +98,7 @@ def test_streaming_row_blocks_through_one_buffer_tile_overlaps_load_and_compute(
 
 
 def test_the_reports_mappings_given_back_give_the_same_run(hwconfigs, cut, tmp_path):
-    for name in ("cnvlutin", "scnn", "eyeriss_v2", "snapea_exact"):
+    for name in ("cnvlutin", "scnn", "eyeriss_v1", "eyeriss_v2", "snapea_exact"):
         hw = hwconfigs[name]
         first = simulate_layer(hw, cut)
         path = tmp_path / f"{name}.json"

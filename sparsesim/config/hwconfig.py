@@ -107,6 +107,7 @@ from sparsesim.files import InputFileError, read_input_text
 from sparsesim.sparse.motion import INTERPOLATIONS
 
 __all__ = [
+    "DATAFLOWS",
     "NOC_KINDS",
     "DramConfig",
     "DECODER_PLACEMENTS",
@@ -168,6 +169,8 @@ MAX_PJ_PER_ACTION = 1e9
 #: The PE array: at most 1024 rows, 1024 columns and 65,536 PEs in all (a TPU-sized 256 x 256 array).
 MAX_PE_ROWS = MAX_PE_COLUMNS = 1024
 MAX_PES = 65536
+#: The dataflows a PE array can be wired for (see ``pe_array.dataflow``).
+DATAFLOWS = ("output_stationary", "row_stationary", "planar")
 
 
 def _rate(default: float, doc: str) -> float:
@@ -259,6 +262,8 @@ class MechanismConfig(Block):
 
     #: The kind a registered subclass configures.
     KIND: ClassVar[str] = ""
+    #: The dataflows (:data:`DATAFLOWS`) this mechanism's PEs can run, the one they are built for first.
+    DATAFLOWS: ClassVar[tuple[str, ...]] = ("output_stationary",)
     #: The registered config classes, by kind.
     KINDS: ClassVar[dict[str, type[MechanismConfig]]] = {}
 
@@ -395,7 +400,26 @@ class PeArrayConfig(Block):
         le=MAX_PE_ROWS,
     )
     columns: int = param(16, "PE columns: each column works on different filters.", ge=1, le=MAX_PE_COLUMNS)
+    dataflow: str = param(
+        "native",
+        "How a PE tile spreads over the PEs, as the machine is wired: output_stationary (rows on output "
+        "positions, columns on filters: DaDianNao), row_stationary (a filter row per PE, output rows across "
+        "the columns: Eyeriss; PEs of one MAC), planar (SCNN); native: the one the mechanism's PEs are "
+        "built for; any: the mapper searches every dataflow they can run.",
+        choices=("native", *DATAFLOWS, "any"),
+    )
     pe: PeConfig = block(PeConfig, "One processing element.")
+
+    @property
+    def dataflows(self) -> tuple[str, ...]:
+        """The dataflows a mapper may use: the one ``dataflow`` names (``native``: the mechanism's first),
+        or, for ``any``, every one the mechanism's PEs can run (row stationary only on PEs of one MAC)."""
+        if self.dataflow == "native":
+            return self.pe.mechanism.DATAFLOWS[:1]
+        if self.dataflow != "any":
+            return (self.dataflow,)
+        one_mac = (self.pe.activation_lanes, self.pe.filter_lanes) == (1, 1)
+        return tuple(d for d in self.pe.mechanism.DATAFLOWS if d != "row_stationary" or one_mac)
 
 
 _FORMAT_DOC = (
@@ -740,6 +764,28 @@ def _mechanism_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[
     return cls.cross_field_problems(values, bad_paths, MECHANISM_PATH + ".")
 
 
+def _dataflow_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
+    """The dataflow must be one the mechanism's PEs can run; row stationary needs PEs of one MAC."""
+    path, kind_path = "pe_array.dataflow", MECHANISM_PATH + ".kind"
+    if {path, kind_path} & bad_paths or values.get(kind_path) not in mechanism_kinds():
+        return []
+    named, kind = values[path], values[kind_path]
+    runnable = mechanism_config_class(kind).DATAFLOWS
+    if named not in ("any", "native") and named not in runnable:
+        return [(path, f"the {kind} PEs run {' or '.join(runnable)} only (or `any` of them), not {named}")]
+    lane_paths = ("pe_array.pe.activation_lanes", "pe_array.pe.filter_lanes")
+    lanes = tuple(values[p] for p in lane_paths)
+    if named == "row_stationary" and lanes != (1, 1) and not set(lane_paths) & bad_paths:
+        return [
+            (
+                path,
+                "row stationary runs a 1-D convolution a MAC at a time in each PE: it needs "
+                f"pe_array.pe.activation_lanes and filter_lanes of 1, got {lanes[0]} and {lanes[1]}",
+            )
+        ]
+    return []
+
+
 def _pe_count_problems(values: Mapping[str, Any], bad_paths: set[str]) -> list[tuple[str, str]]:
     """At most ``MAX_PES`` PEs: the PE models hold a few values per PE and output position."""
     if {"pe_array.rows", "pe_array.columns"} & bad_paths:
@@ -766,6 +812,7 @@ def _cross_field_problems(values: Mapping[str, Any], bad_paths: set[str]) -> lis
     problems = (
         _format_boundary_problems(values, bad_paths)
         + _mechanism_problems(values, bad_paths)
+        + _dataflow_problems(values, bad_paths)
         + _pe_count_problems(values, bad_paths)
         + _temporal_problems(values, bad_paths)
     )

@@ -25,6 +25,11 @@ other levels leave of the dimension (its size over their product, rounded up), a
   multiply into the extents of a PE tile; the PE array's mechanism walks that tile in its own order and
   spreads it over its lanes as the machine's dataflow fixes, so those levels' permutations are not used.
   ``Q``, ``R`` and ``S`` must be whole there.
+- The **dataflow**: a spatial directive inside the PE array that spreads the filter rows (``R``) over the
+  PEs is row stationary (Eyeriss's); a spatial directive may also name it, ``dataflow: row_stationary``
+  (``output_stationary``, ``planar``), as sparsesim writes it. A mapping that says nothing runs the
+  machine's ``pe_array.dataflow`` (the first the mechanism can run, for ``any``); one the machine cannot run
+  is refused.
 - ``type: datatype`` (or Timeloop's older ``bypass``) at ``global_buffer`` says which tensors the buffer
   keeps; a tensor it does not keep streams through it (sparsesim still charges the buffer's ports for it,
   unlike Timeloop's bypass). At ``pe_array`` it says whether the PEs keep their weights between tiles.
@@ -46,6 +51,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from sparsesim.config.hwconfig import DATAFLOWS
 from sparsesim.errors import MappingError
 from sparsesim.files import InputFileError, read_input_text
 from sparsesim.mapping.loopnest import DIMS, TENSORS, LayerMapping, Loops
@@ -75,6 +81,8 @@ _LEVEL_ALIASES = {
 _TYPES = ("temporal", "spatial", "datatype", "bypass")
 _FACTOR = re.compile(r"^([A-Za-z])=?(\d+)$")
 MAX_MAPPING_BYTES = 16 * 1024 * 1024  # a report of a large network with its mappings stays far below
+#: The dataflow of a mapping whose file names none: the machine's (its first, for ``any``).
+UNSPECIFIED = ""
 
 
 # Writing ----------------------------------------------------------------------------------------------
@@ -114,10 +122,24 @@ def to_directives(mapping: LayerMapping, geometry: ConvGeometry) -> list[dict]:
 
     tile = {"M": mapping.extent("K"), "C": mapping.extent("C"), "P": mapping.extent("P")}
     tile |= {"Q": geometry.out_width, "R": geometry.kernel_r, "S": geometry.kernel_s}
+    spread = []
+    if mapping.dataflow != "output_stationary":
+        # The filter rows across the PEs (row stationary); the dataflow named, for kernels of one row too.
+        spatial = {"R": tile.pop("R")} if mapping.dataflow == "row_stationary" else {}
+        spread.append(
+            {
+                "target": PE_ARRAY,
+                "type": "spatial",
+                "factors": _factors_text(spatial),
+                "permutation": "RMCPQSN",
+                "dataflow": mapping.dataflow,
+            }
+        )
     return [
         loops(DRAM, mapping.dram),
         loops(GLOBAL_BUFFER, mapping.global_buffer),
         _datatype(GLOBAL_BUFFER, mapping.buffer_keeps),
+        *spread,
         {"target": PE_ARRAY, "type": "temporal", "factors": _factors_text(tile), "permutation": "QRSCPMN"},
         _datatype(PE_ARRAY, mapping.pe_keeps),
     ]
@@ -141,12 +163,18 @@ def summary_row(directives: Sequence[Mapping]) -> list[str]:
         _FACTOR.match(item).groups() for item in found(PE_ARRAY, "temporal").get("factors", "").split()
     )
     keeps = found(GLOBAL_BUFFER, "datatype").get("keep", [])
+    dataflow = found(PE_ARRAY, "spatial").get("dataflow")
     return [
         loops(found(DRAM, "temporal")),
         loops(found(GLOBAL_BUFFER, "temporal")),
-        " ".join(f"{dim}{tile.get(dim, '?')}" for dim in ("M", "C", "P")),
+        " ".join(f"{dim}{tile.get(dim, '?')}" for dim in ("M", "C", "P"))
+        + (f" {_SHORT[dataflow]}" if dataflow in _SHORT else ""),
         ",".join(tensor[0] for tensor in keeps) or "-",
     ]
+
+
+#: How the summary marks a PE tile that is not spread output-stationary.
+_SHORT = {"row_stationary": "RS", "planar": "planar"}
 
 
 # Reading ----------------------------------------------------------------------------------------------
@@ -365,6 +393,7 @@ def from_directives(
     loops: dict[str, tuple[dict[str, int], str]] = {}
     keeps: dict[str, frozenset[str]] = {}
     inside_levels: list[tuple[str, dict[str, int]]] = []  # the PE array's levels' factors
+    dataflow = None  # as the spatial directives say (None: they say nothing)
     level_where: dict[str, str] = {}
     for index, directive in enumerate(directives):
         where = f"{path}[{index}]"
@@ -377,6 +406,7 @@ def from_directives(
             continue
         allowed = {"target", "type"} | ({"keep", "bypass"} if kind in ("datatype", "bypass") else set())
         allowed |= {"factors", "permutation", "split"} if kind in ("temporal", "spatial") else set()
+        allowed |= {"dataflow"} if kind == "spatial" else set()
         for key in directive:
             if key not in allowed:
                 problems.append((f"{where}.{key}", f"not a key of a {kind} directive"))
@@ -399,6 +429,11 @@ def from_directives(
             problems.append((where, "a spatial loop at DRAM (several global buffers) is not modelled"))
         else:  # the PE array's levels, or the global buffer's spatial fan-out to them
             inside_levels.append((f"{where}.factors", factors))
+            if kind == "spatial":
+                spread = _spread(directive, factors, where, problems)
+                if spread is not None and dataflow not in (None, spread):
+                    problems.append((where, f"{spread} here, {dataflow} in another directive"))
+                dataflow = dataflow or spread
     sizes = {
         "M": geometry.filters,
         "C": geometry.channels,
@@ -447,11 +482,24 @@ def from_directives(
         global_buffer=level_loops(GLOBAL_BUFFER),
         buffer_keeps=keeps.get(GLOBAL_BUFFER, defaults.buffer_keeps),
         pe_keeps=keeps.get(PE_ARRAY, defaults.pe_keeps),
+        dataflow=dataflow or UNSPECIFIED,
     )
     problems = [(f"{path} ({where})", message) for where, message in mapping.problems(geometry, {"K": "M"})]
     if problems:
         raise MappingError(source, problems)
     return mapping
+
+
+def _spread(directive: Mapping, factors: Mapping[str, int], where: str, problems: list) -> str | None:
+    """The dataflow a spatial directive inside the PE array says: its ``dataflow`` key, or row stationary
+    when it spreads the filter rows (``R``) over the PEs; None if it says nothing."""
+    named = directive.get("dataflow")
+    if named is None:
+        return "row_stationary" if factors.get("R", 1) > 1 else None
+    if named not in DATAFLOWS:
+        problems.append((f"{where}.dataflow", f"expected one of {', '.join(DATAFLOWS)}, got {named!r}"))
+        return None
+    return named
 
 
 def _keeps(directive: Mapping, where: str, problems: list) -> frozenset[str]:

@@ -6,9 +6,10 @@ Above the PE array, a convolution's loops over filters (``K``; Timeloop calls th
 - ``dram`` loops: each iteration is one **buffer tile**, the slices of the tensors the global buffer holds;
 - ``global_buffer`` loops: each iteration is one **PE tile**, the work the PE array takes at once;
 - the PE tile's **extents**: the PE array's mechanism walks a PE tile in its own order and spreads it over
-  its lanes as the machine's dataflow fixes (filters over columns x filter lanes, channels over activation
-  lanes, output positions over rows). Output columns (``Q``), the kernel (``R``, ``S``) and the batch
-  (``N`` = 1) are always whole inside a PE tile.
+  its lanes as the mapping's dataflow says: output stationary (filters over columns x filter lanes,
+  channels over activation lanes, output positions over rows), row stationary (filter rows over PE rows,
+  output rows over columns: :mod:`sparsesim.sparse.row_stationary`) or planar (SCNN). Output columns
+  (``Q``), the kernel (``R``, ``S``) and the batch (``N`` = 1) are always whole inside a PE tile.
 
 Factors are loop bounds, as in Timeloop, except that the last block of a dimension may be partial
 ("imperfect factorisation": ``F`` blocks of extent ``E`` cover ``D`` when ``(F - 1) E < D <= F E``), so a
@@ -36,6 +37,7 @@ Pure: no numpy, no timing; :mod:`sparsesim.mapping.traffic` sizes the slices on 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -72,15 +74,16 @@ def _ones() -> Loops:
 @dataclass(frozen=True)
 class LayerMapping:
     """A layer's mapping (see the module docstring): the DRAM and global-buffer loops, the PE tile's extents
-    ``(K, C, P)``, the tensors the global buffer keeps (the others stream through it) and those the PEs keep
+    ``(K, C, P)``, the tensors the global buffer keeps (the others stream through it), those the PEs keep
     from one tile to the next (their weights, unless they are too large for the weight scratchpads and
-    stream through the PEs, as SCNN's do)."""
+    stream through the PEs, as SCNN's do), and the dataflow that spreads a PE tile over the PEs."""
 
     dram: Loops
     pe_tile: tuple[int, int, int]
     global_buffer: Loops = field(default_factory=_ones)
     buffer_keeps: frozenset[str] = frozenset(TENSORS)
     pe_keeps: frozenset[str] = frozenset({"Weights"})
+    dataflow: str = "output_stationary"  # how the PE tile spreads over the PEs (``pe_array.dataflow``)
 
     def extent(self, dim: str) -> int:
         """A PE tile's extent along ``dim``."""
@@ -143,23 +146,24 @@ def pe_tiles(geometry: ConvGeometry, mapping: LayerMapping) -> list[PeTileSlices
     """The PE tiles of ``mapping`` in execution order (DRAM loops outer, global-buffer loops inner)."""
     sizes = dimension_sizes(geometry)
     out: list[PeTileSlices] = []
+    extent = {dim: mapping.extent(dim) for dim in DIMS}
+    buffer_extent = {dim: mapping.buffer_extent(dim) for dim in DIMS}
     outer = [range(mapping.dram.factor(dim)) for dim in mapping.dram.order]
-    inner = [range(mapping.global_buffer.factor(dim)) for dim in mapping.global_buffer.order]
+    inner_order = mapping.global_buffer.order
     for buffer_tile, outer_index in enumerate(itertools.product(*outer)):
-        blocks = dict(zip(mapping.dram.order, outer_index, strict=True))
         buffer_ranges = {}
-        for dim in DIMS:
-            start = blocks[dim] * mapping.buffer_extent(dim)
-            buffer_ranges[dim] = (start, min(sizes[dim], start + mapping.buffer_extent(dim)))
-        for inner_index in itertools.product(*inner):
-            sub = dict(zip(mapping.global_buffer.order, inner_index, strict=True))
-            ranges = {}
-            for dim in DIMS:
-                low, high = buffer_ranges[dim]
-                start = low + sub[dim] * mapping.extent(dim)
-                ranges[dim] = (start, min(high, start + mapping.extent(dim)))
-            if all(start < stop for start, stop in ranges.values()):
-                out.append(PeTileSlices(buffer_tile, buffer_ranges, ranges))
+        for dim, block in zip(mapping.dram.order, outer_index, strict=True):
+            start = block * buffer_extent[dim]
+            buffer_ranges[dim] = (start, min(sizes[dim], start + buffer_extent[dim]))
+        # Each dimension's PE-tile ranges inside this buffer tile (the empty ones of a partial tile dropped).
+        pieces = []
+        for dim in inner_order:
+            low, high = buffer_ranges[dim]
+            starts = range(low, low + mapping.global_buffer.factor(dim) * extent[dim], extent[dim])
+            pieces.append([(start, min(high, start + extent[dim])) for start in starts if start < high])
+        for chosen in itertools.product(*pieces):
+            ranges = dict(zip(inner_order, chosen, strict=True))
+            out.append(PeTileSlices(buffer_tile, buffer_ranges, ranges))
     return out
 
 
@@ -266,6 +270,8 @@ def tiles_of(
     """
     kernel = kernel_words or geometry.kernel_positions
     keeps, pe_keeps = mapping.buffer_keeps, mapping.pe_keeps
+    width, out_width, channels = geometry.width, geometry.out_width, geometry.channels
+    input_rows = functools.lru_cache(maxsize=None)(geometry.input_rows)  # per row block, asked per tile
     slices = pe_tiles(geometry, mapping)
     # Per buffer tile: the ranges of the next one; per (buffer tile, output slice): its last PE tile.
     next_ranges: dict[int, dict[str, tuple[int, int]]] = {}
@@ -303,7 +309,7 @@ def tiles_of(
         else:
             fetch_weights = send_weights
 
-        rows = geometry.input_rows(p0, p1)
+        rows = input_rows(p0, p1)
         if inputs_resident:
             fetch_rows: tuple[tuple[int, int], ...] = ()
         elif "Inputs" in keeps:
@@ -314,8 +320,8 @@ def tiles_of(
             fetch_rows = (rows,) if rows[0] < rows[1] else ()
 
         out_slice = (k0, k1, p0, p1)
-        out_words = (k1 - k0) * (p1 - p0) * geometry.out_width
-        first, last = c0 == 0, c1 == geometry.channels
+        out_words = (k1 - k0) * (p1 - p0) * out_width
+        first, last = c0 == 0, c1 == channels
         psum_read = out_words if not first and out_slice not in held_outputs else 0  # spilled: from DRAM
         following = next_ranges.get(piece.buffer_tile)
         stays = outputs_stay or (
@@ -342,7 +348,7 @@ def tiles_of(
                 is_first_channel_block=first,
                 is_last_channel_block=last,
                 weight_words=(k1 - k0) * (c1 - c0) * kernel if fetch_weights else 0,
-                input_words=(c1 - c0) * sum(stop - start for start, stop in fetch_rows) * geometry.width,
+                input_words=(c1 - c0) * sum(stop - start for start, stop in fetch_rows) * width,
                 psum_in_words=0 if first else out_words,
                 out_words=out_words,
                 dram_write_words=out_words if last and not stays else 0,

@@ -8,9 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from sparsesim.errors import MappingError
+from sparsesim.mapping.directives import UNSPECIFIED
 from sparsesim.mapping.loopnest import LayerMapping, tiles_of
 from sparsesim.mapping.tiling import ConvGeometry, LayerTiling
 from sparsesim.mapping.traffic import SliceSizer, mapping_footprint_words
+from sparsesim.sparse import row_stationary
 
 
 @dataclass(frozen=True)
@@ -29,23 +31,41 @@ def given_mapping(
     channel_granule: int,
     name: str,
     kernel_words: KernelWords,
-    dataflow: str,
     mapping: LayerMapping,
     source: str = "<mapping>",
     weights_resident: bool = False,
 ) -> LayerTiling:
     """The tiles of a mapping the user gives for layer ``name``; :class:`MappingError` naming ``source`` and
-    the layer for every constraint of the machine it breaks: the PE array's filter lanes, the weight
-    scratchpad, the mechanism's channel granule or its dataflow, and the global buffer's capacity (two
+    the layer for every constraint of the machine it breaks: the dataflow (one ``pe_array.dataflow``
+    allows), the PE array's filter lanes, the weight scratchpad, the mechanism's channel granule, and the
+    global buffer's capacity (two
     buffer tiles, double-buffered, at the real sizes of the kept slices). ``weights_resident``: the PEs
     hold every layer's weights (:mod:`sparsesim.mapping.residency`): no scratchpad limit on the PE tile's
     channels, and the weights take no room in the buffer."""
     if weights_resident:
         mapping = replace(mapping, buffer_keeps=mapping.buffer_keeps - {"Weights"})
+    if mapping.dataflow == UNSPECIFIED:  # the file names none: the machine's
+        mapping = replace(mapping, dataflow=hw.pe_array.dataflows[0])
     pe = hw.pe_array.pe
     k, c = mapping.extent("K"), mapping.extent("C")
     problems = []
-    if dataflow == "planar":
+    dataflow, allowed = mapping.dataflow, hw.pe_array.dataflows
+    if dataflow not in allowed:
+        problems.append(
+            f"a {dataflow.replace('_', '-')} mapping: this machine's PE array runs "
+            f"{' or '.join(allowed)} (pe_array.dataflow is {hw.pe_array.dataflow})"
+        )
+    elif dataflow == "row_stationary":
+        array = hw.pe_array
+        fold = row_stationary.fold(array.rows, array.columns, geometry.kernel_r, mapping.extent("P"))
+        held = pe.weight_spad_bytes // hw.word_bytes
+        need = row_stationary.words_per_pe(fold, k * c, geometry.kernel_s)
+        if need > held:
+            problems.append(
+                f"a row-stationary PE tile of M={k} x C={c} pairs on {fold.sets} PE sets: each PE holds "
+                f"{need} words of filter rows, its weight scratchpad {held} (pe_array.pe.weight_spad_bytes)"
+            )
+    elif dataflow == "planar":
         if k != geometry.filters or c != geometry.channels:
             problems.append(
                 f"a planar-tiled PE array (SCNN) takes every filter and channel with each band of rows: "

@@ -48,8 +48,10 @@ class WeightResidency:
 
 def weight_residency(hw, mechanism, weight_shapes: Iterable[tuple[int, ...]]) -> WeightResidency:
     """Whether the weights of the layers of ``weight_shapes`` (``(K, C, R, S)``, or ``(K, C)`` for a
-    linear layer) all fit in ``hw``'s PEs at once (see the module docstring). A planar-tiled machine
-    (SCNN) streams its weights by design: never resident."""
+    linear layer) all fit in ``hw``'s PEs at once (see the module docstring), on an output-stationary
+    machine: a planar-tiled one (SCNN) streams its weights by design, and a row-stationary one holds a
+    filter row per pair of its set for the tile at hand only (see :mod:`sparsesim.sparse.row_stationary`):
+    never resident."""
     pe = hw.pe_array.pe
     lanes = hw.pe_array.columns * pe.filter_lanes
     spad_words = pe.weight_spad_bytes // hw.word_bytes
@@ -59,7 +61,7 @@ def weight_residency(hw, mechanism, weight_shapes: Iterable[tuple[int, ...]]) ->
         kernel_words = mechanism.held_kernel_words(tuple(kernel) or (1, 1))
         words += -(-filters // lanes) * pe.filter_lanes * channels * kernel_words
         total += filters * channels * kernel_words
-    resident = mechanism.dataflow != "planar" and words <= spad_words
+    resident = hw.pe_array.dataflows == ("output_stationary",) and words <= spad_words
     return WeightResidency(resident, words, spad_words, total * hw.word_bytes if resident else 0)
 
 

@@ -20,6 +20,9 @@ output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
 - inside the buffer tile, the PE tiles run filters, channels, rows (rows innermost: the PEs keep a tile's
   weights for every row block, and a partial sum comes back ``g_P`` tiles after it left, not at once).
 
+The row-stationary dataflow (Eyeriss) has the same space for each of several PE tiles' filters x channels,
+those the weight scratchpads hold (:func:`sparsesim.mapper.row_stationary_tiles`).
+
 The planar dataflow (SCNN) takes every filter and channel in a PE tile (a band of rows): the mapper gives it
 the coarsest bands that fit (``max_pe_tiles=1, row_steps=1``) and searches the bands per buffer tile, with
 the weights streaming.
@@ -96,6 +99,7 @@ def candidates(
     max_pe_tiles: int = MAX_PE_TILES,
     groups_in_turn: bool = False,
     row_steps: int = ROW_STEPS,
+    dataflow: str = "output_stationary",
 ) -> list[LayerMapping]:
     """The space described in the module docstring, in a fixed order. ``pe_tile``: the PE tile's filters
     and channels, and its rows (None: searched). ``fits(mapping)``: whether its buffer tiles fit.
@@ -114,7 +118,7 @@ def candidates(
         steps = {dim: extents(blocks[dim]) for dim in DIMS}  # PE tiles per buffer tile, largest first
         kept_before: list[tuple] = []
         for keeps in keeps_options:
-            if not fits(_mapping(pe, blocks, (1, 1, 1), "KCP", keeps, pe_keeps)):
+            if not fits(_mapping(pe, blocks, (1, 1, 1), "KCP", keeps, pe_keeps, dataflow)):
                 continue  # not even one PE tile per buffer tile fits
             # Fitting depends on the buffer tile's extents, not on the order. In decreasing order, a tile
             # smaller than one that fits is taken to fit too and is not maximal: it is not even sized.
@@ -125,7 +129,7 @@ def candidates(
                     continue
                 if groups_in_turn and g[0] > 1 and (g[1], g[2]) != (steps["C"][0], steps["P"][0]):
                     continue  # several filter groups, and the DRAM loops split more than the filters
-                if fits(_mapping(pe, blocks, g, "KCP", keeps, pe_keeps)):
+                if fits(_mapping(pe, blocks, g, "KCP", keeps, pe_keeps, dataflow)):
                     maximal.append(g)
             if maximal and maximal == kept_before:
                 continue  # the same buffer tiles as a variant that keeps more
@@ -133,7 +137,7 @@ def candidates(
             for g in maximal:
                 dram = {dim: covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)}
                 orders = _orders(dram, filters_first=groups_in_turn)
-                found.extend(_mapping(pe, blocks, g, order, keeps, pe_keeps) for order in orders)
+                found.extend(_mapping(pe, blocks, g, order, keeps, pe_keeps, dataflow) for order in orders)
         if found and not fewest:
             fewest = n_tiles
     return found
@@ -155,6 +159,7 @@ def _mapping(
     order: str,
     keeps: frozenset[str],
     pe_keeps: frozenset[str],
+    dataflow: str = "output_stationary",
 ) -> LayerMapping:
     """The mapping of PE tiles ``pe`` (extent per dimension), ``g`` of them per buffer tile."""
     k, c, p = (covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS))
@@ -164,6 +169,7 @@ def _mapping(
         global_buffer=Loops(g, order=BUFFER_ORDER),
         buffer_keeps=keeps,
         pe_keeps=pe_keeps,
+        dataflow=dataflow,
     )
 
 

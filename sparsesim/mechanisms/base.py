@@ -18,7 +18,7 @@ The simulator calls it generically, for each layer (:mod:`sparsesim.accelerator`
     operands = LayerOperands(... mechanism.machine_input(activations) ...)   # what the PEs compute with
     plan     = mechanism.plan(operands)           # immutable; e.g. a mixture of experts reorders filters
     tiling   = search(...)                        # the mapper (sparsesim.mapper) searches the mappings of
-                                                  # mechanism.dataflow, kernels sized by
+                                                  # pe_array.dataflows, kernels sized by
                                                   # mechanism.spad_words_per_kernel(plan); for each:
     tiling, weight_ranges = mechanism.retile(plan, tiling)
     prepared = mechanism.prepare(plan, tiling)    # immutable: per-layer work from the real tensors (once
@@ -125,8 +125,6 @@ class Mechanism:
 
     #: The config block class (a registered :class:`~sparsesim.config.MechanismConfig` subclass).
     Config: ClassVar[type[MechanismConfig]]
-    #: The dataflow the mechanism's PEs are built for: the name of a mapper in :mod:`sparsesim.mapping`.
-    dataflow: ClassVar[str] = "output_stationary"
     #: Whether each filter must be whole in a PE (one channel block: the mechanism walks whole outputs); the
     #: PE array refuses a tiling that splits them, naming the mechanism.
     needs_whole_filters: ClassVar[bool] = False

@@ -3,7 +3,7 @@ nonzero activation (the Cartesian product) and scatter the products to banked ac
 
 Two kinds: ``cartesian_product`` (PT-IS-CP-sparse: only nonzero operands are issued) and
 ``cartesian_product_dense`` (PT-IS-CP-dense: the same PEs and dataflow issuing every operand, zeros
-included: the dense twin that isolates the mechanism). Their dataflow is the ``planar`` mapper's.
+included: the dense twin that isolates the mechanism). Their dataflow is ``planar`` (``pe_array.dataflow``).
 
 The machine: ``rows x columns`` PEs; each multiplies ``filter_lanes`` (F) weights by ``activation_lanes``
 (I) activations per cycle and sends the F x I products through a crossbar to ``accumulator_banks`` (A)
@@ -115,6 +115,8 @@ class Energy(ConfigBlock):
 class CartesianConfig(MechanismConfig):
     """The parameters both Cartesian-product kinds share."""
 
+    DATAFLOWS = ("planar",)
+
     accumulator_banks: int = param(
         32,
         "Accumulator banks the F x I products of a cycle are scattered to through a crossbar; products "
@@ -171,7 +173,6 @@ class CartesianWork:
 
 class CartesianProduct(Mechanism):
     Config = Config
-    dataflow = "planar"
     #: Zero operands issued too (the dense twin).
     dense = False
 

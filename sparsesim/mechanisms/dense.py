@@ -1,11 +1,15 @@
 """Dense broadcast PEs (DaDianNao; Eyeriss without gating): every MAC takes its cycle and its energy.
 
-The PE array of the broadcast dataflow (see :mod:`sparsesim.mapping.tiling` for who works on what): each
-PE multiplies every input activation it receives by ``filter_lanes`` weights per cycle, one per filter it
-owns, and takes up to ``activation_lanes`` activations per cycle, one per lane, each lane from its own slice
-of the channel block. The PE columns share each activation (it is multicast); the PE rows work on
+The PE array of the output-stationary dataflow (see :mod:`sparsesim.mapping.tiling` for who works on what):
+each PE multiplies every input activation it receives by ``filter_lanes`` weights per cycle, one per filter
+it owns, and takes up to ``activation_lanes`` activations per cycle, one per lane, each lane from its own
+slice of the channel block. The PE columns share each activation (it is multicast); the PE rows work on
 consecutive windows in lockstep. The cycles of a tile are computed exactly from the real activations by
 :mod:`sparsesim.sparse.activation_work`: here one lane-cycle per operand, zero or not.
+
+Dense and gating PEs of one MAC can also run Eyeriss's row-stationary dataflow (``pe_array.dataflow``): a
+tile's cycles are then those of its fold onto the array (:mod:`sparsesim.sparse.row_stationary`), which do
+not depend on the data; the actions (one per MAC or operand) are the same.
 
 :class:`BroadcastPe` is the base of the other broadcast mechanisms (gating, zero-skipping, N:M, bit-serial
 terms), which change how a window's cycles and its actions are counted.
@@ -28,14 +32,19 @@ from typing import ClassVar
 import numpy as np
 
 from sparsesim.config import MechanismConfig
+from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerTiling, Tile
 from sparsesim.mechanisms.base import Mechanism, Plan, TileWork
+from sparsesim.sparse import row_stationary
 from sparsesim.sparse.activation_work import lockstep_cycles, window_cycles, window_nonzero_counts
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config(MechanismConfig, kind="dense"):
     """Dense PEs: every MAC takes its cycle and its energy, zero operands or not (DaDianNao)."""
+
+    # Windows over the PE rows, or a 1-D convolution per PE (Eyeriss): see sparsesim.sparse.row_stationary.
+    DATAFLOWS = ("output_stationary", "row_stationary")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class BroadcastWork:
     plan: Plan
     block_cycles: dict[int, np.ndarray]
     block_nonzeros: dict[int, np.ndarray]
+    dataflow: str = "output_stationary"  # how the tiles spread over the PEs (their cycles)
 
 
 class BroadcastPe(Mechanism):
@@ -67,11 +77,15 @@ class BroadcastPe(Mechanism):
             block = counts[start : start + tiling.channels_per_block]
             cycles[start] = self.block_cycles(block, geometry.kernel_positions)
             nonzeros[start] = block.sum(axis=0, dtype=np.int64)
-        return BroadcastWork(plan, cycles, nonzeros)
+        dataflow = _dataflow(tiling)
+        if dataflow == "row_stationary" and self.pace not in ("none", "zero_gating"):
+            # A skipping PE's cycles depend on its own input row's zeros: not modelled under row stationary.
+            raise SimulationError(f"{self.kind()} PEs do not run the row-stationary dataflow")
+        return BroadcastWork(plan, cycles, nonzeros, dataflow)
 
-    def prepare_key(self, tiling: LayerTiling) -> int:
-        """The work is counted per channel block."""
-        return tiling.channels_per_block
+    def prepare_key(self, tiling: LayerTiling) -> tuple[int, str]:
+        """The work is counted per channel block, and timed as the dataflow spreads it."""
+        return tiling.channels_per_block, _dataflow(tiling)
 
     def block_cycles(self, block_counts: np.ndarray, kernel_positions: int) -> np.ndarray:
         """Each window's cycles in a channel block, from its channels' nonzero counts per window."""
@@ -81,9 +95,16 @@ class BroadcastPe(Mechanism):
         geometry = prepared.plan.operands.geometry
         windows = slice(tile.out_row_start * geometry.out_width, tile.out_row_stop * geometry.out_width)
         per_window = prepared.block_cycles[tile.channel_start][windows]
-        cycles = lockstep_cycles(per_window, self.rows)
         n_windows = per_window.shape[0]
         n_filters = tile.filter_stop - tile.filter_start
+        if prepared.dataflow == "row_stationary":
+            fold = row_stationary.fold(
+                self.rows, self.columns, geometry.kernel_r, tile.out_row_stop - tile.out_row_start
+            )
+            pairs = n_filters * (tile.channel_stop - tile.channel_start)
+            cycles = row_stationary.tile_cycles(fold, pairs, geometry.out_width, geometry.kernel_s)
+        else:
+            cycles = lockstep_cycles(per_window, self.rows)
         active_pes_per_window = -(-n_filters // self.filter_lanes)
         operands = n_windows * (tile.channel_stop - tile.channel_start) * geometry.kernel_positions
         nonzeros = int(prepared.block_nonzeros[tile.channel_start][windows].sum())
@@ -99,6 +120,10 @@ class BroadcastPe(Mechanism):
             "psum_spad_update": n_filters * int(per_window.sum()),
         }
         return TileWork(cycles, actions)
+
+
+def _dataflow(tiling: LayerTiling) -> str:
+    return "output_stationary" if tiling.mapping is None else tiling.mapping.dataflow
 
 
 class Dense(BroadcastPe):

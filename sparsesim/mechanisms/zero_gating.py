@@ -13,6 +13,9 @@ from sparsesim.mechanisms.dense import BroadcastPe
 class Config(MechanismConfig, kind="zero_gating"):
     """Zero operands save energy, not cycles: the MAC and the weight read are gated (Eyeriss)."""
 
+    # Windows over the PE rows, or a 1-D convolution per PE (Eyeriss): see sparsesim.sparse.row_stationary.
+    DATAFLOWS = ("output_stationary", "row_stationary")
+
 
 class ZeroGating(BroadcastPe):
     Config = Config

@@ -12,10 +12,10 @@ A :class:`Report` wraps one plain, JSON-able dict whose shape is fixed by ``REPO
   ``energy_share`` and ``cycle_states`` (busy / stall / idle cycles of each of its ports, or of the PE array);
   ``bound`` (what bounds the layer, roofline-style: see :func:`bound_of`);
   ``dram_traffic`` (bytes per tensor in the configured formats, uncompressed bytes, their ratio);
-  ``tiling`` (the dataflow and the tile sizes); ``mapping`` (the layer's mapping, as ``--mapping`` takes it)
-  and ``mapper`` (its objective, the mappings in its space and how many it simulated; null when a
-  mapping file mapped the layer); ``functional_check`` (``passed``, the names of the
-  ``failed`` parts, and each part:
+  ``tiling`` (the chosen mapping's dataflow and the tile sizes); ``mapping`` (the layer's mapping, as
+  ``--mapping`` takes it) and ``mapper`` (its objective, the mappings in its space and how many it
+  simulated; null when a mapping file mapped the layer); ``functional_check`` (``passed``, the names of
+  the ``failed`` parts, and each part:
   ``stored_output``, the trace's output against numpy's of its operands, and ``datapath``, the machine's
   output against numpy's of the operands it used; ``lossy_error`` for lossy machines);
   ``mechanism``: the PE mechanism's ``kind`` and its ``summary`` of the layer (null if it has none; each

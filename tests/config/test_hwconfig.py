@@ -585,7 +585,20 @@ def valid_mappings(text: st.SearchStrategy[str] = ANY_TEXT) -> st.SearchStrategy
         .map(nest)
         .map(consistent_formats)
         .filter(mechanism_rules_hold)
+        .filter(dataflow_runs)
     )
+
+
+def dataflow_runs(tree: dict[str, Any]) -> bool:
+    """Whether the drawn machine's PEs can run its drawn dataflow (``pe_array.dataflow``): one its mechanism
+    lists, row stationary on PEs of one MAC."""
+    drawn = {**flat_defaults(HwConfig), **leaves(tree)}
+    named = drawn["pe_array.dataflow"]
+    if named in ("native", "any"):
+        return True
+    lanes = (drawn["pe_array.pe.activation_lanes"], drawn["pe_array.pe.filter_lanes"])
+    runnable = mechanism_kinds()[drawn.get("pe_array.pe.mechanism.kind", "dense")].DATAFLOWS
+    return named in runnable and (named != "row_stationary" or lanes == (1, 1))
 
 
 def mechanism_rules_hold(tree: dict[str, Any]) -> bool:
