@@ -7,7 +7,8 @@
    real operands for each PE-tile shape: the PE work does not depend on the loops above the PE tile).
 3. **The best are simulated exactly**, in the estimate's order, as long as their PE tiles add up to at most
    :data:`SIMULATED_TILES` (the best-rated one always is, and the best-rated of each dataflow when the
-   machine may run several; most layers' spaces are simulated whole), and the best simulation is the
+   machine may run several, and those the estimate rates exactly as the last one simulated: the budget
+   does not split a tie; most layers' spaces are simulated whole), and the best simulation is the
    layer's run: the estimate ranks, the simulation decides.
 
 Objectives: ``cycles`` (then energy), ``energy`` (then cycles) or ``edp`` (energy x cycles). Everything
@@ -193,21 +194,26 @@ def search(setup, objective: str = "cycles", events: list | None = None):
     space = space_of(setup)
     rank = OBJECTIVES[objective]
     rates = Rater(setup)
-    ranked = sorted(range(len(space)), key=lambda i: rates.key(space[i], rank) + (i,))
+    keys = [rates.key(mapping, rank) for mapping in space]
+    ranked = sorted(range(len(space)), key=lambda i: (keys[i], i))
     # The best-rated mapping of each dataflow is simulated whatever the budget: the estimate compares
     # mappings of one dataflow better than across them (their PE work differs in kind).
     leaders: dict[str, int] = {}
     for i in ranked:
         leaders.setdefault(space[i].dataflow, i)
     leading = set(leaders.values())
-    best, best_key, best_tiling, simulated, tiles = None, None, None, 0, 0
+    best, best_key, best_tiling, simulated, tiles, last = None, None, None, 0, 0, None
     for position, i in enumerate(ranked):
-        if simulated and tiles >= SIMULATED_TILES and i not in leading:
+        # Past the budget, only the other dataflows' leaders, and mappings the estimate cannot tell from the
+        # last one simulated (which of them comes first is an accident of the space's order).
+        chosen = i in leading or keys[i] == last
+        if simulated and tiles >= SIMULATED_TILES and not chosen:
             continue
         tiling = tiles_of(setup.geometry, space[i], setup.kernel_words.buffer, setup.weights_resident)
-        if simulated and tiles + len(tiling.tiles) > SIMULATED_TILES and i not in leading:
-            tiles = SIMULATED_TILES  # the budget is spent: only the other dataflows' leaders now
+        if simulated and tiles + len(tiling.tiles) > SIMULATED_TILES and not chosen:
+            tiles = SIMULATED_TILES
             continue
+        last = keys[i]
         run = setup.simulate(tiling)
         simulated += 1
         tiles += len(tiling.tiles)
