@@ -146,18 +146,19 @@ def _space(setup, dataflow: str) -> list[LayerMapping]:
 
     if dataflow == "row_stationary":
         tiles = row_stationary_tiles(setup)
-        space = [
-            mapping
-            for filters, channels in tiles
-            for mapping in candidates(geometry, (filters, channels, None), fits, dataflow=dataflow)
-        ]
         if not tiles:
             raise SimulationError(
                 f"{setup.name}: row stationary: a PE's weight scratchpad "
                 f"(pe_array.pe.weight_spad_bytes = {hw.pe_array.pe.weight_spad_bytes}) does not hold one "
                 f"filter row of {geometry.kernel_s} words"
             )
-        what = "one output row of one filter over one channel (row stationary)"
+        space = [
+            mapping
+            for filters, channels in tiles
+            for mapping in candidates(geometry, (filters, channels, None), fits, dataflow=dataflow)
+        ]
+        filters, channels = min(tiles, key=lambda tile: tile[0] * tile[1])
+        what = f"one output row of {filters} filters over {channels} channels (row stationary)"
     elif dataflow == "planar":
         filters, channels, _ = pe_tile_of(setup, dataflow)
         keeps = (frozenset({"Inputs", "Outputs"}),)

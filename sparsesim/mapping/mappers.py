@@ -38,10 +38,9 @@ def given_mapping(
     """The tiles of a mapping the user gives for layer ``name``; :class:`MappingError` naming ``source`` and
     the layer for every constraint of the machine it breaks: the dataflow (one ``pe_array.dataflow``
     allows), the PE array's filter lanes, the weight scratchpad, the mechanism's channel granule, and the
-    global buffer's capacity (two
-    buffer tiles, double-buffered, at the real sizes of the kept slices). ``weights_resident``: the PEs
-    hold every layer's weights (:mod:`sparsesim.mapping.residency`): no scratchpad limit on the PE tile's
-    channels, and the weights take no room in the buffer."""
+    global buffer's capacity (two buffer tiles, double-buffered, at the real sizes of the kept slices).
+    ``weights_resident``: the PEs hold every layer's weights (:mod:`sparsesim.mapping.residency`): no
+    scratchpad limit on the PE tile's channels, and the weights take no room in the buffer."""
     if weights_resident:
         mapping = replace(mapping, buffer_keeps=mapping.buffer_keeps - {"Weights"})
     if mapping.dataflow == UNSPECIFIED:  # the file names none: the machine's
