@@ -9,7 +9,8 @@
    :data:`SIMULATED_TILES` (the best-rated one always is, and the best-rated of each dataflow when the
    machine may run several, and those the estimate rates exactly as the last one simulated: the budget
    does not split a tie; most layers' spaces are simulated whole), and the best simulation is the
-   layer's run: the estimate ranks, the simulation decides.
+   layer's run: the estimate ranks, the simulation decides. Ratings within :data:`NEAR` of the best
+   count as equal: the estimate's maximum over the ports and the PEs cannot rank them.
 
 Objectives: ``cycles`` (then energy), ``energy`` (then cycles) or ``edp`` (energy x cycles). Everything
 is deterministic: the space is listed in a fixed order and ties go to the earlier candidate. The run
@@ -45,6 +46,9 @@ SIMULATED_TILES = 2048
 #: Row stationary: the splits of the scratchpads' pairs into filters x channels searched per layer (see
 #: :func:`row_stationary_tiles`).
 ROW_STATIONARY_SPLITS = 4
+#: Ratings within this factor of the best are below the estimate's resolution: equal to it (see
+#: :meth:`Rater.key` for what then orders them).
+NEAR = 1.005
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,10 @@ def search(setup, objective: str = "cycles", events: list | None = None):
     rank = OBJECTIVES[objective]
     rates = Rater(setup)
     keys = [rates.key(mapping, rank) for mapping in space]
+    # The estimate cannot tell ratings within NEAR of the best apart (a PE-bound layer's mappings rate
+    # within its partial-sum waits): they rank as equal, by what breaks the estimate's ties.
+    near = NEAR * min(key[0] for key in keys)
+    keys = [(max(key[0], near), *key[1:]) for key in keys]
     ranked = sorted(range(len(space)), key=lambda i: (keys[i], i))
     # The best-rated mapping of each dataflow is simulated whatever the budget: the estimate compares
     # mappings of one dataflow better than across them (their PE work differs in kind).
@@ -244,13 +252,16 @@ class Rater:
         }
         self.pe_busy: dict[tuple, int] = {}  # (PE tile, dataflow) -> the PE array's busy cycles
         self._words: dict = {}
+        self._ports: dict = {}  # mapping -> its ports' busy cycles, summed
 
     def key(self, mapping: LayerMapping, rank) -> tuple:
         """The estimate's order for an objective's ``rank``: its measure, then fewer PE tiles (each is a
         transaction, whose latencies the estimate counts on the ports but not in the pipeline's bubbles:
-        the estimate ties when the PEs bound the layer), then the other measure."""
+        the estimate ties when the PEs bound the layer), then less time on the ports in all (a port close
+        to the PEs' time stalls them in the simulation, which the estimate's maximum does not see), then
+        the other measure."""
         first, second = rank(*self.rate(mapping))
-        return first, self._words_of(mapping).tiles, second
+        return first, self._words_of(mapping).tiles, self._ports[mapping], second
 
     def _words_of(self, mapping: LayerMapping):
         if mapping not in self._words:
@@ -289,6 +300,7 @@ class Rater:
         # again, each over the NoC and a buffer port, after their latencies.
         slowest = min(noc.bandwidth_bytes_per_cycle, gb.read_bandwidth_bytes_per_cycle)
         waits = 2 * (words.waiting_tiles * noc.latency_cycles + words.waiting_words * wb / slowest)
+        self._ports[mapping] = int(dram + buffer + on_noc)
         cycles = max(self.pe_busy[shape] + waits, dram, buffer, on_noc)
         energy = (
             (words.dram_read + words.dram_write) * self.pj["dram"]

@@ -179,3 +179,18 @@ def test_the_command_line_searches_another_dataflow_or_any(tmp_path):
     )
     assert refused.exit_code == 2
     assert "pe_array.dataflow: the zero_skip_activations PEs run output_stationary only" in refused.output
+
+
+@pytest.mark.parametrize("parameter", ["noc.bandwidth_bytes_per_cycle", "dram.bandwidth_bytes_per_cycle"])
+def test_more_bandwidth_never_costs_eyeriss_cycles_on_a_layer_it_once_did(hwconfigs, vgg16_trace, parameter):
+    """conv4_1 on Eyeriss v1 ran 13 % slower with twice the DRAM bandwidth and 4 % slower with twice the
+    NoC's: its row-stationary mappings all rate at the PE bound, and the estimate's tie-breaks, not the
+    machine, chose among them (see sparsesim.mapper.NEAR)."""
+    hw, layer = hwconfigs["eyeriss_v1"], vgg16_trace.layer("conv4_1")
+    base = (
+        hw.noc.bandwidth_bytes_per_cycle if parameter.startswith("noc") else hw.dram.bandwidth_bytes_per_cycle
+    )
+    cycles = [
+        search(LayerSetup(with_parameter(hw, parameter, base * scale), layer)).cycles for scale in (0.5, 1, 2)
+    ]
+    assert cycles == sorted(cycles, reverse=True), cycles
