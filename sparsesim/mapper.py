@@ -3,8 +3,9 @@
 1. **The space** (:mod:`sparsesim.mapping.space`): the mappings the machine's dataflow allows whose buffer
    tiles fit the global buffer at the real compressed sizes of their slices (twice: double-buffered).
 2. **The fast estimate** ranks every one of them: the words each port moves, counted from the loop bounds
-   as Timeloop counts them, over the port's bandwidth, against the PE array's busy cycles (computed on the
-   real operands for each PE-tile shape: the PE work does not depend on the loops above the PE tile).
+   as Timeloop counts them and scaled by each tensor's compression in that port's format (measured on the
+   whole real tensor), over the port's bandwidth, against the PE array's busy cycles (computed on the real
+   operands for each PE-tile shape: the PE work does not depend on the loops above the PE tile).
 3. **The best are simulated exactly**, in the estimate's order, as long as their PE tiles add up to at most
    :data:`SIMULATED_TILES` (the best-rated one always is, and the best-rated of each dataflow when the
    machine may run several, and those the estimate rates exactly as the last one simulated: the budget
@@ -26,6 +27,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from sparsesim.errors import SimulationError
 from sparsesim.mapping import LayerMapping, tiles_of
@@ -177,7 +180,14 @@ def _space(setup, dataflow: str) -> list[LayerMapping]:
         keeps = (frozenset({"Inputs", "Outputs"}),) if setup.weights_resident else KEEPS
         in_turn = setup.mechanism.filter_groups_in_turn
         while True:
-            space = candidates(geometry, (filters, channels, None), fits, keeps, groups_in_turn=in_turn)
+            space = candidates(
+                geometry,
+                (filters, channels, None),
+                fits,
+                keeps,
+                groups_in_turn=in_turn,
+                narrow=not setup.weights_resident,
+            )
             if space or channels == 1:
                 break
             channels = max(1, -(-channels // 2) // setup.granule * setup.granule)
@@ -250,6 +260,9 @@ class Rater:
             "buffer_write": table["global_buffer"]["write"],
             "noc": table["noc"]["transfer"],
         }
+        # Words per uncompressed word of each tensor in DRAM's and the buffer's formats, on the real data.
+        formats = hw.formats
+        self.scales = (_compression(setup, formats.dram), _compression(setup, formats.global_buffer))
         self.pe_busy: dict[tuple, int] = {}  # (PE tile, dataflow) -> the PE array's busy cycles
         self._words: dict = {}
         self._ports: dict = {}  # mapping -> its ports' busy cycles, summed
@@ -266,7 +279,7 @@ class Rater:
     def _words_of(self, mapping: LayerMapping):
         if mapping not in self._words:
             kernel_words = 0 if self.setup.weights_resident else self.setup.kernel_words.buffer
-            self._words[mapping] = words_moved(self.setup.geometry, mapping, kernel_words)  # no weights move
+            self._words[mapping] = words_moved(self.setup.geometry, mapping, kernel_words, *self.scales)
         return self._words[mapping]
 
     def rate(self, mapping: LayerMapping) -> tuple[int, float]:
@@ -296,10 +309,16 @@ class Rater:
             )
         else:
             buffer = max(reads, writes)
-        # A tile that waits for the partial sums of the one before: they go back to the buffer, and come out
-        # again, each over the NoC and a buffer port, after their latencies.
+        # A tile that continues the partial sums of one d tiles before it waits for them to go back to the
+        # buffer and come out again (each way over the NoC and a buffer port, after its latency), less the
+        # d - 1 tiles the PEs compute meanwhile (at their average).
         slowest = min(noc.bandwidth_bytes_per_cycle, gb.read_bandwidth_bytes_per_cycle)
-        waits = 2 * (words.waiting_tiles * noc.latency_cycles + words.waiting_words * wb / slowest)
+        back, tiles, sums = words.continuing
+        waits = 0.0
+        if back.size:
+            per_tile = self.pe_busy[shape] / max(1, words.tiles)
+            trips = 2 * (noc.latency_cycles * tiles + sums * (wb / slowest))
+            waits = float(np.maximum(0.0, trips - (back - 1) * per_tile * tiles).sum())
         self._ports[mapping] = int(dram + buffer + on_noc)
         cycles = max(self.pe_busy[shape] + waits, dram, buffer, on_noc)
         energy = (
@@ -309,6 +328,23 @@ class Rater:
             + words.noc * self.pj["noc"]
         )
         return int(cycles), energy
+
+
+def _compression(setup, formats) -> tuple[float, float, float]:
+    """The whole weights', inputs' and outputs' words in ``formats`` (one level's) per uncompressed word."""
+    sizer, geometry = setup.sizer, setup.geometry
+    bits = setup.value_bits
+    filters, channels = geometry.filters, geometry.channels
+    wholes = (
+        (sizer.weights, formats.weights, (0, filters, 0, channels)),
+        (sizer.inputs, formats.inputs, (0, channels, 0, geometry.height)),
+        (sizer.outputs, formats.outputs, (0, filters, 0, geometry.out_height)),
+    )
+    ratios = []
+    for size, fmt, window in wholes:
+        plain = size("U", *window).words(bits)
+        ratios.append(size(fmt, *window).words(bits) / plain if plain else 1.0)
+    return ratios[0], ratios[1], ratios[2]
 
 
 __all__ = ["OBJECTIVES", "SIMULATED_TILES", "Rater", "Search", "search", "space_of"]

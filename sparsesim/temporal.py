@@ -14,7 +14,9 @@
   :func:`sparsesim.simulator.simulate_layer` (so every layer has its exact functional check against numpy on
   the operands it was given).
 
-It is a thin layer: the per-layer pipeline is not rewired, the motion unit
+Each layer is mapped once, on the first frame, and keeps that mapping for the others (baseline runs and
+predicted suffixes alike), as a compiler maps a network once: the speed-up then compares the same loop
+nests. It is a thin layer: the per-layer pipeline is not rewired, the motion unit
 (:mod:`sparsesim.components.motion_unit`) books its cycles and actions around it, and a frame's time is the
 sum of its parts, run one after the other. Every frame is also simulated in full (the *baseline*: the same
 machine without temporal reuse), which gives the speed-up and the energy saving.
@@ -37,7 +39,8 @@ from sparsesim import __version__
 from sparsesim.components.motion_unit import MotionUnit
 from sparsesim.config import hwconfig_to_dict
 from sparsesim.core.energy import action_energy_pj
-from sparsesim.errors import SimulationError
+from sparsesim.errors import MappingError, SimulationError
+from sparsesim.mapping.directives import MappingFile
 from sparsesim.quantities import ratio
 from sparsesim.simulator import simulate_layer
 from sparsesim.sparse.motion import (
@@ -127,7 +130,29 @@ def _layer_summary(entry: dict) -> dict:
     }
 
 
-def _run_suffix(hw, frame, geometry, predicted_input, energy_table) -> tuple[list[dict], np.ndarray]:
+class _MappedOnce:
+    """Each layer's mapping, searched on the first frame and kept for the others, as a compiler maps a
+    network once for every frame it will run; a frame whose real data no longer fits a kept mapping (the
+    buffer holds compressed slices) has that layer searched again."""
+
+    def __init__(self, hw, energy_table, source: str):
+        self.hw, self.energy_table, self.source = hw, energy_table, source
+        self.kept: MappingFile | None = None
+
+    def simulate(self, layer) -> dict:
+        if self.kept is not None and layer.name in self.kept.per_layer:
+            try:
+                return simulate_layer(self.hw, layer, self.energy_table, self.kept)
+            except MappingError:
+                log.info("%s: the first frame's mapping does not fit this frame's data; searched", layer.name)
+        entry = simulate_layer(self.hw, layer, self.energy_table)
+        kept = dict(self.kept.per_layer) if self.kept is not None else {}
+        kept.setdefault(layer.name, (f"layers.{layer.name}.mapping", entry["mapping"]))
+        self.kept = MappingFile(self.source, None, kept, {})
+        return entry
+
+
+def _run_suffix(mapped: _MappedOnce, frame, geometry, predicted_input) -> tuple[list[dict], np.ndarray]:
     """Run the layers after the target on the predicted input, each simulated; return entries and output."""
     layers = list(frame.layers)
     pools = geometry["pools"]
@@ -137,7 +162,7 @@ def _run_suffix(hw, frame, geometry, predicted_input, energy_table) -> tuple[lis
     for position in range(geometry["index"] + 1, len(layers)):
         ran = dataclasses.replace(layers[position], input=activations)
         ran = dataclasses.replace(ran, output=layer_reference(ran).astype(np.float32))
-        entries.append(simulate_layer(hw, ran, energy_table))
+        entries.append(mapped.simulate(ran))
         output = ran.output
         if position < len(pools):
             carried = maxpool2x2(ran.output) if pools[position] else ran.output
@@ -172,9 +197,10 @@ def simulate_frames(hw, sequence) -> FramesReport:
     geometry = _target_geometry(sequence, temporal.target_layer) if reuse else None
     frames_out = []
     last_key = None
+    mapped = _MappedOnce(hw, energy_table, f"the mappings of {sequence.name}'s first frame")
     for number, frame in enumerate(sequence.frames):
         log.info("frame %d of %s", number, sequence.name)
-        baseline = [simulate_layer(hw, layer, energy_table) for layer in frame.layers]
+        baseline = [mapped.simulate(layer) for layer in frame.layers]
         baseline_cycles = sum(entry["cycles"] for entry in baseline)
         baseline_energy = sum(entry["energy_pj"] for entry in baseline)
         unit = MotionUnit(temporal)
@@ -215,7 +241,7 @@ def simulate_frames(hw, sequence) -> FramesReport:
             )
             unit.warp(warp)
             predicted = to_float16(warp.output, f"frame {number}: warped target activation")
-            layers, output = _run_suffix(hw, frame, geometry, predicted, energy_table)
+            layers, output = _run_suffix(mapped, frame, geometry, predicted)
             unmoved_output = _suffix_reference(frame, geometry, stored)
             # Away from the borders (the receptive field plus the largest vector), a whole-stride pan is
             # predicted exactly: padding effects and new content sit in that margin.

@@ -171,3 +171,30 @@ def test_documented_frame_sequences_match_their_golden_results(name, tmp_path, v
         + "\n  ".join(problems)
         + f"\nIf the change is intended: {REGENERATE} eva2"
     )
+
+
+def test_each_layer_is_mapped_on_the_first_frame_and_keeps_its_mapping(whole_stride_pan):
+    from sparsesim.errors import MappingError
+    from sparsesim.mapping.directives import MappingFile
+    from sparsesim.simulator import simulate_layer
+    from sparsesim.temporal import _MappedOnce
+
+    hw = eva2()
+    mapped = _MappedOnce(hw, hw.energy_table(), "test")
+    first, second = (frame.layer("conv1_2") for frame in whole_stride_pan.frames[:2])
+    searched, kept = mapped.simulate(first), mapped.simulate(second)
+    assert searched["tiling"]["mapped_by"] == "mapper" and kept["tiling"]["mapped_by"] != "mapper"
+    assert kept["mapping"] == searched["mapping"]
+    # A kept mapping the frame cannot take (here: the searched one with the DRAM loops moved into the buffer,
+    # a buffer tile of the whole layer, far over the buffer) is searched again rather than failing the run.
+    directives = [dict(d) for d in searched["mapping"]]
+    dram, buffer = (next(d for d in directives if d["target"] == t and d["type"] == "temporal") for t in
+                    ("dram", "global_buffer"))  # fmt: skip
+    outer = dict(f.split("=") for f in dram["factors"].split())
+    inner = dict(f.split("=") for f in buffer["factors"].split())
+    buffer["factors"] = " ".join(f"{d}={int(v) * int(outer[d])}" for d, v in inner.items())
+    dram["factors"] = " ".join(f"{d}=1" for d in outer)
+    mapped.kept = MappingFile("test", None, {"conv1_2": ("layers.conv1_2.mapping", directives)}, {})
+    with pytest.raises(MappingError, match="capacity_bytes"):
+        simulate_layer(hw, second, None, mapped.kept)
+    assert mapped.simulate(second)["mapping"] == searched["mapping"]

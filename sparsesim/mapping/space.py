@@ -12,7 +12,9 @@ output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
   for ``m`` = 1, 2, 4, ... (so the DRAM loops run ``m`` times); only *maximal* buffer tiles are kept: those
   that fit the global buffer (twice, double-buffered, at the real sizes of the kept slices) and are not
   inside another that fits. (A buffer tile inside one that fits is taken to fit: true of every format's
-  sizes, which do not grow when a slice shrinks, and it spares sizing the many small slices);
+  sizes, which do not grow when a slice shrinks, and it spares sizing the many small slices). When the
+  weights stream through the buffer, each maximal tile cut to one PE tile along any of its dimensions is
+  kept too (:func:`_narrowed`: a smaller buffer tile can be better);
 - the **DRAM loop order**: every order of the dimensions the DRAM loops split (the others do not matter);
 - what the **buffer keeps**: every tensor, or all but the weights or the inputs (they then stream through
   it, tile by tile), each with its own maximal buffer tiles; a streaming variant whose buffer tiles equal
@@ -28,10 +30,11 @@ the coarsest bands that fit (``max_pe_tiles=1, row_steps=1``) and searches the b
 the weights streaming.
 
 :func:`words_moved` rates a candidate from its loop bounds alone, the way Timeloop counts accesses: the
-words each port moves (uncompressed), walked buffer tile by buffer tile with the reuse rules of
-:mod:`sparsesim.mapping.loopnest`. The mapper turns them into cycles over each port's bandwidth, against
-the PE array's busy cycles, to rank the space; it does not bound it (compressed tensors move fewer words
-than it counts), so the best candidates are then simulated.
+words each port moves, walked buffer tile by buffer tile with the reuse rules of
+:mod:`sparsesim.mapping.loopnest`, each tensor's scaled by its whole compression ratio in the port's format.
+The mapper turns them into cycles over each port's bandwidth, against the PE array's busy cycles, to rank
+the space; it does not bound it (a slice compresses unlike the whole, and the pipeline's bubbles are not
+counted), so the best candidates are then simulated.
 """
 
 from __future__ import annotations
@@ -100,10 +103,12 @@ def candidates(
     groups_in_turn: bool = False,
     row_steps: int = ROW_STEPS,
     dataflow: str = "output_stationary",
+    narrow: bool = True,
 ) -> list[LayerMapping]:
     """The space described in the module docstring, in a fixed order. ``pe_tile``: the PE tile's filters
     and channels, and its rows (None: searched). ``fits(mapping)``: whether its buffer tiles fit.
-    ``groups_in_turn``: only mappings whose filter groups run in turn (:func:`filter_groups_in_turn`)."""
+    ``groups_in_turn``: only mappings whose filter groups run in turn (:func:`filter_groups_in_turn`).
+    ``narrow``: also the buffer tiles of :func:`_narrowed` (not for weights the machine keeps on chip)."""
     sizes = dimension_sizes(geometry)
     k_pe, c_pe, p_pe = pe_tile
     found: list[LayerMapping] = []
@@ -134,12 +139,32 @@ def candidates(
             if maximal and maximal == kept_before:
                 continue  # the same buffer tiles as a variant that keeps more
             kept_before = maximal or kept_before
-            for g in maximal:
+            narrowed = _narrowed(maximal) if narrow and "Weights" not in keeps else []
+            for g in maximal + narrowed:
                 dram = {dim: covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)}
                 orders = _orders(dram, filters_first=groups_in_turn)
                 found.extend(_mapping(pe, blocks, g, order, keeps, pe_keeps, dataflow) for order in orders)
         if found and not fewest:
             fewest = n_tiles
+    return found
+
+
+def _narrowed(maximal: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Each maximal buffer tile with some of its dimensions cut to one PE tile, where that is a new tile:
+    the buffer tiles of a buffer that does not keep the weights.
+
+    A larger buffer tile is not always better. A dimension the buffer tile holds whole cannot be a DRAM
+    loop, so no loop order can put it outside the others: a buffer tile of two channel blocks sends every
+    row block's weights to the PEs again, where one channel block per buffer tile, channels outermost,
+    sends them once (a 192 KiB buffer ran the 2:4 tensor core's conv2_2 12 % slower than a 96 KiB one
+    before this). And a buffer tile of the whole layer drains all its outputs at its end, where smaller
+    ones drain while the next computes (Cambricon-X's conv5_1 ran 2.3 % slower with twice the buffer)."""
+    found: list[tuple[int, int, int]] = []
+    for g in maximal:
+        for cut in itertools.product((False, True), repeat=len(g)):
+            narrowed = tuple(1 if c else extent for c, extent in zip(cut, g, strict=True))
+            if narrowed not in maximal and narrowed not in found:
+                found.append(narrowed)
     return found
 
 
@@ -173,19 +198,23 @@ def _mapping(
     )
 
 
+_NONE = np.zeros(0, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class Words:
-    """The words a candidate moves per port, uncompressed: its fast rating (see :func:`words_moved`)."""
+    """The words a candidate moves per port: its fast rating (see :func:`words_moved`)."""
 
     dram_read: int
     dram_write: int
     buffer_read: int  # out of the global buffer: to the PEs and to DRAM
     buffer_write: int  # into the global buffer: from DRAM and from the PEs
     noc: int  # both ways
-    # PE tiles that continue the partial sums of the tile just before them: each waits for those to be
-    # written back and sent again before it can start (the PEs idle meanwhile), and the words of those sums.
-    waiting_tiles: int = 0
-    waiting_words: int = 0
+    # PE tiles that continue the partial sums of a tile before them, as three arrays (the distance back in
+    # PE tiles, the tiles, and the words of their sums; per buffer tile, its first channel block's and the
+    # others'): each waits for those sums to be written back and sent again, and the PEs idle meanwhile
+    # unless the tiles between keep them busy.
+    continuing: tuple[np.ndarray, np.ndarray, np.ndarray] = (_NONE, _NONE, _NONE)
     # Transactions: each PE tile is loaded, sent and returned once; some send partial sums back to the PEs,
     # and some write outputs or partial sums from the buffer to DRAM. (Each holds its ports for its latency.)
     tiles: int = 0
@@ -193,9 +222,25 @@ class Words:
     drains: int = 0
 
 
-def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int) -> Words:
-    """The uncompressed words ``mapping`` moves per port, counted buffer tile by buffer tile with the reuse
-    rules of :mod:`sparsesim.mapping.loopnest` (the order of :data:`BUFFER_ORDER` inside a buffer tile).
+#: Words per uncompressed word of the weights, inputs and outputs: all 1 counts uncompressed words.
+UNCOMPRESSED = (1.0, 1.0, 1.0)
+
+
+def words_moved(
+    geometry: ConvGeometry,
+    mapping: LayerMapping,
+    kernel_words: int,
+    dram_scale: tuple[float, float, float] = UNCOMPRESSED,
+    buffer_scale: tuple[float, float, float] = UNCOMPRESSED,
+) -> Words:
+    """The words ``mapping`` moves per port, counted buffer tile by buffer tile with the reuse rules of
+    :mod:`sparsesim.mapping.loopnest` (the order of :data:`BUFFER_ORDER` inside a buffer tile).
+
+    ``dram_scale`` and ``buffer_scale``: the words a weight, input and finished output take in DRAM's and
+    the buffer's formats per uncompressed word, the whole tensor's ratio (the mapper measures them on the
+    real tensors; a slice's own ratio differs by its share of the format's metadata). Partial sums are
+    uncompressed; so are the outputs the PEs return (the encoder is not modelled). The default counts
+    uncompressed words, which is what :mod:`sparsesim.mapping.loopnest`'s tiles count.
 
     Vectorised over the buffer tiles (numpy), so that a candidate of thousands of them rates as fast as one
     of a few: the mapper rates every candidate of a layer's space."""
@@ -246,24 +291,37 @@ def words_moved(geometry: ConvGeometry, mapping: LayerMapping, kernel_words: int
     psums_back = np.where(~first_channels & ~same_kp, outputs, 0)
     leaves = np.where(after_kp, 0, outputs)
     later_blocks = pieces_c - first_channels  # channel blocks that continue partial sums
-    fill = fetched_weights + fetched_inputs + psums_back
-    sent = sent_weights + sent_inputs + outputs * later_blocks
-    returned = outputs * pieces_c
-    # Rows are innermost: a tile's partial sums come from the tile just before it only when the buffer tile
-    # has one row block (then within it, and from the previous buffer tile's last tile).
-    one_row_block = pieces_p == 1
-    waits = np.where(
-        one_row_block, pieces_k * (pieces_c - 1) + (~first_channels & same_kp & (pieces_k == 1)), 0
+    # Summed per tensor, then scaled by its compression (the counts are linear in the words).
+    fetched_w, fetched_i, sent_w, sent_i = (
+        int(a.sum()) for a in (fetched_weights, fetched_inputs, sent_weights, sent_inputs)
     )
-    dram_write = int(leaves.sum())
+    psums, psums_sent = int(psums_back.sum()), int((outputs * later_blocks).sum())
+    returned = int((outputs * pieces_c).sum())
+    finished = stop["C"] == sizes["C"]  # outputs leaving after the last channel block are finished
+    leave_finished = int(leaves[finished].sum())
+    leave_partial = int(leaves.sum()) - leave_finished
+    (dram_w, dram_i, dram_o), (buffer_w, buffer_i, buffer_o) = dram_scale, buffer_scale
+    sent = sent_w * buffer_w + sent_i * buffer_i + psums_sent
+    # Rows are innermost: within a buffer tile, a tile continues the one its row blocks before it; the first
+    # channel block of a buffer tile that continues the one before (same filters and rows) continues that
+    # one's last channel block.
+    within = pieces_k * (pieces_c - 1) * pieces_p
+    across = np.where(~first_channels & same_kp, pieces_k * pieces_p, 0)
+    continuing = (_NONE, _NONE, _NONE)
+    if within.any() or across.any():
+        per_tile = outputs // (pieces_k * pieces_p)
+        continuing = (
+            np.concatenate([pieces_p, pieces_k * pieces_c * pieces_p - (pieces_c - 1) * pieces_p]),
+            np.concatenate([within, across]),
+            np.concatenate([within * per_tile, across * per_tile]),
+        )
     return Words(
-        dram_read=int(fill.sum()),
-        dram_write=dram_write,
-        buffer_read=int(sent.sum()) + dram_write,
-        buffer_write=int(fill.sum() + returned.sum()),
-        noc=int(sent.sum() + returned.sum()),
-        waiting_tiles=int(waits.sum()),
-        waiting_words=int((waits * outputs // pieces_k).sum()),
+        dram_read=round(fetched_w * dram_w + fetched_i * dram_i + psums),
+        dram_write=round(leave_finished * dram_o + leave_partial),
+        buffer_read=round(sent + leave_finished * buffer_o + leave_partial),
+        buffer_write=round(fetched_w * buffer_w + fetched_i * buffer_i + psums + returned),
+        noc=round(sent + returned),
+        continuing=continuing,
         tiles=int((pieces_k * pieces_c * pieces_p).sum()),
         psum_sends=int((pieces_k * pieces_p * later_blocks).sum()),
         drains=int(np.where(leaves > 0, pieces_k * pieces_p, 0).sum()),

@@ -1,6 +1,6 @@
 """The mapper's space and its fast estimate: what the estimate counts is what the loop nest moves, the
-buffer tiles it keeps are the maximal ones that fit, and a larger buffer's space holds every buffer tile of
-a smaller one's.
+buffer tiles it keeps are the maximal ones that fit (and, for streamed weights, those cut to one PE tile in
+some dimensions), and a larger buffer's space holds a buffer tile around each of a smaller one's.
 
 Synthetic shapes only (no tensors): uncompressed words, so that the estimate and the tiles count alike.
 """
@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsesim.mapping import ConvGeometry, tiles_of
-from sparsesim.mapping.loopnest import DIMS, TENSORS
+from sparsesim.mapping.loopnest import DIMS, TENSORS, LayerMapping, Loops
 from sparsesim.mapping.space import (
     KEEPS,
     MAX_PE_TILES,
+    _narrowed,
     candidates,
     extents,
     filter_groups_in_turn,
@@ -80,26 +81,68 @@ def test_the_estimate_counts_the_words_the_loop_nest_moves(case, keeps):
                 sent += (t.filter_stop - t.filter_start) * channels * geometry.kernel_positions
             sent += channels * (stop - start) * geometry.width + t.psum_in_words
         assert words.noc == sent + sum(t.out_words for t in tiles)
+        # Scaled by the tensors' compression: weights and inputs as their formats say, partial sums not.
+        scaled = words_moved(geometry, mapping, geometry.kernel_positions, dram_scale=(0.5, 0.25, 1.0))
+        fetched = sum(t.weight_words * 0.5 + t.input_words * 0.25 + t.dram_psum_read_words for t in tiles)
+        assert scaled.dram_read == round(fetched)
+        assert scaled.noc == words.noc and scaled.dram_write == words.dram_write
+
+
+def _maximal(geometry, mapping, limit) -> bool:
+    """Whether no dimension of ``mapping``'s buffer tile can grow one step and still fit ``limit``."""
+    for i, dim in enumerate(DIMS):
+        factors = list(mapping.global_buffer.factors)
+        larger = [g for g in extents(-(-_sizes(geometry)[i] // mapping.extent(dim))) if g > factors[i]]
+        if larger:
+            factors[i] = min(larger)
+            grown = dataclasses.replace(
+                mapping, global_buffer=dataclasses.replace(mapping.global_buffer, factors=tuple(factors))
+            )
+            if uncompressed_footprint(geometry, grown) <= limit:
+                return False
+    return True
 
 
 @settings(max_examples=120, deadline=None)
-@given(spaces())
-def test_the_space_keeps_the_maximal_buffer_tiles_that_fit(case):
+@given(spaces(), st.booleans())
+def test_the_space_keeps_the_maximal_buffer_tiles_that_fit_and_narrows_streamed_ones(case, narrow):
     geometry, pe_tile, limit = case
-    space = space_of(geometry, pe_tile, limit)
+    space = candidates(
+        geometry, pe_tile, lambda m: uncompressed_footprint(geometry, m) <= limit, narrow=narrow
+    )
+    maximal = {
+        (m.pe_tile, m.buffer_keeps, m.global_buffer.factors) for m in space if _maximal(geometry, m, limit)
+    }
     for mapping in space:
         assert mapping.problems(geometry) == []
         assert uncompressed_footprint(geometry, mapping) <= limit
         assert mapping.global_buffer.order == "KCP"
-        for i, dim in enumerate(DIMS):
-            factors = list(mapping.global_buffer.factors)
-            larger = [g for g in extents(-(-_sizes(geometry)[i] // mapping.extent(dim))) if g > factors[i]]
-            if larger:
-                factors[i] = min(larger)
-                grown = dataclasses.replace(
-                    mapping, global_buffer=dataclasses.replace(mapping.global_buffer, factors=tuple(factors))
-                )
-                assert uncompressed_footprint(geometry, grown) > limit, (mapping, dim)
+        factors = mapping.global_buffer.factors
+        if (mapping.pe_tile, mapping.buffer_keeps, factors) in maximal:
+            continue
+        # Not maximal: only with narrowing, for a buffer that streams the weights, and then a maximal tile
+        # of the space with some of its dimensions cut to one PE tile.
+        assert narrow and "Weights" not in mapping.buffer_keeps, mapping
+        assert any(
+            shape == mapping.pe_tile
+            and keeps == mapping.buffer_keeps
+            and all(f in (1, g) for f, g in zip(factors, grown, strict=True))
+            for shape, keeps, grown in maximal
+        ), mapping
+
+
+def test_narrowing_cuts_every_set_of_dimensions_to_one_pe_tile():
+    assert _narrowed([(4, 2, 1)]) == [(4, 1, 1), (1, 2, 1), (1, 1, 1)]
+    assert _narrowed([(2, 2, 2), (1, 4, 1)]) == [
+        (2, 2, 1),
+        (2, 1, 2),
+        (2, 1, 1),
+        (1, 2, 2),
+        (1, 2, 1),
+        (1, 1, 2),
+        (1, 1, 1),
+    ]  # (1, 4, 1) adds nothing: (1, 1, 1) is already there
+    assert _narrowed([(1, 1, 1)]) == []
 
 
 @settings(max_examples=120, deadline=None)
@@ -140,3 +183,33 @@ def test_filter_groups_in_turn_means_each_groups_tiles_are_consecutive(case):
 
 def test_every_tensor_set_the_space_may_keep_keeps_the_outputs():
     assert all("Outputs" in keeps and keeps <= frozenset(TENSORS) for keeps in KEEPS)
+
+
+def _continuing(words) -> dict[int, tuple[int, int]]:
+    """``words.continuing`` as {distance back: (tiles, words of their sums)}."""
+    found: dict[int, tuple[int, int]] = {}
+    for back, tiles, sums in zip(*(a.tolist() for a in words.continuing), strict=True):
+        if tiles:
+            had = found.get(back, (0, 0))
+            found[back] = (had[0] + tiles, had[1] + sums)
+    return found
+
+
+def test_the_estimate_counts_the_tiles_that_continue_partial_sums_and_how_far_back():
+    """Hand-worked: 4 filters x 4 channels x 4 output rows (width 5), PE tiles of 2 x 2 x 2."""
+    geometry = ConvGeometry(4, 4, 5, 4, 3, 3, 1, 1)
+    sums = 2 * 2 * geometry.out_width  # one PE tile's outputs
+    # One filter group per buffer tile, rows innermost: each tile of the second channel block continues the
+    # tile two before it (the row blocks between); two buffer tiles of two such tiles.
+    rows_between = LayerMapping(
+        dram=Loops((2, 1, 1), "KCP"), pe_tile=(2, 2, 2), global_buffer=Loops((1, 2, 2))
+    )
+    assert _continuing(words_moved(geometry, rows_between, 9)) == {2: (4, 4 * sums)}
+    # One PE tile per buffer tile, channels innermost in DRAM: each second channel block continues the tile
+    # just before it (2 filter groups x 2 row blocks of them).
+    channels_inner = LayerMapping(dram=Loops((2, 2, 2), "KPC"), pe_tile=(2, 2, 2))
+    assert _continuing(words_moved(geometry, channels_inner, 9)) == {1: (4, 4 * sums)}
+    # Channels outermost: the partial sums wait in DRAM (or the buffer) for the other tiles, and no tile
+    # continues one close behind it.
+    channels_outer = LayerMapping(dram=Loops((2, 2, 2), "CKP"), pe_tile=(2, 2, 2))
+    assert _continuing(words_moved(geometry, channels_outer, 9)) == {}
