@@ -160,9 +160,9 @@ def _narrowed(maximal: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]
     before this). And a buffer tile of the whole layer drains all its outputs at its end, where smaller
     ones drain while the next computes (Cambricon-X's conv5_1 ran 2.3 % slower with twice the buffer)."""
     found: list[tuple[int, int, int]] = []
-    for g in maximal:
-        for cut in itertools.product((False, True), repeat=len(g)):
-            narrowed = tuple(1 if c else extent for c, extent in zip(cut, g, strict=True))
+    for k, c, p in maximal:
+        for cut_k, cut_c, cut_p in itertools.product((False, True), repeat=3):
+            narrowed = (1 if cut_k else k, 1 if cut_c else c, 1 if cut_p else p)
             if narrowed not in maximal and narrowed not in found:
                 found.append(narrowed)
     return found
