@@ -199,6 +199,7 @@ def _mapping(
 
 
 _NONE = np.zeros(0, dtype=np.int64)
+_NONE.setflags(write=False)
 
 
 @dataclass(frozen=True)
@@ -211,8 +212,8 @@ class Words:
     buffer_write: int  # into the global buffer: from DRAM and from the PEs
     noc: int  # both ways
     # PE tiles that continue the partial sums of a tile before them, as three arrays (the distance back in
-    # PE tiles, the tiles, and the words of their sums; per buffer tile, its first channel block's and the
-    # others'): each waits for those sums to be written back and sent again, and the PEs idle meanwhile
+    # PE tiles, the tiles, and the words of their sums; per buffer tile, its later channel blocks' and then
+    # its first's): each waits for those sums to be written back and sent again, and the PEs idle meanwhile
     # unless the tiles between keep them busy.
     continuing: tuple[np.ndarray, np.ndarray, np.ndarray] = (_NONE, _NONE, _NONE)
     # Transactions: each PE tile is loaded, sent and returned once; some send partial sums back to the PEs,
