@@ -188,10 +188,14 @@ def _space(setup, dataflow: str) -> list[LayerMapping]:
                 groups_in_turn=in_turn,
                 narrow=not setup.weights_resident,
             )
-            if space or channels == 1:
+            # A mechanism that needs whole filters in a PE (ReLU early termination) cannot take fewer.
+            whole = setup.mechanism.needs_whole_filters and channels == geometry.channels
+            if space or channels == 1 or whole:
                 break
             channels = max(1, -(-channels // 2) // setup.granule * setup.granule)
-        what = f"one output row of {filters} filters over one channel"
+        what = f"one output row of {filters} filters over {channels} channel{'s' if channels > 1 else ''}"
+        if whole:
+            what += f" (whole filters: {setup.mechanism.kind()} needs them in a PE)"
     if not space:
         raise SimulationError(
             f"{setup.name}: no tile fits the global buffer: {what} does not fit double-buffered in "

@@ -203,3 +203,11 @@ def test_an_output_that_does_not_fit_half_the_buffer_spills_and_is_counted(vgg16
     for report in (spilled, kept):
         assert all(entry["functional_check"]["passed"] for entry in report.layers)
     assert "spilled to DRAM and read back: conv5_1->conv5_2 (71,680 bytes)" in spilled.render()
+
+
+def test_a_buffer_too_small_for_whole_filters_says_so(vgg16_trace, hwconfigs):
+    """SnaPEA needs each filter whole in a PE: the mapper does not halve its channels when nothing fits (the
+    PE array would then refuse the tiles, blaming the weight scratchpad), it names the buffer."""
+    hw = with_parameter(hwconfigs["snapea_exact"], "global_buffer.capacity_bytes", 54_000)
+    with pytest.raises(SimulationError, match=r"over 512 channels \(whole filters: relu_early_termination"):
+        run_layer(hw, vgg16_trace.layer("conv5_1"))
