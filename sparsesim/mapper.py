@@ -186,7 +186,7 @@ def _space(setup, dataflow: str) -> list[LayerMapping]:
                 fits,
                 keeps,
                 groups_in_turn=in_turn,
-                narrow=not setup.weights_resident,
+                every_tile=not setup.weights_resident,
             )
             # A mechanism that needs whole filters in a PE (ReLU early termination) cannot take fewer.
             whole = setup.mechanism.needs_whole_filters and channels == geometry.channels

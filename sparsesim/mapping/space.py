@@ -9,16 +9,22 @@ output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
   4, ... blocks, as long as the layer stays within :data:`MAX_PE_TILES` PE tiles (or :data:`ROW_STEPS`
   times the PE tiles of the coarsest rows that fit, if more), and further until some mapping fits;
 - the **buffer tile** is ``g`` PE tiles along each dimension, ``g`` = ``ceil(n / m)`` of the ``n`` PE tiles
-  for ``m`` = 1, 2, 4, ... (so the DRAM loops run ``m`` times); only *maximal* buffer tiles are kept: those
-  that fit the global buffer (twice, double-buffered, at the real sizes of the kept slices) and are not
-  inside another that fits. (A buffer tile inside one that fits is taken to fit: true of every format's
-  sizes, which do not grow when a slice shrinks, and it spares sizing the many small slices). When the
-  weights stream through the buffer, each maximal tile cut to one PE tile along any of its dimensions is
-  kept too (:func:`_narrowed`: a smaller buffer tile can be better);
+  for ``m`` = 1, 2, 4, ... (so the DRAM loops run ``m`` times), fitting the global buffer (twice,
+  double-buffered, at the real sizes of the kept slices). Only the *maximal* ones are sized: a buffer tile
+  inside one that fits is taken to fit (true of every format's sizes, which do not grow when a slice
+  shrinks; it spares sizing the many small slices). When the weights stream through the buffer, every
+  buffer tile that fits is in the space; when the buffer keeps them, only the maximal ones, to bound the
+  space (the streaming variants have the smaller tiles). A smaller buffer tile can be better: a dimension
+  the buffer tile holds whole can never be a DRAM loop, so no loop order can put it outside the others (a
+  192 KiB buffer ran the 2:4 tensor core's conv2_2 12 % slower than a 96 KiB one, sending every row
+  block's weights again, before smaller tiles were searched), and the best of a smaller buffer is one of
+  a larger buffer's tiles (predictive SnaPEA's conv5_2 took 1,290,139 cycles with 256 KiB and 1,321,153
+  with 512 KiB when only maximal tiles were searched). With every tile that fits, the space of a larger
+  buffer holds the space of a smaller one, for the same PE tiles;
 - the **DRAM loop order**: every order of the dimensions the DRAM loops split (the others do not matter);
 - what the **buffer keeps**: every tensor, or all but the weights or the inputs (they then stream through
-  it, tile by tile), each with its own maximal buffer tiles; a streaming variant whose buffer tiles equal
-  the keep-all variant's is dropped (it moves more and saves nothing);
+  it, tile by tile), each with its own buffer tiles; the maximal tiles of a streaming variant that are
+  the keep-all variant's are dropped (they move more and save nothing);
 - inside the buffer tile, the PE tiles run filters, channels, rows (rows innermost: the PEs keep a tile's
   weights for every row block, and a partial sum comes back ``g_P`` tiles after it left, not at once).
 
@@ -103,12 +109,13 @@ def candidates(
     groups_in_turn: bool = False,
     row_steps: int = ROW_STEPS,
     dataflow: str = "output_stationary",
-    narrow: bool = True,
+    every_tile: bool = True,
 ) -> list[LayerMapping]:
     """The space described in the module docstring, in a fixed order. ``pe_tile``: the PE tile's filters
     and channels, and its rows (None: searched). ``fits(mapping)``: whether its buffer tiles fit.
     ``groups_in_turn``: only mappings whose filter groups run in turn (:func:`filter_groups_in_turn`).
-    ``narrow``: also the buffer tiles of :func:`_narrowed` (not for weights the machine keeps on chip)."""
+    ``every_tile``: every buffer tile that fits where the weights stream through the buffer, not only the
+    maximal ones (not for weights the machine keeps on chip)."""
     sizes = dimension_sizes(geometry)
     k_pe, c_pe, p_pe = pe_tile
     found: list[LayerMapping] = []
@@ -126,46 +133,28 @@ def candidates(
             if not fits(_mapping(pe, blocks, (1, 1, 1), "KCP", keeps, pe_keeps, dataflow)):
                 continue  # not even one PE tile per buffer tile fits
             # Fitting depends on the buffer tile's extents, not on the order. In decreasing order, a tile
-            # smaller than one that fits is taken to fit too and is not maximal: it is not even sized.
+            # inside one that fits is taken to fit too (it is not even sized) and is not maximal.
             maximal: list[tuple[int, int, int]] = []
+            inside: list[tuple[int, int, int]] = []
             for k, c, p in itertools.product(*(steps[dim] for dim in DIMS)):
                 g = (k, c, p)
-                if any(all(a <= b for a, b in zip(g, m, strict=True)) for m in maximal):
-                    continue
                 if groups_in_turn and g[0] > 1 and (g[1], g[2]) != (steps["C"][0], steps["P"][0]):
                     continue  # several filter groups, and the DRAM loops split more than the filters
-                if fits(_mapping(pe, blocks, g, "KCP", keeps, pe_keeps, dataflow)):
+                if any(all(a <= b for a, b in zip(g, m, strict=True)) for m in maximal):
+                    inside.append(g)
+                elif fits(_mapping(pe, blocks, g, "KCP", keeps, pe_keeps, dataflow)):
                     maximal.append(g)
-            if maximal and maximal == kept_before:
-                continue  # the same buffer tiles as a variant that keeps more
+            # The same maximal tiles as a variant that keeps more: streaming moves more and saves nothing.
+            chosen = [] if maximal and maximal == kept_before else maximal
             kept_before = maximal or kept_before
-            narrowed = _narrowed(maximal) if narrow and "Weights" not in keeps else []
-            for g in maximal + narrowed:
+            if every_tile and "Weights" not in keeps:
+                chosen = chosen + inside
+            for g in chosen:
                 dram = {dim: covering(blocks[dim], g[i]) for i, dim in enumerate(DIMS)}
                 orders = _orders(dram, filters_first=groups_in_turn)
                 found.extend(_mapping(pe, blocks, g, order, keeps, pe_keeps, dataflow) for order in orders)
         if found and not fewest:
             fewest = n_tiles
-    return found
-
-
-def _narrowed(maximal: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Each maximal buffer tile with some of its dimensions cut to one PE tile, where that is a new tile:
-    the buffer tiles of a buffer that does not keep the weights.
-
-    A larger buffer tile is not always better. A dimension the buffer tile holds whole cannot be a DRAM
-    loop, so no loop order can put it outside the others: a buffer tile of two channel blocks sends every
-    row block's weights to the PEs again, where one channel block per buffer tile, channels outermost,
-    sends them once (a 192 KiB buffer ran the 2:4 tensor core's conv2_2 12 % slower than a 96 KiB one
-    before this). And a buffer tile of the whole layer drains all its outputs at its end, where smaller
-    ones drain while the next computes (Cambricon-X's conv5_1 with a 512 KiB buffer: 670,791 cycles on
-    its maximal tiles, 655,756 on a narrowed one)."""
-    found: list[tuple[int, int, int]] = []
-    for k, c, p in maximal:
-        for cut_k, cut_c, cut_p in itertools.product((False, True), repeat=3):
-            narrowed = (1 if cut_k else k, 1 if cut_c else c, 1 if cut_p else p)
-            if narrowed not in maximal and narrowed not in found:
-                found.append(narrowed)
     return found
 
 

@@ -1,6 +1,6 @@
-"""The mapper's space and its fast estimate: what the estimate counts is what the loop nest moves, the
-buffer tiles it keeps are the maximal ones that fit (and, for streamed weights, those cut to one PE tile in
-some dimensions), and a larger buffer's space holds a buffer tile around each of a smaller one's.
+"""The mapper's space and its fast estimate: what the estimate counts is what the loop nest moves; the
+buffer tiles it keeps are every one that fits where the weights stream through the buffer and the maximal
+ones where the buffer keeps them; and a larger buffer's space holds a smaller one's.
 
 Synthetic shapes only (no tensors): uncompressed words, so that the estimate and the tiles count alike.
 """
@@ -17,7 +17,6 @@ from sparsesim.mapping.loopnest import DIMS, TENSORS, LayerMapping, Loops
 from sparsesim.mapping.space import (
     KEEPS,
     MAX_PE_TILES,
-    _narrowed,
     candidates,
     extents,
     filter_groups_in_turn,
@@ -105,66 +104,58 @@ def _maximal(geometry, mapping, limit) -> bool:
 
 @settings(max_examples=120, deadline=None)
 @given(spaces(), st.booleans())
-def test_the_space_keeps_the_maximal_buffer_tiles_that_fit_and_narrows_streamed_ones(case, narrow):
+def test_the_space_has_every_buffer_tile_that_fits_a_streamed_tensor_and_the_maximal_ones_else(case, every):
     geometry, pe_tile, limit = case
     space = candidates(
-        geometry, pe_tile, lambda m: uncompressed_footprint(geometry, m) <= limit, narrow=narrow
+        geometry, pe_tile, lambda m: uncompressed_footprint(geometry, m) <= limit, every_tile=every
     )
-    maximal = {
-        (m.pe_tile, m.buffer_keeps, m.global_buffer.factors) for m in space if _maximal(geometry, m, limit)
-    }
+    tiles = {(m.pe_tile, m.buffer_keeps, m.global_buffer.factors) for m in space}
     for mapping in space:
         assert mapping.problems(geometry) == []
         assert uncompressed_footprint(geometry, mapping) <= limit
         assert mapping.global_buffer.order == "KCP"
-        factors = mapping.global_buffer.factors
-        if (mapping.pe_tile, mapping.buffer_keeps, factors) in maximal:
+        if not every or "Weights" in mapping.buffer_keeps:
+            assert _maximal(geometry, mapping, limit), mapping
             continue
-        # Not maximal: only with narrowing, for a buffer that streams the weights, and then a maximal tile
-        # of the space with some of its dimensions cut to one PE tile.
-        assert narrow and "Weights" not in mapping.buffer_keeps, mapping
-        assert any(
-            shape == mapping.pe_tile
-            and keeps == mapping.buffer_keeps
-            and all(f in (1, g) for f, g in zip(factors, grown, strict=True))
-            for shape, keeps, grown in maximal
-        ), mapping
-
-
-def test_narrowing_cuts_every_set_of_dimensions_to_one_pe_tile():
-    assert _narrowed([(4, 2, 1)]) == [(4, 1, 1), (1, 2, 1), (1, 1, 1)]
-    assert _narrowed([(2, 2, 2), (1, 4, 1)]) == [
-        (2, 2, 1),
-        (2, 1, 2),
-        (2, 1, 1),
-        (1, 2, 2),
-        (1, 2, 1),
-        (1, 1, 2),
-        (1, 1, 1),
-    ]  # (1, 4, 1) adds nothing: (1, 1, 1) is already there
-    assert _narrowed([(1, 1, 1)]) == []
+        # Every buffer tile inside one of the space is in it too (each dimension one step smaller).
+        blocks = [-(-size // mapping.extent(dim)) for dim, size in zip(DIMS, _sizes(geometry), strict=True)]
+        for i in range(len(DIMS)):
+            smaller = [g for g in extents(blocks[i]) if g < mapping.global_buffer.factors[i]]
+            if smaller:
+                factors = list(mapping.global_buffer.factors)
+                factors[i] = max(smaller)
+                assert (mapping.pe_tile, mapping.buffer_keeps, tuple(factors)) in tiles, mapping
 
 
 @settings(max_examples=120, deadline=None)
 @given(spaces(), st.integers(1, 4000))
-def test_a_larger_buffer_has_a_buffer_tile_around_each_of_a_smaller_ones(case, more):
+def test_a_larger_buffer_has_every_mapping_of_a_smaller_ones(case, more):
+    """The mapper's space grows with the buffer (so that the best mapping it can find never gets worse):
+    every mapping of a smaller buffer is a mapping of a larger one, or the same buffer tile keeping more
+    (keeping what a streaming variant streams moves less), for the PE tiles both search (a smaller buffer
+    may force rows finer than MAX_PE_TILES allows)."""
     geometry, pe_tile, limit = case
     larger = space_of(geometry, pe_tile, limit + more)
     shapes = {other.pe_tile for other in larger}
+    kept = {(m.pe_tile, m.global_buffer.factors, m.dram.order): m.buffer_keeps for m in larger}
     for mapping in space_of(geometry, pe_tile, limit):
         if mapping.pe_tile not in shapes:
-            # Rows cut finer than MAX_PE_TILES allows, because nothing coarser fitted the smaller buffer.
             assert len(tiles_of(geometry, mapping).tiles) > MAX_PE_TILES
             continue
-        assert any(
-            other.pe_tile == mapping.pe_tile
-            and other.buffer_keeps >= mapping.buffer_keeps - {"Weights", "Inputs"}
-            and all(
-                a <= b
-                for a, b in zip(mapping.global_buffer.factors, other.global_buffer.factors, strict=True)
-            )
-            for other in larger
-        ), mapping
+        if "Weights" in mapping.buffer_keeps:
+            # The maximal tiles of a buffer that keeps the weights: one around it, in the larger space.
+            assert any(
+                other.pe_tile == mapping.pe_tile
+                and other.buffer_keeps >= mapping.buffer_keeps - {"Weights", "Inputs"}
+                and all(
+                    a <= b
+                    for a, b in zip(mapping.global_buffer.factors, other.global_buffer.factors, strict=True)
+                )
+                for other in larger
+            ), mapping
+            continue
+        key = (mapping.pe_tile, mapping.global_buffer.factors, mapping.dram.order)
+        assert mapping in larger or kept.get(key, frozenset()) > mapping.buffer_keeps, mapping
 
 
 @settings(max_examples=120, deadline=None)
