@@ -119,9 +119,10 @@ def test_a_larger_buffer_never_costs_the_tensor_core_cycles_on_a_layer_it_once_d
 
 def test_a_larger_buffer_never_costs_snapea_cycles_on_a_layer_it_once_did(vgg16_trace, hwconfigs):
     """conv5_2 on predictive SnaPEA took 1,290,139 cycles with 256 KiB and 1,321,153 with its 512 KiB (29.5 %
-    more with 512 KiB in a run of the whole trace): the space had only the maximal buffer tiles, and the
-    smaller buffer's best (two filter halves per buffer tile) is inside the larger one's maximal tile. With
-    every buffer tile that fits, the larger buffer's space holds the smaller one's: both take 1,064,663."""
+    more with 512 KiB in a run of the whole trace): the space had only the maximal buffer tiles and those
+    cut to one PE tile along some dimensions, and the smaller buffer's best (two filter halves per buffer
+    tile) is neither for the larger buffer. With every buffer tile that fits, the larger buffer's space
+    holds the smaller one's: both take 1,064,663."""
     hw, layer = hwconfigs["snapea_predictive"], vgg16_trace.layer("conv5_2")
     capacity = hw.global_buffer.capacity_bytes
     small, large = (

@@ -17,10 +17,11 @@ output-stationary dataflow (DaDianNao, Cnvlutin and the PEs built like them):
   space (the streaming variants have the smaller tiles). A smaller buffer tile can be better: a dimension
   the buffer tile holds whole can never be a DRAM loop, so no loop order can put it outside the others (a
   192 KiB buffer ran the 2:4 tensor core's conv2_2 12 % slower than a 96 KiB one, sending every row
-  block's weights again, before smaller tiles were searched), and the best of a smaller buffer is one of
-  a larger buffer's tiles (predictive SnaPEA's conv5_2 took 1,290,139 cycles with 256 KiB and 1,321,153
-  with 512 KiB when only maximal tiles were searched). With every tile that fits, the space of a larger
-  buffer holds the space of a smaller one, for the same PE tiles;
+  block's weights again, before smaller tiles were searched), and the best tile of a smaller buffer fits
+  a larger one too (predictive SnaPEA's conv5_2 took 1,290,139 cycles with 256 KiB and 1,321,153 with
+  512 KiB when only the maximal tiles and those cut to one PE tile along some dimensions were searched:
+  the 256 KiB buffer's best, two filter halves per buffer tile, was neither at 512 KiB). With every tile
+  that fits, the space of a larger buffer holds the space of a smaller one, for the same PE tiles;
 - the **DRAM loop order**: every order of the dimensions the DRAM loops split (the others do not matter);
 - what the **buffer keeps**: every tensor, or all but the weights or the inputs (they then stream through
   it, tile by tile), each with its own buffer tiles; the maximal tiles of a streaming variant that are
